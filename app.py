@@ -1,0 +1,15 @@
+"""Optimus in the browser: `streamlit run app.py`. This file only declares the pages."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Optimus", page_icon=":material/function:", layout="wide")
+
+st.navigation(
+    [
+        st.Page("optimus/pages/train.py", title="Train", icon=":material/model_training:", default=True),
+        st.Page("optimus/pages/sample.py", title="Sample primes", icon=":material/casino:"),
+        st.Page("optimus/pages/discriminator.py", title="Discriminator vs sympy", icon=":material/rule:"),
+        st.Page("optimus/pages/density.py", title="Prime density", icon=":material/show_chart:"),
+        st.Page("optimus/pages/continual.py", title="Continual learning", icon=":material/history:"),
+    ]
+).run()

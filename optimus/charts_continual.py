@@ -1,0 +1,91 @@
+"""Altair charts for the continual-learning page: pure functions of `forgetting.run_benchmark`'s
+result (a plain dict), so they can be built and checked in tests with `chart.to_dict()`.
+
+Only altair and pandas here: no Streamlit, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+CELL = 46  # pixels per cell of an accuracy matrix
+# Balanced accuracy 0.5 is chance for every task, so the colour scale starts there.
+ACCURACY_DOMAIN = (0.5, 1.0)
+METRICS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting"}
+
+
+def matrix_frame(R, tasks) -> pd.DataFrame:
+    """Long form of an accuracy matrix: one row per (after training on, evaluated on) pair."""
+    rows = []
+    for i, row in enumerate(R):
+        for j, value in enumerate(row):
+            rows.append({"after": f"{i + 1}. {tasks[i]}", "on": f"{j + 1}. {tasks[j]}", "i": i, "j": j,
+                         "accuracy": float(value), "seen": j <= i})
+    return pd.DataFrame(rows)
+
+
+def accuracy_matrix_chart(R, tasks, title: str = "") -> alt.Chart:
+    """Heatmap of R[i][j]: rows = after training on task i, columns = evaluated on task j.
+    Cells above the diagonal (tasks not trained yet) are drawn faded."""
+    frame = matrix_frame(R, tasks)
+    order_after = list(dict.fromkeys(frame["after"]))
+    order_on = list(dict.fromkeys(frame["on"]))
+    base = alt.Chart(frame).encode(
+        x=alt.X("on:N", sort=order_on, title="evaluated on task", axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y("after:N", sort=order_after, title="after training on task"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("accuracy:Q", title="balanced accuracy",
+                        scale=alt.Scale(domain=list(ACCURACY_DOMAIN), scheme="viridis", clamp=True)),
+        opacity=alt.condition("datum.seen", alt.value(1.0), alt.value(0.45)),
+        tooltip=[alt.Tooltip("after:N", title="after"), alt.Tooltip("on:N", title="on"),
+                 alt.Tooltip("accuracy:Q", format=".3f")],
+    )
+    labels = base.mark_text(fontSize=11).encode(
+        text=alt.Text("accuracy:Q", format=".2f"),
+        color=alt.condition("datum.accuracy > 0.8", alt.value("black"), alt.value("white")),
+    )
+    size = CELL * max(len(tasks), 1)
+    return (cells + labels).properties(title=title, width=size, height=size)
+
+
+def accuracy_matrices_chart(result: dict, columns: int = 3) -> alt.Chart:
+    """One accuracy-matrix heatmap per method, `columns` per row, on a shared colour scale."""
+    charts = []
+    for method, r in result["methods"].items():
+        title = f"{method}: ACC {r['acc']:.2f}, BWT {r['bwt']:+.2f}"
+        if "lambda" in r:
+            title += f" (λ {r['lambda']:g})"
+        charts.append(accuracy_matrix_chart(r["R"], result["tasks"], title))
+    if not charts:
+        return alt.Chart(pd.DataFrame({"text": ["no methods"]})).mark_text().encode(text="text:N")
+    return alt.concat(*charts, columns=columns).resolve_scale(color="shared")
+
+
+def summary_frame(result: dict) -> pd.DataFrame:
+    """One row per method with ACC, BWT, forgetting, seconds and lambda (if any)."""
+    rows = []
+    for method, r in result["methods"].items():
+        rows.append({"method": method, "ACC": r["acc"], "BWT": r["bwt"], "Forgetting": r["forgetting"],
+                     "seconds": r["seconds"], "lambda": r.get("lambda")})
+    return pd.DataFrame(rows, columns=["method", "ACC", "BWT", "Forgetting", "seconds", "lambda"])
+
+
+def summary_chart(result: dict, metrics=("acc", "bwt")) -> alt.Chart:
+    """Bars per method, one panel per metric (ACC, BWT by default) with its own y scale:
+    ACC is in [0, 1], BWT is usually negative (forgetting)."""
+    methods = list(result["methods"])
+    panels = []
+    for key in metrics:
+        frame = pd.DataFrame({"method": methods, "value": [result["methods"][m][key] for m in methods]})
+        bars = alt.Chart(frame).mark_bar().encode(
+            x=alt.X("method:N", sort=methods, title=None),
+            y=alt.Y("value:Q", title=METRICS[key]),
+            color=alt.Color("method:N", sort=methods, legend=None),
+            tooltip=["method:N", alt.Tooltip("value:Q", format=".3f", title=METRICS[key])],
+        )
+        text = bars.mark_text(dy=-6).encode(text=alt.Text("value:Q", format=".2f"))
+        zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
+        panels.append((bars + text + zero).properties(title=METRICS[key], width=max(60 * len(methods), 180), height=220))
+    return alt.hconcat(*panels).resolve_scale(y="independent")

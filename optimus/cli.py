@@ -1,0 +1,294 @@
+"""`python -m optimus` / `optimus`: train, sample, classify, evaluate, density, bench, forgetting.
+
+Every bad argument is answered by one line on stderr and a non-zero exit, never a traceback.
+TensorFlow is imported only by the commands that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage + message
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _int(text: str) -> int:
+    """Whole numbers, also written as 1e6 or 10**9; rejects 2.5, nan, inf."""
+    t = text.strip().replace("_", "")
+    try:
+        if "**" in t:
+            base, exp = t.split("**", 1)
+            return int(base) ** int(exp)
+        if any(c in t.lower() for c in "e."):
+            v = float(t)
+            if not math.isfinite(v) or v != int(v):
+                raise ValueError
+            return int(v)
+        return int(t)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
+
+
+def _add_train(sub):
+    from optimus.config import EWC_MODES, PRESETS
+
+    p = sub.add_parser("train", help="online training with EWC into a model directory")
+    p.add_argument("--model-dir", required=True, help="where the model lives (created or resumed)")
+    p.add_argument("--from", dest="from_dir", help="start from this model directory's networks")
+    p.add_argument("--preset", choices=PRESETS, help="default (beats chance) or seed (the original)")
+    p.add_argument("--batches", type=_int)
+    p.add_argument("--batch-size", type=_int)
+    p.add_argument("--steps", type=_int, help="gradient steps per online batch")
+    p.add_argument("--latent-range", nargs=2, type=_int, metavar=("LO", "HI"))
+    p.add_argument("--ewc-mode", choices=EWC_MODES)
+    p.add_argument("--ewc-lambda", type=_float)
+    p.add_argument("--discriminator", choices=("dense", "residue", "gln"), help="override the preset's discriminator")
+    p.add_argument("--seed", type=_int)
+    p.add_argument("--inert-regularizers", action="store_true",
+                   help="do not add model.losses to the losses, as the original seed code (see README)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_train(a) -> int:
+    from pathlib import Path
+
+    from optimus import checkpoint, storage
+    from optimus.config import preset
+
+    model_dir = Path(a.model_dir)
+    source = Path(a.from_dir) if a.from_dir else (model_dir if (model_dir / storage.CONFIG).exists() else None)
+    if a.from_dir and not Path(a.from_dir).is_dir():
+        raise CliError(f"--from {a.from_dir}: no such model directory")
+    overrides = {
+        "batches": a.batches, "batch_size": a.batch_size, "steps": a.steps, "ewc_mode": a.ewc_mode,
+        "ewc_lambda": a.ewc_lambda, "seed": a.seed, "discriminator": a.discriminator,
+        "apply_regularizers": False if a.inert_regularizers else None,
+    }
+    if a.latent_range:
+        overrides.update(latent_lo=a.latent_range[0], latent_hi=a.latent_range[1])
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if source is not None:
+        saved = checkpoint.load_config(source)
+        if a.preset and a.preset != saved.preset:
+            raise CliError(f"{source} was trained with preset {saved.preset!r}, not {a.preset!r}")
+        cfg = saved.replace(**overrides)
+        if "batches" not in overrides:
+            cfg = cfg.replace(batches=preset(saved.preset).batches)
+        cfg.validate()
+    else:
+        cfg = preset(a.preset or "default", **overrides)
+    from optimus.training import train
+
+    status = train(cfg, model_dir, from_dir=a.from_dir, progress=not a.quiet,
+                   log=(lambda *_: None) if a.quiet else (lambda m: print(m, file=sys.stderr)))
+    print(json.dumps({k: status[k] for k in ("run", "state", "batches_done", "model_batches", "message")}))
+    return 0 if status["state"] in ("done", "stopped") else EXIT_FAILED
+
+
+def _add_sample(sub):
+    p = sub.add_parser("sample", help="sample odd integers from a model's generator")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("-n", type=_int, default=1000)
+    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+
+
+def _run_sample(a) -> int:
+    from optimus.evaluation import load_models, sample
+
+    df = sample(load_models(a.model_dir), a.n, a.seed)
+    if a.format == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    else:
+        sys.stdout.write(df.to_json(orient="records") + "\n")
+    return 0
+
+
+def _add_classify(sub):
+    p = sub.add_parser("classify", help="read integers from stdin, print n,probability")
+    p.add_argument("--model-dir", required=True)
+
+
+def _run_classify(a) -> int:
+    from optimus.evaluation import discriminate, load_models, parse_integers
+
+    n = parse_integers(sys.stdin.read())
+    prob = discriminate(load_models(a.model_dir), n)
+    sys.stdout.write("".join(f"{int(v)},{p:.6f}\n" for v, p in zip(n, prob, strict=True)))
+    return 0
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="generator lift and discriminator accuracy, against exact primality")
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("-n", type=_int, default=10_000)
+    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--uniform-range", nargs=2, type=_int, metavar=("LO", "HI"),
+                   help="range of the uniform odd integers for the discriminator (default: the outputs' range)")
+    p.add_argument("--uniform-count", type=_int, default=20_000)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--save", action="store_true", help="also write evaluation.json into the model directory")
+
+
+def _run_evaluate(a) -> int:
+    from optimus import storage
+    from optimus.evaluation import evaluate
+
+    lo, hi = a.uniform_range or (None, None)
+    res = evaluate(a.model_dir, a.n, a.seed, lo, hi, a.uniform_count)
+    if a.save:
+        from pathlib import Path
+
+        storage.write_json(Path(a.model_dir) / storage.EVALUATION, res)
+    if a.json:
+        print(json.dumps(res, indent=2))
+    else:
+        g, do, du = res["generator"], res["discriminator_on_outputs"], res["discriminator_on_uniform"]
+        print(f"model {res['model_dir']} (preset {res['preset']}, {res['batches_trained']} batches)")
+        print(f"generator, {res['samples']} samples in [{g['lo']:,}, {g['hi']:,}]:")
+        print(f"  hit rate {g['hit_rate']:.4f}  distinct {g['distinct_rate']:.4f}  distinct-prime {g['distinct_prime_rate']:.4f}")
+        print(f"  baseline {g['baseline']:.4f} (same-range {g['same_range_probability']:.4f})  lift {g['lift']:.2f}")
+        for label, d in (("generator outputs", do), (f"uniform odd in [{du['lo']:,}, {du['hi']:,}]", du)):
+            print(f"discriminator on {label}: balanced accuracy {d['balanced_accuracy']:.4f}, "
+                  f"accuracy {d['accuracy']:.4f}, precision {d['precision']:.4f}, recall {d['recall']:.4f}, "
+                  f"F1 {d['f1']:.4f}, ROC AUC {d['roc_auc']:.4f}")
+    return 0
+
+
+def _add_density(sub):
+    p = sub.add_parser("density", help="exact prime counts per bin with x/ln x and li(x)")
+    p.add_argument("--lo", type=_int, required=True)
+    p.add_argument("--hi", type=_int, required=True)
+    p.add_argument("--bins", type=_int, default=10)
+    p.add_argument("--log", action="store_true", help="log-spaced bins")
+    p.add_argument("--json", action="store_true")
+
+
+def _run_density(a) -> int:
+    from optimus.primes import density_table
+
+    table = density_table(a.lo, a.hi, a.bins, a.log)
+    if a.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    rows = table["rows"]
+    print(f"{'lo':>14} {'hi':>14} {'primes':>11} {'density':>9} {'x/ln x':>12} {'li(x)':>12}")
+    for r in rows:
+        print(f"{r['lo']:>14,} {r['hi']:>14,} {r['count']:>11,} {r['density']:>9.5f} "
+              f"{r['expected_x_ln_x']:>12,.1f} {r['expected_li']:>12,.1f}")
+    density = table["odd_prime_density"]
+    shown = "undefined (no odd integer in range)" if density is None else f"{density:.6f}"
+    print(f"odd-prime density over [{a.lo:,}, {a.hi:,}]: {shown}")
+    return 0
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="speed figures, as ratios measured side by side in one run")
+    p.add_argument("what", nargs="*", default=["all"], help="primes, train, fisher, sample, density, app, or all")
+    p.add_argument("--quick", action="store_true", help="smaller sizes (seconds, not minutes)")
+    p.add_argument("--json", action="store_true")
+
+
+def _run_bench(a) -> int:
+    from optimus import bench
+
+    names = list(bench.BENCHES) if "all" in a.what else a.what
+    unknown = [n for n in names if n not in bench.BENCHES]
+    if unknown:
+        raise CliError(f"bench: unknown benchmark {unknown[0]!r}; choose from {', '.join(bench.BENCHES)}, all")
+    results = {}
+    for name in names:
+        print(f"running bench {name}...", file=sys.stderr)
+        results[name] = bench.BENCHES[name](quick=a.quick)
+    print(json.dumps(results, indent=2) if a.json else bench.format_table(results))
+    return 0
+
+
+def _add_forgetting(sub):
+    p = sub.add_parser("forgetting", help="continual-learning benchmark: EWC against its rivals")
+    p.add_argument("--family", choices=("factor", "range"), default="factor")
+    p.add_argument("--tasks", nargs="+", help="primes (factor) or LO:HI pairs (range)")
+    p.add_argument("--methods", nargs="+")
+    p.add_argument("--encoding", choices=("scalar", "residue"), default="residue")
+    p.add_argument("--ewc-lambda", type=_float)
+    p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--json", action="store_true")
+
+
+def _run_forgetting(a) -> int:
+    from optimus import forgetting
+
+    tasks = forgetting.parse_tasks(a.family, a.tasks) if a.tasks else None
+    res = forgetting.run_benchmark(
+        family=a.family, tasks=tasks, methods=a.methods, encoding=a.encoding, seed=a.seed,
+        ewc_lambda=a.ewc_lambda,
+        progress=lambda f, m: print(f"[{f:5.1%}] {m}", file=sys.stderr),
+    )
+    if a.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(forgetting.format_table(res) if hasattr(forgetting, "format_table") else json.dumps(res, indent=2))
+    return 0
+
+
+COMMANDS = {
+    "train": (_add_train, _run_train),
+    "sample": (_add_sample, _run_sample),
+    "classify": (_add_classify, _run_classify),
+    "evaluate": (_add_evaluate, _run_evaluate),
+    "density": (_add_density, _run_density),
+    "bench": (_add_bench, _run_bench),
+    "forgetting": (_add_forgetting, _run_forgetting),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="optimus", description="A deep-learning lab for prime numbers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command][1](args)
+    except CliError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, OSError, RuntimeError) as exc:
+        # CheckpointError, LockedError and validation errors all land here: one line.
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"optimus {args.command}: {msg}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("optimus: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""One dataclass per training run, and the named presets.
+
+Every hyper-parameter has a name and a default here; the whole config is printed at the start
+of a run and saved as `config.json` in the model directory (nanoGPT style).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+CONFIG_VERSION = 1
+PRESETS = ("default", "seed")
+EWC_MODES = ("separate", "online", "off")
+DISCRIMINATORS = ("dense", "residue", "gln")
+GENERATORS = ("dense", "sieve")
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "default"
+    seed: int = 0
+
+    # The online stream: each batch of latent integers is one task for EWC.
+    batches: int = 100
+    batch_size: int = 2000
+    steps: int = 75  # gradient steps per online batch, for each network
+    latent_lo: int = 1
+    latent_hi: int = 10**6
+
+    # Elastic Weight Consolidation (Kirkpatrick et al. 2017; online: Schwarz et al. 2018).
+    ewc_mode: str = "separate"
+    ewc_lambda: float = 1.0
+    ewc_gamma: float = 1.0  # decay of the running Fisher in "online" mode
+    fisher_samples: int = 75
+
+    # Undersampling of the discriminator's batch: drop composites until primes make up
+    # `prime_ratio` of it, but never below `min_batch` samples.
+    prime_ratio: float = 0.5
+    min_batch: int = 100
+
+    lr_generator: float = 1e-3
+    lr_discriminator: float = 1e-3
+    focal_alpha: float = 0.65
+    focal_gamma: float = 2.0
+
+    # Architectures.
+    generator: str = "dense"
+    discriminator: str = "dense"
+    # seed ("dense") generator
+    gen_depth: int = 10
+    gen_width: int = 100
+    leaky_slope: float = 0.3
+    opposite_l2: float = 1e6  # the seed's negative L2 coefficient, applied with its sign flipped
+    # The seed README says the regularisers (opposite L2, the discriminator's L2) shape
+    # training; the seed's own loop never added `model.losses`, so they were inert. True applies
+    # them as described (with the seed's -1e6 the loss is unbounded below and training diverges
+    # within the first batch); False reproduces what the original code actually trained.
+    apply_regularizers: bool = True
+    # seed ("dense") discriminator
+    disc_widths: list[int] = field(default_factory=lambda: [1000, 100, 100, 100, 100, 100])
+    disc_dropout: float = 0.3
+    disc_l2: float = 1e-3
+    # default ("sieve") generator and ("residue") discriminator
+    out_lo: float = 1e6  # the sieve generator's outputs n lie in [out_lo, out_hi)
+    out_hi: float = 1e9
+    window: int = 32  # candidate odd integers per latent
+    gen_prime_max: int = 97  # the generator learns preferences over residues mod odd p <= this
+    disc_prime_max: int = 10_000  # the residue discriminator sees divisibility by odd p <= this
+    disc_hidden: int = 32
+    temperature: float = 1.0
+    entropy_weight: float = 0.0
+
+    version: int = CONFIG_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"config.json has unknown keys {unknown}")
+        if data.get("version", CONFIG_VERSION) != CONFIG_VERSION:
+            raise ValueError(
+                f"config.json has version {data.get('version')}, this Optimus reads version {CONFIG_VERSION}"
+            )
+        cfg = cls(**data)
+        cfg.validate()
+        return cfg
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        from optimus import limits
+
+        def check(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(msg)
+
+        check(self.preset in PRESETS, f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
+        check(self.ewc_mode in EWC_MODES, f"unknown EWC mode {self.ewc_mode!r}; choose from {', '.join(EWC_MODES)}")
+        check(self.generator in GENERATORS, f"unknown generator {self.generator!r}")
+        check(self.discriminator in DISCRIMINATORS, f"unknown discriminator {self.discriminator!r}; choose from {', '.join(DISCRIMINATORS)}")
+        check(1 <= self.batches <= limits.MAX_BATCHES, f"batches must be in [1, {limits.MAX_BATCHES}], got {self.batches}")
+        check(16 <= self.batch_size <= limits.MAX_BATCH_SIZE, f"batch size must be in [16, {limits.MAX_BATCH_SIZE}], got {self.batch_size}")
+        check(1 <= self.steps <= limits.MAX_STEPS, f"steps must be in [1, {limits.MAX_STEPS}], got {self.steps}")
+        check(1 <= self.latent_lo <= self.latent_hi <= limits.MAX_LATENT,
+              f"latent range must satisfy 1 <= lo <= hi <= {limits.MAX_LATENT}, got [{self.latent_lo}, {self.latent_hi}]")
+        check(0.0 <= self.ewc_lambda <= limits.MAX_EWC_LAMBDA, f"EWC lambda must be in [0, {limits.MAX_EWC_LAMBDA:g}], got {self.ewc_lambda}")
+        check(0.0 < self.ewc_gamma <= 1.0, f"EWC gamma must be in (0, 1], got {self.ewc_gamma}")
+        check(1 <= self.fisher_samples <= 10_000, f"fisher samples must be in [1, 10000], got {self.fisher_samples}")
+        check(0.0 < self.prime_ratio < 1.0, f"prime ratio must be in (0, 1), got {self.prime_ratio}")
+        check(self.min_batch >= 1, "min batch must be at least 1")
+        check(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}")
+        check(1.0 <= self.out_lo < self.out_hi <= 2.0**52, f"output range must satisfy 1 <= lo < hi <= 2**52, got [{self.out_lo}, {self.out_hi}]")
+        check(2 <= self.window <= 256, f"window must be in [2, 256], got {self.window}")
+        check(3 <= self.gen_prime_max <= 1000, "gen_prime_max must be in [3, 1000]")
+        check(3 <= self.disc_prime_max <= 100_000, "disc_prime_max must be in [3, 100000]")
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """The named preset with `overrides` applied (None values are ignored)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if name == "seed":
+        # The original Optimus hyper-parameters (seed/Optimus-README.md and its training code).
+        base = TrainConfig(
+            preset="seed", generator="dense", discriminator="dense",
+            batches=20, batch_size=2000, steps=75, latent_lo=1, latent_hi=10**6,
+            ewc_mode="separate", ewc_lambda=1.0, fisher_samples=75,
+            lr_generator=1e-3, lr_discriminator=1e-3,
+        )
+    elif name == "default":
+        # The design that beats chance: a sieve-window generator over learned residue
+        # preferences and a discriminator on exact residues (README, "How Optimus beats chance").
+        base = TrainConfig(
+            preset="default", generator="sieve", discriminator="residue",
+            batches=150, batch_size=512, steps=20, latent_lo=1, latent_hi=10**9,
+            ewc_mode="online", ewc_lambda=10.0, ewc_gamma=0.9, fisher_samples=256,
+            lr_generator=0.05, lr_discriminator=0.05, focal_alpha=0.5,
+        )
+    else:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    cfg = dataclasses.replace(base, **overrides)
+    cfg.validate()
+    return cfg

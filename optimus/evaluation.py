@@ -1,0 +1,216 @@
+"""Sampling, classification and evaluation of a trained model directory.
+
+The definitions behind every figure Optimus reports:
+- hit rate: share of the N generated odd integers that are prime (exact primality);
+- distinct rate: distinct outputs / N; distinct-prime rate: distinct primes / N;
+- same-range probability: the seed's yardstick, the odd-prime density over [min, max];
+- magnitude-matched baseline: bin the outputs into log-spaced bins; the sum over bins of the
+  share of outputs in the bin times the exact odd-prime density of the bin. It is the hit rate
+  of random odd integers drawn at the generator's own magnitudes;
+- lift = distinct-prime rate / baseline: 1.0 is chance, and collapsing onto a few primes
+  cannot raise it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from optimus import limits, metrics, primes
+from optimus.config import TrainConfig
+from optimus.training import generator_report
+
+__all__ = [
+    "Models", "load_models", "sample", "generator_report", "discriminate", "discriminator_report",
+    "accuracy_by_magnitude", "residue_distribution", "uniform_odd", "evaluate", "parse_integers",
+]
+
+RESIDUE_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
+
+
+@dataclass
+class Models:
+    generator: object
+    discriminator: object
+    config: TrainConfig
+    name: str
+    path: Path
+    batches_done: int
+
+
+def load_models(model_dir) -> Models:
+    """Load a model directory for inference (raises checkpoint.CheckpointError if damaged)."""
+    from optimus import checkpoint
+
+    ck = checkpoint.load(model_dir)
+    return Models(ck.generator, ck.discriminator, ck.config, Path(model_dir).name, Path(model_dir), ck.batches_done)
+
+
+def _check_count(n: int, limit: int, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"{what} must be a whole number, got {n!r}")
+    if not 1 <= n <= limit:
+        raise ValueError(f"{what} must be between 1 and {limit:,}, got {n:,}")
+    return int(n)
+
+
+def sample(models: Models, n: int, seed: int = 0):
+    """N samples: columns latent, n (the odd integer), is_prime (exact), d_prob."""
+    import pandas as pd
+
+    from optimus.models import generate
+
+    n = _check_count(n, limits.MAX_SAMPLES, "number of samples")
+    cfg = models.config
+    rng = np.random.default_rng([seed, 7919])
+    latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=n)
+    reals = generate(models.generator, latents, rng, cfg.temperature)
+    if not np.all(np.isfinite(reals)) or reals.max() >= 2.0**52:
+        raise ValueError(f"model {models.name}: generator outputs are outside the exact range (max {np.nanmax(reals):.3g})")
+    odd = primes.to_odd(reals)
+    return pd.DataFrame({
+        "latent": latents.astype(np.int64),
+        "n": np.asarray(odd, dtype=np.int64),
+        "is_prime": primes.is_prime(odd),
+        "d_prob": _discriminate_reals(models, reals),
+    })
+
+
+def _discriminate_reals(models: Models, reals) -> np.ndarray:
+    reals = np.asarray(reals, dtype=np.float64).reshape(-1, 1)
+    out = np.empty(len(reals), dtype=np.float64)
+    chunk = 20_000
+    for i in range(0, len(reals), chunk):
+        out[i : i + chunk] = np.asarray(models.discriminator(reals[i : i + chunk], training=False)).reshape(-1)
+    return out
+
+
+def discriminate(models: Models, n_values) -> np.ndarray:
+    """The discriminator's probability that each odd integer n is prime.
+
+    The discriminator reads reals x with n = 2*floor(x)+1; we feed x = (n-1)/2 + 1/2 (exact in
+    float64). Even n have no such x: they are rejected.
+    """
+    n = np.asarray(n_values, dtype=np.int64).reshape(-1)
+    primes.is_prime(n)  # validates range and type with a clear message
+    if np.any(n % 2 == 0):
+        bad = int(n[np.flatnonzero(n % 2 == 0)[0]])
+        raise ValueError(f"{bad} is even: the discriminator judges odd integers n = 2*floor(x)+1")
+    return _discriminate_reals(models, (n - 1) // 2 + 0.5)
+
+
+def accuracy_by_magnitude(n_values, y_true, prob, bins: int = 10) -> list[dict]:
+    """Accuracy and balanced accuracy per log-spaced magnitude bin."""
+    n = np.asarray(n_values, dtype=np.float64)
+    y = np.asarray(y_true, dtype=bool)
+    p = np.asarray(prob) >= 0.5
+    lo, hi = max(n.min(), 1.0), max(n.max(), 1.0)
+    edges = np.geomspace(lo, hi * (1 + 1e-12) + 1, bins + 1)
+    which = np.clip(np.searchsorted(edges, n, side="right") - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = which == b
+        if not mask.any():
+            continue
+        rep = metrics.classification_report(y[mask], p[mask].astype(float))
+        rows.append({"bin_lo": float(edges[b]), "bin_hi": float(edges[b + 1]), "count": int(mask.sum()),
+                     "accuracy": rep["accuracy"], "balanced_accuracy": rep["balanced_accuracy"],
+                     "prime_share": float(y[mask].mean())})
+    return rows
+
+
+def discriminator_report(models: Models, n_values) -> dict:
+    """Classification report against exact primality, with ROC curve and by-magnitude rows."""
+    n = np.asarray(n_values, dtype=np.int64).reshape(-1)
+    if n.size == 0:
+        raise ValueError("no integers to classify")
+    prob = discriminate(models, n)
+    truth = primes.is_prime(n)
+    rep = metrics.classification_report(truth, prob)
+    rep["roc"] = metrics.roc_curve(truth, prob)
+    rep["by_magnitude"] = accuracy_by_magnitude(n, truth, prob)
+    rep["prob"] = prob
+    rep["truth"] = truth
+    return rep
+
+
+def residue_distribution(n_values, primes_list=RESIDUE_PRIMES):
+    """Share of the values in each residue class r mod p (r = 0 means 'multiple of p')."""
+    import pandas as pd
+
+    n = np.asarray(n_values, dtype=np.int64)
+    rows = []
+    for p in primes_list:
+        counts = np.bincount(np.mod(n, p), minlength=p)
+        share = counts / max(len(n), 1)
+        rows.extend({"p": int(p), "residue": int(r), "share": float(share[r])} for r in range(p))
+    return pd.DataFrame(rows)
+
+
+def uniform_odd(lo: int, hi: int, count: int, seed: int = 0) -> np.ndarray:
+    """`count` uniformly random odd integers in [lo, hi] (inclusive)."""
+    lo, hi = int(lo), int(hi)
+    if lo < 1 or hi >= limits.EXACT_LIMIT:
+        raise ValueError(f"range must lie in [1, 2**53), got [{lo}, {hi}]")
+    if lo > hi:
+        raise ValueError(f"lo ({lo}) is greater than hi ({hi})")
+    count = _check_count(count, limits.MAX_CLASSIFY, "count")
+    first = lo | 1
+    last = hi if hi % 2 else hi - 1
+    if first > last:
+        raise ValueError(f"[{lo}, {hi}] contains no odd integer")
+    rng = np.random.default_rng([seed, 104729])
+    k = rng.integers(0, (last - first) // 2 + 1, size=count)
+    return first + 2 * k
+
+
+def parse_integers(text: str, limit: int = limits.MAX_CLASSIFY) -> np.ndarray:
+    """Integers from text (one per line, or separated by commas/spaces); clear errors."""
+    tokens = [t for t in text.replace(",", " ").split() if t]
+    if not tokens:
+        raise ValueError("no integers given")
+    if len(tokens) > limit:
+        raise ValueError(f"at most {limit:,} integers per request, got {len(tokens):,}")
+    values = []
+    for t in tokens:
+        try:
+            v = int(t)
+        except ValueError:
+            raise ValueError(f"{t!r} is not a whole number") from None
+        if v < 0:
+            raise ValueError(f"{v} is negative")
+        if v >= limits.EXACT_LIMIT:
+            raise ValueError(f"{v} is too large (must be below 2**53)")
+        values.append(v)
+    return np.asarray(values, dtype=np.int64)
+
+
+def evaluate(model_dir, n: int = 10_000, seed: int = 0, uniform_lo: int | None = None,
+             uniform_hi: int | None = None, uniform_count: int = 20_000) -> dict:
+    """The numbers behind every claim: generator figures and discriminator reports on
+    (a) the generator's outputs and (b) uniform odd integers over a range (default: the
+    generator's output range)."""
+    t0 = time.time()
+    models = load_models(model_dir)
+    df = sample(models, n, seed)
+    gen = generator_report(df["n"].to_numpy())
+    on_outputs = discriminator_report(models, df["n"].to_numpy())
+    lo = gen["lo"] if uniform_lo is None else uniform_lo
+    hi = gen["hi"] if uniform_hi is None else uniform_hi
+    uni = uniform_odd(lo, hi, uniform_count, seed)
+    on_uniform = discriminator_report(models, uni)
+    strip = lambda rep: {k: v for k, v in rep.items() if k not in ("prob", "truth", "roc")}  # noqa: E731
+    return {
+        "model_dir": str(model_dir),
+        "preset": models.config.preset,
+        "batches_trained": models.batches_done,
+        "samples": n,
+        "seed": seed,
+        "generator": gen,
+        "discriminator_on_outputs": strip(on_outputs),
+        "discriminator_on_uniform": {**strip(on_uniform), "lo": int(lo), "hi": int(hi), "count": int(uniform_count)},
+        "seconds": time.time() - t0,
+    }

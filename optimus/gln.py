@@ -1,0 +1,200 @@
+"""A Bernoulli Gated Linear Network (Veness et al., "Gated Linear Networks", AAAI 2021).
+
+Why here: a GLN learns online, neuron by neuron, from a local log loss, with no
+backpropagation. Each neuron picks one of 2^context_dim weight vectors by which side of
+`context_dim` fixed random hyperplanes the side information z falls on, so different regions of
+input space train different weights, which is what makes GLNs resist catastrophic forgetting
+without replay or a Fisher penalty. It is the `gln` method of the forgetting benchmark and
+(later) the `--discriminator gln` option of GAN training.
+
+The network, for side information z = the encoded features (float32, [B, input_dim]):
+
+- Base layer: the features squashed to probabilities, p0 = clip(sigmoid(f), eps, 1 - eps), so
+  in logit space x0 = clip(f, -L, L) with L = logit(1 - eps), plus a constant bias input.
+  Features should be O(1): `optimus.encoding.encode(n, "residue")` gives values in [-1, 1],
+  whose cos/sin pairs already carry the residue signal (a multiple of p has cos = 1).
+- Each neuron k of layer l: context c = sum_j 2^j [h_kj . z > b_kj]; output
+  p = clip(sigmoid(w_kc . x), eps, 1 - eps) where x are the logits of the previous layer's
+  outputs plus a bias logit (geometric mixing: a weighted product of the input probabilities).
+- Every neuron predicts the same label and learns by its own gradient of log loss,
+  w_kc <- clip(w_kc - eta_t (p - y) x, -w_max, w_max). The last layer has one neuron: the output.
+
+Batched update (documented choice): the B samples of a batch all use the weights from before
+the batch; each sample's local gradient is added to the weight vector of the context it
+selected ("sum", the first-order equivalent of B sequential online steps, so eta keeps its
+per-sample meaning of the paper), then the weights are clipped once. `batch_reduction="mean"`
+averages over the samples that share a context instead (one step per context per batch).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="optimus")
+class BernoulliGLN(keras.Model):
+    """Bernoulli GLN on float features; `call` gives P(label = 1) as [B, 1], `update` learns.
+
+    Args:
+        input_dim: number of features (also the side-information size).
+        layer_sizes: neurons in each hidden layer; one output neuron is always appended.
+        context_dim: halfspaces per neuron; each neuron holds 2**context_dim weight vectors.
+        w_max: weights are clipped to [-w_max, w_max].
+        learning_rate: eta_max. With `decay_constant` c > 0 the rate is min(eta_max, c / t),
+            t = samples seen so far (Veness et al.); with c = 0 it is constant.
+        eps: probabilities are clipped to [eps, 1 - eps] everywhere (bounds the log loss).
+        bias_logit: logit of the constant bias input every layer receives.
+        context_bias_std: standard deviation of the hyperplane offsets b (hyperplane normals
+            are random unit vectors, so h . z is O(|z| / sqrt(input_dim)) for generic z).
+        batch_reduction: "sum" or "mean", see the module docstring.
+        seed: hyperplanes are drawn from numpy's default_rng(seed).
+    """
+
+    def __init__(self, input_dim: int, layer_sizes=(32, 16), context_dim: int = 4,
+                 w_max: float = 5.0, learning_rate: float = 0.01, decay_constant: float = 0.0,
+                 eps: float = 0.01, bias_logit: float = 1.0, context_bias_std: float = 0.5,
+                 batch_reduction: str = "sum", context_sparsity: int = 0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if int(input_dim) < 1:
+            raise ValueError(f"GLN input_dim must be >= 1, got {input_dim}")
+        if any(int(s) < 1 for s in layer_sizes):
+            raise ValueError(f"GLN layer sizes must be >= 1, got {list(layer_sizes)}")
+        if not 0 <= int(context_dim) <= 16:
+            raise ValueError(f"GLN context_dim must be in [0, 16], got {context_dim}")
+        if not 0.0 < eps < 0.5:
+            raise ValueError(f"GLN eps must be in (0, 0.5), got {eps}")
+        if batch_reduction not in ("sum", "mean"):
+            raise ValueError(f"GLN batch_reduction must be 'sum' or 'mean', got {batch_reduction!r}")
+        self.input_dim = int(input_dim)
+        self.layer_sizes = [int(s) for s in layer_sizes]
+        self.context_dim = int(context_dim)
+        self.w_max = float(w_max)
+        self.learning_rate = float(learning_rate)
+        self.decay_constant = float(decay_constant)
+        self.eps = float(eps)
+        self.bias_logit = float(bias_logit)
+        self.context_bias_std = float(context_bias_std)
+        self.batch_reduction = batch_reduction
+        self.context_sparsity = int(context_sparsity)
+        self.seed = int(seed)
+        self._logit_clip = math.log((1.0 - self.eps) / self.eps)
+
+        rng = np.random.default_rng(self.seed)
+        sizes = self.layer_sizes + [1]
+        contexts = 2**self.context_dim
+        self._weights, self._hyperplanes, self._offsets = [], [], []
+        fan_in = self.input_dim + 1
+        for layer, size in enumerate(sizes):
+            normals = rng.standard_normal((size, self.context_dim, self.input_dim))
+            if 0 < self.context_sparsity < self.input_dim:
+                keep = rng.random((size, self.context_dim, self.input_dim)).argsort(axis=-1) < self.context_sparsity
+                normals *= keep
+            normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+            offsets = rng.standard_normal((size, self.context_dim)) * self.context_bias_std
+            # Weights start at 1/fan_in: every neuron begins as the geometric mean of its inputs.
+            self._weights.append(self._constant_weight(f"weights_{layer}", np.full((size, contexts, fan_in), 1.0 / fan_in)))
+            self._hyperplanes.append(self._constant_weight(f"hyperplanes_{layer}", normals))
+            self._offsets.append(self._constant_weight(f"offsets_{layer}", offsets))
+            fan_in = size + 1
+        self._samples_seen = self.add_weight(name="samples_seen", shape=(), initializer="zeros",
+                                             trainable=False, dtype="float32")
+        self._update_compiled = tf.function(self._update_step, reduce_retracing=True)
+        self.built = True
+
+    def _constant_weight(self, name: str, value: np.ndarray):
+        # Not trainable: a GLN learns by `update`, and no optimizer may touch these.
+        w = self.add_weight(name=name, shape=value.shape, initializer="zeros", trainable=False, dtype="float32")
+        w.assign(value.astype(np.float32))
+        return w
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            input_dim=self.input_dim, layer_sizes=list(self.layer_sizes), context_dim=self.context_dim,
+            w_max=self.w_max, learning_rate=self.learning_rate, decay_constant=self.decay_constant,
+            eps=self.eps, bias_logit=self.bias_logit, context_bias_std=self.context_bias_std,
+            batch_reduction=self.batch_reduction, context_sparsity=self.context_sparsity, seed=self.seed,
+        )
+        return config
+
+    def build(self, input_shape=None):  # weights already exist: created in __init__
+        self.built = True
+
+    # -- forward pass
+    def _contexts(self, layer: int, side):
+        """[B, n] int32: the index of each neuron's active weight vector for each sample."""
+        if self.context_dim == 0:
+            return tf.zeros([tf.shape(side)[0], self.layer_sizes_with_output[layer]], tf.int32)
+        projection = tf.einsum("bd,kcd->bkc", side, tf.convert_to_tensor(self._hyperplanes[layer]))
+        bits = tf.cast(projection > tf.convert_to_tensor(self._offsets[layer])[None], tf.int32)
+        powers = tf.constant([2**j for j in range(self.context_dim)], tf.int32)
+        return tf.reduce_sum(bits * powers, axis=-1)
+
+    @property
+    def layer_sizes_with_output(self) -> list[int]:
+        return self.layer_sizes + [1]
+
+    def _forward(self, features):
+        """Per layer: (input logits x [B, n_in], contexts [B, n], output logits [B, n])."""
+        side = tf.cast(features, tf.float32)
+        batch = tf.shape(side)[0]
+        bias = tf.fill([batch, 1], tf.constant(self.bias_logit, tf.float32))
+        x = tf.concat([tf.clip_by_value(side, -self._logit_clip, self._logit_clip), bias], axis=1)
+        trace = []
+        for layer in range(len(self._weights)):
+            ctx = self._contexts(layer, side)
+            # Gather each neuron's active weight vector per sample: [n, B, n_in].
+            active = tf.gather(tf.convert_to_tensor(self._weights[layer]), tf.transpose(ctx), axis=1, batch_dims=1)
+            logits = tf.clip_by_value(tf.einsum("kbi,bi->bk", active, x), -self._logit_clip, self._logit_clip)
+            trace.append((x, ctx, logits))
+            x = tf.concat([logits, bias], axis=1)
+        return trace
+
+    def call(self, features, training=None):
+        return tf.sigmoid(self._forward(features)[-1][2])
+
+    # -- online learning
+    def _learning_rate(self, t):
+        eta = tf.constant(self.learning_rate, tf.float32)
+        if self.decay_constant > 0.0:
+            eta = tf.minimum(eta, self.decay_constant / tf.maximum(t, 1.0))
+        return eta
+
+    def _update_step(self, features, labels):
+        labels = tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
+        trace = self._forward(features)
+        batch = tf.shape(labels)[0]
+        eta = self._learning_rate(self._samples_seen + 1.0)
+        contexts = 2**self.context_dim
+        for layer, (x, ctx, logits) in enumerate(trace):
+            size = self.layer_sizes_with_output[layer]
+            p = tf.sigmoid(logits)
+            # d(log loss)/dw for the active weights: (p - y) x, per sample and neuron.
+            grads = tf.einsum("bk,bi->kbi", p - labels, x)
+            segments = tf.reshape(tf.range(size)[:, None] * contexts + tf.transpose(ctx), [-1])
+            flat = tf.reshape(grads, [size * batch, -1])
+            summed = tf.math.unsorted_segment_sum(flat, segments, size * contexts)
+            if self.batch_reduction == "mean":
+                counts = tf.math.unsorted_segment_sum(tf.ones_like(segments, tf.float32), segments, size * contexts)
+                summed = summed / tf.maximum(counts, 1.0)[:, None]
+            step = tf.reshape(summed, [size, contexts, -1])
+            w = self._weights[layer]
+            w.assign(tf.clip_by_value(w - eta * step, -self.w_max, self.w_max))
+        self._samples_seen.assign_add(tf.cast(batch, tf.float32))
+        p_out = tf.clip_by_value(tf.sigmoid(trace[-1][2]), self.eps, 1.0 - self.eps)
+        # Prequential log loss: of the predictions made before this update.
+        return -tf.reduce_mean(labels * tf.math.log(p_out) + (1.0 - labels) * tf.math.log(1.0 - p_out))
+
+    def update(self, features, labels):
+        """One online local update on a batch; returns the mean log loss before the update."""
+        return self._update_compiled(tf.convert_to_tensor(features, tf.float32),
+                                     tf.convert_to_tensor(labels, tf.float32))
+
+
+def build_gln(input_dim: int, layer_sizes=(32, 16), context_dim: int = 4, seed: int = 0, **options) -> BernoulliGLN:
+    """A BernoulliGLN for `input_dim` encoded features; `options` as in BernoulliGLN."""
+    return BernoulliGLN(input_dim=input_dim, layer_sizes=tuple(layer_sizes), context_dim=context_dim, seed=seed, **options)

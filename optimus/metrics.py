@@ -1,0 +1,81 @@
+"""Classification and generation metrics, in NumPy (no TensorFlow).
+
+Exact primality is the ground truth throughout: `y_true` always comes from `primes.is_prime`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion(y_true, y_pred) -> dict:
+    """Counts of true/false positives/negatives ("positive" = prime)."""
+    t = np.asarray(y_true, dtype=bool)
+    p = np.asarray(y_pred, dtype=bool)
+    return {
+        "tp": int(np.sum(t & p)),
+        "fp": int(np.sum(~t & p)),
+        "fn": int(np.sum(t & ~p)),
+        "tn": int(np.sum(~t & ~p)),
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def roc_auc(y_true, score) -> float:
+    """Area under the ROC curve (Mann-Whitney U with ties counted half); NaN for one class."""
+    t = np.asarray(y_true, dtype=bool)
+    s = np.asarray(score, dtype=np.float64)
+    n_pos, n_neg = int(t.sum()), int((~t).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    uniq, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def roc_curve(y_true, score, points: int = 101) -> dict:
+    """False and true positive rates at `points` thresholds from 1 down to 0."""
+    t = np.asarray(y_true, dtype=bool)
+    s = np.asarray(score, dtype=np.float64)
+    thresholds = np.linspace(1.0, 0.0, points)
+    n_pos, n_neg = max(int(t.sum()), 1), max(int((~t).sum()), 1)
+    pos = np.sort(s[t])
+    neg = np.sort(s[~t])
+    tpr = 1.0 - np.searchsorted(pos, thresholds, side="left") / n_pos
+    fpr = 1.0 - np.searchsorted(neg, thresholds, side="left") / n_neg
+    return {"threshold": thresholds.tolist(), "fpr": fpr.tolist(), "tpr": tpr.tolist()}
+
+
+def classification_report(y_true, prob, threshold: float = 0.5) -> dict:
+    """Confusion matrix, accuracy, balanced accuracy, precision, recall, F1 and ROC AUC."""
+    t = np.asarray(y_true, dtype=bool)
+    prob = np.asarray(prob, dtype=np.float64)
+    c = confusion(t, prob >= threshold)
+    recall = _ratio(c["tp"], c["tp"] + c["fn"])
+    specificity = _ratio(c["tn"], c["tn"] + c["fp"])
+    precision = _ratio(c["tp"], c["tp"] + c["fp"])
+    f1 = _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"])
+    rates = [r for r in (recall, specificity) if not np.isnan(r)]
+    return {
+        "n": int(len(t)),
+        "confusion": c,
+        "accuracy": _ratio(c["tp"] + c["tn"], len(t)),
+        "balanced_accuracy": float(np.mean(rates)) if rates else float("nan"),
+        "precision": precision,
+        "recall": recall,
+        "specificity": specificity,
+        "f1": f1,
+        "roc_auc": roc_auc(t, prob),
+    }
+
+
+def balanced_accuracy(y_true, prob, threshold: float = 0.5) -> float:
+    return classification_report(y_true, prob, threshold)["balanced_accuracy"]

@@ -1,0 +1,120 @@
+"""The two networks, built from a TrainConfig.
+
+Generator: latent integers -> strictly positive reals x; the odd integer is to_odd(x).
+Discriminator: reals x -> probability that to_odd(x) is prime.
+
+Both are functional Keras models made of registered layers (optimus.layers), so they save
+as `.keras` and load with safe_mode=True. The discriminator is `input -> encoding -> head`:
+the encoding is fixed and exact, the head is what trains, and the training loop calls the two
+parts separately so it encodes each batch once rather than once per gradient step.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from optimus.config import TrainConfig
+from optimus.layers import Absolute, DivisibilityEncoding, OppositeL2, ScalarInput, SieveWindow
+
+
+def build_generator(cfg: TrainConfig) -> keras.Model:
+    if cfg.generator == "sieve":
+        z = keras.Input(shape=(1,), dtype="float64", name="latent")
+        reals, logits = SieveWindow(cfg.out_lo, cfg.out_hi, cfg.window, cfg.gen_prime_max, name="sieve")(z)
+        return keras.Model(z, [reals, logits], name="generator")
+    # The seed: no biases and LeakyReLU make it positively homogeneous, G(z) = z * G(1) for
+    # z > 0, so it can only learn one slope (ANCHORS.md). Kept as the original had it.
+    z = keras.Input(shape=(1,), dtype="float32", name="latent")
+    h = z
+    reg = OppositeL2(cfg.opposite_l2) if cfg.opposite_l2 else None
+    for i in range(cfg.gen_depth):
+        h = keras.layers.Dense(
+            cfg.gen_width, use_bias=False, kernel_initializer="he_normal",
+            kernel_regularizer=reg, activity_regularizer=reg, name=f"dense_{i}",
+        )(h)
+        h = keras.layers.LeakyReLU(negative_slope=cfg.leaky_slope, name=f"leaky_{i}")(h)
+    h = keras.layers.Dense(1, use_bias=False, kernel_initializer="he_normal", name="out")(h)
+    return keras.Model(z, Absolute(name="abs")(h), name="generator")
+
+
+def _dense_head(cfg: TrainConfig, input_dim: int) -> keras.Model:
+    l2 = keras.regularizers.L2(cfg.disc_l2) if cfg.disc_l2 else None
+    head = keras.Sequential(name="head")
+    head.add(keras.Input(shape=(input_dim,)))
+    for i, width in enumerate(cfg.disc_widths):
+        head.add(keras.layers.Dense(width, activation="sigmoid", kernel_regularizer=l2, name=f"dense_{i}"))
+        head.add(keras.layers.Dropout(cfg.disc_dropout, name=f"dropout_{i}"))
+    head.add(keras.layers.Dense(1, activation="sigmoid", name="prob"))
+    return head
+
+
+def _residue_head(cfg: TrainConfig, input_dim: int) -> keras.Model:
+    """Wide & deep: a linear path over the divisibility bits plus a small ReLU MLP.
+
+    "Prime iff no small prime divides n" is linear in the bits (a large negative weight per
+    prime), so the wide path learns it in a few batches (measured: balanced accuracy 0.985
+    after 10 batches, against 0.80 for the MLP alone); the deep path adds interactions such as
+    magnitude-dependent priors.
+    """
+    features = keras.Input(shape=(input_dim,), name="features")
+    wide = keras.layers.Dense(1, kernel_initializer="zeros", name="wide")(features)
+    h = keras.layers.Dense(cfg.disc_hidden, activation="relu", name="hidden")(features)
+    h = keras.layers.Dropout(cfg.disc_dropout, name="dropout")(h)
+    deep = keras.layers.Dense(1, name="deep")(h)
+    logit = keras.layers.Add(name="logit")([wide, deep])
+    return keras.Model(features, keras.layers.Activation("sigmoid", name="prob")(logit), name="head")
+
+
+def build_discriminator(cfg: TrainConfig) -> keras.Model:
+    x = keras.Input(shape=(1,), dtype="float64", name="real")
+    if cfg.discriminator == "dense":
+        encoding = ScalarInput(name="encoding")
+        head = _dense_head(cfg, 1)
+    elif cfg.discriminator == "residue":
+        encoding = DivisibilityEncoding(cfg.disc_prime_max, name="encoding")
+        head = _residue_head(cfg, encoding.size)
+    else:
+        from optimus.gln import build_gln
+
+        encoding = DivisibilityEncoding(cfg.disc_prime_max, name="encoding")
+        head = build_gln(encoding.size, seed=cfg.seed)
+    return keras.Model(x, head(encoding(x)), name="discriminator")
+
+
+def discriminator_parts(discriminator: keras.Model):
+    """(encoding layer, head model) of a discriminator built by build_discriminator."""
+    return discriminator.get_layer("encoding"), discriminator.get_layer("head")
+
+
+def propose(generator: keras.Model, latents) -> tuple[np.ndarray, np.ndarray | None]:
+    """Candidate reals [B, W] (float64) and their logits [B, W] (None for a one-output model)."""
+    z = np.asarray(latents, dtype=np.float64).reshape(-1, 1)
+    out = generator(z.astype(generator.inputs[0].dtype), training=False)
+    if isinstance(out, (list, tuple)):
+        reals, logits = out
+        return np.asarray(reals, dtype=np.float64), np.asarray(logits, dtype=np.float64)
+    return np.asarray(out, dtype=np.float64).reshape(-1, 1), None
+
+
+def choose(reals: np.ndarray, logits: np.ndarray | None, rng: np.random.Generator, temperature: float = 1.0):
+    """One real per latent: a Gumbel-max draw from softmax(logits / temperature)."""
+    if logits is None:
+        return reals[:, 0]
+    gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=logits.shape)))
+    pick = np.argmax(logits / max(temperature, 1e-6) + gumbel, axis=1)
+    return reals[np.arange(len(reals)), pick]
+
+
+def generate(generator: keras.Model, latents, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
+    """The generator's real outputs x (float64) for latent integers; to_odd(x) are the samples."""
+    reals, logits = propose(generator, latents)
+    return choose(reals, logits, rng, temperature)
+
+
+def residue_preferences(generator: keras.Model) -> dict[int, np.ndarray] | None:
+    """Learned score per residue class mod each small prime (sieve generator), else None."""
+    try:
+        return generator.get_layer("sieve").residue_preferences()
+    except ValueError:
+        return None

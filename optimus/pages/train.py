@@ -1,0 +1,202 @@
+"""Train: start an online training run, watch it live, stop it, and see past runs.
+
+Training runs outside this script in its own process (`runs.start_training`); this page only
+reads what the trainer writes to disk, so refreshing or closing the tab changes nothing.
+"""
+
+import streamlit as st
+
+from optimus import charts, limits, runs, storage
+from optimus.config import EWC_MODES, PRESETS, TrainConfig, preset
+from optimus.pages import common
+
+NEW = "(new model)"
+REFRESH_SECONDS = 1.5
+
+st.title("Train")
+st.caption(
+    "Online training with EWC: every batch of latent integers is a new task. The run goes on in "
+    "a process of its own; this page watches it from disk."
+)
+
+# --- start a run ------------------------------------------------------------------------
+
+models = common.list_models()
+names = [m["name"] for m in models]
+left, right = st.columns(2)
+base = left.selectbox(
+    "Start from", [NEW, *names], key="train_base",
+    help="A new model from a preset, or an existing model whose networks and EWC state training continues.",
+)
+with common.user_errors():
+    if base == NEW:
+        preset_name = right.radio(
+            "Preset", PRESETS, horizontal=True, key="train_preset",
+            help="default: the design that beats chance. seed: the original Optimus.",
+        )
+        defaults = preset(preset_name)
+        suggested = f"my-{preset_name}"
+    else:
+        base_dir = common.model_path(base)
+        saved = runs.read_config(base_dir)
+        if saved is None:
+            raise ValueError(f"Model {base!r} has no config.json; pick another model or start a new one.")
+        defaults = TrainConfig.from_dict(saved)
+        preset_name = defaults.preset
+        right.markdown(f"**Preset:** {preset_name} (fixed by {base})")
+        suggested = base
+
+with st.form("train_form"):
+    target = st.text_input(
+        "Model name (saved as)", value=suggested,
+        help="Letters, digits, '_', '.', '-' (up to 64). The base model's own name continues it in place; "
+             "another name trains a copy and leaves the base untouched.",
+    )
+    c1, c2, c3 = st.columns(3)
+    batches = c1.number_input("Batches", value=defaults.batches, step=1,
+                              help=f"Online batches in this run: 1 to {limits.MAX_BATCHES:,}.")
+    batch_size = c2.number_input("Batch size", value=defaults.batch_size, step=64,
+                                 help=f"Latent integers per batch: 16 to {limits.MAX_BATCH_SIZE:,}.")
+    steps = c3.number_input("Steps per batch", value=defaults.steps, step=1,
+                            help=f"Gradient steps per batch, for each network: 1 to {limits.MAX_STEPS:,}.")
+    c4, c5, c6 = st.columns(3)
+    latent_lo = c4.number_input("Latent lo", value=defaults.latent_lo, step=1,
+                                help=f"Latent integers are drawn from [lo, hi], 1 <= lo <= hi <= {limits.MAX_LATENT:,}.")
+    latent_hi = c5.number_input("Latent hi", value=defaults.latent_hi, step=1,
+                                help=f"At most {limits.MAX_LATENT:,}.")
+    seed = c6.number_input("Seed", value=defaults.seed, step=1, help="0 to 2**32 - 1.")
+    c7, c8, _ = st.columns(3)
+    ewc_mode = c7.selectbox("EWC mode", EWC_MODES, index=EWC_MODES.index(defaults.ewc_mode),
+                            help="separate: one penalty per past batch; online: one running importance; off: plain fine-tuning.")
+    ewc_lambda = c8.number_input("EWC lambda", value=float(defaults.ewc_lambda), step=1.0, format="%g",
+                                 help=f"Strength of the EWC penalty: 0 to {limits.MAX_EWC_LAMBDA:g}.")
+    st.caption(
+        f"Limits: batches 1-{limits.MAX_BATCHES:,}; batch size 16-{limits.MAX_BATCH_SIZE:,}; "
+        f"steps 1-{limits.MAX_STEPS:,}; latent range within [1, {limits.MAX_LATENT:,}]; "
+        f"EWC lambda 0-{limits.MAX_EWC_LAMBDA:g}. One run at a time per model."
+    )
+    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+
+if submitted:
+    with common.user_errors():
+        model_dir = runs.resolve_model_dir(target.strip())
+        exists = (model_dir / storage.CONFIG).exists()
+        if base == NEW:
+            from_dir = None
+            if exists:
+                raise ValueError(
+                    f"A model named {target!r} already exists: choose it under 'Start from' to continue "
+                    "training it, or enter a new name."
+                )
+        else:
+            from_dir = None if model_dir == base_dir.resolve() else base_dir
+            if from_dir is not None and exists:
+                raise ValueError(
+                    f"A model named {target!r} already exists: enter a new name for the copy of {base!r}, "
+                    f"or {base!r} itself to continue it in place."
+                )
+        overrides = {
+            "batches": common.check_int("Batches", batches, 1, limits.MAX_BATCHES),
+            "batch_size": common.check_int("Batch size", batch_size, 16, limits.MAX_BATCH_SIZE),
+            "steps": common.check_int("Steps per batch", steps, 1, limits.MAX_STEPS),
+            "seed": common.check_int("Seed", seed, 0, 2**32 - 1),
+            "ewc_mode": ewc_mode,
+            "ewc_lambda": float(ewc_lambda),
+        }
+        overrides["latent_lo"], overrides["latent_hi"] = common.check_range(
+            latent_lo, latent_hi, lo_min=1, hi_max=limits.MAX_LATENT, what="latent range")
+        try:
+            pid = runs.start_training(model_dir, from_dir=from_dir,
+                                      preset=preset_name if base == NEW else None, overrides=overrides)
+        except storage.LockedError as exc:
+            st.error(str(exc), icon=":material/lock:")
+        except RuntimeError as exc:
+            st.error(f"Training did not start: {exc}")
+        else:
+            st.session_state["train_watch"] = model_dir.name
+            st.success(f"Started training {model_dir.name} (process {pid}).", icon=":material/rocket_launch:")
+
+# --- watch runs -------------------------------------------------------------------------
+
+st.divider()
+st.subheader("Runs")
+models = common.list_models()
+names = [m["name"] for m in models]
+watched = st.session_state.get("train_watch")
+if watched and watched not in names:
+    names.append(watched)
+if not names:
+    st.info("No models yet: start a run above.")
+    st.stop()
+if watched not in names:
+    live = [m["name"] for m in models if m["live"]]
+    st.session_state["train_watch"] = (live or ["default" if "default" in names else names[0]])[0]
+watch = st.selectbox("Watch model", names, key="train_watch",
+                     help="Running and finished runs are found from the files in the model's folder.")
+
+
+def _number(value, fmt: str = ".3f") -> str:
+    return "-" if value is None or value != value else format(value, fmt)
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live_view(name: str) -> None:
+    with common.user_errors():
+        model_dir = runs.resolve_model_dir(name)
+    status = runs.read_status(model_dir)
+    if status is None:
+        st.info(f"{name} has not been trained from this app yet (no status.json).")
+    else:
+        state = status.get("state", "unknown")
+        done, total = int(status.get("batches_done") or 0), int(status.get("batches_total") or 0)
+        eta = status.get("eta_seconds") if state == "running" else 0
+        text = f"{status.get('run') or ''} {state}: batch {done:,} of {total:,}".strip()
+        if state == "starting":
+            text = "starting: the trainer is loading TensorFlow and the networks"
+        if state == "running":
+            text += f" - ETA {common.format_seconds(eta)}"
+        st.progress(min(done / total, 1.0) if total else 0.0, text=text)
+        if status.get("live"):
+            if st.button("Stop after the current step", icon=":material/stop:", key="train_stop"):
+                runs.stop_training(model_dir)
+                st.toast(f"Asked {name} to stop after its current step.")
+            if (model_dir / storage.STOP).exists():
+                st.caption("Stop requested: the run saves and ends after its current step.")
+        if status.get("message") and state != "starting":
+            (st.error if state == "failed" else st.caption)(status["message"])
+        if state in ("failed", "interrupted"):
+            with st.expander("train.log (last lines)"):
+                st.code(runs.tail_log(model_dir) or "(empty)")
+        last = status.get("last") or {}
+        if last:
+            m = st.columns(4)
+            m[0].metric("Prime hit rate", _number(last.get("hit_rate")))
+            m[1].metric("Baseline", _number(last.get("baseline")))
+            m[2].metric("Lift", _number(last.get("lift"), ".2f"))
+            m[3].metric("Discriminator balanced accuracy", _number(last.get("d_balanced_accuracy")))
+
+    history = runs.read_history(model_dir)
+    top = st.columns(2)
+    top[0].altair_chart(charts.losses_chart(history), width="stretch")
+    top[1].altair_chart(charts.hit_rate_chart(history), width="stretch")
+    bottom = st.columns(2)
+    bottom[0].altair_chart(charts.lift_chart(history), width="stretch")
+    bottom[1].altair_chart(charts.balanced_accuracy_chart(history), width="stretch")
+
+    st.markdown("**Past runs** (newest first; parent = the model and run it started from)")
+    table = runs.read_runs(model_dir)
+    if table.empty:
+        st.caption("No runs recorded yet.")
+    else:
+        st.dataframe(
+            table, hide_index=True, width="stretch",
+            column_config={
+                "hit_rate": st.column_config.NumberColumn("hit rate", format="%.4f"),
+                "baseline": st.column_config.NumberColumn(format="%.4f"),
+                "lift": st.column_config.NumberColumn(format="%.2f"),
+                "d_balanced_accuracy": st.column_config.NumberColumn("disc. balanced acc.", format="%.3f"),
+            },
+        )
+
+
+live_view(watch)

@@ -1,0 +1,374 @@
+"""Training runs seen from disk: find models, read their progress, start and stop runs.
+
+The app never trains in its own process. `start_training` spawns `python -m optimus train` as a
+detached child (its own session, output appended to `train.log`), and every view of a run is
+read back from the files the trainer writes (`status.json`, `history.jsonl`, `runs.jsonl`,
+`train.lock`). So a page refresh, a closed tab or a second visitor sees the same run and
+cannot start a duplicate, and a restarted app finds running and finished runs again.
+
+No Streamlit and no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from optimus import config as config_mod
+from optimus import storage
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_ENV = "OPTIMUS_MODELS_DIR"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+HISTORY_COLUMNS = [
+    "run", "batch", "time", "seconds", "d_loss", "g_loss", "hit_rate", "distinct_rate",
+    "baseline", "lift", "d_balanced_accuracy", "ewc_penalty_g", "ewc_penalty_d",
+]
+RUN_COLUMNS = [
+    "run", "parent", "status", "preset", "batches_planned", "batches_done", "started", "ended",
+    "hit_rate", "baseline", "lift", "d_balanced_accuracy", "message",
+]
+# Keyword arguments of `start_training(overrides=...)` and the CLI flags they become.
+OVERRIDE_FLAGS = {
+    "batches": "--batches",
+    "batch_size": "--batch-size",
+    "steps": "--steps",
+    "ewc_mode": "--ewc-mode",
+    "ewc_lambda": "--ewc-lambda",
+    "seed": "--seed",
+}
+START_WAIT_SECONDS = 2.0
+
+# Children this process has spawned, by resolved model directory. A child holds the lock only
+# once it has started (importing TensorFlow takes seconds); until then this registry is what
+# stops a double click in any session of this app from starting a second run.
+_spawned: dict[str, subprocess.Popen] = {}
+_spawn_lock = threading.Lock()
+
+
+# --- where models live ------------------------------------------------------------------
+
+
+def models_root(root: str | os.PathLike | None = None) -> Path:
+    """The models root: `root` if given, else $OPTIMUS_MODELS_DIR, else `models/` in the repo.
+
+    A relative path is taken relative to the current directory.
+    """
+    if root is None:
+        root = os.environ.get(MODELS_ENV) or (REPO_ROOT / "models")
+    return Path(root).expanduser().absolute()
+
+
+def resolve_model_dir(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The directory of model `name` inside the models root, or ValueError saying what to change.
+
+    A name is 1-64 characters of letters, digits, `_`, `.` and `-`, starting with a letter or
+    digit, without `..`; its resolved path (symlinks followed) must stay inside the root.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("Enter a model name (letters, digits, '_', '.', '-').")
+    if ".." in name:
+        raise ValueError(f"Model name {name!r} must not contain '..'.")
+    if not NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"Model name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (no '/', spaces or absolute paths)."
+        )
+    base = models_root(root).resolve()
+    path = (base / name).resolve()
+    if path.parent != base:
+        raise ValueError(f"Model name {name!r} points outside the models folder {base}; choose another name.")
+    return path
+
+
+# --- reading a model directory ----------------------------------------------------------
+
+
+def read_config(model_dir) -> dict | None:
+    """config.json as a dict; None if missing; ValueError if unreadable."""
+    path = Path(model_dir) / storage.CONFIG
+    if not path.exists():
+        return None
+    try:
+        return storage.read_json(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is damaged ({exc}); retrain the model or restore the file.") from exc
+
+
+def read_status(model_dir) -> dict | None:
+    """status.json with `live` added (a process holds the lock), or None if never trained.
+
+    A status that says "running" without a live lock (the trainer was killed) reads as
+    "interrupted".
+    """
+    model_dir = Path(model_dir)
+    _reap()
+    try:
+        status = storage.read_json(model_dir / storage.STATUS)
+    except FileNotFoundError:
+        status = None
+    except (OSError, ValueError):
+        status = {"state": "unknown", "message": "status.json is damaged"}
+    holder = storage.lock_holder(model_dir)
+    if status is None and holder is None:
+        return None
+    if holder is not None and (status is None or status.get("pid") != holder.get("pid")):
+        # The trainer holds the lock but has not written its status yet (it is importing
+        # TensorFlow); what is on disk, if anything, is the previous run's.
+        status = {"state": "starting", "pid": holder.get("pid"), "batches_done": 0, "batches_total": 0,
+                  "message": "the trainer is starting (loading TensorFlow and the networks)"}
+    status = dict(status)
+    status["live"] = holder is not None
+    if status.get("state") == "running" and holder is None:
+        status["state"] = "interrupted"
+        status["message"] = status.get("message") or "the training process ended without a final status"
+    return status
+
+
+def read_history(model_dir) -> pd.DataFrame:
+    """history.jsonl as a DataFrame, one row per online batch, sorted by global batch."""
+    records = storage.read_jsonl(Path(model_dir) / storage.HISTORY)
+    frame = pd.DataFrame.from_records(records)
+    for column in HISTORY_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.Series(dtype="float64")
+    ordered = HISTORY_COLUMNS + [c for c in frame.columns if c not in HISTORY_COLUMNS]
+    frame = frame[ordered]
+    if not frame.empty:
+        frame = frame.sort_values("batch", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def _parent_label(parent) -> str:
+    if not parent:
+        return ""
+    if isinstance(parent, dict):
+        model = Path(str(parent.get("model_dir", ""))).name
+        run = parent.get("run")
+        return f"{model} / {run}" if run is not None else model
+    return str(parent)
+
+
+def read_runs(model_dir) -> pd.DataFrame:
+    """The lineage table: one row per run from runs.jsonl, newest first.
+
+    A run with a start but no end is "running" while its trainer holds the lock, and
+    "interrupted" after that.
+    """
+    model_dir = Path(model_dir)
+    rows: dict = {}
+    for event in storage.read_jsonl(model_dir / storage.RUNS):
+        run = event.get("run")
+        if run is None:
+            continue
+        row = rows.setdefault(run, {c: None for c in RUN_COLUMNS} | {"run": run})
+        if event.get("event") == "start":
+            cfg = event.get("config") or {}
+            row.update(
+                parent=_parent_label(event.get("parent")),
+                preset=cfg.get("preset"),
+                batches_planned=event.get("batches_planned", cfg.get("batches")),
+                started=event.get("time"),
+                status="running",
+            )
+        elif event.get("event") == "end":
+            final = event.get("final") or {}
+            row.update(
+                status=event.get("status"),
+                batches_done=event.get("batches_done"),
+                ended=event.get("time"),
+                message=event.get("message"),
+                **{k: final.get(k) for k in ("hit_rate", "baseline", "lift", "d_balanced_accuracy")},
+            )
+    if any(r["status"] == "running" for r in rows.values()):
+        status = read_status(model_dir) or {}
+        for row in rows.values():
+            if row["status"] != "running":
+                continue
+            if status.get("live") and status.get("run") == row["run"]:
+                row["batches_done"] = status.get("batches_done")
+            else:
+                row["status"] = "interrupted"
+    frame = pd.DataFrame(list(rows.values()), columns=RUN_COLUMNS)
+    for column in ("started", "ended"):
+        frame[column] = pd.to_datetime(frame[column], unit="s", errors="coerce").dt.floor("s")
+    return frame.iloc[::-1].reset_index(drop=True)
+
+
+def _batches_trained(model_dir: Path, status: dict | None) -> int:
+    records = storage.read_jsonl(model_dir / storage.HISTORY)
+    if records:
+        return max(int(r.get("batch", 0) or 0) for r in records)
+    return int((status or {}).get("batches_done") or 0)
+
+
+def list_models(root: str | os.PathLike | None = None) -> list[dict]:
+    """Every model directory under the root, sorted by name.
+
+    Each entry: name, path, preset, batches (online batches trained), status (never trained,
+    running, done, stopped, failed, interrupted, damaged), live, error (why it is damaged).
+    A directory counts as a model when it holds a config, weights or a status file.
+    """
+    base = models_root(root)
+    if not base.is_dir():
+        return []
+    models = []
+    for path in sorted(base.iterdir()):
+        if not path.is_dir() or not NAME_PATTERN.fullmatch(path.name) or ".." in path.name:
+            continue
+        markers = (storage.CONFIG, storage.GENERATOR, storage.STATUS, storage.LOCK)
+        if not any((path / m).exists() for m in markers):
+            continue
+        entry = {"name": path.name, "path": path, "preset": None, "batches": 0, "status": "untrained",
+                 "live": False, "error": None}
+        try:
+            cfg = read_config(path)
+            if cfg is None:
+                raise ValueError(f"{path / storage.CONFIG} is missing")
+            entry["preset"] = cfg.get("preset")
+        except ValueError as exc:
+            entry["error"] = str(exc)
+        status = read_status(path)
+        if status is not None:
+            entry["status"] = status.get("state", "unknown")
+            entry["live"] = bool(status.get("live"))
+        elif entry["error"] is None and (path / storage.GENERATOR).exists():
+            entry["status"] = "ready"
+        if entry["error"] is not None and not entry["live"]:
+            entry["status"] = "damaged"
+        entry["batches"] = _batches_trained(path, status)
+        models.append(entry)
+    return models
+
+
+def tail_log(model_dir, lines: int = 20) -> str:
+    """The last `lines` lines of the model's train.log ("" if none)."""
+    try:
+        with open(Path(model_dir) / storage.LOG, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16_384))
+            text = fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --- starting and stopping --------------------------------------------------------------
+
+
+def _train_command(model_dir: Path, from_dir, preset, overrides: dict) -> list[str]:
+    command = [sys.executable, "-m", "optimus", "train", "--model-dir", str(model_dir)]
+    if from_dir is not None:
+        command += ["--from", str(Path(from_dir).absolute())]
+    if preset is not None:
+        command += ["--preset", str(preset)]
+    if "latent_lo" in overrides or "latent_hi" in overrides:
+        command += ["--latent-range", str(int(overrides["latent_lo"])), str(int(overrides["latent_hi"]))]
+    for key, flag in OVERRIDE_FLAGS.items():
+        if overrides.get(key) is not None:
+            command += [flag, str(overrides[key])]
+    return command
+
+
+def _check_overrides(from_dir, preset, overrides: dict) -> None:
+    """ValueError naming the first bad hyper-parameter, before any process is spawned."""
+    unknown = sorted(set(overrides) - set(OVERRIDE_FLAGS) - {"latent_lo", "latent_hi"})
+    if unknown:
+        raise ValueError(f"unknown training settings {unknown}; allowed: {sorted(OVERRIDE_FLAGS) + ['latent_lo', 'latent_hi']}")
+    if ("latent_lo" in overrides) != ("latent_hi" in overrides):
+        raise ValueError("give both latent_lo and latent_hi, or neither")
+    base_preset = preset
+    if from_dir is not None:
+        cfg = read_config(from_dir)
+        if cfg is None:
+            raise ValueError(f"{from_dir} has no {storage.CONFIG}; it cannot be trained further")
+        base_preset = preset or cfg.get("preset")
+    config_mod.preset(base_preset or "default", **overrides)  # validates every field
+
+
+def _reap() -> None:
+    """Collect the exit status of children that have finished (no zombies left behind)."""
+    with _spawn_lock:
+        for key, child in list(_spawned.items()):
+            if child.poll() is not None:
+                _spawned.pop(key, None)
+
+
+def _live_child(key: str) -> subprocess.Popen | None:
+    child = _spawned.get(key)
+    if child is not None and child.poll() is not None:  # exited: reap it
+        _spawned.pop(key, None)
+        child = None
+    return child
+
+
+def start_training(model_dir, *, from_dir=None, preset: str | None = None, overrides: dict | None = None) -> int:
+    """Spawn `python -m optimus train` for `model_dir` and return its pid.
+
+    Raises `storage.LockedError` if a run is live in `model_dir` (or was just started from this
+    app), ValueError for a bad setting, RuntimeError if the trainer exits at once (with the end
+    of train.log). Waits up to START_WAIT_SECONDS for the trainer to take the lock.
+    """
+    model_dir = Path(model_dir).absolute()
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _check_overrides(from_dir, preset, overrides)
+    key = str(model_dir.resolve())
+    with _spawn_lock:
+        holder = storage.lock_holder(model_dir)
+        if holder is not None:
+            raise storage.LockedError(
+                f"A training run is already in progress in {model_dir.name} (process {holder.get('pid')}). "
+                "Wait for it to finish or stop it first."
+            )
+        child = _live_child(key)
+        if child is not None:
+            raise storage.LockedError(
+                f"A training run for {model_dir.name} was just started (process {child.pid}). "
+                "Wait for it to finish or stop it first."
+            )
+        model_dir.mkdir(parents=True, exist_ok=True)
+        storage.clear_stop(model_dir)
+        command = _train_command(model_dir, from_dir, preset, overrides)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(model_dir / storage.LOG, "ab") as log:
+            log.write(f"\n$ {' '.join(command)}\n".encode())
+            log.flush()
+            child = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+        _spawned[key] = child
+    deadline = time.monotonic() + START_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            break
+        holder = storage.lock_holder(model_dir)
+        if holder is not None and int(holder.get("pid", -1)) == child.pid:
+            break
+        time.sleep(0.05)
+    code = child.poll()
+    if code not in (None, 0):
+        raise RuntimeError(f"training exited at once with code {code}:\n{tail_log(model_dir)}")
+    return child.pid
+
+
+def stop_training(model_dir) -> bool:
+    """Ask the run in `model_dir` to stop after its current step; True if a run was live."""
+    model_dir = Path(model_dir)
+    live = storage.lock_holder(model_dir) is not None or _live_child(str(model_dir.resolve())) is not None
+    if live:
+        storage.request_stop(model_dir)
+    return live

@@ -1,0 +1,439 @@
+"""Online adversarial training with Elastic Weight Consolidation.
+
+Every online batch of latent integers is a task (as in the seed): the generator proposes
+reals, exact primality labels their odd integers, the discriminator trains on an undersampled
+(balanced) set of them and the generator trains towards "prime" through the discriminator;
+then each network's Fisher information is computed on the batch and its weights anchored, so
+later batches pay lambda/2 * sum F_i (theta_i - theta*_i)**2 for moving what mattered.
+
+`train()` is the whole loop, top to bottom. The CLI (`python -m optimus train`) and the app's
+Train page both run it, the app in a child process so a closed tab doesn't stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from optimus import checkpoint, primes, storage
+from optimus.config import TrainConfig
+
+
+class TrainingDiverged(RuntimeError):
+    """Losses or weights became inf/NaN, or outputs left the exact range."""
+
+
+def undersample(labels, prime_ratio: float, min_batch: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a subset where primes make up `prime_ratio`, dropping composites only.
+
+    All primes are kept; composites are dropped at random until the ratio is reached, but the
+    subset never shrinks below `min_batch` (or the whole set, if smaller). Returned sorted.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    prime_idx = np.flatnonzero(labels)
+    comp_idx = np.flatnonzero(~labels)
+    n_primes = len(prime_idx)
+    keep_comp = int(round(n_primes * (1.0 - prime_ratio) / prime_ratio))
+    keep_comp = max(keep_comp, min(min_batch, len(labels)) - n_primes)
+    keep_comp = min(max(keep_comp, 0), len(comp_idx))
+    chosen = rng.choice(comp_idx, size=keep_comp, replace=False) if keep_comp else comp_idx[:0]
+    return np.sort(np.concatenate([prime_idx, chosen]))
+
+
+def generator_report(n_values) -> dict:
+    """How good a batch of generated odd integers is, against the magnitude-matched baseline."""
+    n = np.asarray(n_values, dtype=np.int64)
+    if n.size == 0:
+        raise ValueError("no generated values to report on")
+    flags = primes.is_prime(n)
+    distinct = np.unique(n)
+    distinct_primes = np.unique(n[flags])
+    baseline = primes.magnitude_matched_baseline(n)
+    lo, hi = int(n.min()), int(n.max())
+    distinct_prime_rate = len(distinct_primes) / n.size
+    try:  # exact prime counting stops at 10**10; the magnitude-matched baseline estimates above
+        same_range = primes.odd_prime_density(lo, hi)
+    except ValueError:
+        same_range = float("nan")
+    return {
+        "count": int(n.size),
+        "hit_rate": float(flags.mean()),
+        "distinct_rate": len(distinct) / n.size,
+        "distinct_prime_rate": distinct_prime_rate,
+        "same_range_probability": same_range,
+        "baseline": float(baseline),
+        "lift": float(distinct_prime_rate / baseline) if baseline > 0 else float("nan"),
+        "lo": lo,
+        "hi": hi,
+    }
+
+
+class _Interrupt:
+    """Ctrl-C or SIGTERM: finish the current step, save, exit cleanly."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        if self.requested:  # a second Ctrl-C means it
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nStopping after the current step (Ctrl-C again to abort)...", file=sys.stderr)
+
+
+class _Networks:
+    """The compiled pieces of one training run: optimisers, EWC, and the step functions."""
+
+    def __init__(self, cfg: TrainConfig, generator, discriminator):
+        import keras
+        import tensorflow as tf
+
+        from optimus.ewc import EWC, fisher_diagonal
+        from optimus.models import discriminator_parts
+
+        self.cfg, self.tf = cfg, tf
+        self.generator, self.discriminator = generator, discriminator
+        self.encoding, self.head = discriminator_parts(discriminator)
+        self.sieve = cfg.generator == "sieve"
+        self.gln = cfg.discriminator == "gln"
+        self.g_vars = generator.trainable_variables
+        self.d_vars = self.head.trainable_variables
+        self.g_opt = keras.optimizers.Adam(cfg.lr_generator)
+        self.d_opt = keras.optimizers.Adam(cfg.lr_discriminator)
+        self.g_opt.build(self.g_vars)
+        self.d_opt.build(self.d_vars)
+        self.g_ewc = EWC(self.g_vars, mode=cfg.ewc_mode, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)
+        self.d_ewc = EWC(self.d_vars, mode=cfg.ewc_mode, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)
+        self._fisher = fisher_diagonal
+        # Class-balanced focal loss for the discriminator (as the seed's code had it).
+        self.d_loss_fn = keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True, alpha=cfg.focal_alpha, gamma=cfg.focal_gamma, reduction=None
+        )
+        if self.sieve:  # the README's recipe: focal loss as the generator's base loss
+            self.g_loss_fn = keras.losses.BinaryFocalCrossentropy(gamma=cfg.focal_gamma, reduction=None)
+        else:  # the seed's code: plain cross-entropy towards "prime" (plus the opposite L2)
+            self.g_loss_fn = keras.losses.BinaryCrossentropy(reduction=None)
+        self.d_step = tf.function(self._d_step, reduce_retracing=True)
+        self.g_step = tf.function(self._g_step, reduce_retracing=True)
+        self.d_fisher = tf.function(self._d_fisher, reduce_retracing=True)
+        self.g_fisher = tf.function(self._g_fisher, reduce_retracing=True)
+        self.g_candidate_probs = tf.function(self._g_candidate_probs, reduce_retracing=True)
+
+    # --- optimiser state, for checkpoints ------------------------------------------------
+    def state(self) -> dict:
+        out = {}
+        for prefix, opt in (("opt_g", self.g_opt), ("opt_d", self.d_opt)):
+            for i, v in enumerate(opt.variables):
+                out[f"{prefix}/{i}"] = np.asarray(v)
+        for prefix, ewc in (("ewc_g", self.g_ewc), ("ewc_d", self.d_ewc)):
+            for k, v in ewc.state().items():
+                out[f"{prefix}/{k}"] = np.asarray(v)
+        return out
+
+    def load_state(self, state: dict) -> None:
+        for prefix, opt in (("opt_g", self.g_opt), ("opt_d", self.d_opt)):
+            saved = [state[f"{prefix}/{i}"] for i in range(len(opt.variables)) if f"{prefix}/{i}" in state]
+            if len(saved) != len(opt.variables):
+                raise checkpoint.CheckpointError(f"state.npz: optimiser state {prefix} is incomplete")
+            for var, value in zip(opt.variables, saved, strict=True):
+                if tuple(var.shape) != value.shape:
+                    raise checkpoint.CheckpointError(
+                        f"state.npz: {prefix} variable {var.path} has shape {value.shape}, expected {tuple(var.shape)}"
+                    )
+                var.assign(value)
+        for prefix, ewc in (("ewc_g", self.g_ewc), ("ewc_d", self.d_ewc)):
+            sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + "/")}
+            try:
+                ewc.load_state(sub)
+            except ValueError as exc:
+                raise checkpoint.CheckpointError(f"state.npz: {prefix}: {exc}") from None
+
+    # --- compiled steps -------------------------------------------------------------------
+    def _weighted(self, losses, weights):
+        tf = self.tf
+        return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+    def _d_step(self, features, labels, weights):
+        tf = self.tf
+        with tf.GradientTape() as tape:
+            prob = self.head(features, training=True)
+            loss = self._weighted(self.d_loss_fn(labels[:, None], prob), weights)
+            total = loss + self.d_ewc.penalty()
+            if self.cfg.apply_regularizers:
+                total += tf.add_n([tf.constant(0.0)] + [tf.cast(x, "float32") for x in self.head.losses])
+        grads = tape.gradient(total, self.d_vars)
+        self.d_opt.apply_gradients(zip(grads, self.d_vars, strict=True))
+        return loss
+
+    def _g_candidate_probs(self, latents, candidate_features):
+        """Probability, under the generator, of each candidate, and the discriminator's view."""
+        tf = self.tf
+        _, logits = self.generator(latents, training=True)
+        probs = tf.nn.softmax(logits / self.cfg.temperature, axis=1)
+        d = tf.reshape(self.head(candidate_features, training=False), tf.shape(probs))
+        return probs, d
+
+    def _g_terms(self, latents, candidate_features):
+        """Per-latent probability that the generator's output is prime, per the discriminator."""
+        tf = self.tf
+        if self.sieve:
+            probs, d = self._g_candidate_probs(latents, candidate_features)
+            expected = tf.reduce_sum(probs * d, axis=1)  # exact expectation over the window
+            entropy = -tf.reduce_sum(probs * tf.math.log(probs + 1e-12), axis=1)
+            return expected, entropy, tf.constant(0.0)
+        x = self.generator(latents, training=True)
+        d = tf.reshape(self.head(self.encoding(x), training=False), (-1,))
+        reg = tf.constant(0.0)
+        if self.cfg.apply_regularizers:  # the original loop never added these (ANCHORS.md)
+            reg = tf.add_n([reg] + [tf.cast(v, "float32") for v in self.generator.losses])
+        return d, tf.zeros_like(d), reg
+
+    def _g_step(self, latents, candidate_features):
+        tf = self.tf
+        with tf.GradientTape() as tape:
+            expected, entropy, reg = self._g_terms(latents, candidate_features)
+            loss = tf.reduce_mean(self.g_loss_fn(tf.ones_like(expected)[:, None], expected[:, None]))
+            total = loss + reg - self.cfg.entropy_weight * tf.reduce_mean(entropy) + self.g_ewc.penalty()
+        grads = tape.gradient(total, self.g_vars)
+        self.g_opt.apply_gradients(zip(grads, self.g_vars, strict=True))
+        return loss, reg
+
+    def _d_fisher(self, features, labels):
+        tf = self.tf
+
+        def log_likelihood(f, y):
+            p = tf.clip_by_value(tf.reshape(self.head(f, training=False), (-1,)), 1e-7, 1 - 1e-7)
+            return y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p)
+
+        return self._fisher(log_likelihood, self.d_vars, features, labels)
+
+    def _g_fisher(self, latents, candidate_features):
+        tf = self.tf
+        if self.sieve:
+            window = self.cfg.window
+            feats = tf.reshape(candidate_features, (-1, window, candidate_features.shape[-1]))
+
+            def log_likelihood(z, f):
+                _, logits = self.generator(z, training=False)
+                probs = tf.nn.softmax(logits / self.cfg.temperature, axis=1)
+                d = tf.reshape(self.head(tf.reshape(f, (-1, f.shape[-1])), training=False), tf.shape(probs))
+                return tf.math.log(tf.reduce_sum(probs * d, axis=1) + 1e-7)
+
+            return self._fisher(log_likelihood, self.g_vars, latents, feats)
+
+        def log_likelihood(z):  # the seed's: log D(G(z)), no label
+            x = self.generator(z, training=False)
+            return tf.math.log(tf.reshape(self.head(self.encoding(x), training=False), (-1,)) + 1e-7)
+
+        return self._fisher(log_likelihood, self.g_vars, latents)
+
+
+def _finite(variables) -> bool:
+    return all(np.all(np.isfinite(np.asarray(v))) for v in variables)
+
+
+def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None):
+    """Networks to start from (new, resumed, or copied from --from) and the run's parent."""
+    from optimus.models import build_discriminator, build_generator
+
+    source = from_dir if from_dir is not None else (model_dir if checkpoint.has_checkpoint(model_dir) else None)
+    if source is None:
+        return build_generator(cfg), build_discriminator(cfg), {}, None
+    ck = checkpoint.load(source)
+    checkpoint.check_compatible(ck.config, cfg, source)
+    runs = storage.read_jsonl(source / storage.RUNS)
+    parent = {"model_dir": str(source), "run": runs[-1]["run"] if runs else None, "batches_done": ck.batches_done}
+    if source != model_dir:
+        # Carry the lineage and history over; the parent directory itself is never touched.
+        for name in (storage.HISTORY, storage.RUNS):
+            if (source / name).exists() and not (model_dir / name).exists():
+                shutil.copyfile(source / name, model_dir / name)
+    return ck.generator, ck.discriminator, ck.state, parent
+
+
+def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log=print) -> dict:
+    """Run `cfg.batches` online batches into `model_dir`; returns the final status dict."""
+    cfg.validate()
+    model_dir = Path(model_dir)
+    from_dir = Path(from_dir) if from_dir is not None else None
+    if from_dir is not None and from_dir.resolve() == model_dir.resolve():
+        from_dir = None
+    with storage.run_lock(model_dir):
+        return _train_locked(cfg, model_dir, from_dir, progress, log)
+
+
+def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, progress: bool, log) -> dict:
+    import keras
+    import tensorflow as tf
+
+    storage.clear_stop(model_dir)
+    keras.utils.set_random_seed(cfg.seed)
+    generator, discriminator, state, parent = _prepare_dir(cfg, model_dir, from_dir)
+    nets = _Networks(cfg, generator, discriminator)
+    if state:
+        nets.load_state(state)
+    done = int(state.get("batches_done", 0)) if state else 0
+    if not state or from_dir is not None:
+        # A new (or newly branched) directory holds a loadable version from the first moment.
+        checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})
+    # History lines past the last saved checkpoint belong to a batch that was lost in a crash.
+    history = [h for h in storage.read_jsonl(model_dir / storage.HISTORY) if h.get("batch", 0) <= done]
+    previous_runs = storage.read_jsonl(model_dir / storage.RUNS)
+    run_id = f"run-{sum(1 for r in previous_runs if r.get('event') == 'start') + 1:03d}"
+    storage.write_json(model_dir / storage.CONFIG, {**__import__("dataclasses").asdict(cfg)})
+    storage.append_jsonl(model_dir / storage.RUNS, {
+        "event": "start", "run": run_id, "parent": parent, "time": time.time(),
+        "batches_planned": cfg.batches, "start_batch": done, "config": __import__("dataclasses").asdict(cfg),
+    })
+    log(f"{run_id}: training {model_dir} from batch {done} for {cfg.batches} batches")
+    log(cfg.to_json())
+
+    interrupt = _Interrupt()
+    old_handlers = {}
+    with contextlib.suppress(ValueError):  # not the main thread (tests): no signal handlers
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, interrupt)
+
+    started = time.time()
+    status = {"run": run_id, "state": "running", "pid": os.getpid(), "batches_done": 0,
+              "batches_total": cfg.batches, "started": started, "updated": started,
+              "eta_seconds": None, "message": "", "model_batches": done}
+    storage.write_json(model_dir / storage.STATUS, status)
+    writer = tf.summary.create_file_writer(str(model_dir / storage.TENSORBOARD / run_id))
+    bar = keras.utils.Progbar(cfg.batches, stateful_metrics=["lift", "d_bal_acc", "hit_rate"]) if progress else None
+    final, end_state, message = {}, "done", ""
+    try:
+        for k in range(cfg.batches):
+            if interrupt.requested or storage.stop_requested(model_dir):
+                end_state, message = "stopped", f"stopped by request after {k} batches"
+                break
+            t0 = time.time()
+            record, stopped = _online_batch(nets, cfg, done + 1, lambda: interrupt.requested or storage.stop_requested(model_dir))
+            done += 1
+            checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})
+            record.update({"run": run_id, "batch": done, "time": time.time(), "seconds": time.time() - t0})
+            storage.append_jsonl(model_dir / storage.HISTORY, record)
+            history.append(record)
+            final = record
+            with writer.as_default():
+                for key in ("d_loss", "g_loss", "hit_rate", "distinct_rate", "baseline", "lift", "d_balanced_accuracy"):
+                    tf.summary.scalar(key, record[key], step=done)
+            elapsed = time.time() - started
+            status.update(batches_done=k + 1, updated=time.time(), model_batches=done,
+                          eta_seconds=elapsed / (k + 1) * (cfg.batches - k - 1), last=record)
+            storage.write_json(model_dir / storage.STATUS, status)
+            if bar is not None:
+                bar.update(k + 1, values=[("d_loss", record["d_loss"]), ("g_loss", record["g_loss"]),
+                                          ("hit_rate", record["hit_rate"]), ("lift", record["lift"]),
+                                          ("d_bal_acc", record["d_balanced_accuracy"])])
+            if stopped:
+                end_state, message = "stopped", f"stopped by request during batch {done}; saved"
+                break
+    except TrainingDiverged as exc:
+        end_state, message = "failed", f"{exc}. The last good checkpoint (batch {done}) is kept."
+        log(message)
+    except KeyboardInterrupt:
+        end_state, message = "stopped", f"aborted; the last good checkpoint (batch {done}) is kept"
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        writer.close()
+        storage.clear_stop(model_dir)
+        status.update(state=end_state, message=message, updated=time.time(), eta_seconds=0)
+        storage.write_json(model_dir / storage.STATUS, status)
+        storage.append_jsonl(model_dir / storage.RUNS, {
+            "event": "end", "run": run_id, "status": end_state, "message": message, "time": time.time(),
+            "batches_done": status["batches_done"], "model_batches": done, "final": final,
+        })
+    return status
+
+
+def _online_batch(nets: _Networks, cfg: TrainConfig, batch_index: int, should_stop) -> tuple[dict, bool]:
+    """One online batch (one EWC task). Returns its history record and whether a stop came."""
+    import tensorflow as tf
+
+    from optimus.models import choose, propose
+
+    rng = np.random.default_rng([cfg.seed, batch_index])
+    latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=cfg.batch_size)
+    reals, logits = propose(nets.generator, latents)
+    if not np.all(np.isfinite(reals)) or reals.max() >= 2.0**52:
+        raise TrainingDiverged(
+            f"batch {batch_index}: generator outputs left the exact range (max {np.nanmax(reals):.3g}, "
+            "must stay finite and below 2**52)" + (
+                "; the seed's opposite-L2 term is unbounded below and drives weights without limit"
+                if cfg.opposite_l2 and cfg.generator == "dense" else "")
+        )
+    flat = reals.reshape(-1)
+    n_pool = primes.to_odd(flat)
+    labels = primes.is_prime(n_pool)
+    features = nets.encoding(flat.reshape(-1, 1))
+    z = tf.constant(latents.reshape(-1, 1), dtype=nets.generator.inputs[0].dtype)
+
+    # The discriminator's batch: undersampled to the wanted prime ratio, padded to a fixed
+    # size with zero weights so the compiled step never retraces.
+    chosen = undersample(labels, cfg.prime_ratio, cfg.min_batch, rng)
+    pad = np.zeros(len(flat), dtype=np.int64)
+    pad[: len(chosen)] = chosen
+    weights = np.zeros(len(flat), dtype=np.float32)
+    weights[: len(chosen)] = 1.0
+    d_features = tf.gather(features, pad)
+    d_labels = tf.constant(labels[pad].astype(np.float32))
+    d_weights = tf.constant(weights)
+
+    stopped = False
+    for _ in range(cfg.steps):
+        d_loss = nets.d_step(d_features, d_labels, d_weights)
+        g_loss, g_reg = nets.g_step(z, features)
+        if should_stop():
+            stopped = True
+            break
+    d_loss, g_loss, g_reg = float(d_loss), float(g_loss), float(g_reg)
+    if not (math.isfinite(d_loss) and math.isfinite(g_loss) and math.isfinite(g_reg)):
+        raise TrainingDiverged(f"batch {batch_index}: loss became inf/NaN (d_loss={d_loss}, g_loss={g_loss}, g_reg={g_reg})")
+    if not (_finite(nets.g_vars) and _finite(nets.d_vars)):
+        raise TrainingDiverged(f"batch {batch_index}: weights became inf/NaN")
+
+    # What the generator now produces for this batch's latents, judged by exact primality.
+    reals_after, logits_after = propose(nets.generator, latents)
+    outputs = choose(reals_after, logits_after, rng, cfg.temperature)
+    if not np.all(np.isfinite(outputs)) or outputs.max() >= 2.0**52:
+        raise TrainingDiverged(f"batch {batch_index}: generator outputs left the exact range (max {np.nanmax(outputs):.3g})")
+    report = generator_report(primes.to_odd(outputs))
+    from optimus.metrics import balanced_accuracy
+
+    d_prob = np.asarray(nets.head(features, training=False)).reshape(-1)
+    d_bal = balanced_accuracy(labels, d_prob)
+
+    # Consolidate: Fisher on this batch, anchor the weights (EWC's "task end").
+    # The penalties paid during this batch (after consolidating they restart from zero).
+    penalty_g, penalty_d = float(nets.g_ewc.penalty()), float(nets.d_ewc.penalty())
+    if cfg.ewc_mode != "off":
+        m = min(cfg.fisher_samples, len(chosen))
+        pick = rng.choice(chosen, size=m, replace=False)
+        nets.d_ewc.consolidate(nets.d_fisher(tf.gather(features, pick), tf.constant(labels[pick].astype(np.float32))))
+        mg = min(cfg.fisher_samples, cfg.batch_size)
+        rows = np.sort(rng.choice(cfg.batch_size, size=mg, replace=False))
+        if nets.sieve:
+            cand = tf.reshape(features, (cfg.batch_size, cfg.window, -1))
+            g_fisher = nets.g_fisher(tf.gather(z, rows), tf.reshape(tf.gather(cand, rows), (mg * cfg.window, -1)))
+        else:
+            g_fisher = nets.g_fisher(tf.gather(z, rows), features[:0])
+        nets.g_ewc.consolidate(g_fisher)
+    record = {
+        "d_loss": d_loss, "g_loss": g_loss, "g_regularizer": g_reg,
+        "hit_rate": report["hit_rate"], "distinct_rate": report["distinct_rate"],
+        "distinct_prime_rate": report["distinct_prime_rate"], "baseline": report["baseline"],
+        "lift": report["lift"], "d_balanced_accuracy": float(d_bal),
+        "ewc_penalty_g": penalty_g, "ewc_penalty_d": penalty_d,
+        "out_lo": report["lo"], "out_hi": report["hi"],
+    }
+    return record, stopped

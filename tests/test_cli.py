@@ -1,0 +1,103 @@
+"""The CLI: happy paths on a tiny model, and one-line errors for bad arguments."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from optimus.cli import main
+from optimus.training import train
+from tests.helpers import tiny
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli") / "m"
+    train(tiny("default", batches=1), d, progress=False, log=lambda *_: None)
+    return d
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sample_csv_and_json(capsys, model_dir):
+    import sympy
+
+    code, out, _ = run(capsys, "sample", "--model-dir", str(model_dir), "-n", "50", "--seed", "3")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0] == "latent,n,is_prime,d_prob" and len(lines) == 51
+    for line in lines[1:]:
+        _, n, flag, _ = line.split(",")
+        assert (flag == "True") == sympy.isprime(int(n)) and int(n) % 2 == 1
+    code, out, _ = run(capsys, "sample", "--model-dir", str(model_dir), "-n", "5", "--format", "json")
+    assert code == 0 and len(json.loads(out)) == 5
+
+
+def test_classify_reads_stdin(capsys, model_dir, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("7\n9\n1000003\n"))
+    code, out, _ = run(capsys, "classify", "--model-dir", str(model_dir))
+    assert code == 0
+    rows = [line.split(",") for line in out.strip().splitlines()]
+    assert [r[0] for r in rows] == ["7", "9", "1000003"] and all(0 <= float(r[1]) <= 1 for r in rows)
+
+
+def test_evaluate_json(capsys, model_dir):
+    code, out, _ = run(capsys, "evaluate", "--model-dir", str(model_dir), "-n", "300", "--uniform-count", "300", "--json")
+    assert code == 0
+    res = json.loads(out)
+    g = res["generator"]
+    for key in ("hit_rate", "distinct_rate", "distinct_prime_rate", "same_range_probability", "baseline", "lift"):
+        assert key in g
+    for part in ("discriminator_on_outputs", "discriminator_on_uniform"):
+        for key in ("confusion", "accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc"):
+            assert key in res[part]
+
+
+def test_density_json(capsys):
+    code, out, _ = run(capsys, "density", "--lo", "1", "--hi", "1000", "--bins", "4", "--json")
+    assert code == 0
+    assert sum(r["count"] for r in json.loads(out)["rows"]) == 168
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["density", "--lo", "10", "--hi", "5"], "lo"),
+    (["density", "--lo", "-5", "--hi", "5"], ">= 0"),
+    (["density", "--lo", "1", "--hi", "1e11"], "10"),
+    (["density", "--lo", "1", "--hi", "100", "--bins", "0"], "bins"),
+    (["density", "--lo", "abc", "--hi", "100"], "not a whole number"),
+    (["density", "--lo", "2.5", "--hi", "100"], "not a whole number"),
+    (["train", "--model-dir", "X", "--preset", "nope"], "invalid choice"),
+    (["train", "--model-dir", "X", "--batches", "0"], "batches"),
+    (["train", "--model-dir", "X", "--batches", "nan"], "not a whole number"),
+    (["train", "--model-dir", "X", "--ewc-lambda", "inf"], "finite"),
+    (["train", "--model-dir", "X", "--ewc-lambda", "-1"], "lambda"),
+    (["train", "--model-dir", "X", "--latent-range", "10", "5"], "latent range"),
+    (["train", "--model-dir", "X", "--ewc-mode", "sometimes"], "invalid choice"),
+    (["train", "--model-dir", "X", "--from", "/no/such/dir"], "no such model directory"),
+    (["sample", "--model-dir", "/no/such/dir"], "does not exist"),
+    (["sample", "--model-dir", "MODEL", "-n", "0"], "between 1 and"),
+    (["sample", "--model-dir", "MODEL", "-n", "1000001"], "between 1 and"),
+    (["bench", "nonsense"], "unknown benchmark"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_give_one_line_and_nonzero_exit(capsys, model_dir, argv, needle):
+    argv = [str(model_dir) if a == "MODEL" else a for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "optimus", "density", "--lo", "1", "--hi", "100", "--bins", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "odd-prime density" in out.stdout

@@ -1,0 +1,281 @@
+"""EWC: penalty values by hand, vectorised Fisher against the loop, state files, no retracing,
+and a small synthetic continual-learning benchmark where EWC must beat fine-tuning."""
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from optimus.ewc import EWC, fisher_diagonal, fisher_diagonal_loop  # noqa: E402
+
+SHAPES = [(3,), (2, 2)]
+
+
+def _variables(seed=0):
+    rng = np.random.default_rng(seed)
+    return [tf.Variable(rng.standard_normal(s).astype(np.float32)) for s in SHAPES]
+
+
+def _set(variables, values):
+    for v, x in zip(variables, values, strict=True):
+        v.assign(x)
+
+
+def _random(rng, positive=False):
+    out = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    return [np.abs(x) for x in out] if positive else out
+
+
+def test_separate_penalty_is_the_sum_of_per_task_penalties():
+    rng = np.random.default_rng(1)
+    variables = _variables()
+    ewc = EWC(variables, mode="separate", lam=3.0)
+    tasks = []
+    for _ in range(3):
+        anchor, fisher = _random(rng), _random(rng, positive=True)
+        _set(variables, anchor)
+        ewc.consolidate([tf.constant(f) for f in fisher])
+        tasks.append((anchor, fisher))
+    theta = _random(rng)
+    _set(variables, theta)
+    expected = sum(3.0 / 2 * sum(np.sum(f * (t - a) ** 2) for t, a, f in zip(theta, anchor, fisher, strict=True))
+                   for anchor, fisher in tasks)
+    with tf.GradientTape() as tape:
+        value = ewc.penalty()
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    grads = tape.gradient(value, variables)
+    for i, g in enumerate(grads):
+        expected_grad = sum(3.0 * f[i] * (theta[i] - a[i]) for a, f in tasks)
+        np.testing.assert_allclose(g.numpy(), expected_grad, rtol=1e-5, atol=1e-6)
+    assert ewc.tasks_seen == 3
+
+
+def test_separate_penalty_is_zero_at_a_single_anchor_and_never_negative():
+    rng = np.random.default_rng(2)
+    variables = _variables()
+    ewc = EWC(variables, mode="separate", lam=1e6)
+    anchor = [x * 1e3 for x in _random(rng)]  # large weights: the expanded form would cancel badly
+    _set(variables, anchor)
+    for _ in range(5):
+        ewc.consolidate([tf.constant(f) for f in _random(rng, positive=True)])
+    assert float(ewc.penalty()) == pytest.approx(0.0, abs=1e-3)
+    assert float(ewc.penalty()) >= 0.0
+
+
+def test_online_mode_decays_the_fisher_and_keeps_the_last_anchor():
+    rng = np.random.default_rng(3)
+    variables = _variables()
+    ewc = EWC(variables, mode="online", lam=2.0, gamma=0.5)
+    a1, f1 = _random(rng), _random(rng, positive=True)
+    a2, f2 = _random(rng), _random(rng, positive=True)
+    _set(variables, a1)
+    ewc.consolidate(f1)
+    _set(variables, a2)
+    ewc.consolidate(f2)
+    theta = _random(rng)
+    _set(variables, theta)
+    expected = 2.0 / 2 * sum(np.sum((0.5 * x1 + x2) * (t - b) ** 2) for t, b, x1, x2 in zip(theta, a2, f1, f2, strict=True))
+    assert float(ewc.penalty()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_off_is_zero_and_l2_pulls_to_the_last_weights():
+    rng = np.random.default_rng(4)
+    variables = _variables()
+    off = EWC(variables, mode="off")
+    off.consolidate()
+    assert float(off.penalty()) == 0.0 and off.tasks_seen == 1
+    l2 = EWC(variables, mode="l2", lam=4.0)
+    assert float(l2.penalty()) == 0.0  # nothing anchored yet
+    anchor = _random(rng)
+    _set(variables, anchor)
+    l2.consolidate()
+    theta = _random(rng)
+    _set(variables, theta)
+    assert float(l2.penalty()) == pytest.approx(2.0 * sum(np.sum((t - a) ** 2) for t, a in zip(theta, anchor, strict=True)), rel=1e-5)
+
+
+def test_bad_arguments_raise():
+    variables = _variables()
+    with pytest.raises(ValueError, match="mode"):
+        EWC(variables, mode="sometimes")
+    with pytest.raises(ValueError, match="gamma"):
+        EWC(variables, mode="online", gamma=0.0)
+    with pytest.raises(ValueError, match="one Fisher tensor per variable"):
+        EWC(variables).consolidate(None)
+    with pytest.raises(ValueError, match=r"fisher 1 has shape \(4,\)"):
+        EWC(variables).consolidate([np.zeros(3, np.float32), np.zeros(4, np.float32)])
+
+
+# --- Fisher ---------------------------------------------------------------------------------
+
+def _net():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6, activation="tanh"), keras.layers.Dense(1)])
+    unused = tf.Variable(np.ones((2, 3), np.float32))  # reached by no gradient: zeros
+
+    def log_likelihood(x, y):
+        logits = model(x, training=False)[:, 0]
+        return -tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits)
+
+    return model, [*model.trainable_variables, unused], log_likelihood
+
+
+def _batch(n=23, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 5)).astype(np.float32), (rng.random(n) > 0.5).astype(np.float32)
+
+
+def test_vectorised_fisher_equals_the_loop_of_single_sample_tapes():
+    _, variables, log_likelihood = _net()
+    x, y = _batch()
+    fast = fisher_diagonal(log_likelihood, variables, x, y)
+    chunked = fisher_diagonal(log_likelihood, variables, x, y, max_bytes=8 * 4 * 60)  # a few samples per chunk
+    slow = fisher_diagonal_loop(log_likelihood, variables, x, y)
+    assert len(fast) == len(variables)
+    for f, c, s in zip(fast, chunked, slow, strict=True):
+        np.testing.assert_allclose(f.numpy(), s.numpy(), rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(c.numpy(), s.numpy(), rtol=1e-5, atol=1e-9)
+    assert np.all(fast[-1].numpy() == 0.0)
+    assert any(np.any(f.numpy() > 0) for f in fast[:-1])
+
+
+def test_fisher_is_the_mean_of_squared_per_sample_gradients_not_of_the_batch_gradient():
+    _, variables, log_likelihood = _net()
+    x, y = _batch()
+    with tf.GradientTape() as tape:
+        total = tf.reduce_mean(log_likelihood(x, y))
+    batch_grad_sq = [tf.square(g) for g in tape.gradient(total, variables[:-1])]
+    fisher = fisher_diagonal(log_likelihood, variables, x, y)[:-1]  # the unused variable has no batch gradient
+    # Jensen: the mean of squares is at least the square of the mean, strictly here.
+    assert all(np.all(f.numpy() >= b.numpy() - 1e-9) for f, b in zip(fisher, batch_grad_sq, strict=True))
+    assert sum(float(tf.reduce_sum(f - b)) for f, b in zip(fisher, batch_grad_sq, strict=True)) > 1e-6
+
+
+def test_fisher_does_not_retrace_for_repeated_shapes_and_works_inside_tf_function():
+    _, variables, log_likelihood = _net()
+    traces = []
+
+    def counted(x, y):
+        traces.append(1)
+        return log_likelihood(x, y)
+
+    for seed in range(3):
+        fisher_diagonal(counted, variables, *_batch(seed=seed))
+    assert len(traces) == 1
+
+    @tf.function
+    def inside(x, y):
+        return fisher_diagonal(log_likelihood, variables, x, y)
+
+    x, y = _batch()
+    for a, b in zip(inside(x, y), fisher_diagonal_loop(log_likelihood, variables, x, y), strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-9)
+
+
+# --- state and graphs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["separate", "online", "off", "l2"])
+def test_state_round_trips_through_npz_without_pickle(tmp_path, mode):
+    rng = np.random.default_rng(5)
+    variables = _variables()
+    ewc = EWC(variables, mode=mode, lam=2.5, gamma=0.9)
+    for _ in range(2):
+        _set(variables, _random(rng))
+        ewc.consolidate(_random(rng, positive=True))
+    _set(variables, _random(rng))
+    np.savez(tmp_path / "ewc.npz", **ewc.state())
+    with np.load(tmp_path / "ewc.npz", allow_pickle=False) as saved:
+        restored = EWC(variables, mode=mode, lam=2.5, gamma=0.9)
+        restored.load_state(saved)
+    assert restored.tasks_seen == 2
+    assert float(restored.penalty()) == pytest.approx(float(ewc.penalty()), rel=1e-6)
+
+
+def test_load_state_names_what_is_wrong():
+    variables = _variables()
+    state = EWC(variables, mode="online").state()
+    bad = dict(state, fisher_1=np.zeros((10,), np.float32))
+    with pytest.raises(ValueError, match=r"EWC state: fisher_1 has shape \(10,\) but variable has \(2, 2\)"):
+        EWC(variables, mode="online").load_state(bad)
+    with pytest.raises(ValueError, match="mode is 'online' but this EWC is 'separate'"):
+        EWC(variables, mode="separate").load_state(state)
+    with pytest.raises(ValueError, match="missing 'anchor_0'"):
+        EWC(variables, mode="online").load_state({k: v for k, v in state.items() if k != "anchor_0"})
+    with pytest.raises(ValueError, match="2 variables but this EWC has 1"):
+        EWC(variables[:1], mode="online").load_state(state)
+
+
+@pytest.mark.parametrize("mode", ["separate", "online", "l2"])
+def test_penalty_in_a_tf_function_is_traced_once_across_consolidations(mode):
+    rng = np.random.default_rng(6)
+    variables = _variables()
+    ewc = EWC(variables, mode=mode, lam=1.0)
+    traces = []
+
+    @tf.function
+    def penalty():
+        traces.append(1)
+        return ewc.penalty()
+
+    values = []
+    for _ in range(4):
+        _set(variables, _random(rng))
+        ewc.consolidate(_random(rng, positive=True))
+        _set(variables, _random(rng))
+        values.append(float(penalty()))
+        assert float(penalty()) == pytest.approx(float(ewc.penalty()), rel=1e-6)
+    ewc.lam = 10.0
+    assert float(penalty()) == pytest.approx(10.0 * values[-1], rel=1e-5)
+    assert len(traces) == 1
+    assert len(set(values)) == 4
+
+
+# --- a standard continual-learning check on synthetic data ------------------------------------
+
+def test_ewc_remembers_old_tasks_that_fine_tuning_forgets():
+    """Three tasks in different regions of input space, each labelled by its own hyperplane
+    (a Gaussian analogue of split/permuted benchmarks): fine-tuning overwrites the shared MLP,
+    EWC keeps the old tasks."""
+    dim, tasks = 10, 3
+    rng = np.random.default_rng(0)
+    offsets = rng.standard_normal((tasks, dim))
+    offsets *= 4.0 / np.linalg.norm(offsets, axis=1, keepdims=True)
+    directions = rng.standard_normal((tasks, dim))
+
+    def data(t, n, gen):
+        z = gen.standard_normal((n, dim)).astype(np.float32)
+        return (offsets[t] + z).astype(np.float32), (z @ directions[t] > 0).astype(np.float32)
+
+    def accuracies(lam):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((dim,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+        opt = keras.optimizers.Adam(1e-2)
+        opt.build(model.trainable_variables)
+        ewc = EWC(model.trainable_variables, mode="separate" if lam else "off", lam=lam)
+
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                logits = model(x, training=True)[:, 0]
+                loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits))
+                loss += ewc.penalty()
+            grads = tape.gradient(loss, model.trainable_variables)
+            opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+
+        def log_likelihood(x, y):
+            return -tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=model(x, training=False)[:, 0])
+
+        gen = np.random.default_rng(2)
+        tests = [data(t, 1000, np.random.default_rng(100 + t)) for t in range(tasks)]
+        for t in range(tasks):
+            for _ in range(200):
+                step(*data(t, 64, gen))
+            ewc.consolidate(fisher_diagonal(log_likelihood, model.trainable_variables, *data(t, 256, gen)))
+        return [float(np.mean((model(x).numpy()[:, 0] > 0) == y)) for x, y in tests]
+
+    tuned = accuracies(100.0)
+    fine_tuned = accuracies(0.0)
+    old_ewc, old_ft = np.mean(tuned[:-1]), np.mean(fine_tuned[:-1])
+    assert old_ewc > old_ft + 0.15, (tuned, fine_tuned)
+    assert np.mean(tuned) > np.mean(fine_tuned) + 0.05, (tuned, fine_tuned)

@@ -1,0 +1,215 @@
+"""Runs from disk: model name validation, model discovery, and starting/stopping a detached
+trainer (a stand-in that takes the real lock, so no TensorFlow is needed)."""
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from optimus import runs, storage
+from optimus.config import preset
+
+
+def _make_model(root, name, preset_name="default", batches=0, status=None):
+    path = root / name
+    path.mkdir(parents=True)
+    (path / storage.CONFIG).write_text(json.dumps(dataclasses.asdict(preset(preset_name))))
+    for b in range(1, batches + 1):
+        storage.append_jsonl(path / storage.HISTORY, {"run": "run-001", "batch": b, "d_loss": 1.0, "g_loss": 1.0,
+                                                      "hit_rate": 0.2, "baseline": 0.1, "lift": 2.0,
+                                                      "d_balanced_accuracy": 0.8})
+    if status is not None:
+        storage.write_json(path / storage.STATUS, status)
+    return path
+
+
+# --- names ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["default", "seed", "my-model_2.v1", "A", "x" * 64])
+def test_valid_names(tmp_path, name):
+    assert runs.resolve_model_dir(name, root=tmp_path) == (tmp_path / name).resolve()
+
+
+@pytest.mark.parametrize("name", [
+    "", " ", "..", "../x", "a/../b", "a..b", "/etc", "/tmp/models/x", "a/b", "-x", ".hidden", "_private",
+    "x" * 65, "with space", "semi;colon", "new\nline",
+])
+def test_invalid_names(tmp_path, name):
+    with pytest.raises(ValueError):
+        runs.resolve_model_dir(name, root=tmp_path)
+
+
+def test_dotdot_message_names_the_problem(tmp_path):
+    with pytest.raises(ValueError, match=r"'\.\.'"):
+        runs.resolve_model_dir("a..b", root=tmp_path)
+
+
+def test_symlink_escaping_root_is_refused(tmp_path):
+    root, outside = tmp_path / "models", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="outside"):
+        runs.resolve_model_dir("escape", root=root)
+    # A link that stays inside the root is fine.
+    (root / "real").mkdir()
+    (root / "alias").symlink_to(root / "real", target_is_directory=True)
+    assert runs.resolve_model_dir("alias", root=root) == (root / "real").resolve()
+
+
+def test_models_root_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.MODELS_ENV, str(tmp_path))
+    assert runs.models_root() == tmp_path
+    monkeypatch.delenv(runs.MODELS_ENV)
+    assert runs.models_root() == runs.REPO_ROOT / "models"
+
+
+# --- discovery --------------------------------------------------------------------------
+
+
+def test_list_models(tmp_path):
+    _make_model(tmp_path, "default", batches=3,
+                status={"run": "run-001", "state": "done", "batches_done": 3, "batches_total": 3})
+    _make_model(tmp_path, "seed", preset_name="seed")
+    damaged = tmp_path / "broken"
+    damaged.mkdir()
+    (damaged / storage.CONFIG).write_text("{not json")
+    (tmp_path / "not-a-model").mkdir()  # no config, weights or status: ignored
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+
+    models = {m["name"]: m for m in runs.list_models(tmp_path)}
+    assert sorted(models) == ["broken", "default", "seed"]
+    assert models["default"]["preset"] == "default"
+    assert models["default"]["batches"] == 3
+    assert models["default"]["status"] == "done"
+    assert models["seed"]["preset"] == "seed" and models["seed"]["batches"] == 0
+    assert models["broken"]["status"] == "damaged" and "damaged" in models["broken"]["error"]
+    assert runs.list_models(tmp_path / "missing") == []
+
+
+def test_running_status_without_live_lock_reads_interrupted(tmp_path):
+    path = _make_model(tmp_path, "m", batches=1,
+                       status={"run": "run-001", "state": "running", "pid": 999999, "batches_done": 1,
+                               "batches_total": 5})
+    status = runs.read_status(path)
+    assert status["state"] == "interrupted" and status["live"] is False
+
+
+def test_read_history_and_runs(tmp_path):
+    path = _make_model(tmp_path, "m", batches=2)
+    assert list(runs.read_history(path)["batch"]) == [1, 2]
+    assert runs.read_history(tmp_path / "nothing").empty
+    storage.append_jsonl(path / storage.RUNS, {"event": "start", "run": "run-001", "parent": None, "time": 1.0,
+                                               "batches_planned": 2, "config": {"preset": "default"}})
+    storage.append_jsonl(path / storage.RUNS, {"event": "end", "run": "run-001", "status": "done", "time": 2.0,
+                                               "batches_done": 2, "message": "",
+                                               "final": {"hit_rate": 0.3, "baseline": 0.1, "lift": 3.0,
+                                                         "d_balanced_accuracy": 0.9}})
+    storage.append_jsonl(path / storage.RUNS, {"event": "start", "run": "run-002", "time": 3.0,
+                                               "parent": {"model_dir": "/x/models/default", "run": "run-001"},
+                                               "batches_planned": 4, "config": {"preset": "default"}})
+    table = runs.read_runs(path)
+    assert list(table["run"]) == ["run-002", "run-001"]  # newest first
+    newest, first = table.iloc[0], table.iloc[1]
+    assert newest["status"] == "interrupted"  # started, never ended, no live lock
+    assert newest["parent"] == "default / run-001"
+    assert first["status"] == "done" and first["lift"] == 3.0 and first["batches_done"] == 2
+
+
+# --- starting and stopping --------------------------------------------------------------
+
+
+def test_train_command_flags(tmp_path):
+    cmd = runs._train_command(tmp_path / "m", tmp_path / "base", None,
+                              {"batches": 3, "batch_size": 64, "steps": 2, "latent_lo": 1, "latent_hi": 1000,
+                               "ewc_mode": "online", "ewc_lambda": 5.0, "seed": 7})
+    assert cmd[:4] == [sys.executable, "-m", "optimus", "train"]
+    joined = " ".join(cmd)
+    for flag in ("--model-dir", "--from", "--batches 3", "--batch-size 64", "--steps 2", "--latent-range 1 1000",
+                 "--ewc-mode online", "--ewc-lambda 5.0", "--seed 7"):
+        assert flag in joined
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"batches": 0}, "batches"),
+    ({"batch_size": 10**9}, "batch size"),
+    ({"latent_lo": 10, "latent_hi": 5}, "latent range"),
+    ({"learning_rate": 1}, "unknown"),
+])
+def test_start_rejects_bad_settings(tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        runs.start_training(tmp_path / "m", preset="default", overrides=overrides)
+    assert not (tmp_path / "m" / storage.LOG).exists()
+
+
+def test_start_refused_while_a_live_lock_exists(tmp_path):
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    storage.write_json(model_dir / storage.LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
+                                                  "started": time.time()})
+    with pytest.raises(storage.LockedError, match="already in progress"):
+        runs.start_training(model_dir, preset="default", overrides={"batches": 1})
+    assert not (model_dir / storage.LOG).exists()  # nothing was spawned
+
+
+FAKE_TRAINER = """
+import sys, time
+from optimus import storage
+model_dir = sys.argv[sys.argv.index("--model-dir") + 1]
+with storage.run_lock(model_dir):
+    print("fake trainer running", flush=True)
+    while not storage.stop_requested(model_dir):
+        time.sleep(0.05)
+    print("fake trainer stopped", flush=True)
+"""
+
+
+def test_start_detached_refuse_second_then_stop(tmp_path, monkeypatch):
+    real = runs._train_command
+    monkeypatch.setattr(runs, "_train_command",
+                        lambda *a: [sys.executable, "-c", FAKE_TRAINER] + real(*a)[4:])
+    model_dir = tmp_path / "m"
+    pid = runs.start_training(model_dir, preset="default", overrides={"batches": 2, "steps": 1})
+    try:
+        holder = storage.lock_holder(model_dir)
+        assert holder is not None and holder["pid"] == pid  # it waited for the lock
+        assert os.getsid(pid) == pid  # its own session: survives the app's session
+        with pytest.raises(storage.LockedError):
+            runs.start_training(model_dir, preset="default", overrides={"batches": 2})
+        assert runs.stop_training(model_dir) is True
+        deadline = time.time() + 10
+        while storage.lock_holder(model_dir) is not None and time.time() < deadline:
+            time.sleep(0.05)
+        assert storage.lock_holder(model_dir) is None
+        log = (model_dir / storage.LOG).read_text()
+        assert "fake trainer running" in log and "fake trainer stopped" in log
+        assert runs.stop_training(model_dir) is False  # nothing left to stop
+    finally:
+        child = runs._spawned.get(str(model_dir.resolve()))
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_runs_module_imports_no_streamlit_or_tensorflow():
+    code = "import sys, optimus.runs; print('streamlit' in sys.modules, 'tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_live_lock_with_previous_runs_status_reads_starting(tmp_path):
+    path = _make_model(tmp_path, "m", batches=2,
+                       status={"run": "run-001", "state": "done", "pid": 999999, "batches_done": 2,
+                               "batches_total": 2})
+    storage.write_json(path / storage.LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
+                                             "started": time.time()})
+    status = runs.read_status(path)
+    assert status["state"] == "starting" and status["live"] is True
+    assert runs.list_models(tmp_path)[0]["status"] == "starting"

@@ -1,0 +1,171 @@
+import json
+
+import numpy as np
+import pytest
+
+from optimus import checkpoint, storage
+from optimus.training import TrainingDiverged, train, undersample
+from tests.helpers import tiny
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.mark.parametrize("ratio,min_batch", [(0.5, 10), (0.25, 10), (0.5, 200), (0.9, 1)])
+def test_undersample_invariants(ratio, min_batch):
+    rng = np.random.default_rng(1)
+    labels = rng.random(500) < 0.12
+    idx = undersample(labels, ratio, min_batch, rng)
+    assert np.all(np.diff(idx) > 0)  # sorted, no duplicates
+    assert set(np.flatnonzero(labels)) <= set(idx.tolist())  # only composites are dropped
+    kept_primes = labels[idx].sum()
+    if len(idx) > min_batch:
+        assert kept_primes / len(idx) == pytest.approx(ratio, abs=0.02)
+    else:
+        assert len(idx) == min(min_batch, len(labels))
+
+
+def test_undersample_all_primes_or_none():
+    rng = np.random.default_rng(0)
+    assert undersample(np.ones(10, bool), 0.5, 4, rng).tolist() == list(range(10))
+    assert len(undersample(np.zeros(10, bool), 0.5, 4, rng)) == 4
+
+
+@pytest.mark.parametrize("name", ["default", "seed"])
+def test_train_writes_a_loadable_model_dir_and_resumes(name, tmp_path):
+    cfg = tiny(name)
+    d = tmp_path / "m"
+    status = train(cfg, d, progress=False, log=quiet)
+    assert status["state"] == "done" and status["batches_done"] == 2
+    for f in ("config.json", "generator.keras", "discriminator.keras", "state.npz", "history.jsonl", "runs.jsonl", "status.json"):
+        assert (d / f).exists(), f
+    assert not (d / storage.LOCK).exists()
+    ck = checkpoint.load(d)
+    assert ck.batches_done == 2
+    history = storage.read_jsonl(d / "history.jsonl")
+    assert [h["batch"] for h in history] == [1, 2]
+    for key in ("d_loss", "g_loss", "hit_rate", "distinct_rate", "baseline", "lift", "d_balanced_accuracy"):
+        assert all(np.isfinite(h[key]) for h in history), key
+    assert list((d / "logs").rglob("events.out.tfevents*")), "TensorBoard event files"
+    # Resume: starts from the saved weights, appends, records its parent.
+    before = [w.copy() for w in ck.generator.get_weights()]
+    status = train(cfg.replace(batches=1), d, progress=False, log=quiet)
+    assert status["model_batches"] == 3
+    runs = storage.read_jsonl(d / "runs.jsonl")
+    starts = [r for r in runs if r["event"] == "start"]
+    assert [r["run"] for r in starts] == ["run-001", "run-002"]
+    assert starts[1]["parent"]["run"] == "run-001" and starts[1]["start_batch"] == 2
+    assert [h["batch"] for h in storage.read_jsonl(d / "history.jsonl")] == [1, 2, 3]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, checkpoint.load(d).generator.get_weights(), strict=True))
+
+
+def test_resume_continues_from_the_same_weights(tmp_path, monkeypatch):
+    from optimus import training
+
+    cfg = tiny("default", batches=1)
+    d = tmp_path / "m"
+    train(cfg, d, progress=False, log=quiet)
+    saved = checkpoint.load(d).discriminator.get_weights()
+    seen = {}
+    real = training._Networks.__init__
+
+    def spy(self, cfg, generator, discriminator):
+        seen["weights"] = [w.copy() for w in discriminator.get_weights()]
+        real(self, cfg, generator, discriminator)
+
+    monkeypatch.setattr(training._Networks, "__init__", spy)
+    train(cfg, d, progress=False, log=quiet)
+    assert all(np.array_equal(a, b) for a, b in zip(saved, seen["weights"], strict=True))
+
+
+def test_from_copies_lineage_and_leaves_parent_untouched(tmp_path):
+    cfg = tiny("default", batches=1)
+    parent, child = tmp_path / "a", tmp_path / "b"
+    train(cfg, parent, progress=False, log=quiet)
+    mtime = (parent / "generator.keras").stat().st_mtime_ns
+    train(cfg, child, from_dir=parent, progress=False, log=quiet)
+    assert (parent / "generator.keras").stat().st_mtime_ns == mtime
+    start = [r for r in storage.read_jsonl(child / "runs.jsonl") if r["event"] == "start"][-1]
+    assert start["parent"]["model_dir"] == str(parent)
+    assert [h["batch"] for h in storage.read_jsonl(child / "history.jsonl")] == [1, 2]
+
+
+def test_same_seed_same_weights(tmp_path):
+    cfg = tiny("default", batches=1)
+    train(cfg, tmp_path / "a", progress=False, log=quiet)
+    train(cfg, tmp_path / "b", progress=False, log=quiet)
+    wa = checkpoint.load(tmp_path / "a")
+    wb = checkpoint.load(tmp_path / "b")
+    for x, y in zip(wa.generator.get_weights() + wa.discriminator.get_weights(),
+                    wb.generator.get_weights() + wb.discriminator.get_weights(), strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    from optimus import training
+
+    cfg = tiny("seed", batches=3)
+    d = tmp_path / "m"
+    real = training._online_batch
+    calls = {"n": 0}
+
+    def flaky(nets, cfg, batch_index, should_stop):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            nets.g_vars[0].assign(np.full(nets.g_vars[0].shape, np.nan, dtype=np.float32))
+            raise TrainingDiverged(f"batch {batch_index}: weights became inf/NaN")
+        return real(nets, cfg, batch_index, should_stop)
+
+    monkeypatch.setattr(training, "_online_batch", flaky)
+    status = train(cfg, d, progress=False, log=quiet)
+    assert status["state"] == "failed" and "inf/NaN" in status["message"]
+    ck = checkpoint.load(d)
+    assert ck.batches_done == 1
+    assert all(np.all(np.isfinite(w)) for w in ck.generator.get_weights())
+
+
+def test_seed_opposite_l2_divergence_is_caught(tmp_path):
+    # With the seed's -1e6 term the generator's outputs run away; training must stop cleanly.
+    cfg = tiny("seed", batches=50, opposite_l2=1e6, steps=20)
+    status = train(cfg, tmp_path / "m", progress=False, log=quiet)
+    assert status["state"] in ("failed", "done")
+    if status["state"] == "failed":
+        assert "exact range" in status["message"] or "inf/NaN" in status["message"]
+        checkpoint.load(tmp_path / "m")  # the last good checkpoint loads
+
+
+def test_second_run_on_a_locked_dir_is_refused(tmp_path):
+    import os
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / storage.LOCK).write_text(json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname(), "started": 0}))
+    with pytest.raises(storage.LockedError, match="already being trained"):
+        train(tiny("default", batches=1), d, progress=False, log=quiet)
+
+
+def test_stale_lock_is_cleared(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / storage.LOCK).write_text(json.dumps({"pid": 2**22 + 12345, "host": __import__("socket").gethostname(), "started": 0}))
+    assert train(tiny("default", batches=1), d, progress=False, log=quiet)["state"] == "done"
+
+
+def test_stop_request_ends_cleanly_after_current_step(tmp_path, monkeypatch):
+    from optimus import training
+
+    d = tmp_path / "m"
+    calls = {"n": 0}
+    real = training._online_batch
+
+    def stopping(nets, cfg, batch_index, should_stop):
+        calls["n"] += 1
+        storage.request_stop(d)
+        return real(nets, cfg, batch_index, should_stop)
+
+    monkeypatch.setattr(training, "_online_batch", stopping)
+    status = train(tiny("default", batches=5), d, progress=False, log=quiet)
+    assert status["state"] == "stopped" and calls["n"] == 1
+    assert checkpoint.load(d).batches_done == 1
+    assert not (d / storage.STOP).exists()

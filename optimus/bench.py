@@ -131,6 +131,21 @@ def _time(fn, repeat: int) -> float:
     return float(np.median(times))
 
 
+def _interleaved(a, b, repeat: int) -> tuple[float, float]:
+    """Median times of `a` and `b`, measured alternately after one warm-up call of each."""
+    a(), b()
+    ta, tb = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a()
+        t1 = time.perf_counter()
+        b()
+        t2 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    return float(np.median(ta)), float(np.median(tb))
+
+
 def _bare_loop(nets, d_features, d_labels, z, features, steps: int):
     """The same forward and backward passes as an online batch's gradient steps, with nothing
     else: no EWC penalty, no labelling, no metrics, no Fisher. The yardstick for overhead."""
@@ -173,7 +188,6 @@ def bench_train(quick: bool = False) -> dict:
         g, d = build_generator(cfg), build_discriminator(cfg)
         nets = _Networks(cfg, g, d)
         counter = iter(range(1, 10**6))
-        batch = _time(lambda: _online_batch(nets, cfg, next(counter), lambda: False), 1 if quick else 3)  # noqa: B023
         # Inputs of the same sizes for the bare loop.
         rng = np.random.default_rng(0)
         latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=cfg.batch_size)
@@ -182,7 +196,12 @@ def bench_train(quick: bool = False) -> dict:
         features = nets.encoding(flat.reshape(-1, 1))
         labels = tf.constant(primes.is_prime(primes.to_odd(flat)).astype(np.float32))
         z = tf.constant(latents.reshape(-1, 1), dtype=g.inputs[0].dtype)
-        bare = _time(_bare_loop(nets, features, labels, z, features, cfg.steps), 1 if quick else 3)
+        bare_fn = _bare_loop(nets, features, labels, z, features, cfg.steps)
+        # Interleaved, so both sides see the same machine load.
+        batch, bare = _interleaved(
+            lambda: _online_batch(nets, cfg, next(counter), lambda: False),  # noqa: B023
+            bare_fn, 1 if quick else 3,
+        )
         with tempfile.TemporaryDirectory() as tmp:
             save = _time(lambda: checkpoint.save(tmp, g, d, {"batches_done": np.array(1), **nets.state()}), 1 if quick else 3)  # noqa: B023
         out[f"online_batch_{name}_s"] = batch
@@ -210,8 +229,8 @@ def bench_train(quick: bool = False) -> dict:
             loss = tf.reduce_mean(log_likelihood(x, y))
         return tape.gradient(loss, head.trainable_variables)
 
-    fisher = _time(lambda: fisher_diagonal(log_likelihood, head.trainable_variables, x, y), 2 if quick else 5)
-    grad = _time(lambda: batched_gradient(), 2 if quick else 5)
+    fisher, grad = _interleaved(lambda: fisher_diagonal(log_likelihood, head.trainable_variables, x, y),
+                                batched_gradient, 2 if quick else 5)
     out["fisher_1000_s"] = fisher
     out["batched_gradient_1000_s"] = grad
     out["fisher_vs_gradient"] = fisher / grad

@@ -226,7 +226,7 @@ def residue_chart(residues: pd.DataFrame) -> alt.Chart:
     )
     return (
         alt.layer(cells, zero, data=data)
-        .properties(width=alt.Step(13), height=alt.Step(18))
+        .properties(width=alt.Step(13 if len(models) <= 2 else 8), height=alt.Step(18))
         .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
         .properties(title="Share of outputs per residue class, relative to chance (residue 0 outlined)")
     )
@@ -436,4 +436,4 @@ def density_chart(table: pd.DataFrame, measure: str = "count", log_x: bool = Fal
         )
         chart = alt.layer(alt.layer(bars, lines), model_line).resolve_scale(y="independent")
     title = "Primes per bin" if measure == "count" else "Prime density"
-    return chart.properties(title=f"{title}: exact vs x/ln x and li(x)", width=WIDTH, height=HEIGHT + 80)
+    return chart.properties(title=f"{title}: exact vs x/ln x and li(x)", width=WIDTH, height=HEIGHT + 140)

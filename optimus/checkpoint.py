@@ -90,6 +90,33 @@ def save(model_dir, generator, discriminator, state: dict) -> None:
     recover(model_dir)
 
 
+def saved_batches(model_dir) -> int | None:
+    """Batches done by the checkpoint on disk (None if there is none)."""
+    model_dir = Path(model_dir)
+    recover(model_dir)
+    try:
+        with np.load(model_dir / storage.STATE, allow_pickle=False) as data:
+            return int(data["batches_done"])
+    except Exception:
+        return None
+
+
+def read_history(model_dir) -> list[dict]:
+    """The history of the saved networks: one record per batch up to the checkpoint.
+
+    A record is appended before its checkpoint is committed, so a run killed in between leaves
+    a record for a batch whose weights were never saved; it is left out here, and when the
+    batch is trained again its new record (later in the file) is the one kept.
+    """
+    done = saved_batches(model_dir)
+    by_batch: dict[int, dict] = {}
+    for record in storage.read_jsonl(Path(model_dir) / storage.HISTORY):
+        batch = record.get("batch")
+        if isinstance(batch, int) and (done is None or batch <= done):
+            by_batch[batch] = record
+    return [by_batch[b] for b in sorted(by_batch)]
+
+
 def load_config(model_dir) -> TrainConfig:
     path = Path(model_dir) / storage.CONFIG
     if not path.exists():

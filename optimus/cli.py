@@ -11,7 +11,6 @@ import json
 import math
 import sys
 
-
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 

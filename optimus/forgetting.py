@@ -42,9 +42,10 @@ DECADES = tuple((10**k, 10 ** (k + 1)) for k in range(4, 9))
 MAX_TASKS = 20
 MAX_FACTOR_PRIME = 997
 MAX_HI = 10**10
-# Below 10**10 no gap between consecutive primes exceeds 354, so any range this wide holds
-# primes and odd composites in each of its train/validation/test parts.
-MIN_RANGE_WIDTH = 1000
+# A range this wide holds about 430 primes even near 10**10 (and thousands of odd
+# composites), so its validation part (a 10% hash bucket) gets primes with overwhelming
+# probability; at width 1,000 it would miss them about 1% of the time.
+MIN_RANGE_WIDTH = 10_000
 
 # Penalty-strength grids, searched on the validation split (log-spaced, half decades in the
 # region that matters; the per-sample Fisher of this MLP is small per weight, so EWC needs
@@ -626,6 +627,9 @@ def run_benchmark(family: str = "factor", tasks=None, methods=None, encoding: st
     number fixes EWC's and online EWC's; a dict fixes any by method name. `progress(fraction,
     message)` is called after every task of every run. `options`: other ForgettingConfig fields.
     """
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(ForgettingConfig)})
+    if unknown:
+        raise ValueError(f"unknown benchmark options {unknown}")
     cfg = ForgettingConfig(family=family, tasks=list(tasks or []), methods=list(methods or METHODS),
                            encoding=encoding, seed=int(seed), steps_per_task=int(steps_per_task),
                            batch_size=int(batch_size), **options)

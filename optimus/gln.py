@@ -24,6 +24,17 @@ the batch; each sample's local gradient is added to the weight vector of the con
 selected ("sum", the first-order equivalent of B sequential online steps, so eta keeps its
 per-sample meaning of the paper), then the weights are clipped once. `batch_reduction="mean"`
 averages over the samples that share a context instead (one step per context per batch).
+With "sum", a context that collects k samples of a batch takes k steps at once, so keep
+eta * k well below 1. Measured: on divisibility features of odd n in [1e6, 1e9) (every prime
+has z = 0, so all primes of a batch share one context per neuron), eta = 0.01 with batches of
+512 ended at balanced accuracy 0.5 (one-class outputs) within 150 batches, while eta = 1e-3
+reached 0.99 after 150 batches of 512 (and after 100 of 2,000). The forgetting benchmark (batches of 256, 256 contexts
+per neuron) uses eta = 0.01.
+
+Halfspaces: the paper draws dense Gaussian normals (`context_sparsity=0`, the default).
+`context_sparsity=k` keeps k random coordinates per normal; k = 1 gives axis-aligned
+thresholds on single features, which resist forgetting far better on residue features (see
+`optimus.forgetting.ForgettingConfig`).
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ class BernoulliGLN(keras.Model):
         context_bias_std: standard deviation of the hyperplane offsets b (hyperplane normals
             are random unit vectors, so h . z is O(|z| / sqrt(input_dim)) for generic z).
         batch_reduction: "sum" or "mean", see the module docstring.
+        context_sparsity: non-zero coordinates per hyperplane normal; 0 = dense (the paper).
         seed: hyperplanes are drawn from numpy's default_rng(seed).
     """
 

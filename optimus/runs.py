@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from optimus import checkpoint, storage
 from optimus import config as config_mod
-from optimus import storage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_ENV = "OPTIMUS_MODELS_DIR"
@@ -135,7 +135,7 @@ def read_status(model_dir) -> dict | None:
 
 def read_history(model_dir) -> pd.DataFrame:
     """history.jsonl as a DataFrame, one row per online batch, sorted by global batch."""
-    records = storage.read_jsonl(Path(model_dir) / storage.HISTORY)
+    records = checkpoint.read_history(model_dir)
     frame = pd.DataFrame.from_records(records)
     for column in HISTORY_COLUMNS:
         if column not in frame.columns:
@@ -204,7 +204,7 @@ def read_runs(model_dir) -> pd.DataFrame:
 
 
 def _batches_trained(model_dir: Path, status: dict | None) -> int:
-    records = storage.read_jsonl(model_dir / storage.HISTORY)
+    records = checkpoint.read_history(model_dir)
     if records:
         return max(int(r.get("batch", 0) or 0) for r in records)
     return int((status or {}).get("batches_done") or 0)

@@ -284,8 +284,6 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
     if not state or from_dir is not None:
         # A new (or newly branched) directory holds a loadable version from the first moment.
         checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})
-    # History lines past the last saved checkpoint belong to a batch that was lost in a crash.
-    history = [h for h in storage.read_jsonl(model_dir / storage.HISTORY) if h.get("batch", 0) <= done]
     previous_runs = storage.read_jsonl(model_dir / storage.RUNS)
     run_id = f"run-{sum(1 for r in previous_runs if r.get('event') == 'start') + 1:03d}"
     storage.write_json(model_dir / storage.CONFIG, {**__import__("dataclasses").asdict(cfg)})
@@ -318,10 +316,12 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
             t0 = time.time()
             record, stopped = _online_batch(nets, cfg, done + 1, lambda: interrupt.requested or storage.stop_requested(model_dir))
             done += 1
-            checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})
             record.update({"run": run_id, "batch": done, "time": time.time(), "seconds": time.time() - t0})
+            # Record first, then commit the checkpoint: a kill in between leaves a record past
+            # the checkpoint, which checkpoint.read_history ignores (never a checkpoint without
+            # its record).
             storage.append_jsonl(model_dir / storage.HISTORY, record)
-            history.append(record)
+            checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})
             final = record
             with writer.as_default():
                 for key in ("d_loss", "g_loss", "hit_rate", "distinct_rate", "baseline", "lift", "d_balanced_accuracy"):

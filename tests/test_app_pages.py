@@ -145,6 +145,11 @@ def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_tr
 
     # The page now watches the new model and finds its run from disk.
     assert at.selectbox(key="train_watch").value == "ui-run"
+    model_dir = models_root / "ui-run"
+    deadline = time.time() + 20  # the stand-in writes its status once it holds the lock
+    while not (model_dir / storage.STATUS).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    at.run()
     assert at.get("progress") and "batch 1 of 3" in at.get("progress")[0].proto.text
     assert len(charts_of(at)) == 4
 
@@ -159,7 +164,6 @@ def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_tr
     assert stop
     stop[0].click()
     at.run()
-    model_dir = models_root / "ui-run"
     deadline = time.time() + 10
     while storage.lock_holder(model_dir) is not None and time.time() < deadline:
         time.sleep(0.05)

@@ -169,6 +169,8 @@ def _shot(page, path: Path) -> None:
     """A screenshot of the whole page: Streamlit scrolls inside its main section, so grow the
     viewport to the content's height first (full_page=True alone stops at the window)."""
     size = page.viewport_size
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")  # no focus tooltips
+    page.mouse.move(0, 0)
     height = page.evaluate(
         "() => Math.max(document.body.scrollHeight, ...Array.from(document.querySelectorAll("
         "'[data-testid=stMain], [data-testid=stAppViewContainer], [data-testid=stMainBlockContainer]'))"
@@ -214,7 +216,7 @@ def test_train_sample_download_and_every_page(server, browser_page, artifacts):
     _goto(page, "Sample primes")
     _choose(page, "Model", re.compile(r"^e2e-run"))
     _fill(page, "Samples", 500)
-    page.get_by_text(re.compile(r"Share of 500 outputs per model")).wait_for()
+    page.get_by_text(re.compile(r"from the 500 samples above")).wait_for()
     _settle(page)
     _no_exception(page)
     _shot(page, artifacts / "4-sample.png")

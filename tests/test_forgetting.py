@@ -54,12 +54,12 @@ def test_parse_tasks_accepts_primes_and_ranges():
     ("factor", ["3", "1009"], "above 997"),
     ("factor", ["3"], "at least 2 tasks"),
     ("factor", ["3", "3"], "distinct"),
-    ("range", ["100:2000", "5000"], "not of the form LO:HI"),
-    ("range", ["0:5000", "6000:9000"], "0 < LO < HI"),
-    ("range", ["9000:5000", "1:2000"], "0 < LO < HI"),
-    ("range", ["1:20000000000", "1:2000"], "0 < LO < HI <= 10\\*\\*10"),
-    ("range", ["1000:1500", "1:2000"], "narrower than 1000"),
-    ("range", ["1.5:2000", "1:2000"], "not an integer"),
+    ("range", ["100:20000", "5000"], "not of the form LO:HI"),
+    ("range", ["0:50000", "60000:90000"], "0 < LO < HI"),
+    ("range", ["90000:50000", "1:20000"], "0 < LO < HI"),
+    ("range", ["1:20000000000", "1:20000"], "0 < LO < HI <= 10\\*\\*10"),
+    ("range", ["1000:10999", "1:20000"], "narrower than 10000"),
+    ("range", ["1.5:20000", "1:20000"], "not an integer"),
     ("cubes", ["1"], "unknown task family"),
     ("factor", [" ".join(["3"] * 21)], "at most 20 tasks"),
 ])
@@ -92,8 +92,8 @@ def test_task_samples_are_balanced_labelled_by_is_prime_and_split_disjointly():
     val, _ = forgetting.sample_task(task, 400, "val", rng)
     assert not (set(n) & set(train)) and not (set(n) & set(val)) and not (set(train) & set(val))
     # a small range still yields both classes
-    small, ys = forgetting.sample_task(Task(1, 1001), 100, "test", rng)
-    assert ys.sum() == 50 and small.min() >= 3 and small.max() < 1001
+    small, ys = forgetting.sample_task(Task(1, 10_001), 100, "test", rng)
+    assert ys.sum() == 50 and small.min() >= 3 and small.max() < 10_001
 
 
 def test_split_hash_does_not_bias_residues():
@@ -147,6 +147,7 @@ def test_tiny_run_with_tuning_joint_gln_and_ranges():
     ({"ewc_lambda": {"none": 1.0}}, "no penalty"),
     ({"tasks": [3]}, "at least 2 tasks"),
     ({"tasks": [3, 9]}, "not an odd prime"),
+    ({"epochs": 3}, "unknown benchmark options"),
 ])
 def test_run_benchmark_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

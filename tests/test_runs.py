@@ -178,10 +178,15 @@ def test_start_detached_refuse_second_then_stop(tmp_path, monkeypatch):
     model_dir = tmp_path / "m"
     pid = runs.start_training(model_dir, preset="default", overrides={"batches": 2, "steps": 1})
     try:
-        holder = storage.lock_holder(model_dir)
-        assert holder is not None and holder["pid"] == pid  # it waited for the lock
-        assert os.getsid(pid) == pid  # its own session: survives the app's session
+        # Refused at once, even before the child holds the lock (a double click).
         with pytest.raises(storage.LockedError):
+            runs.start_training(model_dir, preset="default", overrides={"batches": 2})
+        assert os.getsid(pid) == pid  # its own session: survives the app's session
+        deadline = time.time() + 20  # start_training waits ~2 s; a loaded machine may need longer
+        while storage.lock_holder(model_dir) is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert storage.lock_holder(model_dir)["pid"] == pid
+        with pytest.raises(storage.LockedError, match="already in progress"):
             runs.start_training(model_dir, preset="default", overrides={"batches": 2})
         assert runs.stop_training(model_dir) is True
         deadline = time.time() + 10

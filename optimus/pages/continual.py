@@ -41,7 +41,7 @@ family = c[0].radio("Task family", forgetting.FAMILIES, horizontal=True)
 tasks_text = c[1].text_input(
     "Tasks", value=DEFAULT_TASKS[family], key=f"continual_tasks_{family}",
     help=("Odd primes p (at most 997), one task each." if family == "factor" else
-          "LO:HI pairs, 0 < LO < HI <= 10,000,000,000, HI - LO >= 1,000 (odd n with LO <= n < HI).")
+          "LO:HI pairs, 0 < LO < HI <= 10,000,000,000, HI - LO >= 10,000 (odd n with LO <= n < HI).")
     + f" 2 to {forgetting.MAX_TASKS} tasks, separated by spaces or commas.",
 )
 methods = st.multiselect("Methods", forgetting.METHODS, default=list(forgetting.METHODS),

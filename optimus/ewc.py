@@ -97,7 +97,88 @@ def _compiled(fn, variables, chunk: int):
     return compiled
 
 
-def fisher_diagonal(per_sample_log_likelihood, variables, *tensors, max_bytes: int = FISHER_MEMORY_BYTES):
+class _NotPerSample(Exception):
+    """A Dense layer saw rows that are not one per sample: use the general path."""
+
+
+def _dense_fisher_graph(fn, layers, tensors):
+    """Per-sample Fisher of Dense kernels and biases without materialising per-sample gradients.
+
+    For a Dense layer z = a W + b, sample i's gradient is outer(a_i, delta_i) with
+    delta_i = d log p_i / d z_i, so sum_i (d log p_i / d W)^2 = (a^2)^T (delta^2): one matmul,
+    the cost of the layer's own backward pass (Goodfellow 2015's per-example trick). delta comes
+    from one backward pass of sum_i log p_i through a zero "probe" added to each z: samples are
+    independent (dropout off), so d(sum_j log p_j)/d z_i = d log p_i / d z_i.
+    """
+    batch = tensors[0].shape[0]
+    seen = {}
+
+    def probed(layer):
+        def call(inputs, training=None):
+            if id(layer) in seen or inputs.shape.rank != 2 or batch is None or inputs.shape[0] != batch:
+                raise _NotPerSample
+            z = tf.matmul(inputs, layer.kernel)
+            if layer.bias is not None:
+                z = z + layer.bias
+            probe = tf.zeros_like(z)
+            tape.watch(probe)
+            seen[id(layer)] = (inputs, probe)
+            z = z + probe
+            return layer.activation(z) if layer.activation is not None else z
+
+        return call
+
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        for layer in layers:
+            layer.call = probed(layer)  # an instance attribute shadows Dense.call for this trace
+        try:
+            total = tf.reduce_sum(fn(*tensors))
+        finally:
+            for layer in layers:
+                del layer.call
+    if len(seen) != len(layers):
+        raise _NotPerSample
+    deltas = tape.gradient(total, [seen[id(layer)][1] for layer in layers],
+                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    n = tf.cast(batch, tf.float32)
+    out = []  # kernel, then bias (if any), layer by layer: the order of _dense_variables
+    for layer, delta in zip(layers, deltas, strict=True):
+        a = tf.cast(seen[id(layer)][0], tf.float32)
+        d2 = tf.square(tf.cast(delta, tf.float32))
+        out.append(tf.matmul(tf.square(a), d2, transpose_a=True) / n)
+        if layer.bias is not None:
+            out.append(tf.reduce_sum(d2, axis=0) / n)
+    return out
+
+
+def _dense_variables(layers) -> list:
+    return [_tf_variable(v) for layer in layers for v in ([layer.kernel] + ([layer.bias] if layer.bias is not None else []))]
+
+
+_COMPILED_DENSE: collections.OrderedDict = collections.OrderedDict()
+
+
+def _compiled_dense(fn, layers):
+    key = (fn, tuple(id(layer) for layer in layers))
+    compiled = _COMPILED_DENSE.get(key)
+    if compiled is None:
+        compiled = tf.function(lambda *tensors: _dense_fisher_graph(fn, layers, list(tensors)), reduce_retracing=True)
+        _COMPILED_DENSE[key] = compiled
+        while len(_COMPILED_DENSE) > _COMPILED_MAX:
+            _COMPILED_DENSE.popitem(last=False)
+    return compiled
+
+
+def dense_layers_of(model) -> list:
+    """The plain Dense layers inside a Keras model (recursively), for `fisher_diagonal`."""
+    import keras
+
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if type(layer) is keras.layers.Dense and not getattr(layer, "lora_enabled", False)]
+
+
+def fisher_diagonal(per_sample_log_likelihood, variables, *tensors, max_bytes: int = FISHER_MEMORY_BYTES,
+                    dense_layers=()):
     """Diagonal empirical Fisher: mean over the B samples of (d log p_i / d theta)^2, per variable.
 
     `per_sample_log_likelihood(*tensors)` returns the [B] vector of log p_i (run the model with
@@ -105,6 +186,11 @@ def fisher_diagonal(per_sample_log_likelihood, variables, *tensors, max_bytes: i
     tf.function; repeated calls with the same callable, variables and shapes do not retrace.
     Variables the likelihood does not reach get zeros. Batches whose per-sample gradients would
     exceed `max_bytes` are processed in chunks.
+
+    `dense_layers` (see `dense_layers_of`): Dense layers whose kernels and biases take the
+    exact per-example shortcut of `_dense_fisher_graph` (about the cost of one batched
+    gradient) when each sees one row per sample; every other variable, or every variable when
+    that condition fails, takes the general vectorised path.
     """
     variables = [_tf_variable(v) for v in variables]
     if not variables:
@@ -112,8 +198,21 @@ def fisher_diagonal(per_sample_log_likelihood, variables, *tensors, max_bytes: i
     if not tensors:
         raise ValueError("fisher_diagonal needs at least one batched tensor")
     tensors = [tf.convert_to_tensor(t) for t in tensors]
-    chunk = _chunk_size(variables, max_bytes)
-    return list(_compiled(per_sample_log_likelihood, variables, chunk)(*tensors))
+    wanted = {v.ref() for v in variables}
+    layers = [layer for layer in dense_layers if _tf_variable(layer.kernel).ref() in wanted]
+    fast = {}
+    if layers:
+        try:
+            values = _compiled_dense(per_sample_log_likelihood, layers)(*tensors)
+            fast = {v.ref(): f for v, f in zip(_dense_variables(layers), values, strict=True)}
+        except _NotPerSample:
+            fast = {}
+    rest = [v for v in variables if v.ref() not in fast]
+    slow = {}
+    if rest:
+        chunk = _chunk_size(rest, max_bytes)
+        slow = {v.ref(): f for v, f in zip(rest, _compiled(per_sample_log_likelihood, rest, chunk)(*tensors), strict=True)}
+    return [fast[v.ref()] if v.ref() in fast else slow[v.ref()] for v in variables]
 
 
 def fisher_diagonal_loop(per_sample_log_likelihood, variables, *tensors):

@@ -78,7 +78,9 @@ def build_discriminator(cfg: TrainConfig) -> keras.Model:
         from optimus.gln import build_gln
 
         encoding = DivisibilityEncoding(cfg.disc_prime_max, name="encoding")
-        head = build_gln(encoding.size, seed=cfg.seed)
+        # lr 1e-3: on divisibility bits every prime shares one context, and larger steps
+        # collapse to one class within a few batches (measured in optimus/gln.py's notes).
+        head = build_gln(encoding.size, seed=cfg.seed, learning_rate=1e-3, name="head")
     return keras.Model(x, head(encoding(x)), name="discriminator")
 
 

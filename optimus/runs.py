@@ -44,6 +44,7 @@ OVERRIDE_FLAGS = {
     "ewc_mode": "--ewc-mode",
     "ewc_lambda": "--ewc-lambda",
     "seed": "--seed",
+    "discriminator": "--discriminator",
 }
 START_WAIT_SECONDS = 2.0
 

@@ -96,7 +96,7 @@ class _Networks:
         import keras
         import tensorflow as tf
 
-        from optimus.ewc import EWC, fisher_diagonal
+        from optimus.ewc import EWC, dense_layers_of, fisher_diagonal
         from optimus.models import discriminator_parts
 
         self.cfg, self.tf = cfg, tf
@@ -105,7 +105,8 @@ class _Networks:
         self.sieve = cfg.generator == "sieve"
         self.gln = cfg.discriminator == "gln"
         self.g_vars = generator.trainable_variables
-        self.d_vars = self.head.trainable_variables
+        # A GLN's neurons learn by their own local updates: no gradient, so no Fisher either.
+        self.d_vars = [] if self.gln else self.head.trainable_variables
         self.g_opt = keras.optimizers.Adam(cfg.lr_generator)
         self.d_opt = keras.optimizers.Adam(cfg.lr_discriminator)
         self.g_opt.build(self.g_vars)
@@ -113,6 +114,9 @@ class _Networks:
         self.g_ewc = EWC(self.g_vars, mode=cfg.ewc_mode, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)
         self.d_ewc = EWC(self.d_vars, mode=cfg.ewc_mode, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)
         self._fisher = fisher_diagonal
+        # Dense layers take the per-example shortcut in the Fisher (optimus.ewc).
+        self.d_dense = [] if self.gln else dense_layers_of(self.head)
+        self.g_dense = dense_layers_of(generator)
         # Class-balanced focal loss for the discriminator (as the seed's code had it).
         self.d_loss_fn = keras.losses.BinaryFocalCrossentropy(
             apply_class_balancing=True, alpha=cfg.focal_alpha, gamma=cfg.focal_gamma, reduction=None
@@ -121,7 +125,7 @@ class _Networks:
             self.g_loss_fn = keras.losses.BinaryFocalCrossentropy(gamma=cfg.focal_gamma, reduction=None)
         else:  # the seed's code: plain cross-entropy towards "prime" (plus the opposite L2)
             self.g_loss_fn = keras.losses.BinaryCrossentropy(reduction=None)
-        self.d_step = tf.function(self._d_step, reduce_retracing=True)
+        self.d_step = self._gln_d_step if self.gln else tf.function(self._d_step, reduce_retracing=True)
         self.g_step = tf.function(self._g_step, reduce_retracing=True)
         self.d_fisher = tf.function(self._d_fisher, reduce_retracing=True)
         self.g_fisher = tf.function(self._g_fisher, reduce_retracing=True)
@@ -173,6 +177,11 @@ class _Networks:
         self.d_opt.apply_gradients(zip(grads, self.d_vars, strict=True))
         return loss
 
+    def _gln_d_step(self, features, labels, weights):
+        """The GLN's online local update on the undersampled rows (they come first)."""
+        k = int(np.sum(np.asarray(weights) > 0))
+        return self.head.update(features[:k], labels[:k])
+
     def _g_candidate_probs(self, latents, candidate_features):
         """Probability, under the generator, of each candidate, and the discriminator's view."""
         tf = self.tf
@@ -213,7 +222,7 @@ class _Networks:
             p = tf.clip_by_value(tf.reshape(self.head(f, training=False), (-1,)), 1e-7, 1 - 1e-7)
             return y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p)
 
-        return self._fisher(log_likelihood, self.d_vars, features, labels)
+        return self._fisher(log_likelihood, self.d_vars, features, labels, dense_layers=self.d_dense)
 
     def _g_fisher(self, latents, candidate_features):
         tf = self.tf
@@ -233,7 +242,7 @@ class _Networks:
             x = self.generator(z, training=False)
             return tf.math.log(tf.reshape(self.head(self.encoding(x), training=False), (-1,)) + 1e-7)
 
-        return self._fisher(log_likelihood, self.g_vars, latents)
+        return self._fisher(log_likelihood, self.g_vars, latents, dense_layers=self.g_dense)
 
 
 def _finite(variables) -> bool:

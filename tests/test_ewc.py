@@ -279,3 +279,45 @@ def test_ewc_remembers_old_tasks_that_fine_tuning_forgets():
     old_ewc, old_ft = np.mean(tuned[:-1]), np.mean(fine_tuned[:-1])
     assert old_ewc > old_ft + 0.15, (tuned, fine_tuned)
     assert np.mean(tuned) > np.mean(fine_tuned) + 0.05, (tuned, fine_tuned)
+
+
+def test_dense_shortcut_equals_the_loop():
+    """The per-example trick for Dense layers gives the same Fisher as one tape per sample."""
+    import keras
+
+    from optimus.ewc import dense_layers_of
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(9, activation="tanh"),
+                              keras.layers.Dropout(0.3), keras.layers.Dense(5, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    x = tf.constant(np.random.default_rng(0).normal(size=(40, 7)).astype(np.float32))
+    y = tf.constant((np.random.default_rng(1).random(40) < 0.5).astype(np.float32))
+
+    def log_likelihood(xb, yb):
+        p = tf.clip_by_value(tf.reshape(model(xb, training=False), (-1,)), 1e-6, 1 - 1e-6)
+        return yb * tf.math.log(p) + (1 - yb) * tf.math.log(1 - p)
+
+    fast = fisher_diagonal(log_likelihood, model.trainable_variables, x, y, dense_layers=dense_layers_of(model))
+    slow = fisher_diagonal_loop(log_likelihood, model.trainable_variables, x, y)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-8)
+    assert type(model.layers[0]).call is keras.layers.Dense.call and "call" not in vars(model.layers[0])
+
+
+def test_dense_shortcut_falls_back_when_rows_are_not_samples():
+    import keras
+
+    from optimus.ewc import dense_layers_of
+
+    keras.utils.set_random_seed(4)
+    head = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)])
+    x = tf.constant(np.random.default_rng(0).normal(size=(6, 5, 3)).astype(np.float32))  # 5 rows per sample
+
+    def log_likelihood(xb):
+        return tf.reduce_sum(tf.reshape(head(tf.reshape(xb, (-1, 3))), (-1, 5)), axis=1)
+
+    fast = fisher_diagonal(log_likelihood, head.trainable_variables, x, dense_layers=dense_layers_of(head))
+    slow = fisher_diagonal_loop(log_likelihood, head.trainable_variables, x)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-8)

@@ -169,3 +169,12 @@ def test_stop_request_ends_cleanly_after_current_step(tmp_path, monkeypatch):
     assert status["state"] == "stopped" and calls["n"] == 1
     assert checkpoint.load(d).batches_done == 1
     assert not (d / storage.STOP).exists()
+
+
+def test_gln_discriminator_trains_in_the_gan_loop_and_round_trips(tmp_path):
+    cfg = tiny("default", discriminator="gln", batches=2)
+    status = train(cfg, tmp_path / "m", progress=False, log=quiet)
+    assert status["state"] == "done"
+    ck = checkpoint.load(tmp_path / "m")  # safe_mode=True
+    assert type(ck.discriminator.get_layer("head")).__name__ == "BernoulliGLN"
+    assert all(np.isfinite(h["d_loss"]) for h in checkpoint.read_history(tmp_path / "m"))

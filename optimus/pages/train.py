@@ -7,7 +7,7 @@ reads what the trainer writes to disk, so refreshing or closing the tab changes 
 import streamlit as st
 
 from optimus import charts, limits, runs, storage
-from optimus.config import EWC_MODES, PRESETS, TrainConfig, preset
+from optimus.config import DISCRIMINATORS, EWC_MODES, PRESETS, TrainConfig, preset
 from optimus.pages import common
 
 NEW = "(new model)"
@@ -65,11 +65,18 @@ with st.form("train_form"):
     latent_hi = c5.number_input("Latent hi", value=defaults.latent_hi, step=1,
                                 help=f"At most {limits.MAX_LATENT:,}.")
     seed = c6.number_input("Seed", value=defaults.seed, step=1, help="0 to 2**32 - 1.")
-    c7, c8, _ = st.columns(3)
+    c7, c8, c9 = st.columns(3)
     ewc_mode = c7.selectbox("EWC mode", EWC_MODES, index=EWC_MODES.index(defaults.ewc_mode),
                             help="separate: one penalty per past batch; online: one running importance; off: plain fine-tuning.")
     ewc_lambda = c8.number_input("EWC lambda", value=float(defaults.ewc_lambda), step=1.0, format="%g",
                                  help=f"Strength of the EWC penalty: 0 to {limits.MAX_EWC_LAMBDA:g}.")
+    discriminator = c9.selectbox(
+        "Discriminator", DISCRIMINATORS, index=DISCRIMINATORS.index(defaults.discriminator),
+        disabled=base != NEW,
+        help="dense: the seed's MLP on the raw real; residue: divisibility bits + wide & deep head; "
+             "gln: a Bernoulli Gated Linear Network on the same bits, learning by local updates. "
+             "Fixed for an existing model.",
+    )
     st.caption(
         f"Limits: batches 1-{limits.MAX_BATCHES:,}; batch size 16-{limits.MAX_BATCH_SIZE:,}; "
         f"steps 1-{limits.MAX_STEPS:,}; latent range within [1, {limits.MAX_LATENT:,}]; "
@@ -103,6 +110,8 @@ if submitted:
             "ewc_mode": ewc_mode,
             "ewc_lambda": float(ewc_lambda),
         }
+        if base == NEW and discriminator != defaults.discriminator:
+            overrides["discriminator"] = discriminator
         overrides["latent_lo"], overrides["latent_hi"] = common.check_range(
             latent_lo, latent_hi, lo_min=1, hi_max=limits.MAX_LATENT, what="latent range")
         try:

@@ -135,14 +135,17 @@ class SieveWindow(keras.layers.Layer):
     def primes(self) -> np.ndarray:
         return self._primes.numpy()
 
-    def candidates(self, z):
-        """Candidate odd integers [B, W] (int64) for latent integers z [B]."""
+    def first_candidates(self, z):
+        """The first candidate n0 [B, 1] (int64) of each latent integer's window (z [B])."""
         z = tf.reshape(tf.cast(z, "float64"), (-1, 1))
         u = tf.math.floormod(z * self.PHI, 1.0)
         log_lo, log_hi = np.log(self.out_lo), np.log(self.out_hi)
         x0 = tf.exp(log_lo + u * (log_hi - log_lo)) / 2.0
-        n0 = odd_from_real(x0)
-        return n0 + 2 * tf.range(self.window, dtype="int64")[None, :]
+        return odd_from_real(x0)
+
+    def candidates(self, z):
+        """Candidate odd integers [B, W] (int64) for latent integers z [B]: n0, n0+2, ..."""
+        return self.first_candidates(z) + 2 * tf.range(self.window, dtype="int64")[None, :]
 
     def residue_index(self, n):
         """Index into `scores` of (p, n mod p) for each candidate and prime: [B, W, P]."""

@@ -108,8 +108,20 @@ def choose(reals: np.ndarray, logits: np.ndarray | None, rng: np.random.Generato
     return reals[np.arange(len(reals)), pick]
 
 
-def generate(generator: keras.Model, latents, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
-    """The generator's real outputs x (float64) for latent integers; to_odd(x) are the samples."""
+def generate(generator: keras.Model, latents, rng: np.random.Generator, temperature: float = 1.0,
+             fast: bool = True) -> np.ndarray:
+    """The generator's real outputs x (float64) for latent integers; to_odd(x) are the samples.
+
+    For the sieve generator `fast` draws the same samples from per-latent residue tables in
+    NumPy (optimus.sampling: about 15x faster, same candidates and choices for the same rng);
+    fast=False runs the Keras forward (`propose`, then `choose`), the reference.
+    """
+    if fast:
+        from optimus import sampling
+
+        layer = sampling.sieve_layer(generator)
+        if layer is not None:
+            return sampling.generate(layer, latents, rng, temperature)
     reals, logits = propose(generator, latents)
     return choose(reals, logits, rng, temperature)
 

@@ -84,6 +84,20 @@ def test_density_json(capsys):
     (["sample", "--model-dir", "/no/such/dir"], "does not exist"),
     (["sample", "--model-dir", "MODEL", "-n", "0"], "between 1 and"),
     (["sample", "--model-dir", "MODEL", "-n", "1000001"], "between 1 and"),
+    (["sample", "--model-dir", "MODEL", "-n", "2.5"], "not a whole number"),
+    (["sample", "--model-dir", "MODEL", "--format", "xml"], "invalid choice"),
+    (["train", "--model-dir", "X", "--batch-size", "3"], "batch size"),
+    (["train", "--model-dir", "X", "--batch-size", "10**9"], "batch size"),
+    (["train", "--model-dir", "X", "--steps", "0"], "steps"),
+    (["train", "--model-dir", "X", "--seed", "-1"], "seed"),
+    (["train", "--model-dir", "X", "--latent-range", "1", "10**12"], "latent range"),
+    (["train", "--model-dir", "X", "--discriminator", "oracle"], "invalid choice"),
+    (["density", "--lo", "1", "--hi", "100", "--bins", "100000"], "bins"),
+    (["density", "--lo", "1", "--hi", "inf"], "not a whole number"),
+    (["evaluate", "--model-dir", "/no/such/dir"], "does not exist"),
+    (["forgetting", "--family", "factor", "--tasks", "3", "4"], "4"),
+    (["forgetting", "--family", "range", "--tasks", "10:100000", "9:3"], "9"),
+    (["forgetting", "--encoding", "binary"], "invalid choice"),
     (["bench", "nonsense"], "unknown benchmark"),
     (["frobnicate"], "invalid choice"),
 ])
@@ -95,6 +109,34 @@ def test_bad_arguments_give_one_line_and_nonzero_exit(capsys, model_dir, argv, n
     assert len(lines) == 1, err
     assert needle in lines[0], lines[0]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("stdin,needle", [
+    ("7\nseven\n", "'seven' is not a whole number"),
+    ("-7\n", "negative"),
+    ("9007199254740993\n", "2**53"),
+    ("8\n", "even"),
+    ("", "no integers"),
+])
+def test_classify_bad_stdin(capsys, model_dir, monkeypatch, stdin, needle):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code, _, err = run(capsys, "classify", "--model-dir", str(model_dir))
+    assert code != 0 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_damaged_model_dir_is_reported_not_overwritten(capsys, model_dir, tmp_path):
+    import shutil
+
+    d = tmp_path / "damaged"
+    shutil.copytree(model_dir, d)
+    (d / "discriminator.keras").write_bytes(b"garbage")
+    before = (d / "discriminator.keras").read_bytes()
+    for argv in (["sample", "--model-dir", str(d)], ["train", "--model-dir", str(d), "--batches", "1", "--quiet"]):
+        code, _, err = run(capsys, *argv)
+        assert code != 0 and "discriminator.keras" in err and len(err.strip().splitlines()) == 1, err
+    assert (d / "discriminator.keras").read_bytes() == before
 
 
 def test_module_entry_point_runs():

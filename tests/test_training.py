@@ -100,6 +100,11 @@ def test_same_seed_same_weights(tmp_path):
     for x, y in zip(wa.generator.get_weights() + wa.discriminator.get_weights(),
                     wb.generator.get_weights() + wb.discriminator.get_weights(), strict=True):
         assert np.array_equal(x, y)
+    from optimus.evaluation import load_models, sample
+
+    sa = sample(load_models(tmp_path / "a"), 500, seed=9)
+    sb = sample(load_models(tmp_path / "b"), 500, seed=9)
+    assert sa.equals(sb)
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

@@ -72,3 +72,36 @@ def test_sigkill_at_20_random_moments_leaves_a_loadable_consistent_dir(tmp_path,
     assert out.returncode == 0, out.stderr
     assert checkpoint.load(model_dir).batches_done == saved_before + 1
     assert [h["batch"] for h in checkpoint.read_history(model_dir)] == list(range(1, saved_before + 2))
+
+
+def test_ctrl_c_finishes_the_step_saves_and_exits_cleanly(tmp_path, repo_root):
+    model_dir = tmp_path / "m"
+    proc = _start(model_dir, repo_root)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if json.loads((model_dir / storage.STATUS).read_text()).get("batches_done", 0) >= 1:
+                    break
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    status = json.loads((model_dir / storage.STATUS).read_text())
+    assert status["state"] == "stopped"
+    ck = checkpoint.load(model_dir)
+    assert ck.batches_done >= 1
+    assert [h["batch"] for h in checkpoint.read_history(model_dir)] == list(range(1, ck.batches_done + 1))
+    assert not (model_dir / storage.LOCK).exists()
+
+
+def test_server_defaults_are_local_and_xsrf_protected(repo_root):
+    import tomllib
+
+    cfg = tomllib.loads((repo_root / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == "127.0.0.1"
+    assert cfg["server"]["enableXsrfProtection"] is True

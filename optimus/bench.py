@@ -53,10 +53,10 @@ def _odd_integers(rng: np.random.Generator, lo: int, hi: int, size: int) -> np.n
 
 
 def bench_primes(quick: bool = False) -> dict:
-    """The primes figures: sieve set-up, is_prime against sympy, binned counts.
+    """The primes figures: sieve set-up, is_prime against sympy (binned counts: bench_density).
 
     quick: ten times fewer integers (100,000 below 10**9 and 10,000 in [2**40, 2**53), instead of
-    1,000,000 and 100,000); the binned counts are timed either way.
+    1,000,000 and 100,000).
     """
     from optimus import primes
 
@@ -75,14 +75,7 @@ def bench_primes(quick: bool = False) -> dict:
     large = _odd_integers(rng, 2**40, 2**53, 10_000 if quick else 100_000)
     results["2p40_to_2p53"] = _versus_sympy(large, repeats=5)
 
-    for label, hi in (("binned_1e9_s", 10**9), ("binned_1e10_s", 10**10)):
-        primes.clear_count_cache()  # time the counts cold, not from the memo
-        start = time.perf_counter()
-        primes.binned_prime_counts(1, hi, 100, log=True)
-        results[label] = time.perf_counter() - start
-    return results
-
-
+    return results  # binned prime counts: see bench_density
 
 
 def _format_primes(r: dict) -> list[str]:
@@ -94,27 +87,7 @@ def _format_primes(r: dict) -> list[str]:
             f"{v['sympy_per_s']:,.0f}/s = {v['speedup']:.1f}x, "
             f"{'identical' if v['identical'] else 'ANSWERS DIFFER'}"
         )
-    lines.append(f"  binned_prime_counts(1, 10**9, 100, log=True):  {r['binned_1e9_s']:.3f} s")
-    lines.append(f"  binned_prime_counts(1, 10**10, 100, log=True): {r['binned_1e10_s']:.3f} s")
     return lines
-
-
-_FORMATTERS = {"primes": _format_primes}
-
-
-def format_table(results: dict) -> str:
-    """Human-readable text for {bench name: results}, or for one bench's results alone."""
-    if "sieve_setup_s" in results:  # a bare bench_primes() result
-        results = {"primes": results}
-    lines = []
-    for name, r in results.items():
-        lines.append(f"{name}{' (quick)' if r.get('quick') else ''}")
-        formatter = _FORMATTERS.get(name)
-        if formatter is None:
-            lines.extend(f"  {k}: {v}" for k, v in r.items())
-        else:
-            lines.extend(formatter(r))
-    return "\n".join(lines)
 
 
 # --- training ------------------------------------------------------------------------------
@@ -174,12 +147,12 @@ def _bare_loop(nets, d_features, d_labels, z, features, steps: int):
 
 def bench_train(quick: bool = False) -> dict:
     """One online batch of each preset against a bare tf.function loop; Fisher against one
-    batched gradient; sampling throughput."""
+    batched gradient."""
     import tensorflow as tf
 
     from optimus import checkpoint, primes
     from optimus.config import preset
-    from optimus.models import build_discriminator, build_generator, generate, propose
+    from optimus.models import build_discriminator, build_generator, propose
     from optimus.training import _Networks, _online_batch
 
     out = {}
@@ -238,21 +211,427 @@ def bench_train(quick: bool = False) -> dict:
     out["fisher_1000_s"] = fisher
     out["batched_gradient_1000_s"] = grad
     out["fisher_vs_gradient"] = fisher / grad
+    return out  # sampling throughput: see bench_sample
 
-    # Sampling throughput: latent integers to verified odd integers per second (default preset).
+
+def _format_train(r: dict) -> list[str]:
+    lines = []
+    for name in ("seed", "default"):
+        if f"online_batch_{name}_s" not in r:
+            continue
+        lines.append(
+            f"  {name} online batch ({r[f'batch_shape_{name}']}): {r[f'online_batch_{name}_s']:.3f} s vs bare "
+            f"loop {r[f'bare_loop_{name}_s']:.3f} s = {r[f'online_vs_bare_{name}']:.2f}x; "
+            f"checkpoint save {r[f'checkpoint_save_{name}_s']:.3f} s"
+        )
+    if "fisher_1000_s" in r:
+        lines.append(
+            f"  Fisher, 1,000 samples: {r['fisher_1000_s']:.4f} s vs one batched gradient "
+            f"{r['batched_gradient_1000_s']:.4f} s = {r['fisher_vs_gradient']:.2f}x "
+            f"(general path {r['fisher_1000_general_path_s']:.4f} s)"
+        )
+    return lines
+
+
+# --- sampling -------------------------------------------------------------------------------
+
+SAMPLE_TARGET_PER_S = 1_000_000  # verified outputs per second (the issue's target)
+SAMPLE_SIZES = {False: 1_000_000, True: 200_000}  # latents per timed call, by `quick`
+REFERENCE_CHUNK = 10_000  # latents per Keras forward on the reference path (its fastest size)
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def _trained_like_generator():
+    """The default preset's generator with random residue scores (a trained one's spread)."""
+    from optimus.config import preset
+    from optimus.models import build_generator
+
     cfg = preset("default")
-    g = build_generator(cfg)
-    n = 20_000 if quick else 200_000
-    rng = np.random.default_rng(3)
-    latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=n)
+    generator = build_generator(cfg)
+    layer = generator.get_layer("sieve")
+    scores = np.random.default_rng(SEED).normal(0.0, 1.5, size=layer.scores.shape)
+    layer.scores.assign(scores.astype(np.float32))
+    return cfg, generator, layer
 
-    def sample_once():
-        odd = primes.to_odd(generate(g, latents, rng))
-        primes.is_prime(odd)
 
-    secs = _time(sample_once, 1 if quick else 3)
-    out["sampling_outputs_per_s"] = n / secs
+def bench_sample(quick: bool = False) -> dict:
+    """Sampling throughput: latent integers -> verified odd integers per second.
+
+    Generator forward on the `default` preset, one candidate per latent (Gumbel-max), to_odd and
+    exact is_prime, on the fast path (optimus.sampling, what models.generate runs) and on the
+    reference path (the Keras forward, `generate(fast=False)`, in chunks of REFERENCE_CHUNK
+    latents: one forward over a million latents would need a [B, 32, 24] int64 tensor of 6 GB),
+    timed alternately on the same latents with the same rng seed; the outputs must be identical.
+    Set-up is timed apart: the big sieve (built or loaded once per machine, then in memory) and
+    the fast path's residue tables (built once per version of the weights).
+    """
+    from optimus import primes, sampling
+    from optimus.models import generate
+
+    n = SAMPLE_SIZES[bool(quick)]
+    results: dict = {"quick": quick, "latents": n, "target_per_s": SAMPLE_TARGET_PER_S}
+    start = time.perf_counter()
+    results["sieve_setup"] = primes.ensure_sieve()
+    results["sieve_setup_s"] = time.perf_counter() - start
+    cfg, generator, layer = _trained_like_generator()
+    start = time.perf_counter()
+    sampling.build_tables(layer.scores.numpy(), layer.primes, layer.window)
+    results["tables_setup_s"] = time.perf_counter() - start
+    results["tables"] = len(sampling.prime_groups(layer.primes, layer.window))
+    latents = np.random.default_rng(SEED).integers(cfg.latent_lo, cfg.latent_hi + 1, size=n)
+
+    def pipeline(fast: bool):
+        rng = np.random.default_rng(SEED + 1)
+        if fast:
+            reals = generate(generator, latents, rng, cfg.temperature)
+        else:
+            reals = np.concatenate([generate(generator, latents[i : i + REFERENCE_CHUNK], rng, cfg.temperature, fast=False)
+                                    for i in range(0, n, REFERENCE_CHUNK)])
+        odd = primes.to_odd(reals)
+        return odd, primes.is_prime(odd)
+
+    outputs = {}
+
+    def run(fast: bool):
+        outputs[fast] = pipeline(fast)
+
+    fast_s, ref_s = _interleaved(lambda: run(True), lambda: run(False), 2 if quick else 3)
+    (odd, flags), (ref_odd, ref_flags) = outputs[True], outputs[False]
+    results["identical"] = bool(np.array_equal(odd, ref_odd) and np.array_equal(flags, ref_flags))
+    results["fast_s"] = fast_s
+    results["reference_s"] = ref_s
+    results["fast_per_s"] = n / fast_s
+    results["reference_per_s"] = n / ref_s
+    results["speedup"] = ref_s / fast_s
+    results["met"] = results["fast_per_s"] >= SAMPLE_TARGET_PER_S
+    # Where the fast path's time goes.
+    gen_s = _time(lambda: generate(generator, latents, np.random.default_rng(SEED + 1), cfg.temperature), 3)
+    reals = ((odd - 1) // 2).astype(np.float64) + 0.5
+    verify_s = _time(lambda: primes.is_prime(primes.to_odd(reals)), 3)
+    results["generate_per_s"] = n / gen_s
+    results["verify_per_s"] = n / verify_s
+    results["prime_share"] = float(np.mean(flags))
+    return results
+
+
+def _format_sample(r: dict) -> list[str]:
+    return [
+        f"  set-up: sieve ({r['sieve_setup']}) {r['sieve_setup_s']:.3f} s; {r['tables']} residue tables "
+        f"{r['tables_setup_s']:.3f} s",
+        f"  {r['latents']:,} latents -> verified odd integers: fast {r['fast_per_s']:,.0f}/s vs reference "
+        f"{r['reference_per_s']:,.0f}/s = {r['speedup']:.1f}x, "
+        f"{'identical outputs' if r['identical'] else 'OUTPUTS DIFFER'}",
+        f"  fast path alone: generate {r['generate_per_s']:,.0f}/s, to_odd + is_prime {r['verify_per_s']:,.0f}/s; "
+        f"{r['prime_share']:.1%} of outputs prime",
+        f"  target >= {r['target_per_s']:,}/s: {_met(r['met'])} ({r['fast_per_s'] / r['target_per_s']:.2f}x the target)",
+    ]
+
+
+# --- prime density --------------------------------------------------------------------------
+
+DENSITY_TARGET_S = 2.0  # 100 log bins over [1, 10**9]
+DENSITY_BINS = 100
+
+
+def _binned_seconds(hi: int) -> float:
+    """binned_prime_counts(1, hi, 100, log=True), cold (no memoised counts), in seconds."""
+    from optimus import primes
+
+    primes.clear_count_cache()
+    start = time.perf_counter()
+    primes.binned_prime_counts(1, hi, DENSITY_BINS, log=True)
+    return time.perf_counter() - start
+
+
+def bench_density(quick: bool = False) -> dict:
+    """Exact prime counts in 100 log bins over [1, 10**9] and [1, 10**10], cold, in the three
+    states a process can find the big sieve in: in memory; only in the disk cache (loaded by
+    the count, as in a fresh app process); absent (no cache file: a fresh machine).
+
+    quick: one timing per figure instead of the best of three."""
+    import os
+
+    from optimus import primes
+
+    repeat = 1 if quick else 3
+    results: dict = {"quick": quick, "bins": DENSITY_BINS, "target_s": DENSITY_TARGET_S}
+    start = time.perf_counter()
+    results["sieve_setup"] = primes.ensure_sieve()
+    results["sieve_setup_s"] = time.perf_counter() - start
+    for label, hi in (("1e9", 10**9), ("1e10", 10**10)):
+        results[f"memory_{label}_s"] = min(_binned_seconds(hi) for _ in range(repeat))
+        times = []
+        for _ in range(repeat):
+            primes.release_sieve()
+            times.append(_binned_seconds(hi))
+        results[f"disk_{label}_s"] = min(times)
+        old = os.environ.get("OPTIMUS_CACHE_DIR")
+        with tempfile.TemporaryDirectory() as empty:
+            os.environ["OPTIMUS_CACHE_DIR"] = empty
+            try:
+                primes.release_sieve()
+                results[f"no_sieve_{label}_s"] = min(_binned_seconds(hi) for _ in range(repeat))
+            finally:
+                if old is None:
+                    os.environ.pop("OPTIMUS_CACHE_DIR", None)
+                else:
+                    os.environ["OPTIMUS_CACHE_DIR"] = old
+        primes.ensure_sieve()
+    worst = max(results[f"{state}_1e9_s"] for state in ("memory", "disk", "no_sieve"))
+    results["met"] = worst <= DENSITY_TARGET_S
+    return results
+
+
+def _format_density(r: dict) -> list[str]:
+    lines = [f"  set-up: sieve ({r['sieve_setup']}) {r['sieve_setup_s']:.3f} s",
+             f"  binned_prime_counts(1, hi, {r['bins']}, log=True), cold:  sieve in memory | from disk cache | no sieve"]
+    for label, shown in (("1e9", "10**9 "), ("1e10", "10**10")):
+        ratio = f" {r['target_s'] / r[f'no_sieve_{label}_s']:.1f}x under the target" if label == "1e9" else ""
+        lines.append(f"    hi = {shown}: {r[f'memory_{label}_s']:8.3f} s | {r[f'disk_{label}_s']:8.3f} s | "
+                     f"{r[f'no_sieve_{label}_s']:8.3f} s")
+        if ratio:
+            lines[-1] += f"  (worst case{ratio})"
+    lines.append(f"  target <= {r['target_s']:g} s over [1, 10**9]: {_met(r['met'])}")
+    return lines
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+APP_TARGET_S = 2.0  # warm render of a page
+APP_PAGES = ("train", "sample", "discriminator", "density", "continual")
+
+
+def _copy_models(dest):
+    """The repository's shipped models (not mid-training), without logs and locks."""
+    import shutil
+    from pathlib import Path
+
+    from optimus import storage
+
+    repo = Path(__file__).resolve().parent.parent
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for source in sorted((repo / "models").iterdir()) if (repo / "models").is_dir() else []:
+        if (source / storage.CONFIG).exists() and storage.lock_holder(source) is None:
+            shutil.copytree(source, dest / source.name,
+                            ignore=shutil.ignore_patterns(storage.LOCK, storage.STOP, storage.LOG, "logs"))
+            copied.append(source.name)
+    return copied
+
+
+def _page_renders(pages_dir, repeat: int) -> dict:
+    """Each page under AppTest: the first run (in this process: imports, model loading,
+    sampling), then the best of `repeat` reruns (warm: caches filled)."""
+    from streamlit.testing.v1 import AppTest
+
+    out = {}
+    for name in APP_PAGES:
+        path = pages_dir / f"{name}.py"
+        if not path.exists():
+            continue
+        at = AppTest.from_file(str(path), default_timeout=300)
+        start = time.perf_counter()
+        at.run()
+        first = time.perf_counter() - start
+        warm = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            at.run()
+            warm.append(time.perf_counter() - start)
+        problems = [e.value for e in at.exception] + [e.value for e in at.error]
+        out[name] = {"first_s": first, "warm_s": min(warm), "met": min(warm) <= APP_TARGET_S,
+                     "problems": [str(p)[:200] for p in problems]}
     return out
 
 
-BENCHES = {"primes": bench_primes, "train": bench_train}
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 2.0) -> int | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except OSError:
+        return None
+
+
+def _browser_page(url: str) -> dict:
+    """Load the app's default page (Train) in headless Chromium: seconds until its heading is
+    drawn and the script run is over. {} when Playwright or Chromium is missing."""
+    import shutil
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return {"browser": "playwright is not installed"}
+    import os
+
+    if not os.path.exists(chromium):
+        return {"browser": "chromium is not installed"}
+    out = {}
+    with sync_playwright() as p:
+        start = time.perf_counter()
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        out["browser_launch_s"] = time.perf_counter() - start
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(120_000)
+            start = time.perf_counter()
+            page.goto(url)
+            page.get_by_role("heading", name="Train").first.wait_for()
+            out["page_heading_s"] = time.perf_counter() - start
+            page.wait_for_timeout(300)  # the status widget shows while the script runs
+            page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+            out["page_done_s"] = time.perf_counter() - start  # includes the 0.3 s wait
+            out["page_exceptions"] = page.locator('[data-testid="stException"]').count()
+            # Warm: the same page again (a new session, the server's caches filled).
+            start = time.perf_counter()
+            page.reload()
+            page.get_by_role("heading", name="Train").first.wait_for()
+            out["reload_heading_s"] = time.perf_counter() - start
+        finally:
+            browser.close()
+    return out
+
+
+def _cold_start(models_root, browser: bool) -> dict:
+    """`streamlit run app.py` from launch to a served page: /_stcore/health and / answering
+    200, then (browser) the default page drawn in headless Chromium."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from optimus import runs
+
+    repo = Path(__file__).resolve().parent.parent
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    out: dict = {}
+    log = tempfile.TemporaryFile()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=repo, env=dict(os.environ, **{runs.MODELS_ENV: str(models_root)}),
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = start + 120
+        for key, path in (("health_s", "/_stcore/health"), ("root_s", "/")):
+            while _get(url + path) != 200:
+                if proc.poll() is not None or time.perf_counter() > deadline:
+                    log.seek(0)
+                    out["error"] = f"the server did not answer {path}: {log.read()[-500:].decode(errors='replace')}"
+                    return out
+                time.sleep(0.05)
+            out[key] = time.perf_counter() - start
+        if browser:
+            page = _browser_page(url)
+            out.update(page)
+            if "page_heading_s" in page:
+                out["cold_to_page_s"] = out["root_s"] + page["page_heading_s"]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+    return out
+
+
+def bench_app(quick: bool = False) -> dict:
+    """Every page's render time under Streamlit's AppTest (first run, then warm rerun) against
+    the 2 s target, and the cold start of `streamlit run app.py` to a served page, on a
+    temporary copy of the shipped models. quick: one warm rerun per page, no browser."""
+    import os
+    from pathlib import Path
+
+    from optimus import runs
+
+    results: dict = {"quick": quick, "target_s": APP_TARGET_S}
+    pages_dir = Path(__file__).resolve().parent / "pages"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "models"
+        results["models"] = _copy_models(root)
+        old = os.environ.get(runs.MODELS_ENV)
+        os.environ[runs.MODELS_ENV] = str(root)
+        try:
+            results["pages"] = _page_renders(pages_dir, 1 if quick else 3)
+        finally:
+            if old is None:
+                os.environ.pop(runs.MODELS_ENV, None)
+            else:
+                os.environ[runs.MODELS_ENV] = old
+        results["cold_start"] = _cold_start(root, browser=not quick)
+    results["met"] = all(p["met"] for p in results["pages"].values())
+    return results
+
+
+def _format_app(r: dict) -> list[str]:
+    lines = [f"  models: {', '.join(r['models']) or 'none shipped'}",
+             f"  page (AppTest)      first run   warm rerun   target <= {r['target_s']:g} s"]
+    for name, p in r["pages"].items():
+        line = (f"    {name:<16} {p['first_s']:8.2f} s {p['warm_s']:10.2f} s   {_met(p['met'])} "
+                f"({r['target_s'] / p['warm_s']:.1f}x under)" if p["met"] else
+                f"    {name:<16} {p['first_s']:8.2f} s {p['warm_s']:10.2f} s   {_met(p['met'])} "
+                f"({p['warm_s'] / r['target_s']:.1f}x over)")
+        if p["problems"]:
+            line += f"  [page shows: {p['problems'][0][:80]}]"
+        lines.append(line)
+    c = r["cold_start"]
+    if "error" in c:
+        lines.append(f"  cold start: {c['error']}")
+    else:
+        text = f"  cold start of `streamlit run app.py`: health 200 after {c['health_s']:.2f} s, / 200 after {c['root_s']:.2f} s"
+        lines.append(text)
+        if "page_heading_s" in c:
+            lines.append(f"  then headless Chromium (launched in {c['browser_launch_s']:.2f} s) shows the Train page's "
+                         f"heading after {c['page_heading_s']:.2f} s, its run done after {c['page_done_s']:.2f} s: "
+                         f"{c['cold_to_page_s']:.2f} s from launch to a served page"
+                         + (f" ({c['page_exceptions']} exceptions)" if c['page_exceptions'] else ""))
+            lines.append(f"  reloaded (warm server): heading after {c['reload_heading_s']:.2f} s")
+        elif "browser" in c:
+            lines.append(f"  browser: {c['browser']}")
+    lines.append(f"  every page warm within {r['target_s']:g} s: {_met(r['met'])}")
+    return lines
+
+
+# --- registry and text ------------------------------------------------------------------------
+
+BENCHES = {"primes": bench_primes, "density": bench_density, "sample": bench_sample,
+           "train": bench_train, "app": bench_app}
+
+_FORMATTERS = {"primes": _format_primes, "density": _format_density, "sample": _format_sample,
+               "train": _format_train, "app": _format_app}
+
+
+def format_table(results: dict) -> str:
+    """Human-readable text for {bench name: results}, or for one bench's results alone."""
+    if "sieve_setup_s" in results and "below_1e9" in results:  # a bare bench_primes() result
+        results = {"primes": results}
+    lines = []
+    for name, r in results.items():
+        lines.append(f"{name}{' (quick)' if r.get('quick') else ''}")
+        formatter = _FORMATTERS.get(name)
+        try:
+            lines.extend(formatter(r) if formatter else [f"  {k}: {v}" for k, v in r.items()])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):  # a partial result: show it raw
+            lines.extend(f"  {k}: {v}" for k, v in r.items())
+    return "\n".join(lines)

@@ -159,12 +159,16 @@ def load_network(path):
         raise CheckpointError(f"{path} could not be loaded safely ({type(exc).__name__}: {msg})") from None
 
 
-def load(model_dir) -> Checkpoint:
-    """Load a model directory, raising CheckpointError with what is wrong."""
+def load(model_dir, finish_commits: bool = True) -> Checkpoint:
+    """Load a model directory, raising CheckpointError with what is wrong.
+
+    finish_commits=False reads without finishing or discarding an interrupted commit (a
+    non-chief worker reading the directory its chief writes)."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise CheckpointError(f"{model_dir} does not exist or is not a directory")
-    recover(model_dir)
+    if finish_commits:
+        recover(model_dir)
     config = load_config(model_dir)
     generator = load_network(model_dir / storage.GENERATOR)
     discriminator = load_network(model_dir / storage.DISCRIMINATOR)

@@ -7,8 +7,10 @@ TensorFlow is imported only by the commands that need it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
 
 EXIT_USAGE = 2
@@ -53,6 +55,7 @@ def _float(text: str) -> float:
 
 def _add_train(sub):
     from optimus.config import EWC_MODES, PRESETS
+    from optimus.distribute import DEVICES
 
     p = sub.add_parser("train", help="online training with EWC into a model directory")
     p.add_argument("--model-dir", required=True, help="where the model lives (created or resumed)")
@@ -68,6 +71,9 @@ def _add_train(sub):
     p.add_argument("--seed", type=_int)
     p.add_argument("--inert-regularizers", action="store_true",
                    help="do not add model.losses to the losses, as the original seed code (see README)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto (all GPUs if several, else one GPU or the CPU), cpu, gpu (error if none), "
+                        "mirrored (every GPU of this machine) or multiworker (TF_CONFIG; see README)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -101,7 +107,7 @@ def _run_train(a) -> int:
         cfg = preset(a.preset or "default", **overrides)
     from optimus.training import train
 
-    status = train(cfg, model_dir, from_dir=a.from_dir, progress=not a.quiet,
+    status = train(cfg, model_dir, from_dir=a.from_dir, progress=not a.quiet, device=a.device,
                    log=(lambda *_: None) if a.quiet else (lambda m: print(m, file=sys.stderr)))
     print(json.dumps({k: status[k] for k in ("run", "state", "batches_done", "model_batches", "message")}))
     return 0 if status["state"] in ("done", "stopped") else EXIT_FAILED
@@ -206,7 +212,7 @@ def _run_density(a) -> int:
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="speed figures, as ratios measured side by side in one run")
-    p.add_argument("what", nargs="*", default=["all"], help="primes, train, fisher, sample, density, app, or all")
+    p.add_argument("what", nargs="*", default=["all"], help="primes, density, sample, train, app, or all")
     p.add_argument("--quick", action="store_true", help="smaller sizes (seconds, not minutes)")
     p.add_argument("--json", action="store_true")
 
@@ -219,11 +225,33 @@ def _run_bench(a) -> int:
     if unknown:
         raise CliError(f"bench: unknown benchmark {unknown[0]!r}; choose from {', '.join(bench.BENCHES)}, all")
     results = {}
-    for name in names:
-        print(f"running bench {name}...", file=sys.stderr)
-        results[name] = bench.BENCHES[name](quick=a.quick)
+    with _stdout_to_stderr():  # stdout carries the results only (valid JSON with --json)
+        for name in names:
+            print(f"running bench {name}...", file=sys.stderr)
+            results[name] = bench.BENCHES[name](quick=a.quick)
     print(json.dumps(results, indent=2) if a.json else bench.format_table(results))
     return 0
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send whatever the benches print (Python's, and C libraries' on file descriptor 1) to stderr."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1
+        saved = None
+    try:
+        if saved is not None:
+            os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _add_forgetting(sub):

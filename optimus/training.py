@@ -8,11 +8,16 @@ later batches pay lambda/2 * sum F_i (theta_i - theta*_i)**2 for moving what mat
 
 `train()` is the whole loop, top to bottom. The CLI (`python -m optimus train`) and the app's
 Train page both run it, the app in a child process so a closed tab doesn't stop it.
+
+`train(..., device=...)` runs under a `tf.distribute.Strategy` (`optimus.distribute`): the
+gradient steps run per replica on shards of the batch (see `_Networks._compile_step` for how
+the losses are scaled); on one device, the default strategy, nothing changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -96,10 +101,19 @@ class _Networks:
         import keras
         import tensorflow as tf
 
+        from optimus import distribute
         from optimus.ewc import EWC, dense_layers_of, fisher_diagonal
         from optimus.models import discriminator_parts
 
         self.cfg, self.tf = cfg, tf
+        # The strategy whose scope this is built in (train() enters it; the default strategy
+        # otherwise): every variable below (optimisers, EWC) is created under it.
+        self.strategy = tf.distribute.get_strategy()
+        self.distributed = not distribute.is_default(self.strategy)
+        self.replicas = int(self.strategy.num_replicas_in_sync)
+        if cfg.discriminator == "gln" and self.replicas > 1:
+            raise ValueError(f"the GLN discriminator learns by local updates on one replica and cannot be "
+                             f"mirrored over {self.replicas} replicas; use --device auto, cpu or gpu")
         self.generator, self.discriminator = generator, discriminator
         self.encoding, self.head = discriminator_parts(discriminator)
         self.sieve = cfg.generator == "sieve"
@@ -125,8 +139,8 @@ class _Networks:
             self.g_loss_fn = keras.losses.BinaryFocalCrossentropy(gamma=cfg.focal_gamma, reduction=None)
         else:  # the seed's code: plain cross-entropy towards "prime" (plus the opposite L2)
             self.g_loss_fn = keras.losses.BinaryCrossentropy(reduction=None)
-        self.d_step = self._gln_d_step if self.gln else tf.function(self._d_step, reduce_retracing=True)
-        self.g_step = tf.function(self._g_step, reduce_retracing=True)
+        self.d_step = self._gln_d_step if self.gln else self._compile_step(self._d_step)
+        self.g_step = self._compile_step(self._g_step)
         self.d_fisher = tf.function(self._d_fisher, reduce_retracing=True)
         self.g_fisher = tf.function(self._g_fisher, reduce_retracing=True)
         self.g_candidate_probs = tf.function(self._g_candidate_probs, reduce_retracing=True)
@@ -161,23 +175,88 @@ class _Networks:
                 raise checkpoint.CheckpointError(f"state.npz: {prefix}: {exc}") from None
 
     # --- compiled steps -------------------------------------------------------------------
-    def _weighted(self, losses, weights):
+    # Under a strategy with R replicas each step runs once per replica on its shard of the
+    # batch, and the Keras optimiser SUMS the replicas' gradients before applying them. So
+    # every per-replica loss is that replica's share of the single-device loss: batch means
+    # become sums over the shard divided by the GLOBAL batch (or weight) size, and terms every
+    # replica computes in full (EWC penalty, weight regularisers) are divided by R. The summed
+    # gradient is then the single-device gradient, and SUM-reducing the returned losses gives
+    # the single-device losses (tests/test_distribute.py checks the weights match). With one
+    # replica the formulas are the single-device ones, unchanged.
+    def _compile_step(self, fn):
         tf = self.tf
-        return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        if not self.distributed:
+            return tf.function(fn, reduce_retracing=True)
+        strategy = self.strategy
 
-    def _d_step(self, features, labels, weights):
+        def step(*args):
+            per_replica = strategy.run(fn, args=args)
+            return tf.nest.map_structure(lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), per_replica)
+
+        return tf.function(step, reduce_retracing=True)
+
+    def shard_rows(self, *tensors):
+        """The discriminator's (padded, weighted) rows as per-replica shards; unchanged on one device."""
+        if not self.distributed:
+            return tensors
+        from optimus import distribute
+
+        return distribute.shard(self.strategy, tensors, distribute.split_sizes(int(tensors[0].shape[0]), self.replicas))
+
+    def shard_latents(self, latents, candidate_features):
+        """Latents and their candidates' features (window rows per latent), shard by shard."""
+        if not self.distributed:
+            return latents, candidate_features
+        from optimus import distribute
+
+        sizes = distribute.split_sizes(int(latents.shape[0]), self.replicas)
+        return distribute.shard(self.strategy, (latents, candidate_features), sizes)
+
+    def _replica_share(self, term):
+        """A term every replica computes in full: each contributes 1/R of it."""
+        return term if self.replicas == 1 else term / self.replicas
+
+    def _latent_mean(self, values):
+        """Mean over the batch's latents; per replica, its shard's part of the global mean."""
+        tf = self.tf
+        if self.replicas == 1:
+            return tf.reduce_mean(values)
+        return tf.reduce_sum(values) / self.cfg.batch_size
+
+    def _regularization(self, model, share):
+        """model.losses, summed; on R replicas this replica's part: weight regularisers / R, and
+        activity regularisers (Keras divides them by the LOCAL batch size) times `share`, the
+        replica's fraction of the global batch."""
+        tf = self.tf
+        losses = [tf.cast(x, "float32") for x in model.losses]
+        if self.replicas == 1:
+            return tf.add_n([tf.constant(0.0)] + losses)
+        # model.losses lists add_loss/activity losses first, then one per regularised weight.
+        n_weight = sum(1 for v in model.trainable_weights if getattr(v, "regularizer", None) is not None)
+        activity, weight = losses[: len(losses) - n_weight], losses[len(losses) - n_weight :]
+        return (tf.add_n([tf.constant(0.0)] + weight) / self.replicas
+                + tf.add_n([tf.constant(0.0)] + activity) * tf.cast(share, "float32"))
+
+    def _d_step(self, features, labels, weights, total_weight):
+        """`total_weight`: max(sum of the weights over the whole batch, 1), the mean's divisor."""
         tf = self.tf
         with tf.GradientTape() as tape:
             prob = self.head(features, training=True)
-            loss = self._weighted(self.d_loss_fn(labels[:, None], prob), weights)
-            total = loss + self.d_ewc.penalty()
+            loss = tf.reduce_sum(self.d_loss_fn(labels[:, None], prob) * weights) / total_weight
+            total = loss + self._replica_share(self.d_ewc.penalty())
             if self.cfg.apply_regularizers:
-                total += tf.add_n([tf.constant(0.0)] + [tf.cast(x, "float32") for x in self.head.losses])
+                share = tf.cast(tf.shape(features)[0], "float32") / float(self._d_rows)
+                total += self._regularization(self.head, share)
         grads = tape.gradient(total, self.d_vars)
         self.d_opt.apply_gradients(zip(grads, self.d_vars, strict=True))
         return loss
 
-    def _gln_d_step(self, features, labels, weights):
+    @property
+    def _d_rows(self) -> int:
+        """Rows of the discriminator's (padded) batch: one per candidate."""
+        return self.cfg.batch_size * (self.cfg.window if self.sieve else 1)
+
+    def _gln_d_step(self, features, labels, weights, total_weight=None):
         """The GLN's online local update on the undersampled rows (they come first)."""
         k = int(np.sum(np.asarray(weights) > 0))
         return self.head.update(features[:k], labels[:k])
@@ -202,15 +281,16 @@ class _Networks:
         d = tf.reshape(self.head(self.encoding(x), training=False), (-1,))
         reg = tf.constant(0.0)
         if self.cfg.apply_regularizers:  # the original loop never added these (ANCHORS.md)
-            reg = tf.add_n([reg] + [tf.cast(v, "float32") for v in self.generator.losses])
+            reg = self._regularization(self.generator, tf.cast(tf.shape(latents)[0], "float32") / self.cfg.batch_size)
         return d, tf.zeros_like(d), reg
 
     def _g_step(self, latents, candidate_features):
         tf = self.tf
         with tf.GradientTape() as tape:
             expected, entropy, reg = self._g_terms(latents, candidate_features)
-            loss = tf.reduce_mean(self.g_loss_fn(tf.ones_like(expected)[:, None], expected[:, None]))
-            total = loss + reg - self.cfg.entropy_weight * tf.reduce_mean(entropy) + self.g_ewc.penalty()
+            loss = self._latent_mean(self.g_loss_fn(tf.ones_like(expected)[:, None], expected[:, None]))
+            total = (loss + reg - self.cfg.entropy_weight * self._latent_mean(entropy)
+                     + self._replica_share(self.g_ewc.penalty()))
         grads = tape.gradient(total, self.g_vars)
         self.g_opt.apply_gradients(zip(grads, self.g_vars, strict=True))
         return loss, reg
@@ -249,14 +329,20 @@ def _finite(variables) -> bool:
     return all(np.all(np.isfinite(np.asarray(v))) for v in variables)
 
 
-def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None):
-    """Networks to start from (new, resumed, or copied from --from) and the run's parent."""
+def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, readonly_source: bool = False):
+    """Networks to start from (new, resumed, or copied from --from) and the run's parent.
+
+    `readonly_source`: a non-chief worker reads the chief's directory without finishing or
+    discarding its commits (`checkpoint.recover` would race with the chief's own writes).
+    """
     from optimus.models import build_discriminator, build_generator
 
     source = from_dir if from_dir is not None else (model_dir if checkpoint.has_checkpoint(model_dir) else None)
     if source is None:
         return build_generator(cfg), build_discriminator(cfg), {}, None
-    ck = checkpoint.load(source)
+    # The same calls on every worker: under MultiWorkerMirroredStrategy each variable's creation
+    # is a collective, so all workers must create the same variables in the same order.
+    ck = checkpoint.load(source, finish_commits=not readonly_source)
     checkpoint.check_compatible(ck.config, cfg, source)
     runs = storage.read_jsonl(source / storage.RUNS)
     parent = {"model_dir": str(source), "run": runs[-1]["run"] if runs else None, "batches_done": ck.batches_done}
@@ -268,39 +354,90 @@ def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None):
     return ck.generator, ck.discriminator, ck.state, parent
 
 
-def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log=print) -> dict:
-    """Run `cfg.batches` online batches into `model_dir`; returns the final status dict."""
+def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log=print, device="auto") -> dict:
+    """Run `cfg.batches` online batches into `model_dir`; returns the final status dict.
+
+    `device`: auto, cpu, gpu, mirrored or multiworker (`optimus.distribute`), or a
+    `tf.distribute.Strategy`. It is recorded in the run's start event in runs.jsonl, not in
+    config.json, so a model resumes on any machine. Under multi-worker training only the
+    chief writes `model_dir`; the other workers run the same steps and write into a temporary
+    directory that is removed at the end.
+    """
+    from optimus import distribute
+
     cfg.validate()
     model_dir = Path(model_dir)
     from_dir = Path(from_dir) if from_dir is not None else None
     if from_dir is not None and from_dir.resolve() == model_dir.resolve():
         from_dir = None
+    # First, before TensorFlow initialises its devices (hiding GPUs only works then).
+    strategy = distribute.strategy_for(device, local_updates=cfg.discriminator == "gln")
+    info = distribute.describe(strategy, device)
+    if not distribute.is_chief(strategy):
+        return _train_worker(cfg, model_dir, from_dir, log, strategy, info)
     with storage.run_lock(model_dir):
-        return _train_locked(cfg, model_dir, from_dir, progress, log)
+        return _train_locked(cfg, model_dir, from_dir, progress, log, strategy, info)
 
 
-def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, progress: bool, log) -> dict:
+def _train_worker(cfg, model_dir: Path, from_dir: Path | None, log, strategy, info) -> dict:
+    """A non-chief worker: the chief's computation, written into a temporary directory."""
+    import tempfile
+
+    source = from_dir if from_dir is not None else model_dir
+    # Let the chief finish or discard an interrupted commit before reading its directory.
+    deadline = time.time() + 300
+    while (source / checkpoint.COMMIT).exists() or any((source / f"{n}.new").exists() for n in checkpoint.FILES):
+        if time.time() > deadline:
+            raise RuntimeError(f"{source}: a checkpoint commit is still pending after 300 s")
+        time.sleep(0.2)
+    if not all((source / name).exists() for name in (*checkpoint.FILES, storage.CONFIG)):
+        source = None
+    scratch = Path(tempfile.mkdtemp(prefix=f"optimus-worker-{info['task'] or 'x'}-".replace(":", "")))
+    log(f"worker {info['task']}: not the chief, writing into {scratch} (removed at the end)")
+    try:
+        with storage.run_lock(scratch):
+            return _train_locked(cfg, scratch, source, False, log, strategy, info, readonly_source=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, progress: bool, log,
+                  strategy=None, info=None, readonly_source: bool = False) -> dict:
     import keras
     import tensorflow as tf
 
+    from optimus import distribute
+
+    strategy = strategy if strategy is not None else tf.distribute.get_strategy()
+    info = info or {}
     storage.clear_stop(model_dir)
     keras.utils.set_random_seed(cfg.seed)
-    generator, discriminator, state, parent = _prepare_dir(cfg, model_dir, from_dir)
-    nets = _Networks(cfg, generator, discriminator)
-    if state:
-        nets.load_state(state)
+    # Every variable (networks, optimisers, EWC state) is created, or loaded, under the
+    # strategy's scope (the default strategy needs none: one device, as before). The loop runs
+    # outside it: steps enter it through strategy.run, and the Fisher, a per-batch side job on
+    # the whole batch, reads the mirrored variables from the cross-replica context.
+    with contextlib.nullcontext() if distribute.is_default(strategy) else strategy.scope():
+        generator, discriminator, state, parent = _prepare_dir(cfg, model_dir, from_dir, readonly_source)
+        nets = _Networks(cfg, generator, discriminator)
+        if state:
+            nets.load_state(state)
+    workers = distribute.num_workers(strategy)
     done = int(state.get("batches_done", 0)) if state else 0
     if not state or from_dir is not None:
         # A new (or newly branched) directory holds a loadable version from the first moment.
         checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})
     previous_runs = storage.read_jsonl(model_dir / storage.RUNS)
     run_id = f"run-{sum(1 for r in previous_runs if r.get('event') == 'start') + 1:03d}"
-    storage.write_json(model_dir / storage.CONFIG, {**__import__("dataclasses").asdict(cfg)})
+    storage.write_json(model_dir / storage.CONFIG, dataclasses.asdict(cfg))
     storage.append_jsonl(model_dir / storage.RUNS, {
         "event": "start", "run": run_id, "parent": parent, "time": time.time(),
-        "batches_planned": cfg.batches, "start_batch": done, "config": __import__("dataclasses").asdict(cfg),
+        "batches_planned": cfg.batches, "start_batch": done, "config": dataclasses.asdict(cfg),
+        "device": info,
     })
     log(f"{run_id}: training {model_dir} from batch {done} for {cfg.batches} batches")
+    if info and info.get("replicas", 1) * info.get("workers", 1) > 1:
+        log(f"device: {info['strategy']}, {info['replicas']} replicas on {info['workers']} worker(s): "
+            f"{', '.join(info['devices'])}")
     log(cfg.to_json())
 
     interrupt = _Interrupt()
@@ -319,11 +456,17 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
     final, end_state, message = {}, "done", ""
     try:
         for k in range(cfg.batches):
-            if interrupt.requested or storage.stop_requested(model_dir):
+            stop = interrupt.requested or storage.stop_requested(model_dir)
+            if workers > 1:  # every worker stops at the same batch, or the collectives hang
+                stop = distribute.any_worker(strategy, stop)
+            if stop:
                 end_state, message = "stopped", f"stopped by request after {k} batches"
                 break
             t0 = time.time()
-            record, stopped = _online_batch(nets, cfg, done + 1, lambda: interrupt.requested or storage.stop_requested(model_dir))
+            record, stopped = _online_batch(
+                nets, cfg, done + 1,
+                # Mid-batch stops only on one worker: several must run the same number of steps.
+                (lambda: False) if workers > 1 else (lambda: interrupt.requested or storage.stop_requested(model_dir)))
             done += 1
             record.update({"run": run_id, "batch": done, "time": time.time(), "seconds": time.time() - t0})
             # Record first, then commit the checkpoint: a kill in between leaves a record past
@@ -397,11 +540,15 @@ def _online_batch(nets: _Networks, cfg: TrainConfig, batch_index: int, should_st
     d_features = tf.gather(features, pad)
     d_labels = tf.constant(labels[pad].astype(np.float32))
     d_weights = tf.constant(weights)
+    d_total = tf.constant(max(float(len(chosen)), 1.0), dtype=tf.float32)  # the weighted mean's divisor
+    # Under a strategy: each replica's shard of the rows (of the latents and their candidates).
+    d_args = nets.shard_rows(d_features, d_labels, d_weights)
+    g_args = nets.shard_latents(z, features)
 
     stopped = False
     for _ in range(cfg.steps):
-        d_loss = nets.d_step(d_features, d_labels, d_weights)
-        g_loss, g_reg = nets.g_step(z, features)
+        d_loss = nets.d_step(*d_args, d_total)
+        g_loss, g_reg = nets.g_step(*g_args)
         if should_stop():
             stopped = True
             break
@@ -426,8 +573,10 @@ def _online_batch(nets: _Networks, cfg: TrainConfig, batch_index: int, should_st
     # The penalties paid during this batch (after consolidating they restart from zero).
     penalty_g, penalty_d = float(nets.g_ewc.penalty()), float(nets.d_ewc.penalty())
     if cfg.ewc_mode != "off":
-        m = min(cfg.fisher_samples, len(chosen))
-        pick = rng.choice(chosen, size=m, replace=False)
+        # A fixed sample size per run (with replacement when the undersampled set is smaller)
+        # keeps d_fisher's input shape constant: no retracing, and the Dense shortcut applies.
+        m = min(cfg.fisher_samples, len(flat))
+        pick = rng.choice(chosen, size=m, replace=len(chosen) < m)
         nets.d_ewc.consolidate(nets.d_fisher(tf.gather(features, pick), tf.constant(labels[pick].astype(np.float32))))
         mg = min(cfg.fisher_samples, cfg.batch_size)
         rows = np.sort(rng.choice(cfg.batch_size, size=mg, replace=False))

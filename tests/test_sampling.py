@@ -1,0 +1,87 @@
+"""The fast sampling path (optimus.sampling) draws exactly what the Keras forward draws."""
+
+import numpy as np
+import pytest
+
+from optimus import primes, sampling
+from optimus.config import preset
+from optimus.models import build_generator, choose, generate, propose
+
+
+def trained_like(seed: int = 0, **overrides):
+    """A sieve generator whose residue scores are random, with a trained model's spread."""
+    generator = build_generator(preset("default", **overrides))
+    layer = generator.get_layer("sieve")
+    scores = np.random.default_rng(seed).normal(0.0, 2.0, size=layer.scores.shape)
+    layer.scores.assign(scores.astype(np.float32))
+    return generator, layer
+
+
+def latents_for(count: int, seed: int = 1) -> np.ndarray:
+    edge = np.array([1, 2, 3, 10**9 - 1, 10**9])
+    return np.concatenate([edge, np.random.default_rng(seed).integers(1, 10**9 + 1, size=count)])
+
+
+@pytest.mark.parametrize("overrides", [{}, {"window": 8, "gen_prime_max": 200}, {"out_lo": 3.0, "out_hi": 2.0**40}])
+def test_candidates_and_logits_match_the_layer(overrides):
+    generator, layer = trained_like(**overrides)
+    latents = latents_for(4000)
+    reals, logits = propose(generator, latents)
+    n0, fast_logits = sampling.propose(layer, latents)
+    assert np.array_equal(n0, primes.to_odd(reals[:, 0]))  # the same candidates, bit for bit
+    assert np.array_equal(primes.to_odd(reals), n0[:, None] + 2 * np.arange(layer.window))
+    # float32 sums in the layer, float64 in the tables: equal to float32 rounding
+    np.testing.assert_allclose(fast_logits, logits, rtol=0, atol=1e-5 * max(1.0, np.abs(logits).max()))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 3.0])
+def test_fast_draws_are_the_reference_draws(temperature):
+    generator, layer = trained_like(seed=int(temperature * 10))
+    latents = latents_for(20_000, seed=2)
+    rng_ref, rng_fast = np.random.default_rng(7), np.random.default_rng(7)
+    reference = generate(generator, latents, rng_ref, temperature, fast=False)
+    fast = generate(generator, latents, rng_fast, temperature)
+    assert fast.dtype == np.float64 and fast.shape == reference.shape
+    assert np.array_equal(fast, reference)
+    # and the rng is left in the same state, so what follows a draw is unchanged too
+    assert rng_ref.random() == rng_fast.random()
+    # reference == choose(propose(...)), spelled out
+    reals, logits = propose(generator, latents[:500])
+    assert np.array_equal(choose(reals, logits, np.random.default_rng(3), temperature),
+                          generate(generator, latents[:500], np.random.default_rng(3), temperature))
+
+
+def test_chunking_does_not_change_the_draws(monkeypatch):
+    generator, layer = trained_like(seed=5)
+    latents = latents_for(3000, seed=3)
+    whole = sampling.choose_odd(layer, latents, np.random.default_rng(11))
+    monkeypatch.setattr(sampling, "CHUNK", 7)
+    assert np.array_equal(sampling.choose_odd(layer, latents, np.random.default_rng(11)), whole)
+
+
+def test_tables_follow_the_weights():
+    generator, layer = trained_like(seed=1)
+    latents = latents_for(2000, seed=4)
+    before = generate(generator, latents, np.random.default_rng(0))
+    layer.scores.assign(-layer.scores.numpy())  # what a training step does, in the large
+    after = generate(generator, latents, np.random.default_rng(0))
+    assert not np.array_equal(before, after)
+    assert np.array_equal(after, generate(generator, latents, np.random.default_rng(0), fast=False))
+
+
+def test_empty_and_non_sieve_generators():
+    generator, layer = trained_like()
+    assert generate(generator, np.zeros(0, dtype=np.int64), np.random.default_rng(0)).shape == (0,)
+    seed_generator = build_generator(preset("seed", gen_depth=2, gen_width=8, opposite_l2=0.0))
+    assert sampling.sieve_layer(seed_generator) is None
+    latents = np.arange(1, 50)
+    assert np.array_equal(generate(seed_generator, latents, np.random.default_rng(0)),
+                          generate(seed_generator, latents, np.random.default_rng(0), fast=False))
+
+
+def test_prime_groups_cover_every_prime_once():
+    ps = np.array([3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97])
+    groups = sampling.prime_groups(ps, 32)
+    assert [p for g in groups for p in g] == ps.tolist()
+    assert all(len(g) == 1 or np.prod(g) * 32 * 8 <= sampling.TABLE_BYTES for g in groups)
+    assert sampling.prime_groups(np.array([1009]), 256, table_bytes=1024) == [[1009]]  # alone, even if too big

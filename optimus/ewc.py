@@ -63,7 +63,11 @@ def _fisher_graph(fn, variables, tensors, chunk: int):
             # One sample as a batch of one: the caller's model sees the shape it expects.
             log_likelihood = fn(*[t[None] for t in sample])
             log_likelihood = tf.reshape(log_likelihood, [-1])[0]
-        return tape.gradient(log_likelihood, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        grads = tape.gradient(log_likelihood, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        # A gather (embedding-like tables) gives IndexedSlices; densify them here, explicitly,
+        # rather than let vectorized_map convert them with a warning.
+        return [tf.math.unsorted_segment_sum(g.values, g.indices, g.dense_shape[0])
+                if isinstance(g, tf.IndexedSlices) else g for g in grads]
 
     def body(start, sums):
         part = [t[start : start + chunk] for t in tensors]

@@ -178,6 +178,27 @@ def stop_requested(model_dir) -> bool:
     return Path(model_dir, STOP).exists()
 
 
+def process_start_time() -> float:
+    """When this process started (Unix time); now, where /proc cannot say."""
+    try:
+        with open("/proc/self/stat", encoding="utf-8") as fh:
+            ticks = int(fh.read().rsplit(") ", 1)[1].split()[19])
+        with open("/proc/stat", encoding="utf-8") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
+def clear_stale_stop(model_dir) -> None:
+    """Remove a stop request left from before this process started (a killed run's), but keep
+    one made while this process was starting up: the app's Stop pressed during start-up."""
+    path = Path(model_dir, STOP)
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_mtime < process_start_time() - 1.0:
+            path.unlink()
+
+
 def clear_stop(model_dir) -> None:
     with contextlib.suppress(FileNotFoundError):
         Path(model_dir, STOP).unlink()

@@ -410,7 +410,7 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
 
     strategy = strategy if strategy is not None else tf.distribute.get_strategy()
     info = info or {}
-    storage.clear_stop(model_dir)
+    storage.clear_stale_stop(model_dir)
     keras.utils.set_random_seed(cfg.seed)
     # Every variable (networks, optimisers, EWC state) is created, or loaded, under the
     # strategy's scope (the default strategy needs none: one device, as before). The loop runs

@@ -1,6 +1,14 @@
-"""Small configs and a trained toy model directory shared by the library tests."""
+"""Small configs and model folders shared by the tests."""
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from optimus import storage
 from optimus.config import preset
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def tiny(name: str = "default", **overrides):
@@ -12,3 +20,18 @@ def tiny(name: str = "default", **overrides):
         small.update(gen_depth=2, gen_width=8, disc_widths=[16, 8], opposite_l2=0.0)
     small.update(overrides)
     return preset(name, **small)
+
+
+def shipped_or_tiny_models(dest: Path) -> Path:
+    """Copy models/default and models/seed into `dest`; train tiny ones where none are shipped."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("default", "seed"):
+        source = REPO / "models" / name
+        if (source / storage.CONFIG).exists() and storage.lock_holder(source) is None:  # not mid-training
+            shutil.copytree(source, dest / name,
+                            ignore=shutil.ignore_patterns(storage.LOCK, storage.STOP, storage.LOG, "logs"))
+        else:
+            subprocess.run([sys.executable, "-m", "optimus", "train", "--model-dir", str(dest / name),
+                            "--preset", name, "--batches", "1", "--batch-size", "64", "--steps", "1",
+                            "--quiet"], cwd=REPO, check=True, capture_output=True, timeout=600)
+    return dest

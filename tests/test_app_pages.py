@@ -9,7 +9,6 @@ the repository's models/. Starting a run spawns a stand-in trainer that takes th
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,25 +18,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from optimus import runs, storage
+from tests.helpers import shipped_or_tiny_models
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = REPO / "optimus" / "pages"
 TIMEOUT = 180  # the first run of a page loads TensorFlow and the model
-
-
-def shipped_or_tiny_models(dest: Path) -> Path:
-    """Copy models/default and models/seed into `dest`; train tiny ones where none are shipped."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, preset in (("default", "default"), ("seed", "seed")):
-        source = REPO / "models" / name
-        if (source / storage.CONFIG).exists() and storage.lock_holder(source) is None:  # not mid-training
-            shutil.copytree(source, dest / name,
-                            ignore=shutil.ignore_patterns(storage.LOCK, storage.STOP, storage.LOG, "logs"))
-        else:
-            subprocess.run([sys.executable, "-m", "optimus", "train", "--model-dir", str(dest / name),
-                            "--preset", preset, "--batches", "1", "--batch-size", "64", "--steps", "1",
-                            "--quiet"], cwd=REPO, check=True, capture_output=True, timeout=600)
-    return dest
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ import pytest
 import sympy
 
 from optimus import runs, storage
+from tests.helpers import shipped_or_tiny_models
 
 pytestmark = pytest.mark.e2e
 
@@ -42,21 +42,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _copy_models(dest: Path) -> Path:
-    """The shipped models, or tiny freshly trained ones where none are shipped."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("default", "seed"):
-        source = REPO / "models" / name
-        if (source / storage.CONFIG).exists() and storage.lock_holder(source) is None:  # not mid-training
-            shutil.copytree(source, dest / name,
-                            ignore=shutil.ignore_patterns(storage.LOCK, storage.STOP, storage.LOG, "logs"))
-        else:
-            subprocess.run([sys.executable, "-m", "optimus", "train", "--model-dir", str(dest / name),
-                            "--preset", name, "--batches", "1", "--batch-size", "64", "--steps", "1", "--quiet"],
-                           cwd=REPO, check=True, capture_output=True, timeout=600)
-    return dest
 
 
 def _stop_trainers(root: Path) -> None:
@@ -87,7 +72,7 @@ def artifacts() -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, request):
     work = tmp_path_factory.mktemp("e2e")
-    root = _copy_models(work / "models")
+    root = shipped_or_tiny_models(work / "models")
     port = _free_port()
     log = open(work / "streamlit.log", "wb")
     proc = subprocess.Popen(

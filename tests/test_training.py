@@ -183,3 +183,20 @@ def test_gln_discriminator_trains_in_the_gan_loop_and_round_trips(tmp_path):
     ck = checkpoint.load(tmp_path / "m")  # safe_mode=True
     assert type(ck.discriminator.get_layer("head")).__name__ == "BernoulliGLN"
     assert all(np.isfinite(h["d_loss"]) for h in checkpoint.read_history(tmp_path / "m"))
+
+
+def test_stop_requested_during_start_up_is_honoured_and_stale_one_cleared(tmp_path):
+    import os
+    import time
+
+    d = tmp_path / "m"
+    d.mkdir()
+    storage.request_stop(d)  # pressed while the trainer was starting: honoured
+    status = train(tiny("default", batches=3), d, progress=False, log=quiet)
+    assert status["state"] == "stopped" and status["batches_done"] == 0
+    storage.request_stop(d)  # left from a run killed long before this process started: cleared
+    old = storage.process_start_time() - 3600
+    os.utime(d / storage.STOP, (old, old))
+    status = train(tiny("default", batches=1), d, progress=False, log=quiet)
+    assert status["state"] == "done" and status["batches_done"] == 1
+    assert time.time() - storage.process_start_time() >= 0

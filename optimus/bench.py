@@ -510,7 +510,6 @@ def _cold_start(models_root, browser: bool) -> dict:
     """`streamlit run app.py` from launch to a served page: /_stcore/health and / answering
     200, then (browser) the default page drawn in headless Chromium."""
     import os
-    import signal
     import subprocess
     import sys
     from pathlib import Path
@@ -545,13 +544,7 @@ def _cold_start(models_root, browser: bool) -> dict:
             if "page_heading_s" in page:
                 out["cold_to_page_s"] = out["root_s"] + page["page_heading_s"]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        runs.stop_process_group(proc)
         log.close()
     return out
 

@@ -277,7 +277,7 @@ def _run_forgetting(a) -> int:
     if a.json:
         print(json.dumps(res, indent=2))
     else:
-        print(forgetting.format_table(res) if hasattr(forgetting, "format_table") else json.dumps(res, indent=2))
+        print(forgetting.format_table(res))
     return 0
 
 

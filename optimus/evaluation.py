@@ -188,6 +188,11 @@ def parse_integers(text: str, limit: int = limits.MAX_CLASSIFY) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
+def _summary(report: dict) -> dict:
+    """A discriminator report without its per-sample arrays and curve (JSON-sized)."""
+    return {k: v for k, v in report.items() if k not in ("prob", "truth", "roc")}
+
+
 def evaluate(model_dir, n: int = 10_000, seed: int = 0, uniform_lo: int | None = None,
              uniform_hi: int | None = None, uniform_count: int = 20_000) -> dict:
     """The numbers behind every claim: generator figures and discriminator reports on
@@ -202,7 +207,6 @@ def evaluate(model_dir, n: int = 10_000, seed: int = 0, uniform_lo: int | None =
     hi = gen["hi"] if uniform_hi is None else uniform_hi
     uni = uniform_odd(lo, hi, uniform_count, seed)
     on_uniform = discriminator_report(models, uni)
-    strip = lambda rep: {k: v for k, v in rep.items() if k not in ("prob", "truth", "roc")}  # noqa: E731
     return {
         "model_dir": str(model_dir),
         "preset": models.config.preset,
@@ -210,7 +214,7 @@ def evaluate(model_dir, n: int = 10_000, seed: int = 0, uniform_lo: int | None =
         "samples": n,
         "seed": seed,
         "generator": gen,
-        "discriminator_on_outputs": strip(on_outputs),
-        "discriminator_on_uniform": {**strip(on_uniform), "lo": int(lo), "hi": int(hi), "count": int(uniform_count)},
+        "discriminator_on_outputs": _summary(on_outputs),
+        "discriminator_on_uniform": {**_summary(on_uniform), "lo": int(lo), "hi": int(hi), "count": int(uniform_count)},
         "seconds": time.time() - t0,
     }

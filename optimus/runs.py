@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -364,6 +365,18 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
     if code not in (None, 0):
         raise RuntimeError(f"training exited at once with code {code}:\n{tail_log(model_dir)}")
     return child.pid
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """End a child started with start_new_session=True: SIGTERM its group, SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def stop_training(model_dir) -> bool:

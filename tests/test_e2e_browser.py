@@ -84,13 +84,7 @@ def server(tmp_path_factory, request):
 
     def shut_down():
         _stop_trainers(root)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        runs.stop_process_group(proc)
         log.close()
 
     request.addfinalizer(shut_down)

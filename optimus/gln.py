@@ -147,6 +147,11 @@ class BernoulliGLN(keras.Model):
         return tf.reduce_sum(bits * powers, axis=-1)
 
     @property
+    def _few_contexts(self) -> bool:
+        """Up to 16 contexts per neuron: evaluate them all with matmuls (see _forward)."""
+        return self.context_dim <= 4
+
+    @property
     def layer_sizes_with_output(self) -> list[int]:
         return self.layer_sizes + [1]
 
@@ -159,9 +164,17 @@ class BernoulliGLN(keras.Model):
         trace = []
         for layer in range(len(self._weights)):
             ctx = self._contexts(layer, side)
-            # Gather each neuron's active weight vector per sample: [n, B, n_in].
-            active = tf.gather(tf.convert_to_tensor(self._weights[layer]), tf.transpose(ctx), axis=1, batch_dims=1)
-            logits = tf.clip_by_value(tf.einsum("kbi,bi->bk", active, x), -self._logit_clip, self._logit_clip)
+            weights = tf.convert_to_tensor(self._weights[layer])
+            if self._few_contexts:
+                # Every context's dot product, then each sample's active one: [B, n, C] stays
+                # small, where gathering each sample's weight vectors ([n, B, n_in]) took
+                # gigabytes on 1,229 divisibility features in GAN batches.
+                every = tf.einsum("bi,kci->bkc", x, weights)
+                logits = tf.gather(every, ctx, axis=2, batch_dims=2)
+            else:  # many contexts: computing them all costs more than gathering the active one
+                active = tf.gather(weights, tf.transpose(ctx), axis=1, batch_dims=1)  # [n, B, n_in]
+                logits = tf.einsum("kbi,bi->bk", active, x)
+            logits = tf.clip_by_value(logits, -self._logit_clip, self._logit_clip)
             trace.append((x, ctx, logits))
             x = tf.concat([logits, bias], axis=1)
         return trace
@@ -183,17 +196,22 @@ class BernoulliGLN(keras.Model):
         eta = self._learning_rate(self._samples_seen + 1.0)
         contexts = 2**self.context_dim
         for layer, (x, ctx, logits) in enumerate(trace):
-            size = self.layer_sizes_with_output[layer]
             p = tf.sigmoid(logits)
-            # d(log loss)/dw for the active weights: (p - y) x, per sample and neuron.
-            grads = tf.einsum("bk,bi->kbi", p - labels, x)
-            segments = tf.reshape(tf.range(size)[:, None] * contexts + tf.transpose(ctx), [-1])
-            flat = tf.reshape(grads, [size * batch, -1])
-            summed = tf.math.unsorted_segment_sum(flat, segments, size * contexts)
+            # d(log loss)/dw for the active weights is (p - y) x per sample and neuron, summed
+            # per (neuron, context).
+            size = self.layer_sizes_with_output[layer]
+            if self._few_contexts:  # one matmul over a one-hot of the contexts
+                chosen = tf.one_hot(ctx, contexts, dtype=tf.float32)  # [B, n, C]
+                step = tf.einsum("bkc,bi->kci", chosen * (p - labels)[:, :, None], x)
+                counts = tf.reduce_sum(chosen, axis=0)  # [n, C]
+            else:  # a segment sum of the per-sample gradients
+                segments = tf.reshape(tf.range(size)[:, None] * contexts + tf.transpose(ctx), [-1])
+                grads = tf.reshape(tf.einsum("bk,bi->kbi", p - labels, x), [size * batch, -1])
+                step = tf.reshape(tf.math.unsorted_segment_sum(grads, segments, size * contexts), [size, contexts, -1])
+                counts = tf.reshape(tf.math.unsorted_segment_sum(
+                    tf.ones_like(segments, tf.float32), segments, size * contexts), [size, contexts])
             if self.batch_reduction == "mean":
-                counts = tf.math.unsorted_segment_sum(tf.ones_like(segments, tf.float32), segments, size * contexts)
-                summed = summed / tf.maximum(counts, 1.0)[:, None]
-            step = tf.reshape(summed, [size, contexts, -1])
+                step = step / tf.maximum(counts, 1.0)[:, :, None]
             w = self._weights[layer]
             w.assign(tf.clip_by_value(w - eta * step, -self.w_max, self.w_max))
         self._samples_seen.assign_add(tf.cast(batch, tf.float32))

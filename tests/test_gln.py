@@ -134,3 +134,24 @@ def test_bad_options_raise(kwargs, match):
     args = {"input_dim": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         BernoulliGLN(**args)
+
+
+def test_all_context_and_gather_paths_agree(monkeypatch):
+    """The two equivalent ways of evaluating and updating active weights give the same numbers."""
+    from optimus.gln import BernoulliGLN
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    y = (rng.random(64) < 0.5).astype(np.float32)
+    results = []
+    for few in (True, False):
+        monkeypatch.setattr(BernoulliGLN, "_few_contexts", property(lambda self, few=few: few))
+        gln = build_gln(6, layer_sizes=(5, 3), context_dim=3, seed=2, learning_rate=0.05)
+        before = np.asarray(gln(x))
+        gln.update(x, y)
+        results.append((before, np.asarray(gln(x)), [np.asarray(w) for w in gln._weights]))
+    (b1, a1, w1), (b2, a2, w2) = results
+    np.testing.assert_allclose(b1, b2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a1, a2, rtol=1e-5, atol=1e-6)
+    for p, q in zip(w1, w2, strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-6)

@@ -195,6 +195,10 @@ def test_start_detached_refuse_second_then_stop(tmp_path, monkeypatch):
         assert storage.lock_holder(model_dir) is None
         log = (model_dir / storage.LOG).read_text()
         assert "fake trainer running" in log and "fake trainer stopped" in log
+        # The lock goes a moment before the process exits: wait for the exit itself.
+        deadline = time.time() + 10
+        while runs._live_child(str(model_dir.resolve())) is not None and time.time() < deadline:
+            time.sleep(0.05)
         assert runs.stop_training(model_dir) is False  # nothing left to stop
     finally:
         child = runs._spawned.get(str(model_dir.resolve()))

@@ -170,3 +170,51 @@ def generate(layer, latents, rng: np.random.Generator, temperature: float = 1.0)
     what `models.generate` returns for a sieve generator."""
     n = choose_odd(layer, latents, rng, temperature)
     return ((n - 1) // 2).astype(np.float64) + 0.5
+
+
+# --- the learned sieve, at any size ---------------------------------------------------------
+# The contract between a trained sieve generator and everything that samples with it beyond
+# float64 (big integers, any number of digits): the generator's preferences are a function of
+# the residues n mod p of a candidate n for a fixed list of odd primes p. Whatever the layer's
+# parameterisation, `learned_sieve(generator)` exposes exactly that, so a sampler only has to
+# compute residues exactly (for Python ints of any size) and call `logits`.
+
+
+class LearnedSieve:
+    """A sieve generator's learned preference over candidates, as a function of residues.
+
+    `primes`: int64 [K], the odd primes whose residues the generator reads (ascending).
+    `logits(residues)`: residues int64 [..., K] with residues[..., k] = n mod primes[k]
+    -> float64 [...], the candidate's logit (the same as the layer computes for that n).
+    `window`: candidates per latent in the trained model (a sampler may use more).
+    """
+
+    def __init__(self, primes: np.ndarray, scores: np.ndarray, window: int):
+        self.primes = np.asarray(primes, dtype=np.int64)
+        self._scores = np.asarray(scores, dtype=np.float64)
+        self._offsets = np.concatenate([[0], np.cumsum(self.primes)[:-1]]).astype(np.int64)
+        self.window = int(window)
+
+    def logits(self, residues: np.ndarray) -> np.ndarray:
+        residues = np.asarray(residues, dtype=np.int64)
+        return np.take(self._scores, residues + self._offsets).sum(axis=-1)
+
+    def divides_scores(self) -> np.ndarray:
+        """float64 [K]: score of residue 0 minus the mean score of the other residues, per
+        prime: how strongly the generator avoids multiples of each p (negative = avoids)."""
+        out = np.empty(len(self.primes))
+        for k, (p, o) in enumerate(zip(self.primes, self._offsets, strict=True)):
+            table = self._scores[o : o + p]
+            out[k] = table[0] - table[1:].mean()
+        return out
+
+
+def learned_sieve(generator) -> LearnedSieve | None:
+    """The learned sieve of a sieve generator (a model from `build_generator`, or its layer),
+    else None (the seed's dense generator has none)."""
+    from optimus.layers import SieveWindow
+
+    layer = generator if isinstance(generator, SieveWindow) else sieve_layer(generator)
+    if layer is None:
+        return None
+    return LearnedSieve(layer.primes, layer.scores.numpy(), layer.window)

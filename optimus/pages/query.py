@@ -1,0 +1,94 @@
+"""Shareable views: every page keeps its inputs in the URL (`st.query_params`).
+
+A page seeds each widget once per session from the URL with `init(key, default, parse)` and
+gives the widget that `key` (no `value=`), then calls `publish(*keys)` after its widgets, so
+the address bar always reproduces the view: a presenter bookmarks "Sample 20 primes of 50
+digits, seed 3" and the link opens exactly that. A value in the URL that does not parse is the
+page's normal error (`st.error` naming the parameter), and the default is used instead.
+
+    query.init("count", 20, query.int_in(1, limits.MAX_SAMPLES))
+    st.number_input("Count", key="count", ...)
+    query.publish("count")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import streamlit as st
+
+MAX_TEXT = 200  # longest URL value echoed back in an error message
+
+
+def _default_parser(default) -> Callable[[str], object]:
+    if isinstance(default, bool):
+        return boolean
+    if isinstance(default, int):
+        return int_in(None, None)
+    if isinstance(default, float):
+        return float
+    return str
+
+
+def init(key: str, default, parse: Callable[[str], object] | None = None) -> None:
+    """Seed `st.session_state[key]` from the URL's `key` (parsed), else `default`; once."""
+    if key in st.session_state:
+        return
+    value = default
+    raw = st.query_params.get(key)
+    if raw is not None:
+        try:
+            value = (parse or _default_parser(default))(raw)
+        except (TypeError, ValueError) as exc:
+            shown = raw if len(raw) <= MAX_TEXT else raw[:MAX_TEXT] + "..."
+            st.error(f"The link's `{key}={shown}` is not valid: {exc}. Using {default!r} instead.",
+                     icon=":material/link_off:")
+    st.session_state[key] = value
+
+
+def publish(*keys: str) -> None:
+    """Write the current values of the widgets `keys` into the URL."""
+    values = {k: _text(st.session_state[k]) for k in keys if k in st.session_state}
+    if any(st.query_params.get(k) != v for k, v in values.items()):
+        st.query_params.update(values)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# --- parsers: each raises ValueError with what is wrong ---------------------------------------
+
+
+def boolean(raw: str) -> bool:
+    if raw.lower() in ("true", "1", "yes", "on"):
+        return True
+    if raw.lower() in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def int_in(lo: int | None, hi: int | None) -> Callable[[str], int]:
+    """A parser of decimal integers (any size) within [lo, hi] (either end open if None)."""
+
+    def parse(raw: str) -> int:
+        text = raw.strip().replace("_", "")
+        if not text.lstrip("+-").isdigit() or len(text) > 5000:
+            raise ValueError("expected a whole number in decimal digits")
+        value = int(text)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ValueError(f"must be between {lo if lo is not None else '-inf'} and {hi if hi is not None else 'inf'}")
+        return value
+
+    return parse
+
+
+def one_of(options: Sequence[str]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"expected one of {', '.join(map(str, options))}")
+        return raw
+
+    return parse

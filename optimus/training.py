@@ -32,6 +32,10 @@ from optimus import checkpoint, primes, storage
 from optimus.config import TrainConfig
 
 
+# Primes whose multiples the history tracks in every batch record (`divisible_share`).
+SIEVE_CHART_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
+
+
 class TrainingDiverged(RuntimeError):
     """Losses or weights became inf/NaN, or outputs left the exact range."""
 
@@ -563,7 +567,8 @@ def _online_batch(nets: _Networks, cfg: TrainConfig, batch_index: int, should_st
     outputs = choose(reals_after, logits_after, rng, cfg.temperature)
     if not np.all(np.isfinite(outputs)) or outputs.max() >= 2.0**52:
         raise TrainingDiverged(f"batch {batch_index}: generator outputs left the exact range (max {np.nanmax(outputs):.3g})")
-    report = generator_report(primes.to_odd(outputs))
+    odd_outputs = primes.to_odd(outputs)
+    report = generator_report(odd_outputs)
     from optimus.metrics import balanced_accuracy
 
     d_prob = np.asarray(nets.head(features, training=False)).reshape(-1)
@@ -593,5 +598,8 @@ def _online_batch(nets: _Networks, cfg: TrainConfig, batch_index: int, should_st
         "lift": report["lift"], "d_balanced_accuracy": float(d_bal),
         "ewc_penalty_g": penalty_g, "ewc_penalty_d": penalty_d,
         "out_lo": report["lo"], "out_hi": report["hi"],
+        # The sieve as it emerges, batch by batch: share of this batch's outputs divisible by
+        # each small odd prime p (chance: 1/p; a perfect sieve: 0). Any generator has it.
+        "divisible_share": {str(p): float(np.mean(odd_outputs % p == 0)) for p in SIEVE_CHART_PRIMES},
     }
     return record, stopped

@@ -3,9 +3,16 @@
 A checkpoint is three files that must agree: generator.keras, discriminator.keras and
 state.npz (optimiser and EWC state, batches done). Each is first written in full under a
 `.new` name; then `commit.json` is written atomically (the commit point); then the `.new`
-files are renamed over the old ones and the commit record removed. Whoever opens the
-directory next finishes an interrupted commit (roll forward) or discards `.new` files that
-were never committed (roll back), so the directory always holds one complete version.
+files are renamed over the old ones and the commit record removed. The next holder of the
+run lock finishes an interrupted commit (roll forward) or discards `.new` files that were never
+committed (roll back), so the directory always holds one complete version.
+
+Readers never write. They read the committed version as it stands: with a commit record, a
+`.new` file in place of its old name; without one, the old names. A load fingerprints those
+files (inode, mtime, size) before and after reading them and starts over if a commit changed
+them in between, so a reader polling a live run never mixes two versions nor disturbs the
+trainer (readers that ran `recover()` themselves tore live checkpoints: weights from one batch,
+optimiser and EWC state from another).
 
 Models load with safe_mode=True and arrays with allow_pickle=False: nothing loaded can run code.
 """
@@ -13,8 +20,12 @@ Models load with safe_mode=True and arrays with allow_pickle=False: nothing load
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 import os
+import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,14 +62,110 @@ class Checkpoint:
         return int(self.state.get("batches_done", 0))
 
 
+def _committed_paths(model_dir: Path) -> dict[str, Path]:
+    """Where each file of the committed version is, read without changing anything."""
+    committed = (model_dir / COMMIT).exists()
+    paths = {}
+    for name in FILES:
+        new = model_dir / f"{name}.new"
+        paths[name] = new if committed and new.exists() else model_dir / name
+    return paths
+
+
+def _fingerprint(paths: dict[str, Path]) -> tuple:
+    out = []
+    for name, path in sorted(paths.items()):
+        try:
+            st = path.stat()
+            out.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            out.append((name, None))
+    return tuple(out)
+
+
+# A reader that keeps meeting a commit in progress gives up after this many tries (a commit
+# of the default preset takes ~50 ms; a trainer commits at most a few times a second).
+_READ_ATTEMPTS = 50
+
+
+def _read_committed(model_dir: Path, read, names=FILES):
+    """read(paths) on one committed version of `names`, retried while a commit changes them."""
+    for _ in range(_READ_ATTEMPTS):
+        paths = {n: p for n, p in _committed_paths(model_dir).items() if n in names}
+        before = _fingerprint(paths)
+        try:
+            result = read(paths)
+        except (FileNotFoundError, CheckpointError):
+            result = None
+            if _fingerprint({n: p for n, p in _committed_paths(model_dir).items() if n in names}) == before:
+                raise
+        else:
+            if _fingerprint({n: p for n, p in _committed_paths(model_dir).items() if n in names}) == before:
+                return result
+        time.sleep(0.02)
+    raise CheckpointError(f"{model_dir}: the checkpoint kept changing while it was read (a run is saving); try again")
+
+
 def has_checkpoint(model_dir) -> bool:
+    """All three checkpoint files are present (reads only)."""
+    return all(p.exists() for p in _committed_paths(Path(model_dir)).values())
+
+
+def missing_files(model_dir) -> list[str]:
+    """The files of a model (config.json and the checkpoint's three) that are absent."""
     model_dir = Path(model_dir)
-    recover(model_dir)
-    return all((model_dir / f).exists() for f in FILES)
+    paths = {storage.CONFIG: model_dir / storage.CONFIG, **_committed_paths(model_dir)}
+    return [name for name, path in paths.items() if not path.exists()]
+
+
+def resumable(model_dir) -> bool:
+    """The one rule that decides "resume": True if `model_dir` holds a complete model to
+    continue, False if it holds none (a new model may start there); CheckpointError naming the
+    missing files for a partial directory, which nothing may silently start over.
+
+    A directory holding only config.json and no runs is a first run killed before its first
+    save (it writes config.json first): nothing was trained, so it counts as empty.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return False
+    missing = missing_files(model_dir)
+    if not missing:
+        return True
+    present = [n for n in (storage.CONFIG, *FILES) if n not in missing]
+    if not present:
+        return False
+    if present == [storage.CONFIG] and not (model_dir / storage.RUNS).exists() and not (model_dir / storage.HISTORY).exists():
+        return False
+    raise CheckpointError(
+        f"{model_dir} is a partial model directory: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+        f"missing (present: {', '.join(present)}); restore {'it' if len(missing) == 1 else 'them'} "
+        "from a backup, or train into a new directory (nothing was changed)"
+    )
+
+
+def holds_model(model_dir) -> bool:
+    """True if `model_dir` holds a model, complete or partial (a target `--from` may not overwrite)."""
+    try:
+        return resumable(model_dir)
+    except CheckpointError:
+        return True
+
+
+def refuse_existing_target(model_dir, from_dir) -> None:
+    """The rule shared by the CLI and the app: a copy of `from_dir` never overwrites a model."""
+    if from_dir is not None and Path(from_dir).absolute() != Path(model_dir).absolute() and holds_model(model_dir):
+        raise CheckpointError(
+            f"{model_dir} already holds a model: choose a new directory for the copy of {from_dir}, "
+            f"or continue {model_dir} without --from"
+        )
 
 
 def recover(model_dir) -> None:
-    """Finish or discard an interrupted commit (see module docstring)."""
+    """Finish or discard an interrupted commit, and remove temporary files of killed writes.
+
+    Only the holder of the run lock may call this (it renames and deletes files a live trainer
+    may be writing)."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return
@@ -72,10 +179,11 @@ def recover(model_dir) -> None:
     for name in FILES:
         with contextlib.suppress(FileNotFoundError):
             (model_dir / f"{name}.new").unlink()
+    storage.remove_temp_files(model_dir, [f"{n}.new" for n in FILES] + [COMMIT, storage.CONFIG, storage.STATUS])
 
 
 def save(model_dir, generator, discriminator, state: dict) -> None:
-    """Write a complete checkpoint atomically (see module docstring)."""
+    """Write a complete checkpoint atomically (see module docstring); run-lock holder only."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     recover(model_dir)
@@ -91,14 +199,14 @@ def save(model_dir, generator, discriminator, state: dict) -> None:
 
 
 def saved_batches(model_dir) -> int | None:
-    """Batches done by the checkpoint on disk (None if there is none)."""
+    """Batches done by the checkpoint on disk (None if there is none or it is unreadable)."""
     model_dir = Path(model_dir)
-    recover(model_dir)
     try:
-        with np.load(model_dir / storage.STATE, allow_pickle=False) as data:
-            return int(data["batches_done"])
-    except Exception:
+        state = _read_committed(model_dir, lambda paths: _read_state(paths[storage.STATE], ("batches_done",)),
+                                 names=(storage.STATE,))
+    except (CheckpointError, FileNotFoundError):
         return None
+    return int(state["batches_done"])
 
 
 def read_history(model_dir) -> list[dict]:
@@ -117,62 +225,126 @@ def read_history(model_dir) -> list[dict]:
     return [by_batch[b] for b in sorted(by_batch)]
 
 
+def _check_config_types(path: Path, data: dict) -> None:
+    """CheckpointError naming the first config.json field whose JSON type is wrong."""
+    defaults = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for key, value in data.items():
+        field = defaults.get(key)
+        if field is None:
+            continue  # from_dict names unknown keys
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+            want = "true or false"
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            want = "a whole number"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            want = "a finite number"
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+            want = "a string"
+        elif isinstance(default, list):
+            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            want = "a list of whole numbers"
+        else:
+            continue
+        if not ok:
+            raise CheckpointError(f"{path}: {key} must be {want}, got {json.dumps(value)[:60]}")
+
+
 def load_config(model_dir) -> TrainConfig:
     path = Path(model_dir) / storage.CONFIG
     if not path.exists():
         raise CheckpointError(f"{model_dir}: no {storage.CONFIG} (not a model directory, or never trained)")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
+        raise CheckpointError(f"{path} does not hold a JSON object (it holds a JSON {type(data).__name__})")
+    _check_config_types(path, data)
     try:
         return TrainConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
 
 
+def _read_state(path: Path, keys=None) -> dict:
+    """state.npz as a dict of arrays (only `keys` if given), with `batches_done` checked;
+    CheckpointError naming the file (and the field) if it is damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            state = {k: data[k] for k in data.files if keys is None or k in keys}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, ValueError (object arrays), EOFError ...
+        raise CheckpointError(f"{path} is damaged or unreadable ({type(exc).__name__}: {exc})") from None
+    if "batches_done" not in state:
+        raise CheckpointError(f"{path} is damaged: it has no batches_done")
+    done = state["batches_done"]
+    if done.shape != () or done.dtype.kind not in "iu" or int(done) < 0:
+        shown = str(done.tolist())[:40] if done.dtype.kind in "iufbUS" else done.dtype.name
+        raise CheckpointError(f"{path} is damaged: batches_done = {shown!r} is not a whole number >= 0")
+    return state
+
+
 def load_state(model_dir) -> dict:
     path = Path(model_dir) / storage.STATE
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        return _read_state(path)
     except FileNotFoundError:
         raise CheckpointError(f"{model_dir}: {storage.STATE} is missing") from None
-    except Exception as exc:  # zipfile.BadZipFile, ValueError (object arrays), EOFError ...
-        raise CheckpointError(f"{path} is damaged or unreadable ({type(exc).__name__}: {exc})") from None
 
 
 def load_network(path):
     import keras
 
-    import optimus.layers  # noqa: F401  (registers the custom objects)
+    from optimus import serialisables
 
+    serialisables.register_all()
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path.parent}: {path.name} is missing")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is damaged or truncated (not a complete .keras archive)")
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except FileNotFoundError:
+        raise
     except Exception as exc:
         msg = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path} could not be loaded safely ({type(exc).__name__}: {msg})") from None
 
 
-def load(model_dir, finish_commits: bool = True) -> Checkpoint:
-    """Load a model directory, raising CheckpointError with what is wrong.
-
-    finish_commits=False reads without finishing or discarding an interrupted commit (a
-    non-chief worker reading the directory its chief writes)."""
+def load(model_dir) -> Checkpoint:
+    """Load a model directory, raising CheckpointError with what is wrong. Reads only: an
+    interrupted commit is read as committed (rolled forward), never finished here."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise CheckpointError(f"{model_dir} does not exist or is not a directory")
-    if finish_commits:
-        recover(model_dir)
+    if not resumable(model_dir):
+        raise CheckpointError(f"{model_dir} holds no model ({', '.join(missing_files(model_dir))} missing)")
     config = load_config(model_dir)
-    generator = load_network(model_dir / storage.GENERATOR)
-    discriminator = load_network(model_dir / storage.DISCRIMINATOR)
-    state = load_state(model_dir)
+
+    def read(paths):
+        # Named after the file users know, even when the committed version is still `.new`.
+        networks = []
+        for name in (storage.GENERATOR, storage.DISCRIMINATOR):
+            try:
+                networks.append(load_network(paths[name]))
+            except CheckpointError as exc:
+                raise CheckpointError(str(exc).replace(f"{name}.new", name)) from None
+        try:
+            state = _read_state(paths[storage.STATE])
+        except CheckpointError as exc:
+            raise CheckpointError(str(exc).replace(f"{storage.STATE}.new", storage.STATE)) from None
+        return networks[0], networks[1], state
+
+    generator, discriminator, state = _read_committed(model_dir, read)
     if generator.name != "generator" or discriminator.name != "discriminator":
         raise CheckpointError(f"{model_dir}: the .keras files are not an Optimus generator/discriminator pair")
     from optimus.models import build_discriminator, build_generator

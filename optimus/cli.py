@@ -80,13 +80,21 @@ def _add_train(sub):
 def _run_train(a) -> int:
     from pathlib import Path
 
-    from optimus import checkpoint, storage
+    from optimus import checkpoint
     from optimus.config import preset
 
+    if not a.model_dir.strip():
+        raise CliError("optimus train: --model-dir is empty; name a directory to train into")
+    if a.from_dir is not None and not a.from_dir.strip():
+        raise CliError("optimus train: --from is empty; name the model directory to start from")
     model_dir = Path(a.model_dir)
-    source = Path(a.from_dir) if a.from_dir else (model_dir if (model_dir / storage.CONFIG).exists() else None)
     if a.from_dir and not Path(a.from_dir).is_dir():
         raise CliError(f"--from {a.from_dir}: no such model directory")
+    if a.from_dir and Path(a.from_dir).absolute() == model_dir.absolute():
+        a.from_dir = None
+    checkpoint.refuse_existing_target(model_dir, a.from_dir)
+    # The same rule the trainer applies under its lock: a partial directory is refused here.
+    source = Path(a.from_dir) if a.from_dir else (model_dir if checkpoint.resumable(model_dir) else None)
     overrides = {
         "batches": a.batches, "batch_size": a.batch_size, "steps": a.steps, "ewc_mode": a.ewc_mode,
         "ewc_lambda": a.ewc_lambda, "seed": a.seed, "discriminator": a.discriminator,

@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -100,9 +102,13 @@ def read_config(model_dir) -> dict | None:
     if not path.exists():
         return None
     try:
-        return storage.read_json(path)
+        data = storage.read_json(path)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path} is damaged ({exc}); retrain the model or restore the file.") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is damaged (it holds a JSON {type(data).__name__}, not an object); "
+                         "retrain the model or restore the file.")
+    return data
 
 
 def read_status(model_dir) -> dict | None:
@@ -115,10 +121,12 @@ def read_status(model_dir) -> dict | None:
     _reap()
     try:
         status = storage.read_json(model_dir / storage.STATUS)
+        if not isinstance(status, dict):
+            raise ValueError(f"it holds a JSON {type(status).__name__}, not an object")
     except FileNotFoundError:
         status = None
-    except (OSError, ValueError):
-        status = {"state": "unknown", "message": "status.json is damaged"}
+    except (OSError, ValueError) as exc:
+        status = {"state": "unknown", "message": f"status.json is damaged ({str(exc)[:120]})"}
     holder = storage.lock_holder(model_dir)
     if status is None and holder is None:
         return None
@@ -208,47 +216,91 @@ def read_runs(model_dir) -> pd.DataFrame:
 def _batches_trained(model_dir: Path, status: dict | None) -> int:
     records = checkpoint.read_history(model_dir)
     if records:
-        return max(int(r.get("batch", 0) or 0) for r in records)
-    return int((status or {}).get("batches_done") or 0)
+        return max(r["batch"] for r in records)
+    done = (status or {}).get("batches_done")
+    return done if isinstance(done, int) and not isinstance(done, bool) else 0
+
+
+def model_problems(model_dir) -> list[str]:
+    """What is wrong with a model directory's files, each naming the file; [] if nothing.
+
+    Reads only, and cheaply (no network is loaded): every page lists every model.
+    """
+    model_dir = Path(model_dir)
+    problems: list[str] = []
+    try:
+        checkpoint.resumable(model_dir)
+    except checkpoint.CheckpointError as exc:
+        problems.append(str(exc))
+    try:
+        read_config(model_dir)
+    except ValueError as exc:
+        problems.append(str(exc))
+    for name in (storage.GENERATOR, storage.DISCRIMINATOR):
+        path = model_dir / name
+        if path.exists() and not path.is_symlink() and not zipfile.is_zipfile(path):
+            problems.append(f"{path} is damaged or truncated (not a complete .keras archive)")
+    if (model_dir / storage.STATE).exists():
+        try:
+            checkpoint.load_state(model_dir)
+        except checkpoint.CheckpointError as exc:
+            problems.append(str(exc))
+    for name in (storage.HISTORY, storage.RUNS):
+        storage.read_jsonl(model_dir / name, problems)
+    return problems
 
 
 def list_models(root: str | os.PathLike | None = None) -> list[dict]:
     """Every model directory under the root, sorted by name.
 
     Each entry: name, path, preset, batches (online batches trained), status (never trained,
-    running, done, stopped, failed, interrupted, damaged), live, error (why it is damaged).
-    A directory counts as a model when it holds a config, weights or a status file.
+    running, done, stopped, failed, interrupted, damaged), live, error (why it cannot be used,
+    or None), problem (everything found wrong with its files, each naming the file, or None).
+    A directory counts as a model when it holds a config, weights or a status file. Symbolic
+    links are not listed: nothing is read or written through them.
     """
     base = models_root(root)
     if not base.is_dir():
         return []
     models = []
     for path in sorted(base.iterdir()):
-        if not path.is_dir() or not NAME_PATTERN.fullmatch(path.name) or ".." in path.name:
+        if path.is_symlink() or not path.is_dir() or not NAME_PATTERN.fullmatch(path.name) or ".." in path.name:
             continue
         markers = (storage.CONFIG, storage.GENERATOR, storage.STATUS, storage.LOCK)
         if not any((path / m).exists() for m in markers):
             continue
         entry = {"name": path.name, "path": path, "preset": None, "batches": 0, "status": "untrained",
-                 "live": False, "error": None}
+                 "live": False, "error": None, "problem": None}
         try:
             cfg = read_config(path)
             if cfg is None:
                 raise ValueError(f"{path / storage.CONFIG} is missing")
-            entry["preset"] = cfg.get("preset")
+            entry["preset"] = cfg.get("preset") if isinstance(cfg.get("preset"), str) else None
         except ValueError as exc:
             entry["error"] = str(exc)
         status = read_status(path)
         if status is not None:
-            entry["status"] = status.get("state", "unknown")
+            state = status.get("state", "unknown")
+            entry["status"] = state if isinstance(state, str) else "unknown"
             entry["live"] = bool(status.get("live"))
         elif entry["error"] is None and (path / storage.GENERATOR).exists():
             entry["status"] = "ready"
+        problems = [] if entry["live"] else model_problems(path)
+        if problems:
+            entry["problem"] = "; ".join(problems)
+            if entry["error"] is None and _unusable(problems):
+                entry["error"] = problems[0]
         if entry["error"] is not None and not entry["live"]:
             entry["status"] = "damaged"
         entry["batches"] = _batches_trained(path, status)
         models.append(entry)
     return models
+
+
+def _unusable(problems: list[str]) -> bool:
+    """A problem in the networks, their state or config stops a model from loading; a bad line
+    in history.jsonl or runs.jsonl only loses that line."""
+    return any(not p.startswith((storage.HISTORY, storage.RUNS)) for p in problems)
 
 
 def tail_log(model_dir, lines: int = 20) -> str:
@@ -323,12 +375,15 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     _check_overrides(from_dir, preset, overrides)
     key = str(model_dir.resolve())
+    checkpoint.refuse_existing_target(model_dir, from_dir)
     with _spawn_lock:
         holder = storage.lock_holder(model_dir)
         if holder is not None:
             raise storage.LockedError(
                 f"A training run is already in progress in {model_dir.name} (process {holder.get('pid')}). "
                 "Wait for it to finish or stop it first."
+                if holder.get("pid") is not None and holder.get("host") in (None, socket.gethostname())
+                else storage.describe_holder(model_dir, holder)
             )
         child = _live_child(key)
         if child is not None:
@@ -340,7 +395,9 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
         storage.clear_stop(model_dir)
         command = _train_command(model_dir, from_dir, preset, overrides)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(model_dir / storage.LOG, "ab") as log:
+        if model_dir.is_symlink():
+            raise ValueError(f"{model_dir} is a symbolic link; train into a directory of the models folder itself")
+        with os.fdopen(storage.open_nofollow(model_dir / storage.LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as log:
             log.write(f"\n$ {' '.join(command)}\n".encode())
             log.flush()
             child = subprocess.Popen(
@@ -358,7 +415,7 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
         if child.poll() is not None:
             break
         holder = storage.lock_holder(model_dir)
-        if holder is not None and int(holder.get("pid", -1)) == child.pid:
+        if holder is not None and holder.get("pid") == child.pid:
             break
         time.sleep(0.05)
     code = child.poll()

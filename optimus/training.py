@@ -333,29 +333,40 @@ def _finite(variables) -> bool:
     return all(np.all(np.isfinite(np.asarray(v))) for v in variables)
 
 
-def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, readonly_source: bool = False):
+def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, resume: bool):
     """Networks to start from (new, resumed, or copied from --from) and the run's parent.
 
-    `readonly_source`: a non-chief worker reads the chief's directory without finishing or
-    discarding its commits (`checkpoint.recover` would race with the chief's own writes).
+    `resume`: `model_dir` holds a complete model (`checkpoint.resumable`). Sources are read
+    only (`checkpoint.load` never writes), so a non-chief worker may read its chief's directory.
     """
     from optimus.models import build_discriminator, build_generator
 
-    source = from_dir if from_dir is not None else (model_dir if checkpoint.has_checkpoint(model_dir) else None)
+    source = from_dir if from_dir is not None else (model_dir if resume else None)
     if source is None:
         return build_generator(cfg), build_discriminator(cfg), {}, None
     # The same calls on every worker: under MultiWorkerMirroredStrategy each variable's creation
     # is a collective, so all workers must create the same variables in the same order.
-    ck = checkpoint.load(source, finish_commits=not readonly_source)
+    ck = checkpoint.load(source)
     checkpoint.check_compatible(ck.config, cfg, source)
     runs = storage.read_jsonl(source / storage.RUNS)
-    parent = {"model_dir": str(source), "run": runs[-1]["run"] if runs else None, "batches_done": ck.batches_done}
+    parent = {"model_dir": str(source), "run": runs[-1].get("run") if runs else None, "batches_done": ck.batches_done}
     if source != model_dir:
         # Carry the lineage and history over; the parent directory itself is never touched.
         for name in (storage.HISTORY, storage.RUNS):
             if (source / name).exists() and not (model_dir / name).exists():
                 shutil.copyfile(source / name, model_dir / name)
     return ck.generator, ck.discriminator, ck.state, parent
+
+
+def _next_run_id(previous_runs: list[dict]) -> str:
+    """One past the highest run number on record: a count would reuse an id whose start event
+    was lost (a torn line), and with it the run's logs/ folder."""
+    numbers = [0]
+    for event in previous_runs:
+        run = event.get("run")
+        if isinstance(run, str) and run.startswith("run-") and run[4:].isdigit():
+            numbers.append(int(run[4:]))
+    return f"run-{max(numbers) + 1:03d}"
 
 
 def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log=print, device="auto") -> dict:
@@ -370,7 +381,11 @@ def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log
     from optimus import distribute
 
     cfg.validate()
+    if not str(model_dir).strip():
+        raise ValueError("the model directory is empty: name a directory to train into")
     model_dir = Path(model_dir)
+    if model_dir.is_symlink():
+        raise ValueError(f"{model_dir} is a symbolic link; train into the directory itself (links are never written through)")
     from_dir = Path(from_dir) if from_dir is not None else None
     if from_dir is not None and from_dir.resolve() == model_dir.resolve():
         from_dir = None
@@ -380,7 +395,11 @@ def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log
     if not distribute.is_chief(strategy):
         return _train_worker(cfg, model_dir, from_dir, log, strategy, info)
     with storage.run_lock(model_dir):
-        return _train_locked(cfg, model_dir, from_dir, progress, log, strategy, info)
+        # Only the lock holder may finish or discard an interrupted commit and clear temp files.
+        checkpoint.recover(model_dir)
+        checkpoint.refuse_existing_target(model_dir, from_dir)
+        resume = checkpoint.resumable(model_dir) if from_dir is None else False
+        return _train_locked(cfg, model_dir, from_dir, progress, log, strategy, info, resume=resume)
 
 
 def _train_worker(cfg, model_dir: Path, from_dir: Path | None, log, strategy, info) -> dict:
@@ -394,19 +413,19 @@ def _train_worker(cfg, model_dir: Path, from_dir: Path | None, log, strategy, in
         if time.time() > deadline:
             raise RuntimeError(f"{source}: a checkpoint commit is still pending after 300 s")
         time.sleep(0.2)
-    if not all((source / name).exists() for name in (*checkpoint.FILES, storage.CONFIG)):
+    if not checkpoint.resumable(source):
         source = None
     scratch = Path(tempfile.mkdtemp(prefix=f"optimus-worker-{info['task'] or 'x'}-".replace(":", "")))
     log(f"worker {info['task']}: not the chief, writing into {scratch} (removed at the end)")
     try:
         with storage.run_lock(scratch):
-            return _train_locked(cfg, scratch, source, False, log, strategy, info, readonly_source=True)
+            return _train_locked(cfg, scratch, source, False, log, strategy, info, resume=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, progress: bool, log,
-                  strategy=None, info=None, readonly_source: bool = False) -> dict:
+                  strategy=None, info=None, resume: bool = False) -> dict:
     import keras
     import tensorflow as tf
 
@@ -421,18 +440,19 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
     # outside it: steps enter it through strategy.run, and the Fisher, a per-batch side job on
     # the whole batch, reads the mirrored variables from the cross-replica context.
     with contextlib.nullcontext() if distribute.is_default(strategy) else strategy.scope():
-        generator, discriminator, state, parent = _prepare_dir(cfg, model_dir, from_dir, readonly_source)
+        generator, discriminator, state, parent = _prepare_dir(cfg, model_dir, from_dir, resume)
         nets = _Networks(cfg, generator, discriminator)
         if state:
             nets.load_state(state)
     workers = distribute.num_workers(strategy)
     done = int(state.get("batches_done", 0)) if state else 0
+    # config.json first: a run killed before its first save leaves config.json alone, which
+    # `checkpoint.resumable` reads as "nothing trained yet".
+    storage.write_json(model_dir / storage.CONFIG, dataclasses.asdict(cfg))
     if not state or from_dir is not None:
         # A new (or newly branched) directory holds a loadable version from the first moment.
         checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})
-    previous_runs = storage.read_jsonl(model_dir / storage.RUNS)
-    run_id = f"run-{sum(1 for r in previous_runs if r.get('event') == 'start') + 1:03d}"
-    storage.write_json(model_dir / storage.CONFIG, dataclasses.asdict(cfg))
+    run_id = _next_run_id(storage.read_jsonl(model_dir / storage.RUNS))
     storage.append_jsonl(model_dir / storage.RUNS, {
         "event": "start", "run": run_id, "parent": parent, "time": time.time(),
         "batches_planned": cfg.batches, "start_batch": done, "config": dataclasses.asdict(cfg),
@@ -498,17 +518,31 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
         log(message)
     except KeyboardInterrupt:
         end_state, message = "stopped", f"aborted; the last good checkpoint (batch {done}) is kept"
+    except BaseException as exc:
+        # A full disk, a damaged file, a bug: the run failed, whatever it was; say so, then let
+        # the exception go on (a non-zero exit).
+        end_state = "failed"
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500] + f" (the last good checkpoint, batch {done}, is kept)"
+        raise
     finally:
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
-        writer.close()
-        storage.clear_stop(model_dir)
         status.update(state=end_state, message=message, updated=time.time(), eta_seconds=0)
-        storage.write_json(model_dir / storage.STATUS, status)
-        storage.append_jsonl(model_dir / storage.RUNS, {
-            "event": "end", "run": run_id, "status": end_state, "message": message, "time": time.time(),
-            "batches_done": status["batches_done"], "model_batches": done, "final": final,
-        })
+        # Each step on its own: on a full disk one may fail, and the others (and the exception
+        # that ended the run) must still get through.
+        for step in (
+            writer.close,
+            lambda: storage.clear_stop(model_dir),
+            lambda: storage.write_json(model_dir / storage.STATUS, status),
+            lambda: storage.append_jsonl(model_dir / storage.RUNS, {
+                "event": "end", "run": run_id, "status": end_state, "message": message, "time": time.time(),
+                "batches_done": status["batches_done"], "model_batches": done, "final": final,
+            }),
+        ):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 (reported, and the run's own outcome stands)
+                log(f"could not record the end of {run_id}: {type(exc).__name__}: {exc}")
     return status
 
 

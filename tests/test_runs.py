@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 
+import numpy as np
 import pytest
 
 from optimus import runs, storage
@@ -23,6 +25,10 @@ def _make_model(root, name, preset_name="default", batches=0, status=None):
         storage.append_jsonl(path / storage.HISTORY, {"run": "run-001", "batch": b, "d_loss": 1.0, "g_loss": 1.0,
                                                       "hit_rate": 0.2, "baseline": 0.1, "lift": 2.0,
                                                       "d_balanced_accuracy": 0.8})
+    if batches:  # stand-ins for the checkpoint: list_models checks they are archives, never loads them
+        for name in (storage.GENERATOR, storage.DISCRIMINATOR):
+            zipfile.ZipFile(path / name, "w").close()
+        np.savez(path / storage.STATE, batches_done=np.array(batches))
     if status is not None:
         storage.write_json(path / storage.STATUS, status)
     return path
@@ -152,9 +158,7 @@ def test_start_rejects_bad_settings(tmp_path, overrides, match):
 def test_start_refused_while_a_live_lock_exists(tmp_path):
     model_dir = tmp_path / "m"
     model_dir.mkdir()
-    storage.write_json(model_dir / storage.LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
-                                                  "started": time.time()})
-    with pytest.raises(storage.LockedError, match="already in progress"):
+    with storage.run_lock(model_dir), pytest.raises(storage.LockedError, match="already in progress"):
         runs.start_training(model_dir, preset="default", overrides={"batches": 1})
     assert not (model_dir / storage.LOG).exists()  # nothing was spawned
 
@@ -217,8 +221,7 @@ def test_live_lock_with_previous_runs_status_reads_starting(tmp_path):
     path = _make_model(tmp_path, "m", batches=2,
                        status={"run": "run-001", "state": "done", "pid": 999999, "batches_done": 2,
                                "batches_total": 2})
-    storage.write_json(path / storage.LOCK, {"pid": os.getpid(), "host": socket.gethostname(),
-                                             "started": time.time()})
-    status = runs.read_status(path)
-    assert status["state"] == "starting" and status["live"] is True
-    assert runs.list_models(tmp_path)[0]["status"] == "starting"
+    with storage.run_lock(path):
+        status = runs.read_status(path)
+        assert status["state"] == "starting" and status["live"] is True
+        assert runs.list_models(tmp_path)[0]["status"] == "starting"

@@ -85,7 +85,21 @@ def model_picker(label: str = "Model", *, key: str, default: str = "default", co
     names = [m["name"] for m in models]
     labels = {m["name"]: _describe(m) for m in models}
     index = names.index(default) if default in names else 0
-    return container.selectbox(label, names, index=index, key=key, format_func=labels.get)
+    name = container.selectbox(label, names, index=index, key=key, format_func=labels.get)
+    show_problem(next((m for m in models if m["name"] == name), None), container)
+    return name
+
+
+def show_problem(entry: dict | None, container=st) -> None:
+    """A damaged model stops the page with what is wrong (runs.list_models found it); a model
+    with damaged records only gets a warning: it still loads."""
+    if entry is None:
+        return
+    if entry["status"] == "damaged":
+        container.error(f"Model {entry['name']} is damaged: {entry['error']}", icon=":material/error:")
+        st.stop()
+    if entry.get("problem"):
+        container.warning(f"Model {entry['name']}: {entry['problem']}", icon=":material/warning:")
 
 
 def model_signature(path) -> tuple:

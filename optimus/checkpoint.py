@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -312,7 +313,15 @@ def load_network(path):
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is damaged or truncated (not a complete .keras archive)")
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        if path.suffix == ".keras":
+            return keras.saving.load_model(path, safe_mode=True, compile=False)
+        # A committed `generator.keras.new` (an interrupted commit, read as committed): Keras
+        # insists on the .keras suffix, so it gets one through a link outside the model
+        # directory, which readers never write.
+        with tempfile.TemporaryDirectory(prefix="optimus-read-") as tmp:
+            link = Path(tmp) / path.name.removesuffix(".new")
+            link.symlink_to(path.absolute())
+            return keras.saving.load_model(link, safe_mode=True, compile=False)
     except FileNotFoundError:
         raise
     except Exception as exc:

@@ -245,6 +245,14 @@ def model_problems(model_dir) -> list[str]:
             checkpoint.load_state(model_dir)
         except checkpoint.CheckpointError as exc:
             problems.append(str(exc))
+    try:
+        status = storage.read_json(model_dir / storage.STATUS)
+        if not isinstance(status, dict):
+            problems.append(f"{storage.STATUS} holds a JSON {type(status).__name__}, not an object")
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        problems.append(f"{storage.STATUS} is damaged ({str(exc)[:120]})")
     for name in (storage.HISTORY, storage.RUNS):
         storage.read_jsonl(model_dir / name, problems)
     return problems
@@ -299,8 +307,8 @@ def list_models(root: str | os.PathLike | None = None) -> list[dict]:
 
 def _unusable(problems: list[str]) -> bool:
     """A problem in the networks, their state or config stops a model from loading; a bad line
-    in history.jsonl or runs.jsonl only loses that line."""
-    return any(not p.startswith((storage.HISTORY, storage.RUNS)) for p in problems)
+    in history.jsonl or runs.jsonl only loses that line, a bad status.json only the status."""
+    return any(not p.startswith((storage.HISTORY, storage.RUNS, storage.STATUS)) for p in problems)
 
 
 def tail_log(model_dir, lines: int = 20) -> str:

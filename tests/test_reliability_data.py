@@ -1,0 +1,476 @@
+"""Model-directory data under stress (issue 14): readers that never write, an exclusive run
+lock, partial and damaged directories, failed runs, torn JSONL lines, symlinks, temp files.
+
+Each test fails without the fix it covers (checked against the code before it).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optimus import checkpoint, cli, runs, storage
+from optimus.training import train
+from tests.helpers import tiny
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+QUIET = {"progress": False, "log": lambda *_: None}
+
+
+def hashes(directory: Path) -> dict:
+    """Every file under `directory` (links not followed) and its content hash."""
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            out[str(path.relative_to(directory))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("trained") / "m"
+    train(tiny("default", batches=1), d, **QUIET)
+    return d
+
+
+@pytest.fixture
+def model(trained, tmp_path) -> Path:
+    d = tmp_path / "m"
+    shutil.copytree(trained, d)
+    return d
+
+
+# --- 1. readers never write ---------------------------------------------------------------
+
+
+def _interrupted_commit(d: Path) -> None:
+    """What a trainer killed between its commit point and its renames leaves behind."""
+    for name in checkpoint.FILES:
+        shutil.copyfile(d / name, d / f"{name}.new")
+    storage.write_json(d / checkpoint.COMMIT, {"files": list(checkpoint.FILES), "batches_done": 1})
+    (d / ".generator.keras.new.abc123.keras").write_bytes(b"half a temp file")
+
+
+def test_readers_never_change_a_model_directory(model):
+    _interrupted_commit(model)
+    before = hashes(model)
+    assert checkpoint.has_checkpoint(model)
+    assert checkpoint.saved_batches(model) == 1
+    assert checkpoint.load(model).batches_done == 1
+    assert len(runs.read_history(model)) == 1
+    assert [m["name"] for m in runs.list_models(model.parent)] == ["m"]
+    runs.read_runs(model)
+    runs.read_status(model)
+    assert hashes(model) == before  # the .new files, the commit record and the temp file stay
+
+
+READER_TRAINER_BATCHES = 40
+
+
+@pytest.mark.slow
+def test_a_reader_polling_a_live_run_never_tears_its_checkpoint(tmp_path):
+    d = tmp_path / "m"
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "optimus", "train", "--model-dir", str(d), "--preset", "default",
+         "--batches", str(READER_TRAINER_BATCHES), "--batch-size", "64", "--steps", "1", "--quiet"],
+        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reads, failures = [0], []
+
+    def poll():
+        while trainer.poll() is None:
+            try:  # every read the app and the CLI make of a model being trained
+                runs.read_history(d)
+                checkpoint.saved_batches(d)
+                checkpoint.has_checkpoint(d)
+                runs.list_models(tmp_path)
+                reads[0] += 1
+            except Exception as exc:  # noqa: BLE001 (a reader may fail; it must not break the trainer)
+                failures.append(repr(exc))
+            time.sleep(0.002)
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        out, err = trainer.communicate(timeout=600)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+        reader.join()
+    assert trainer.returncode == 0, err[-2000:]
+    assert reads[0] > 50, f"the reader only got {reads[0]} reads in"
+    ck = checkpoint.load(d)
+    assert ck.batches_done == READER_TRAINER_BATCHES
+    # Online EWC anchors the generator's weights at the end of every batch: a checkpoint whose
+    # weights and state come from the same batch has them equal.
+    for i, weight in enumerate(ck.generator.trainable_variables):
+        np.testing.assert_array_equal(np.asarray(weight), ck.state[f"ewc_g/anchor_{i}"], err_msg=f"variable {i}")
+    assert not list(d.glob("*.new")) and not (d / checkpoint.COMMIT).exists()
+
+
+# --- 2. partial directories are refused, never restarted ----------------------------------
+
+
+@pytest.mark.parametrize("missing", [storage.STATE, storage.GENERATOR, storage.DISCRIMINATOR, storage.CONFIG])
+def test_a_partial_model_directory_is_refused_by_train_and_loaders(capsys, model, missing):
+    (model / missing).unlink()
+    before = hashes(model)
+    for argv in (["train", "--model-dir", model, "--batches", "1", "--quiet"],
+                 ["sample", "--model-dir", model, "-n", "5"]):
+        code, _, err = run_cli(capsys, *argv)
+        assert code != 0, argv
+        assert len(err.strip().splitlines()) == 1 and missing in err and "Traceback" not in err, err
+    with pytest.raises(checkpoint.CheckpointError, match=missing.replace(".", r"\.")):
+        train(tiny("default", batches=1), model, **QUIET)
+    assert hashes(model) == before
+    entry = runs.list_models(model.parent)[0]
+    assert entry["status"] == "damaged" and missing in entry["problem"]
+
+
+# --- 3. every kind of model loads in a new process ----------------------------------------
+
+
+def test_every_registering_module_is_in_the_registry():
+    from optimus import serialisables
+
+    registering = sorted(
+        f"optimus.{p.stem}" for p in (REPO / "optimus").glob("*.py")
+        if "register_keras_serializable" in p.read_text() and p.stem != "serialisables"
+    )
+    assert sorted(serialisables.MODULES) == registering
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset_name, discriminator", [
+    ("default", "residue"), ("default", "gln"), ("default", "dense"), ("seed", "dense"),
+])
+def test_each_kind_trained_by_the_cli_samples_in_a_new_process(capsys, tmp_path, preset_name, discriminator):
+    d = tmp_path / f"{preset_name}-{discriminator}"
+    code, _, err = run_cli(capsys, "train", "--model-dir", d, "--preset", preset_name, "--discriminator",
+                           discriminator, "--batches", "1", "--batch-size", "64", "--steps", "1", "--quiet",
+                           "--inert-regularizers")
+    assert code == 0, err
+    out = subprocess.run([sys.executable, "-m", "optimus", "sample", "--model-dir", str(d), "-n", "20"],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(out.stdout.splitlines()) == 21  # header + 20 samples
+
+
+# --- 4. the run lock is exclusive ---------------------------------------------------------
+
+STARTER = """
+import sys, time
+from pathlib import Path
+from optimus import storage
+d, me = Path(sys.argv[1]), sys.argv[2]
+(d.parent / f"ready-{me}").touch()
+while not (d.parent / "go").exists():
+    time.sleep(0.001)
+try:
+    with storage.run_lock(d):
+        (d.parent / f"held-{me}").touch()
+        while not (d.parent / "release").exists():
+            time.sleep(0.01)
+except storage.LockedError:
+    (d.parent / f"refused-{me}").touch()
+"""
+
+STARTERS = 20
+
+
+@pytest.mark.slow
+def test_simultaneous_starters_against_a_stale_lock_one_holds_it(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    storage.write_json(d / storage.LOCK, {"pid": 2**22 + 12345, "host": socket.gethostname(), "started": 0.0})
+    procs = [subprocess.Popen([sys.executable, "-c", STARTER, str(d), str(i)], cwd=REPO, env=ENV)
+             for i in range(STARTERS)]
+    try:
+        deadline = time.time() + 120
+        while len(list(tmp_path.glob("ready-*"))) < STARTERS and time.time() < deadline:
+            time.sleep(0.02)
+        (tmp_path / "go").touch()
+        while (len(list(tmp_path.glob("held-*"))) + len(list(tmp_path.glob("refused-*"))) < STARTERS
+               and time.time() < deadline):
+            time.sleep(0.02)
+        held = sorted(p.name for p in tmp_path.glob("held-*"))
+        refused = list(tmp_path.glob("refused-*"))
+        assert len(held) == 1, held
+        assert len(refused) == STARTERS - 1
+        holder = storage.lock_holder(d)
+        assert holder is not None and holder["pid"] in [p.pid for p in procs]
+    finally:
+        (tmp_path / "release").touch()
+        for p in procs:
+            p.wait(timeout=60)
+    assert storage.lock_holder(d) is None
+
+
+def test_a_lock_being_written_is_held_not_stale(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    fd = os.open(d / storage.LOCK, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # taken, its pid not written yet
+        holder = storage.lock_holder(d)
+        assert holder is not None and holder["pid"] is None
+        with pytest.raises(storage.LockedError, match="delete"):
+            with storage.run_lock(d):
+                pass
+    finally:
+        os.close(fd)
+    assert storage.lock_holder(d) is None  # released: a lock file nobody holds is free
+    with storage.run_lock(d):
+        assert storage.lock_holder(d)["pid"] == os.getpid()
+
+
+# --- 5. an unexpected exception ends the run "failed" -------------------------------------
+
+
+def test_a_full_disk_fails_the_run_and_says_so(tmp_path, monkeypatch):
+    d = tmp_path / "m"
+    real_save, calls = checkpoint.save, [0]
+
+    def save(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:  # the initial save, batch 1, then batch 2's
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save", save)
+    with pytest.raises(OSError, match="No space left"):
+        train(tiny("default", batches=3), d, **QUIET)
+    status = json.loads((d / storage.STATUS).read_text())
+    assert status["state"] == "failed" and "No space left" in status["message"]
+    end = [e for e in storage.read_jsonl(d / storage.RUNS) if e.get("event") == "end"][-1]
+    assert end["status"] == "failed" and "No space left" in end["message"]
+    assert checkpoint.load(d).batches_done == 1  # the last good checkpoint stays
+    assert runs.read_runs(d).iloc[0]["status"] == "failed"
+    assert storage.lock_holder(d) is None
+
+
+# --- 6. one damaged directory does not take the app down ----------------------------------
+
+DAMAGES = {
+    "history-not-utf8": (storage.HISTORY, lambda p: p.open("ab").write(b"\xff\xfe\x80 garbage\n"), "not UTF-8"),
+    "history-not-object": (storage.HISTORY, lambda p: p.open("a").write("[1, 2]\n"), "not an object"),
+    "config-list": (storage.CONFIG, lambda p: p.write_text("[]"), "not an object"),
+    "lock-list": (storage.LOCK, lambda p: p.write_text("[]"), None),
+    "lock-pid-abc": (storage.LOCK, lambda p: p.write_text('{"pid": "abc"}'), None),
+    "status-list": (storage.STATUS, lambda p: p.write_text("[]"), "status.json"),
+    "runs-not-object": (storage.RUNS, lambda p: p.open("a").write('"end"\n'), "not an object"),
+}
+
+
+def damaged_root(trained: Path, root: Path) -> Path:
+    """A models root with one good model and one copy per damage in DAMAGES."""
+    shutil.copytree(trained, root / "good")
+    for name, (file, damage, _) in DAMAGES.items():
+        shutil.copytree(trained, root / name)
+        damage(root / name / file)
+    return root
+
+
+def test_damaged_models_are_listed_with_what_is_wrong(trained, tmp_path):
+    root = damaged_root(trained, tmp_path / "models")
+    models = {m["name"]: m for m in runs.list_models(root)}
+    assert set(models) == {"good", *DAMAGES}
+    assert models["good"]["problem"] is None and models["good"]["status"] == "done"
+    for name, (file, _, what) in DAMAGES.items():
+        entry = models[name]
+        if what is None:  # a lock file nobody holds is free, whatever it holds
+            assert entry["problem"] is None and not entry["live"], name
+            continue
+        assert file in entry["problem"] and what in entry["problem"], (name, entry["problem"])
+    assert models["config-list"]["status"] == "damaged"
+    # Damaged records lose only themselves: the model still loads and its history reads.
+    assert models["history-not-utf8"]["status"] != "damaged"
+    assert len(runs.read_history(root / "history-not-utf8")) == 1
+    for name in DAMAGES:
+        runs.read_runs(root / name)
+        runs.read_status(root / name)
+        runs.read_history(root / name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["sample", "discriminator", "density", "train"])
+def test_no_page_crashes_on_damaged_models(trained, tmp_path, monkeypatch, page):
+    from streamlit.testing.v1 import AppTest
+
+    root = damaged_root(trained, tmp_path / "models")
+    monkeypatch.setenv(runs.MODELS_ENV, str(root))
+    at = AppTest.from_file(str(REPO / "optimus" / "pages" / f"{page}.py"), default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    if page == "sample":
+        at.selectbox(key="sample_model").set_value("config-list").run()
+        assert not at.exception
+        assert any("config.json" in e.value and "damaged" in e.value for e in at.error)
+        at.selectbox(key="sample_model").set_value("history-not-utf8").run()
+        assert not at.exception and not at.error
+        assert any("history.jsonl" in w.value for w in at.warning)
+
+
+# --- 7. a torn last line loses only itself ------------------------------------------------
+
+
+def test_a_torn_runs_line_loses_neither_the_next_start_nor_a_run_id(model):
+    runs_file = model / storage.RUNS
+    os.truncate(runs_file, runs_file.stat().st_size - 100)  # a kill mid-append
+    train(tiny("default", batches=1), model, **QUIET)
+    train(tiny("default", batches=1), model, **QUIET)
+    starts = [e["run"] for e in storage.read_jsonl(runs_file) if e.get("event") == "start"]
+    assert starts == ["run-001", "run-002", "run-003"]
+    ends = [e["run"] for e in storage.read_jsonl(runs_file) if e.get("event") == "end"]
+    assert ends == ["run-002", "run-003"]  # run-001's end was the torn line
+    assert sorted(p.name for p in (model / storage.TENSORBOARD).iterdir()) == ["run-001", "run-002", "run-003"]
+
+
+def test_append_after_a_torn_line_starts_a_fresh_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"a": 1}\n{"b": ')
+    storage.append_jsonl(path, {"c": 3})
+    assert storage.read_jsonl(path) == [{"a": 1}, {"c": 3}]
+
+
+# --- 8 and 12. targets that would be overwritten, or are no directory at all --------------
+
+
+def test_from_into_an_existing_model_is_refused(capsys, model, trained, tmp_path):
+    before = hashes(model)
+    code, _, err = run_cli(capsys, "train", "--model-dir", model, "--from", trained, "--batches", "1", "--quiet")
+    assert code != 0 and "already holds a model" in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(ValueError, match="already holds a model"):
+        runs.start_training(model, from_dir=trained, overrides={"batches": 1})
+    with pytest.raises(ValueError, match="already holds a model"):
+        train(tiny("default", batches=1), model, from_dir=trained, **QUIET)
+    assert hashes(model) == before
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_an_empty_model_dir_is_refused(capsys, tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "train", "--model-dir", name, "--batches", "1", "--quiet")
+    assert code != 0 and "--model-dir is empty" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- 13. symlinks are never written or deleted through ------------------------------------
+
+
+def test_symlinks_are_not_followed(model, tmp_path):
+    outside = tmp_path / "outside"
+    shutil.copytree(model, outside)
+    _interrupted_commit(outside)
+    target = tmp_path / "victim.txt"
+    target.write_text("keep me")
+    before = hashes(outside)
+
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    assert runs.list_models(root) == []
+    with pytest.raises(ValueError, match="symbolic link"):
+        train(tiny("default", batches=1), root / "linked", **QUIET)
+    assert hashes(outside) == before
+
+    (model / storage.STOP).symlink_to(target)
+    with pytest.raises(OSError, match="symbolic link"):
+        storage.request_stop(model)
+    (model / "x.jsonl").symlink_to(target)
+    with pytest.raises(OSError, match="symbolic link"):
+        storage.append_jsonl(model / "x.jsonl", {"a": 1})
+    (model / storage.LOG).symlink_to(target)
+    with pytest.raises(OSError, match="symbolic link"):
+        runs.start_training(model, overrides={"batches": 1})
+    (model / storage.LOCK).symlink_to(target)
+    with pytest.raises(OSError, match="symbolic link"):
+        with storage.run_lock(model):
+            pass
+    assert target.read_text() == "keep me"
+
+
+# --- 14. temp files of killed runs are cleaned up by the next lock holder -----------------
+
+
+def test_temp_files_of_killed_runs_are_removed_by_the_next_run(model):
+    leftovers = [model / ".generator.keras.new.k1ll3d.keras", model / ".state.npz.new.abc.npz",
+                 model / ".status.json.x7.json", model / ".config.json.y8.json"]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    runs.list_models(model.parent)
+    checkpoint.load(model)
+    assert all(p.exists() for p in leftovers)  # readers leave them
+    train(tiny("default", batches=1), model, **QUIET)
+    assert not [p for p in leftovers if p.exists()]
+    assert not list(model.glob(".*"))
+
+
+# --- 15. messages name the file, the field, and how to clear a lock -----------------------
+
+
+def test_a_truncated_keras_file_says_so(model):
+    path = model / storage.GENERATOR
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(checkpoint.CheckpointError, match=r"generator\.keras is damaged or truncated"):
+        checkpoint.load(model)
+
+
+def test_a_bad_batches_done_names_the_file_and_field(model):
+    state = dict(checkpoint.load_state(model))
+    state["batches_done"] = np.array("abc")
+    np.savez(model / storage.STATE, **state)
+    with pytest.raises(checkpoint.CheckpointError, match=r"state\.npz is damaged: batches_done = 'abc'"):
+        checkpoint.load(model)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batches", "x", "batches must be a whole number"),
+    ("ewc_lambda", "1", "ewc_lambda must be a finite number"),
+    ("disc_widths", [1, "a"], "disc_widths must be a list of whole numbers"),
+    ("apply_regularizers", 1, "apply_regularizers must be true or false"),
+])
+def test_config_type_errors_name_the_field(model, field, value, message):
+    cfg = json.loads((model / storage.CONFIG).read_text())
+    cfg[field] = value
+    (model / storage.CONFIG).write_text(json.dumps(cfg))
+    with pytest.raises(checkpoint.CheckpointError, match=rf"config\.json: {message}"):
+        checkpoint.load(model)
+
+
+@pytest.mark.parametrize("content, expect", [
+    ({"pid": -1}, "has not written a valid pid"),
+    ({"pid": "abc"}, "has not written a valid pid"),
+    ({"pid": 4242, "host": "elsewhere.example"}, "on host elsewhere.example"),
+])
+def test_a_held_lock_says_who_and_how_to_clear_it(tmp_path, content, expect):
+    d = tmp_path / "m"
+    d.mkdir()
+    fd = os.open(d / storage.LOCK, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, json.dumps(content).encode())
+        with pytest.raises(storage.LockedError) as info:
+            with storage.run_lock(d):
+                pass
+        assert expect in str(info.value) and f"delete {d / storage.LOCK}" in str(info.value)
+    finally:
+        os.close(fd)

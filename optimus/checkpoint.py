@@ -354,8 +354,10 @@ def load(model_dir) -> Checkpoint:
         return networks[0], networks[1], state
 
     generator, discriminator, state = _read_committed(model_dir, read)
-    if generator.name != "generator" or discriminator.name != "discriminator":
-        raise CheckpointError(f"{model_dir}: the .keras files are not an Optimus generator/discriminator pair")
+    for network, name, file in ((generator, "generator", storage.GENERATOR),
+                                (discriminator, "discriminator", storage.DISCRIMINATOR)):
+        if network.name != name:
+            raise CheckpointError(f"{model_dir / file} holds a network named {network.name!r}, not an Optimus {name}")
     from optimus.models import build_discriminator, build_generator
 
     for built, loaded, label in (

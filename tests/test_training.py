@@ -144,9 +144,7 @@ def test_second_run_on_a_locked_dir_is_refused(tmp_path):
     import os
 
     d = tmp_path / "m"
-    d.mkdir()
-    (d / storage.LOCK).write_text(json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname(), "started": 0}))
-    with pytest.raises(storage.LockedError, match="already being trained"):
+    with storage.run_lock(d), pytest.raises(storage.LockedError, match=f"already being trained by process {os.getpid()}"):
         train(tiny("default", batches=1), d, progress=False, log=quiet)
 
 

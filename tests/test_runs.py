@@ -4,7 +4,6 @@ trainer (a stand-in that takes the real lock, so no TensorFlow is needed)."""
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import time

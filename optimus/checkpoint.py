@@ -84,8 +84,8 @@ def _fingerprint(paths: dict[str, Path]) -> tuple:
     return tuple(out)
 
 
-# A reader that keeps meeting a commit in progress gives up after this many tries (a commit
-# of the default preset takes ~50 ms; a trainer commits at most a few times a second).
+# A reader that keeps meeting commits in progress gives up after this many tries, 0.02 s
+# apart: a trainer commits once per online batch, so a second of retries is plenty.
 _READ_ATTEMPTS = 50
 
 

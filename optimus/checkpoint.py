@@ -134,8 +134,11 @@ def load_config(model_dir) -> TrainConfig:
 
 
 def load_state(model_dir) -> dict:
+    from optimus import limits, validate
+
     path = Path(model_dir) / storage.STATE
     try:
+        validate.check_archive(path, limits.MAX_STATE_BYTES)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except FileNotFoundError:
@@ -152,7 +155,10 @@ def load_network(path):
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path.parent}: {path.name} is missing")
+    from optimus import limits, validate
+
     try:
+        validate.check_archive(path, limits.MAX_KERAS_BYTES)
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:
         msg = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
@@ -170,6 +176,7 @@ def load(model_dir, finish_commits: bool = True) -> Checkpoint:
     if finish_commits:
         recover(model_dir)
     config = load_config(model_dir)
+    check_archives(model_dir, config)
     generator = load_network(model_dir / storage.GENERATOR)
     discriminator = load_network(model_dir / storage.DISCRIMINATOR)
     state = load_state(model_dir)
@@ -189,6 +196,25 @@ def load(model_dir, finish_commits: bool = True) -> Checkpoint:
                 "the files come from different models"
             )
     return Checkpoint(config, generator, discriminator, state, model_dir)
+
+
+def check_archives(model_dir, config: TrainConfig) -> None:
+    """Refuse archives whose uncompressed size exceeds what `config`'s networks can need
+    (optimus.limits, before anything is inflated); CheckpointError names the file and the cap."""
+    from optimus import limits, validate
+
+    params = config.parameter_counts()
+    caps = {
+        storage.GENERATOR: params["generator"] * limits.KERAS_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
+        storage.DISCRIMINATOR: params["discriminator"] * limits.KERAS_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
+        storage.STATE: sum(params.values()) * limits.STATE_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
+    }
+    for name, cap in caps.items():
+        if (Path(model_dir) / name).exists():
+            try:
+                validate.check_archive(Path(model_dir) / name, cap)
+            except ValueError as exc:
+                raise CheckpointError(str(exc)) from None
 
 
 def check_compatible(saved: TrainConfig, wanted: TrainConfig, source) -> None:

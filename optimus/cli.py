@@ -27,20 +27,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _int(text: str) -> int:
-    """Whole numbers, also written as 1e6 or 10**9; rejects 2.5, nan, inf."""
-    t = text.strip().replace("_", "")
+    """Whole numbers, also written as 1e6 or 10**9 (optimus.validate.parse_int)."""
+    from optimus.validate import parse_int
+
     try:
-        if "**" in t:
-            base, exp = t.split("**", 1)
-            return int(base) ** int(exp)
-        if any(c in t.lower() for c in "e."):
-            v = float(t)
-            if not math.isfinite(v) or v != int(v):
-                raise ValueError
-            return int(v)
-        return int(t)
-    except (ValueError, OverflowError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        return parse_int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _float(text: str) -> float:
@@ -138,9 +131,11 @@ def _add_classify(sub):
 
 
 def _run_classify(a) -> int:
-    from optimus.evaluation import discriminate, load_models, parse_integers
+    from optimus.evaluation import discriminate, load_models
+    from optimus.validate import read_integers
 
-    n = parse_integers(sys.stdin.read())
+    # Read and check all of stdin before loading the model: a bad token costs no TensorFlow.
+    n = read_integers(sys.stdin)
     prob = discriminate(load_models(a.model_dir), n)
     sys.stdout.write("".join(f"{int(v)},{p:.6f}\n" for v, p in zip(n, prob, strict=True)))
     return 0

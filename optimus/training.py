@@ -432,7 +432,7 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
         checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})
     previous_runs = storage.read_jsonl(model_dir / storage.RUNS)
     run_id = f"run-{sum(1 for r in previous_runs if r.get('event') == 'start') + 1:03d}"
-    storage.write_json(model_dir / storage.CONFIG, dataclasses.asdict(cfg))
+    storage.write_bytes(model_dir / storage.CONFIG, (cfg.to_json() + "\n").encode())  # allow_nan=False
     storage.append_jsonl(model_dir / storage.RUNS, {
         "event": "start", "run": run_id, "parent": parent, "time": time.time(),
         "batches_planned": cfg.batches, "start_batch": done, "config": dataclasses.asdict(cfg),

@@ -131,11 +131,12 @@ def _add_classify(sub):
 
 
 def _run_classify(a) -> int:
-    from optimus.evaluation import discriminate, load_models
     from optimus.validate import read_integers
 
     # Read and check all of stdin before loading the model: a bad token costs no TensorFlow.
     n = read_integers(sys.stdin)
+    from optimus.evaluation import discriminate, load_models
+
     prob = discriminate(load_models(a.model_dir), n)
     sys.stdout.write("".join(f"{int(v)},{p:.6f}\n" for v, p in zip(n, prob, strict=True)))
     return 0

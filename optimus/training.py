@@ -348,7 +348,8 @@ def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, reado
     # is a collective, so all workers must create the same variables in the same order.
     ck = checkpoint.load(source, finish_commits=not readonly_source)
     checkpoint.check_compatible(ck.config, cfg, source)
-    runs = storage.read_jsonl(source / storage.RUNS)
+    # A hand-edited or damaged runs.jsonl may hold lines that are not run events ([1], {}).
+    runs = [r for r in storage.read_jsonl(source / storage.RUNS) if isinstance(r, dict) and r.get("run")]
     parent = {"model_dir": str(source), "run": runs[-1]["run"] if runs else None, "batches_done": ck.batches_done}
     if source != model_dir:
         # Carry the lineage and history over; the parent directory itself is never touched.
@@ -430,7 +431,7 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
     if not state or from_dir is not None:
         # A new (or newly branched) directory holds a loadable version from the first moment.
         checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})
-    previous_runs = storage.read_jsonl(model_dir / storage.RUNS)
+    previous_runs = [r for r in storage.read_jsonl(model_dir / storage.RUNS) if isinstance(r, dict)]
     run_id = f"run-{sum(1 for r in previous_runs if r.get('event') == 'start') + 1:03d}"
     storage.write_bytes(model_dir / storage.CONFIG, (cfg.to_json() + "\n").encode())  # allow_nan=False
     storage.append_jsonl(model_dir / storage.RUNS, {

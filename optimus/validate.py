@@ -137,7 +137,7 @@ def read_integers(stream, limit: int = limits.MAX_CLASSIFY, hi: int = limits.EXA
         if v < 0:
             raise ValueError(f"{v} is negative")
         if v > hi:
-            shown = f"{v:,}" if v.bit_length() <= 64 else clip(token)
+            shown = str(v) if v.bit_length() <= 64 else clip(token)
             below = "2**53" if hi == limits.EXACT_LIMIT - 1 else f"{hi + 1:,}"
             raise ValueError(f"{shown} is too large (must be below {below})")
         values.append(v)
@@ -149,13 +149,14 @@ def read_integers(stream, limit: int = limits.MAX_CLASSIFY, hi: int = limits.EXA
 def check_archive(path, max_bytes: int) -> None:
     """Refuse a zip archive (.keras, .npz) whose members would inflate to more than `max_bytes`,
     from the sizes in its central directory (nothing is inflated; zipfile then stops every
-    member at its recorded size). ValueError names the file and the cap."""
+    member at its recorded size). ValueError names the file and the cap; an archive too damaged
+    to list is left to its loader, which names the damage."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
             total = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile as exc:
-        raise ValueError(f"{path} is damaged or not a zip archive ({exc})") from None
+    except zipfile.BadZipFile:
+        return  # not a readable archive: its loader says how it is damaged
     if total > max_bytes:
         raise ValueError(f"{path} would inflate to {total:,} bytes, more than this model's cap of "
                          f"{max_bytes:,} (optimus.limits); refusing to load it")

@@ -187,7 +187,7 @@ class TrainConfig:
         features = self.disc_prime_max // 2 + 2  # at most one bit per odd p <= max, plus log n
         if self.discriminator == "dense":
             widths = [1, *self.disc_widths, 1]
-            disc = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+            disc = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
         elif self.discriminator == "residue":
             disc = (features + 1) * (self.disc_hidden + 1) + self.disc_hidden + 1
         else:  # gln: fixed layer sizes (optimus.gln.build_gln), 2**4 contexts per neuron

@@ -20,7 +20,6 @@ import pytest
 
 from optimus import cli, limits, runs, storage
 from optimus.config import TrainConfig, preset
-from tests.helpers import tiny
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 2**20

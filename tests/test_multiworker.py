@@ -94,7 +94,7 @@ def test_two_workers_match_one_device_write_once_and_stop_together(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (out, err) in zip(procs, results, strict=True):
+    for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-3000:]
     chief, worker = (json.loads(out.strip().splitlines()[-1]) for out, _ in results)
     assert chief["state"] == worker["state"] == "stopped", (chief, worker)

@@ -2,7 +2,10 @@
 
 import streamlit as st
 
+from optimus.pages.guard import check_host
+
 st.set_page_config(page_title="Optimus", page_icon=":material/function:", layout="wide")
+check_host()  # DNS rebinding: refuse sessions for other host names (optimus/pages/guard.py)
 
 st.navigation(
     [

@@ -6,6 +6,8 @@ registered in BENCHES; `format_table` turns a {name: results} dict into text for
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import tempfile
 import time
 
@@ -606,13 +608,215 @@ def _format_app(r: dict) -> list[str]:
     return lines
 
 
+# --- many visitors at once (app-load) ---------------------------------------------------------
+
+VISITOR_SAMPLES = 10_000  # each visitor samples this many from the default model
+RACE_MODEL = "race"  # the new model two visitors try to start at the same moment
+
+
+def rss_bytes(pid: int) -> tuple[int, int]:
+    """(current, peak) resident set size of a process in bytes, from /proc (Linux)."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) * 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+@contextlib.contextmanager
+def app_server(models_root, log_path=None, env: dict | None = None):
+    """`streamlit run app.py` on a free 127.0.0.1 port over `models_root`, until the block ends
+    (then the server and every trainer it started are stopped). Yields {url, pid, port}."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from optimus import runs, storage
+
+    repo = Path(__file__).resolve().parent.parent
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(log_path, "wb") if log_path else tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=repo, env=dict(os.environ, **{runs.MODELS_ENV: str(models_root)}, **(env or {})),
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _get(url + "/_stcore/health") != 200:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"streamlit did not start: {log.read()[-1000:].decode(errors='replace')}")
+            time.sleep(0.1)
+        yield {"url": url, "pid": proc.pid, "port": port}
+    finally:
+        for model_dir in Path(models_root).iterdir():
+            if model_dir.is_dir() and storage.lock_holder(model_dir) is not None:
+                storage.request_stop(model_dir)
+        runs.stop_process_group(proc)
+        for model_dir in Path(models_root).iterdir():  # trainers run detached from the server
+            deadline = time.monotonic() + 60
+            while model_dir.is_dir() and storage.lock_holder(model_dir) is not None and time.monotonic() < deadline:
+                time.sleep(0.2)
+        log.close()
+
+
+async def _visitor(browser, url: str, index: int, samples: int, race: asyncio.Barrier | None) -> dict:
+    """One visitor: the Sample page with `samples` samples, then the Discriminator and Density
+    pages; with `race`, then Start on the Train page for RACE_MODEL in step with the others."""
+    import re
+
+    out: dict = {"visitor": index, "times": {}, "exceptions": [], "race": None}
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(300_000)
+
+    async def settle():
+        await page.wait_for_timeout(300)
+        await page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+
+    async def exceptions():
+        for e in await page.locator('[data-testid="stException"]').all():
+            out["exceptions"].append((await e.inner_text())[:300])
+
+    try:
+        start = time.perf_counter()
+        await page.goto(url + "/sample")
+        await page.get_by_role("heading", name="Sample primes").first.wait_for()
+        await settle()
+        out["times"]["sample_page"] = time.perf_counter() - start
+        field = page.get_by_label("Samples", exact=True).first
+        start = time.perf_counter()
+        await field.fill(str(samples))
+        await field.press("Tab")
+        await page.get_by_text(f"from the {samples:,} samples above").first.wait_for()
+        await settle()
+        out["times"]["sample_answer"] = time.perf_counter() - start
+        out["sampled"] = True
+        await exceptions()
+        for link, marker in (("Discriminator vs sympy", re.compile(r"^Disagreements")),
+                             ("Prime density", "Primes in range")):
+            start = time.perf_counter()
+            await page.get_by_role("link", name=link).first.click()
+            await page.get_by_text(marker).first.wait_for()
+            await settle()
+            out["times"][link] = time.perf_counter() - start
+            await exceptions()
+        if race is not None:
+            await page.get_by_role("link", name="Train").first.click()
+            await page.get_by_role("heading", name="Train").first.wait_for()
+            await settle()
+            for label, value in (("Model name (saved as)", RACE_MODEL), ("Batches", 1), ("Batch size", 64),
+                                 ("Steps per batch", 1)):
+                f = page.get_by_label(label, exact=True).first
+                await f.fill(str(value))
+                await f.press("Tab")
+            await settle()
+            await race.wait()
+            await page.get_by_role("button", name=re.compile("Start training")).click()
+            answer = page.get_by_text(re.compile(
+                rf"Started training {RACE_MODEL}|already in progress|was just started|already exists")).first
+            await answer.wait_for()
+            out["race"] = await answer.inner_text()
+            await exceptions()
+    finally:
+        await context.close()
+    return out
+
+
+async def _visitors(url: str, count: int, samples: int, racers: int) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=_chromium(), headless=True, args=_CHROMIUM_ARGS)
+        try:
+            race = asyncio.Barrier(racers) if racers else None
+            return await asyncio.gather(*(_visitor(browser, url, i, samples, race if i < racers else None)
+                                          for i in range(count)))
+        finally:
+            await browser.close()
+
+
+_CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def _chromium() -> str:
+    import shutil
+
+    return shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def visit_app(url: str, pid: int, count: int = 10, samples: int = VISITOR_SAMPLES, racers: int = 2) -> dict:
+    """`count` browser sessions at once on one server (each samples, opens the Discriminator
+    and Density pages; the first `racers` press Start on one new model name together). Returns
+    every session's outcome and page times, and the server's RSS before, at peak and after."""
+    before, _ = rss_bytes(pid)
+    sessions = asyncio.run(_visitors(url, count, samples, racers))
+    time.sleep(2.0)  # let the server drop the closed sessions
+    import gc
+
+    gc.collect()
+    after, peak = rss_bytes(pid)
+    times = sorted(t for s in sessions for t in s["times"].values())
+    return {"sessions": sessions, "rss_before": before, "rss_peak": peak, "rss_after": after,
+            "page_p50_s": float(np.percentile(times, 50)) if times else None,
+            "page_p95_s": float(np.percentile(times, 95)) if times else None}
+
+
+def bench_app_load(quick: bool = False) -> dict:
+    """Page times with many visitors at once (issue 14): 10 headless Chromium sessions (3 with
+    quick) on one `streamlit run app.py` over a copy of the shipped models; p50/p95 over every
+    page answer of every session, and the server's RSS. Warmed first by one session, so the
+    figures are about sharing the server, not importing TensorFlow."""
+    from pathlib import Path
+
+    count = 3 if quick else 10
+    samples = 1_000 if quick else VISITOR_SAMPLES
+    results: dict = {"quick": quick, "sessions": count, "samples": samples}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "models"
+        results["models"] = _copy_models(root)
+        if "default" not in results["models"]:
+            return {**results, "error": "no shipped default model to sample from"}
+        with app_server(root) as server:
+            warm = visit_app(server["url"], server["pid"], 1, samples, racers=0)
+            one = sorted(warm["sessions"][0]["times"].values())
+            load = visit_app(server["url"], server["pid"], count, samples, racers=0)
+    results.update({
+        "single_p50_s": float(np.percentile(one, 50)),
+        "page_p50_s": load["page_p50_s"], "page_p95_s": load["page_p95_s"],
+        "rss_before_mb": warm["rss_before"] / 2**20, "rss_peak_mb": load["rss_peak"] / 2**20,
+        "rss_after_mb": load["rss_after"] / 2**20,
+        "exceptions": sum(len(s["exceptions"]) for s in load["sessions"]),
+    })
+    return results
+
+
+def _format_app_load(r: dict) -> list[str]:
+    if "error" in r:
+        return [f"  {r['error']}"]
+    return [
+        f"  {r['sessions']} sessions at once, each sampling {r['samples']:,} and opening 2 more pages: "
+        f"page answer p50 {r['page_p50_s']:.2f} s, p95 {r['page_p95_s']:.2f} s "
+        f"(one session alone: p50 {r['single_p50_s']:.2f} s, {r['page_p50_s'] / r['single_p50_s']:.1f}x)",
+        f"  server RSS: {r['rss_before_mb']:.0f} MB at start, peak {r['rss_peak_mb']:.0f} MB, "
+        f"{r['rss_after_mb']:.0f} MB after the sessions closed; exceptions shown: {r['exceptions']}",
+    ]
+
+
 # --- registry and text ------------------------------------------------------------------------
 
 BENCHES = {"primes": bench_primes, "density": bench_density, "sample": bench_sample,
-           "train": bench_train, "app": bench_app}
+           "train": bench_train, "app": bench_app, "app-load": bench_app_load}
 
 _FORMATTERS = {"primes": _format_primes, "density": _format_density, "sample": _format_sample,
-               "train": _format_train, "app": _format_app}
+               "train": _format_train, "app": _format_app, "app-load": _format_app_load}
 
 
 def format_table(results: dict) -> str:

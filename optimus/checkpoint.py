@@ -294,11 +294,18 @@ def _read_state(path: Path, keys=None) -> dict:
 
 
 def load_state(model_dir) -> dict:
+    from optimus import limits, validate
+
     path = Path(model_dir) / storage.STATE
     try:
+        validate.check_archive(path, limits.MAX_STATE_BYTES)
         return _read_state(path)
     except FileNotFoundError:
         raise CheckpointError(f"{model_dir}: {storage.STATE} is missing") from None
+    except ValueError as exc:  # over the archive cap (CheckpointError passes through unchanged)
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(str(exc)) from None
 
 
 def load_network(path):
@@ -312,7 +319,10 @@ def load_network(path):
         raise CheckpointError(f"{path.parent}: {path.name} is missing")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is damaged or truncated (not a complete .keras archive)")
+    from optimus import limits, validate
+
     try:
+        validate.check_archive(path, limits.MAX_KERAS_BYTES)
         if path.suffix == ".keras":
             return keras.saving.load_model(path, safe_mode=True, compile=False)
         # A committed `generator.keras.new` (an interrupted commit, read as committed): Keras
@@ -338,6 +348,7 @@ def load(model_dir) -> Checkpoint:
     if not resumable(model_dir):
         raise CheckpointError(f"{model_dir} holds no model ({', '.join(missing_files(model_dir))} missing)")
     config = load_config(model_dir)
+    check_archives(model_dir, config)
 
     def read(paths):
         # Named after the file users know, even when the committed version is still `.new`.
@@ -372,6 +383,25 @@ def load(model_dir) -> Checkpoint:
                 "the files come from different models"
             )
     return Checkpoint(config, generator, discriminator, state, model_dir)
+
+
+def check_archives(model_dir, config: TrainConfig) -> None:
+    """Refuse archives whose uncompressed size exceeds what `config`'s networks can need
+    (optimus.limits, before anything is inflated); CheckpointError names the file and the cap."""
+    from optimus import limits, validate
+
+    params = config.parameter_counts()
+    caps = {
+        storage.GENERATOR: params["generator"] * limits.KERAS_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
+        storage.DISCRIMINATOR: params["discriminator"] * limits.KERAS_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
+        storage.STATE: sum(params.values()) * limits.STATE_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
+    }
+    for name, cap in caps.items():
+        if (Path(model_dir) / name).exists():
+            try:
+                validate.check_archive(Path(model_dir) / name, cap)
+            except ValueError as exc:
+                raise CheckpointError(str(exc)) from None
 
 
 def check_compatible(saved: TrainConfig, wanted: TrainConfig, source) -> None:

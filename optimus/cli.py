@@ -27,20 +27,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _int(text: str) -> int:
-    """Whole numbers, also written as 1e6 or 10**9; rejects 2.5, nan, inf."""
-    t = text.strip().replace("_", "")
+    """Whole numbers, also written as 1e6 or 10**9 (optimus.validate.parse_int)."""
+    from optimus.validate import parse_int
+
     try:
-        if "**" in t:
-            base, exp = t.split("**", 1)
-            return int(base) ** int(exp)
-        if any(c in t.lower() for c in "e."):
-            v = float(t)
-            if not math.isfinite(v) or v != int(v):
-                raise ValueError
-            return int(v)
-        return int(t)
-    except (ValueError, OverflowError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        return parse_int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _float(text: str) -> float:
@@ -146,9 +139,12 @@ def _add_classify(sub):
 
 
 def _run_classify(a) -> int:
-    from optimus.evaluation import discriminate, load_models, parse_integers
+    from optimus.validate import read_integers
 
-    n = parse_integers(sys.stdin.read())
+    # Read and check all of stdin before loading the model: a bad token costs no TensorFlow.
+    n = read_integers(sys.stdin)
+    from optimus.evaluation import discriminate, load_models
+
     prob = discriminate(load_models(a.model_dir), n)
     sys.stdout.write("".join(f"{int(v)},{p:.6f}\n" for v, p in zip(n, prob, strict=True)))
     return 0
@@ -220,7 +216,7 @@ def _run_density(a) -> int:
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="speed figures, as ratios measured side by side in one run")
-    p.add_argument("what", nargs="*", default=["all"], help="primes, density, sample, train, app, or all")
+    p.add_argument("what", nargs="*", default=["all"], help="primes, density, sample, train, app, app-load, or all")
     p.add_argument("--quick", action="store_true", help="smaller sizes (seconds, not minutes)")
     p.add_argument("--json", action="store_true")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 CONFIG_VERSION = 1
@@ -75,7 +76,7 @@ class TrainConfig:
     version: int = CONFIG_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -95,12 +96,35 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
+        """Raise ValueError naming the first bad field.
+
+        Types first (config.json is user-editable), then every float finite (JSON has no NaN,
+        and NaN passes every comparison), then ranges from optimus.limits, then the networks'
+        parameter count, computed from the fields before anything is allocated.
+        """
         from optimus import limits
 
         def check(ok: bool, msg: str) -> None:
             if not ok:
                 raise ValueError(msg)
+
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            if kind == "int":
+                check(isinstance(value, int) and not isinstance(value, bool),
+                      f"{f.name} must be a whole number, got {value!r}")
+            elif kind == "float":
+                check(isinstance(value, (int, float)) and not isinstance(value, bool),
+                      f"{f.name} must be a number, got {value!r}")
+                check(math.isfinite(value), f"{f.name} must be a finite number, got {value!r}")
+            elif kind == "bool":
+                check(isinstance(value, bool), f"{f.name} must be true or false, got {value!r}")
+            elif kind == "str":
+                check(isinstance(value, str), f"{f.name} must be a string, got {value!r}")
+            elif kind == "list[int]":
+                check(isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+                      f"{f.name} must be a list of whole numbers, got {value!r}")
 
         check(self.preset in PRESETS, f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         check(self.ewc_mode in EWC_MODES, f"unknown EWC mode {self.ewc_mode!r}; choose from {', '.join(EWC_MODES)}")
@@ -113,14 +137,68 @@ class TrainConfig:
               f"latent range must satisfy 1 <= lo <= hi <= {limits.MAX_LATENT}, got [{self.latent_lo}, {self.latent_hi}]")
         check(0.0 <= self.ewc_lambda <= limits.MAX_EWC_LAMBDA, f"EWC lambda must be in [0, {limits.MAX_EWC_LAMBDA:g}], got {self.ewc_lambda}")
         check(0.0 < self.ewc_gamma <= 1.0, f"EWC gamma must be in (0, 1], got {self.ewc_gamma}")
-        check(1 <= self.fisher_samples <= 10_000, f"fisher samples must be in [1, 10000], got {self.fisher_samples}")
+        # More Fisher samples than a batch holds are drawn with replacement (training.py), so the
+        # bound is absolute rather than the batch size: seed-preset runs with batches of 16-74
+        # latents keep the preset's 75.
+        check(1 <= self.fisher_samples <= limits.MAX_FISHER_SAMPLES,
+              f"fisher_samples must be in [1, {limits.MAX_FISHER_SAMPLES}], got {self.fisher_samples}")
         check(0.0 < self.prime_ratio < 1.0, f"prime ratio must be in (0, 1), got {self.prime_ratio}")
-        check(self.min_batch >= 1, "min batch must be at least 1")
+        check(1 <= self.min_batch <= limits.MAX_BATCH_SIZE, f"min_batch must be in [1, {limits.MAX_BATCH_SIZE}], got {self.min_batch}")
         check(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}")
+        for name in ("lr_generator", "lr_discriminator"):
+            value = getattr(self, name)
+            check(0.0 < value <= limits.MAX_LEARNING_RATE, f"{name} must be in (0, {limits.MAX_LEARNING_RATE:g}], got {value}")
+        check(0.0 <= self.focal_alpha <= 1.0, f"focal_alpha must be in [0, 1], got {self.focal_alpha}")
+        check(0.0 <= self.focal_gamma <= 10.0, f"focal_gamma must be in [0, 10], got {self.focal_gamma}")
+        check(1 <= self.gen_depth <= limits.MAX_DEPTH, f"gen_depth must be in [1, {limits.MAX_DEPTH}], got {self.gen_depth}")
+        check(1 <= self.gen_width <= limits.MAX_WIDTH, f"gen_width must be in [1, {limits.MAX_WIDTH}], got {self.gen_width}")
+        check(0.0 <= self.leaky_slope <= 1.0, f"leaky_slope must be in [0, 1], got {self.leaky_slope}")
+        check(abs(self.opposite_l2) <= limits.MAX_L2, f"opposite_l2 must be in [-{limits.MAX_L2:g}, {limits.MAX_L2:g}], got {self.opposite_l2}")
+        check(1 <= len(self.disc_widths) <= limits.MAX_DEPTH,
+              f"disc_widths must list 1 to {limits.MAX_DEPTH} layer widths, got {len(self.disc_widths)}")
+        check(all(1 <= w <= limits.MAX_WIDTH for w in self.disc_widths),
+              f"disc_widths must be widths in [1, {limits.MAX_WIDTH}], got {self.disc_widths}")
+        check(0.0 <= self.disc_dropout < 1.0, f"disc_dropout must be in [0, 1), got {self.disc_dropout}")
+        check(0.0 <= self.disc_l2 <= limits.MAX_L2, f"disc_l2 must be in [0, {limits.MAX_L2:g}], got {self.disc_l2}")
         check(1.0 <= self.out_lo < self.out_hi <= 2.0**52, f"output range must satisfy 1 <= lo < hi <= 2**52, got [{self.out_lo}, {self.out_hi}]")
         check(2 <= self.window <= 256, f"window must be in [2, 256], got {self.window}")
-        check(3 <= self.gen_prime_max <= 1000, "gen_prime_max must be in [3, 1000]")
-        check(3 <= self.disc_prime_max <= 100_000, "disc_prime_max must be in [3, 100000]")
+        check(3 <= self.gen_prime_max <= 1000, f"gen_prime_max must be in [3, 1000], got {self.gen_prime_max}")
+        check(3 <= self.disc_prime_max <= 100_000, f"disc_prime_max must be in [3, 100000], got {self.disc_prime_max}")
+        check(1 <= self.disc_hidden <= limits.MAX_WIDTH, f"disc_hidden must be in [1, {limits.MAX_WIDTH}], got {self.disc_hidden}")
+        # Temperature 0 divided the logits by a clamp of 1e-6 and sampled the arg-max silently.
+        check(1e-3 <= self.temperature <= limits.MAX_TEMPERATURE,
+              f"temperature must be in [0.001, {limits.MAX_TEMPERATURE:g}], got {self.temperature}")
+        check(0.0 <= self.entropy_weight <= 100.0, f"entropy_weight must be in [0, 100], got {self.entropy_weight}")
+        for network, count in self.parameter_counts().items():
+            check(count <= limits.MAX_PARAMETERS,
+                  f"the {network} would have {count:,} parameters, more than {limits.MAX_PARAMETERS:,} "
+                  f"(optimus.limits.MAX_PARAMETERS): lower {_SIZE_FIELDS[network][self._kind(network)]}")
+
+    def _kind(self, network: str) -> str:
+        return self.generator if network == "generator" else self.discriminator
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Upper bounds on each network's parameter count, from the fields alone (no TensorFlow):
+        what validate() checks before anything is built."""
+        if self.generator == "sieve":
+            gen = self.gen_prime_max * self.gen_prime_max  # one score per residue r mod p, p <= max
+        else:
+            gen = self.gen_width + (self.gen_depth - 1) * self.gen_width**2 + self.gen_width
+        features = self.disc_prime_max // 2 + 2  # at most one bit per odd p <= max, plus log n
+        if self.discriminator == "dense":
+            widths = [1, *self.disc_widths, 1]
+            disc = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
+        elif self.discriminator == "residue":
+            disc = (features + 1) * (self.disc_hidden + 1) + self.disc_hidden + 1
+        else:  # gln: fixed layer sizes (optimus.gln.build_gln), 2**4 contexts per neuron
+            disc = (features + 1) * 32 * 16 + 33 * 16 * 16 + 17 * 16
+        return {"generator": gen, "discriminator": disc}
+
+
+_SIZE_FIELDS = {
+    "generator": {"dense": "gen_width or gen_depth", "sieve": "gen_prime_max"},
+    "discriminator": {"dense": "disc_widths", "residue": "disc_hidden", "gln": "disc_prime_max"},
+}
 
 
 def preset(name: str, **overrides) -> TrainConfig:

@@ -169,23 +169,11 @@ def uniform_odd(lo: int, hi: int, count: int, seed: int = 0) -> np.ndarray:
 
 def parse_integers(text: str, limit: int = limits.MAX_CLASSIFY) -> np.ndarray:
     """Integers from text (one per line, or separated by commas/spaces); clear errors."""
-    tokens = [t for t in text.replace(",", " ").split() if t]
-    if not tokens:
-        raise ValueError("no integers given")
-    if len(tokens) > limit:
-        raise ValueError(f"at most {limit:,} integers per request, got {len(tokens):,}")
-    values = []
-    for t in tokens:
-        try:
-            v = int(t)
-        except ValueError:
-            raise ValueError(f"{t!r} is not a whole number") from None
-        if v < 0:
-            raise ValueError(f"{v} is negative")
-        if v >= limits.EXACT_LIMIT:
-            raise ValueError(f"{v} is too large (must be below 2**53)")
-        values.append(v)
-    return np.asarray(values, dtype=np.int64)
+    import io
+
+    from optimus.validate import read_integers
+
+    return read_integers(io.StringIO(text), limit)
 
 
 def _summary(report: dict) -> dict:

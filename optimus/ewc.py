@@ -416,7 +416,9 @@ class EWC:
 
         mode = str(get("mode"))
         if mode != self.mode:
-            raise ValueError(f"EWC state: mode is {mode!r} but this EWC is {self.mode!r}")
+            if mode not in TRAINING_MODES or self.mode not in TRAINING_MODES:
+                raise ValueError(f"EWC state: mode is {mode!r} but this EWC is {self.mode!r}")
+            state = convert_state(state, self.mode, [tuple(v.shape) for v in self.variables])
         count = int(get("variables"))
         if count != len(self.variables):
             raise ValueError(f"EWC state: {count} variables but this EWC has {len(self.variables)}")
@@ -439,3 +441,57 @@ class EWC:
         if self.mode == "l2":
             self._l2_active.assign(float(get("l2_active")))
         self._tasks_seen.assign(tasks)
+
+
+def convert_state(state, mode: str, shapes: list[tuple]) -> dict[str, np.ndarray]:
+    """An `EWC.state()` of one training mode as the state of another, so a model trained with
+    one `ewc_mode` continues with another (`shapes`: the variables' shapes, for "off" -> on).
+
+    The rule:
+    - separate -> online: importance F = A = sum_t F_t and anchor mu = B / A = sum_t F_t theta*_t
+      / sum_t F_t. "separate" keeps only these sums, not each task's Fisher or the latest anchor,
+      and with them the online penalty sum F (theta - mu)^2 equals the separate penalty minus
+      its constant K, so the penalty's gradient, all that training sees, is exactly the same at
+      the switch; from then on F decays by gamma per task.
+    - online -> separate: one past task with Fisher F and anchor theta* (A = F, B = F theta*,
+      C = F theta*^2): the same penalty, exactly.
+    - anything -> off: nothing is kept ("off" has no penalty and no arrays); the task count stays.
+    - off -> separate or online: a fresh start (zero importance: no penalty until the next
+      consolidate); the task count stays.
+    tasks_seen, lam and gamma carry over unchanged (lam and gamma come from the run's config).
+    """
+    def get(key):
+        if key not in state:
+            raise ValueError(f"EWC state: missing {key!r}")
+        return np.asarray(state[key])
+
+    source = str(get("mode"))
+    for m in (source, mode):
+        if m not in TRAINING_MODES:
+            raise ValueError(f"EWC state: cannot convert from {source!r} to {mode!r}")
+    count = int(get("variables"))
+    if count != len(shapes):
+        raise ValueError(f"EWC state: {count} variables but this EWC has {len(shapes)}")
+    out = {k: get(k) for k in ("tasks_seen", "variables", "lam", "gamma")}
+    out["mode"] = np.array(mode)
+    if mode == "off":
+        return out
+    importance, anchor = [], []
+    for i, shape in enumerate(shapes):
+        if source == "separate":
+            a = get(f"fisher_{i}").astype(np.float64)
+            b = get(f"fisher_anchor_{i}").astype(np.float64)
+            importance.append(a)
+            anchor.append(np.divide(b, a, out=np.zeros_like(a), where=a > 0))
+        elif source == "online":
+            importance.append(get(f"fisher_{i}").astype(np.float64))
+            anchor.append(get(f"anchor_{i}").astype(np.float64))
+        else:  # off: a fresh start
+            importance.append(np.zeros(shape))
+            anchor.append(np.zeros(shape))
+    for i, (f, theta) in enumerate(zip(importance, anchor, strict=True)):
+        if mode == "online":
+            out[f"fisher_{i}"], out[f"anchor_{i}"] = f, theta
+        else:
+            out[f"fisher_{i}"], out[f"fisher_anchor_{i}"], out[f"fisher_anchor_sq_{i}"] = f, f * theta, f * theta**2
+    return out

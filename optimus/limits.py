@@ -14,3 +14,38 @@ MAX_BATCH_SIZE = 20_000  # latent integers per online batch
 MAX_STEPS = 1_000  # gradient steps per online batch
 MAX_LATENT = 10**9  # latent integers are drawn from [lo, hi] with hi at most this
 MAX_EWC_LAMBDA = 1e9
+
+# Integer arguments (CLI flags, URL parameters, pasted lists). The largest integer any request
+# accepts is far below this, so a text is refused once its value would exceed it, before the
+# value is computed: `7**30000000` is 84 million bits and took 43 s of CPU to build.
+MAX_INT_BITS = 4096
+MAX_INT_DIGITS = 1234  # decimal digits of 2**MAX_INT_BITS
+# Rejected input is echoed up to this many characters (a 52 MB token made a 52 MB error line).
+ECHO_CHARS = 40
+# classify reads stdin in chunks of this many characters: memory stays bounded whatever the input.
+READ_CHUNK = 1 << 16
+
+# Network sizes, checked in TrainConfig.validate() before anything is allocated:
+# `disc_hidden = 10**9` used to end in a ResourceExhaustedError on every command. A parameter
+# costs up to 44 bytes while training (float32 weight, Adam's two moments, "separate" EWC's
+# three float64 sums and its float64 mean anchor), so 20 M parameters per network stay under
+# 1 GB each; the shipped networks have 0.2 M (seed) and 40 k (default).
+MAX_PARAMETERS = 20_000_000
+MAX_WIDTH = 10_000  # units in one layer
+MAX_DEPTH = 100  # layers in the dense generator, and in the dense discriminator's widths
+MAX_LEARNING_RATE = 10.0
+MAX_L2 = 1e9  # |opposite_l2| and disc_l2: the seed's opposite L2 is 1e6
+MAX_TEMPERATURE = 1e6
+
+# Model archives: their members' uncompressed sizes (from the zip's central directory) are
+# checked before anything is inflated (a 1.3 MB state.npz inflated to +1 GB). A model's
+# archives are capped by its config's parameter count: state.npz holds at most 36 bytes per
+# parameter (Adam's two float32 moments, "separate" EWC's three float64 sums), a .keras file
+# 8 (float64 weights); ARCHIVE_SLACK_BYTES covers headers, configs and fixed tables.
+STATE_BYTES_PER_PARAMETER = 36
+KERAS_BYTES_PER_PARAMETER = 8
+ARCHIVE_SLACK_BYTES = 64 << 20
+# Without a config to derive them from: the caps for the largest networks allowed.
+MAX_STATE_BYTES = 2 * MAX_PARAMETERS * STATE_BYTES_PER_PARAMETER + ARCHIVE_SLACK_BYTES
+MAX_KERAS_BYTES = MAX_PARAMETERS * KERAS_BYTES_PER_PARAMETER + ARCHIVE_SLACK_BYTES
+MAX_FISHER_SAMPLES = 10_000  # per-sample gradients per Fisher estimate (chunked in optimus.ewc)

@@ -176,12 +176,12 @@ def read_runs(model_dir) -> pd.DataFrame:
     model_dir = Path(model_dir)
     rows: dict = {}
     for event in storage.read_jsonl(model_dir / storage.RUNS):
-        run = event.get("run")
-        if run is None:
+        run = event.get("run") if isinstance(event, dict) else None
+        if not isinstance(run, str):  # not a run event ([1], {"event": "end"}): skip it
             continue
         row = rows.setdefault(run, {c: None for c in RUN_COLUMNS} | {"run": run})
         if event.get("event") == "start":
-            cfg = event.get("config") or {}
+            cfg = event.get("config") if isinstance(event.get("config"), dict) else {}
             row.update(
                 parent=_parent_label(event.get("parent")),
                 preset=cfg.get("preset"),
@@ -190,7 +190,7 @@ def read_runs(model_dir) -> pd.DataFrame:
                 status="running",
             )
         elif event.get("event") == "end":
-            final = event.get("final") or {}
+            final = event.get("final") if isinstance(event.get("final"), dict) else {}
             row.update(
                 status=event.get("status"),
                 batches_done=event.get("batches_done"),
@@ -321,6 +321,68 @@ def tail_log(model_dir, lines: int = 20) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+_RUN_STARTED = re.compile(r"^run-\d+: training ", re.M)
+
+
+def _error_line(block: str) -> str | None:
+    """The error a `python -m optimus train` process printed last: the CLI's one-line error
+    ("optimus train: ...") or a traceback's final line; None if it printed neither."""
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith(("optimus train:", "optimus:")):
+            return line
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        return lines[-1]
+    return None
+
+
+def last_failure(model_dir) -> dict | None:
+    """Why the model's latest training launch failed, or None (running, or ended well).
+
+    Read from the run's files, so it holds at any moment (not only during start_training's
+    start-up wait) and in any session:
+    - the trainer stopped before starting its run (a setting it refused, a model directory it
+      could not load): the last launch in train.log (from its "$ command" line) never logged
+      "run-NNN: training" and ends with the CLI's one-line error or a traceback;
+    - the run itself failed: status.json says "failed" (or, when status.json is missing or
+      damaged, the run's end event in runs.jsonl does), with the reason;
+    - the trainer died without a final status (killed, crashed): "interrupted", with the last
+      error line of train.log when there is one.
+    Returns {"run", "state", "message", "log"} (log: the launch's last lines of train.log).
+    """
+    model_dir = Path(model_dir)
+    status = read_status(model_dir)
+    child = _live_child(str(model_dir.absolute().resolve()))
+    if (status or {}).get("live") or child is not None:
+        return None
+    tail = tail_log(model_dir, lines=200)
+    start = tail.rfind("\n$ ")
+    block = tail[start + 1:] if start >= 0 else (tail if tail.startswith("$ ") else "")
+    log = "\n".join(block.splitlines()[-20:]) if block else tail_log(model_dir)
+    if block and not _RUN_STARTED.search(block):
+        error = _error_line(block)
+        if error is not None:
+            return {"run": None, "state": "failed", "message": f"Training did not start: {error}", "log": log}
+    if status is None or status.get("state") == "unknown":  # no status.json, or a damaged one
+        events = [e for e in storage.read_jsonl(model_dir / storage.RUNS) if isinstance(e, dict)]
+        starts = [e for e in events if e.get("event") == "start"]
+        if not starts:
+            return None
+        run = starts[-1].get("run")
+        ends = [e for e in events if e.get("event") == "end" and e.get("run") == run]
+        status = ({"run": run, "state": ends[-1].get("status"), "message": ends[-1].get("message")} if ends
+                  else {"run": run, "state": "interrupted", "message": ""})
+    state = status.get("state")
+    if state not in ("failed", "interrupted"):
+        return None
+    message = str(status.get("message") or "").strip()
+    if state == "interrupted":
+        error = _error_line(block or tail)
+        message = "the training process ended without a final status" + (f": {error}" if error else "")
+    return {"run": status.get("run"), "state": state,
+            "message": f"{status.get('run') or 'The run'} {state}: {message or 'no reason recorded'}", "log": log}
 
 
 # --- starting and stopping --------------------------------------------------------------

@@ -448,7 +448,7 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
     done = int(state.get("batches_done", 0)) if state else 0
     # config.json first: a run killed before its first save leaves config.json alone, which
     # `checkpoint.resumable` reads as "nothing trained yet".
-    storage.write_json(model_dir / storage.CONFIG, dataclasses.asdict(cfg))
+    storage.write_bytes(model_dir / storage.CONFIG, (cfg.to_json() + "\n").encode())  # allow_nan=False
     if not state or from_dir is not None:
         # A new (or newly branched) directory holds a loadable version from the first moment.
         checkpoint.save(model_dir, generator, discriminator, {"batches_done": np.array(done), **nets.state()})

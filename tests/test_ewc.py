@@ -198,8 +198,8 @@ def test_load_state_names_what_is_wrong():
     bad = dict(state, fisher_1=np.zeros((10,), np.float32))
     with pytest.raises(ValueError, match=r"EWC state: fisher_1 has shape \(10,\) but variable has \(2, 2\)"):
         EWC(variables, mode="online").load_state(bad)
-    with pytest.raises(ValueError, match="mode is 'online' but this EWC is 'separate'"):
-        EWC(variables, mode="separate").load_state(state)
+    with pytest.raises(ValueError, match="mode is 'online' but this EWC is 'l2'"):
+        EWC(variables, mode="l2").load_state(state)  # training modes convert (tests/test_inputs.py)
     with pytest.raises(ValueError, match="missing 'anchor_0'"):
         EWC(variables, mode="online").load_state({k: v for k, v in state.items() if k != "anchor_0"})
     with pytest.raises(ValueError, match="2 variables but this EWC has 1"):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from optimus import runs, storage
+from optimus import runs, storage, validate
 
 SMALL_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
 COMPARE_MODELS = ("default", "seed")
@@ -34,16 +34,7 @@ def user_errors():
         st.stop()
 
 
-def check_int(label: str, value, lo: int, hi: int) -> int:
-    """`value` as an int in [lo, hi], or ValueError saying which range to use."""
-    if value is None:
-        raise ValueError(f"{label}: enter a whole number between {lo:,} and {hi:,}.")
-    if float(value) != int(value):
-        raise ValueError(f"{label} must be a whole number; you entered {value}.")
-    value = int(value)
-    if not lo <= value <= hi:
-        raise ValueError(f"{label} must be between {lo:,} and {hi:,}; you entered {value:,}.")
-    return value
+check_int = validate.check_int
 
 
 def check_range(lo: int, hi: int, *, lo_min: int, hi_max: int, what: str = "range") -> tuple[int, int]:

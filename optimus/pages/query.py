@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 
 import streamlit as st
 
+from optimus import validate
+
 MAX_TEXT = 200  # longest URL value echoed back in an error message
 
 
@@ -71,16 +73,10 @@ def boolean(raw: str) -> bool:
 
 
 def int_in(lo: int | None, hi: int | None) -> Callable[[str], int]:
-    """A parser of decimal integers (any size) within [lo, hi] (either end open if None)."""
+    """A parser of whole numbers (optimus.validate.parse_int) within [lo, hi] (either end open if None)."""
 
     def parse(raw: str) -> int:
-        text = raw.strip().replace("_", "")
-        if not text.lstrip("+-").isdigit() or len(text) > 5000:
-            raise ValueError("expected a whole number in decimal digits")
-        value = int(text)
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ValueError(f"must be between {lo if lo is not None else '-inf'} and {hi if hi is not None else 'inf'}")
-        return value
+        return validate.parse_int(raw, lo, hi)
 
     return parse
 

@@ -171,11 +171,8 @@ def live_view(name: str) -> None:
                 st.toast(f"Asked {name} to stop after its current step.")
             if (model_dir / storage.STOP).exists():
                 st.caption("Stop requested: the run saves and ends after its current step.")
-        if status.get("message") and state != "starting":
-            (st.error if state == "failed" else st.caption)(status["message"])
-        if state in ("failed", "interrupted"):
-            with st.expander("train.log (last lines)"):
-                st.code(runs.tail_log(model_dir) or "(empty)")
+        if status.get("message") and state not in ("starting", "failed", "interrupted"):
+            st.caption(status["message"])
         last = status.get("last") or {}
         if last:
             m = st.columns(4)
@@ -184,6 +181,11 @@ def live_view(name: str) -> None:
             m[2].metric("Lift", _number(last.get("lift"), ".2f"))
             m[3].metric("Discriminator balanced accuracy", _number(last.get("d_balanced_accuracy")))
 
+    failure = runs.last_failure(model_dir)  # at any moment, from the run's files
+    if failure is not None:
+        st.error(failure["message"], icon=":material/error:")
+        with st.expander("train.log (last lines)"):
+            st.code(failure["log"] or "(empty)")
     history = runs.read_history(model_dir)
     top = st.columns(2)
     top[0].altair_chart(charts.losses_chart(history), width="stretch")

@@ -136,7 +136,7 @@ def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_tr
         time.sleep(0.05)
     at.run()
     assert at.get("progress") and "batch 1 of 3" in at.get("progress")[0].proto.text
-    assert len(charts_of(at)) == 4
+    assert len(charts_of(at)) == 5  # losses, hit rate, lift, accuracy, learned preferences
 
     # A second start for the same model is refused with a clear message.
     at.button[0].click()
@@ -153,6 +153,19 @@ def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_tr
     while storage.lock_holder(model_dir) is not None and time.time() < deadline:
         time.sleep(0.05)
     assert storage.lock_holder(model_dir) is None
+
+    # Continue in one click: a new run in place for the batches the stopped run had left.
+    at.run()
+    assert_clean(at)
+    resume = [b for b in at.button if b.key == "train_continue"]
+    assert resume and "2 more batches" in resume[0].label
+    resume[0].click()
+    at.run()
+    assert_clean(at)
+    command = fake_trainer[-1]
+    assert command[command.index("--model-dir") + 1] == str(model_dir)
+    assert command[command.index("--batches") + 1] == "2"
+    assert "--from" not in command and "--preset" not in command
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -181,6 +194,69 @@ def test_train_page_refuses_existing_name_for_new_model(models_root, fake_traine
     at.run()
     assert_clean(at)
     assert "already exists" in errors(at)
+
+
+@pytest.mark.parametrize("demonstrate, flag", [(False, "--inert-regularizers"), (True, "--apply-regularizers")])
+def test_train_page_seed_preset_trains_as_the_original_or_demonstrates_divergence(
+        models_root, fake_trainer, demonstrate, flag):
+    at = page("train").run()
+    at.radio(key="train_preset").set_value("seed").run()
+    box = at.checkbox(key="train_regularizers")
+    assert box.value is False  # the original code never applied its regularisers
+    if demonstrate:
+        box.check().run()
+        assert any("Demonstration of the divergence" in w.value for w in at.warning)
+    by_label(at.text_input, "Model name (saved as)").set_value(f"seed-{flag.strip('-')}")
+    by_label(at.number_input, "Batches").set_value(1)
+    at.button[0].click()
+    at.run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert flag in fake_trainer[-1]
+
+
+def test_train_page_shows_a_demonstrated_divergence_as_expected(models_root):
+    model_dir = models_root / "seed-diverged"
+    model_dir.mkdir()
+    storage.write_json(model_dir / storage.CONFIG, {"preset": "seed", "apply_regularizers": True})
+    storage.write_json(model_dir / storage.STATUS, {
+        "run": "run-001", "state": "failed", "pid": 1, "batches_done": 0, "batches_total": 5,
+        "message": "batch 1: losses became inf/NaN"})
+    at = page("train")
+    at.query_params["train_watch"] = "seed-diverged"
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="train_watch").value == "seed-diverged"
+    assert any("Diverged, as the demonstration expects" in i.value for i in at.info)
+    assert "inf/NaN" not in errors(at)
+
+
+def test_train_page_inputs_round_trip_through_the_url(models_root, fake_trainer):
+    at = page("train")
+    at.query_params.update({"train_preset": "seed", "train_batches": "7", "train_ewc_mode": "online",
+                            "train_ewc_lambda": "2.5"})
+    at.run()
+    assert_clean(at)
+    assert at.radio(key="train_preset").value == "seed"
+    assert by_label(at.number_input, "Batches").value == 7
+    assert by_label(at.number_input, "EWC lambda").value == 2.5
+    assert by_label(at.selectbox, "EWC mode").value == "online"
+    by_label(at.number_input, "Steps per batch").set_value(9)
+    at.button[0].click()  # a form's values reach the URL when it is submitted
+    at.run()
+    assert at.query_params["train_steps"] in ("9", ["9"])
+    assert at.query_params["train_batches"] in ("7", ["7"])
+
+
+@pytest.mark.parametrize("param, value", [("train_batches", "0"), ("train_batches", "many"),
+                                          ("train_ewc_lambda", "inf"), ("train_preset", "bogus"),
+                                          ("train_watch", "../etc")])
+def test_train_page_bad_url_values_give_the_normal_error(models_root, param, value):
+    at = page("train")
+    at.query_params[param] = value
+    at.run()
+    assert_clean(at)
+    assert f"`{param}=" in errors(at)
 
 
 # --- Sample primes ----------------------------------------------------------------------

@@ -26,7 +26,7 @@ def _default_parser(default) -> Callable[[str], object]:
     if isinstance(default, int):
         return int_in(None, None)
     if isinstance(default, float):
-        return float
+        return float_in(None, None)  # plain float() would let "nan" and "inf" into a widget
     return str
 
 
@@ -78,6 +78,23 @@ def int_in(lo: int | None, hi: int | None) -> Callable[[str], int]:
         if not text.lstrip("+-").isdigit() or len(text) > 5000:
             raise ValueError("expected a whole number in decimal digits")
         value = int(text)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ValueError(f"must be between {lo if lo is not None else '-inf'} and {hi if hi is not None else 'inf'}")
+        return value
+
+    return parse
+
+
+def float_in(lo: float | None, hi: float | None) -> Callable[[str], float]:
+    """A parser of finite decimal numbers within [lo, hi] (either end open if None)."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("expected a finite number")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ValueError(f"must be between {lo if lo is not None else '-inf'} and {hi if hi is not None else 'inf'}")
         return value

@@ -56,6 +56,8 @@ def publish(*keys: str) -> None:
 def _text(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):  # a multiselect: "a,b" (str() would give "['a', 'b']")
+        return ",".join(map(str, value))
     return str(value)
 
 
@@ -98,6 +100,19 @@ def float_in(lo: float | None, hi: float | None) -> Callable[[str], float]:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ValueError(f"must be between {lo if lo is not None else '-inf'} and {hi if hi is not None else 'inf'}")
         return value
+
+    return parse
+
+
+def list_of(options: Sequence[str]) -> Callable[[str], list[str]]:
+    """A parser of comma-separated choices among `options` (a multiselect's value)."""
+
+    def parse(raw: str) -> list[str]:
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        wrong = [item for item in items if item not in options]
+        if wrong:
+            raise ValueError(f"{wrong[0]!r} is not one of {', '.join(map(str, options))}")
+        return list(dict.fromkeys(items))
 
     return parse
 

@@ -70,7 +70,7 @@ def test_app_declares_all_pages(models_root):
         pytest.skip("optimus/pages/continual.py is not written yet")
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
     assert_clean(at)
-    assert at.title[0].value == "Train"  # the default page
+    assert at.title[0].value.startswith("Optimus")  # the Overview is the landing page
     at.switch_page("optimus/pages/density.py").run()
     assert_clean(at)
     assert at.title[0].value == "Prime density"
@@ -342,6 +342,84 @@ def test_discriminator_page_bad_range_shows_error(models_root):
     at.run()
     assert_clean(at)
     assert "above its upper end" in errors(at)
+
+
+def test_discriminator_page_inputs_round_trip_through_the_url(models_root):
+    at = page("discriminator")
+    at.query_params.update({"disc_model": "seed", "disc_source": "Uniform odd integers", "disc_count": "300",
+                            "disc_seed": "4", "disc_lo": "1001", "disc_hi": "99999"})
+    at.run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert at.selectbox(key="disc_model").value == "seed"
+    assert by_label(at.number_input, "How many").value == 300
+    assert by_label(at.number_input, "hi").value == 99_999
+    assert any("300 integers" in c.value for c in at.caption)
+    by_label(at.number_input, "Seed").set_value(7)
+    at.run()
+    assert at.query_params["disc_seed"] in ("7", ["7"])
+    assert at.query_params["disc_model"] in ("seed", ["seed"])
+
+
+@pytest.mark.parametrize("param, value", [("disc_model", "nope"), ("disc_count", "-5"), ("disc_hi", "1e99"),
+                                          ("disc_source", "Everything")])
+def test_discriminator_page_bad_url_values_give_the_normal_error(models_root, param, value):
+    at = page("discriminator")
+    at.query_params[param] = value
+    at.run()
+    assert_clean(at)
+    assert f"`{param}=" in errors(at)
+
+
+# --- Overview ---------------------------------------------------------------------------
+
+
+def test_overview_is_the_landing_page_with_live_figures_the_sieve_and_links(models_root):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert at.title[0].value.startswith("Optimus")
+    metrics = {}
+    for m in at.metric:
+        metrics.setdefault(m.label, []).append(m.value)
+    # The figures are the shipped models' own evaluation.json, not text in the page.
+    import json
+
+    for k, name in enumerate(("default", "seed")):
+        report = json.loads((models_root / name / "evaluation.json").read_text())
+        if report.get("batches_trained") != runs.list_models()[[m["name"] for m in runs.list_models()].index(name)]["batches"]:
+            continue  # a retrained model without a fresh evaluation.json is evaluated live instead
+        assert metrics["Lift over chance"][k] == f"{report['generator']['lift']:.2f}"
+        assert metrics["Prime hit rate"][k] == f"{report['generator']['hit_rate']:.1%}"
+        assert metrics["Discriminator balanced acc."][k] == f"{report['discriminator_on_uniform']['balanced_accuracy']:.3f}"
+    assert len(charts_of(at)) == 1  # the learned sieve
+    links = [e for e in at.main if getattr(e, "type", None) == "page_link"] or at.get("page_link")
+    assert len(links) == 5
+
+
+@pytest.mark.slow
+def test_overview_evaluates_a_model_without_evaluation_json(models_root):
+    import shutil
+
+    copy = models_root / "fresh-copy"
+    shutil.copytree(models_root / "default", copy)
+    (copy / "evaluation.json").unlink()
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["overview_model"] = "fresh-copy"
+    at.run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert any("evaluated now" in c.value for c in at.caption)
+    assert at.query_params["overview_model"] in ("fresh-copy", ["fresh-copy"])
+    shutil.rmtree(copy)
+
+
+def test_overview_bad_url_values_give_the_normal_error(models_root):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update({"overview_model": "../x", "overview_seed": "-1"})
+    at.run()
+    assert_clean(at)
+    assert "`overview_model=" in errors(at) and "`overview_seed=" in errors(at)
 
 
 # --- Prime density ----------------------------------------------------------------------

@@ -456,34 +456,33 @@ def sieve_frame(residues: pd.DataFrame) -> pd.DataFrame:
 
 def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
     """"The learned sieve" in one picture: for each small odd prime p, the share of each model's
-    outputs divisible by p (bars, one per model), against chance 1/p (a tick: what random odd
-    integers give) and a perfect sieve's 0 (the axis floor). `sieve` is `sieve_frame`'s output."""
+    outputs divisible by p (bars, one per model), drawn relative to chance: 1 (the dashed line)
+    is random odd integers' 1/p, 0 is a perfect sieve. Drawn raw, the shares of p > 30 (below
+    1/30) would vanish beside p = 3's 1/3; the raw share and 1/p are in the tooltip.
+    `sieve` is `sieve_frame`'s output."""
     if sieve.empty:
         return _empty("no outputs")
     models = list(dict.fromkeys(sieve["model"]))
     primes = sorted(int(p) for p in sieve["p"].unique())
-    x = alt.X("p:O", title="odd prime p", sort=primes, axis=alt.Axis(labelAngle=0))
     bars = (
         alt.Chart(sieve)
         .mark_bar()
         .encode(
-            x=x,
+            x=alt.X("p:O", title="odd prime p", sort=primes, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("model:N", sort=models),
-            y=alt.Y("divisible:Q", title="share of outputs divisible by p", axis=alt.Axis(format="%")),
+            y=alt.Y("vs_chance:Q", title=["multiples of p among outputs", "(1 = chance 1/p, 0 = perfect sieve)"],
+                    scale=alt.Scale(domainMin=0)),
             color=alt.Color("model:N", title="generator", scale=_model_scale(models), sort=models),
             tooltip=["model:N", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
                      alt.Tooltip("chance:Q", format=".2%", title="chance 1/p"),
                      alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance")],
         )
     )
-    chance = (
-        alt.Chart(sieve.drop_duplicates("p"))
-        .mark_tick(color=CHANCE_COLOR, thickness=2, size=22)
-        .encode(x=x, y="chance:Q", tooltip=["p:O", alt.Tooltip("chance:Q", format=".2%", title="chance 1/p")])
-    )
+    chance = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["chance: 1 in p"]})).mark_rule(
+        strokeDash=[4, 4], color=CHANCE_COLOR).encode(y="y:Q", tooltip=["label:N"])
     return (bars + chance).properties(
-        title="Multiples of p among the outputs: chance 1/p (red tick) vs a perfect sieve (0)",
-        width=WIDTH, height=HEIGHT + 40,
+        title="The learned sieve: multiples of p among the outputs, relative to chance",
+        width=WIDTH, height=HEIGHT,
     )
 
 

@@ -391,7 +391,7 @@ def test_overview_is_the_landing_page_with_live_figures_the_sieve_and_links(mode
             continue  # a retrained model without a fresh evaluation.json is evaluated live instead
         assert metrics["Lift over chance"][k] == f"{report['generator']['lift']:.2f}"
         assert metrics["Prime hit rate"][k] == f"{report['generator']['hit_rate']:.1%}"
-        assert metrics["Discriminator balanced acc."][k] == f"{report['discriminator_on_uniform']['balanced_accuracy']:.3f}"
+        assert metrics["Discriminator"][k] == f"{report['discriminator_on_uniform']['balanced_accuracy']:.3f}"
     assert len(charts_of(at)) == 1  # the learned sieve
     links = [e for e in at.main if getattr(e, "type", None) == "page_link"] or at.get("page_link")
     assert len(links) == 5
@@ -409,7 +409,7 @@ def test_overview_evaluates_a_model_without_evaluation_json(models_root):
     at.run()
     assert_clean(at)
     assert not at.error, errors(at)
-    assert any("evaluated now" in c.value for c in at.caption)
+    assert any("an evaluation run now" in c.value for c in at.caption)
     assert at.query_params["overview_model"] in ("fresh-copy", ["fresh-copy"])
     shutil.rmtree(copy)
 

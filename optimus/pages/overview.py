@@ -45,45 +45,43 @@ def model_figures(name: str, batches: int) -> tuple[dict, str]:
         saved = None
     if saved is not None and int(saved.get("batches_trained", -1)) == batches and "generator" in saved:
         return saved, f"{name}/{EVALUATION}"
-    return _evaluate(str(path), common.model_signature(path)), "evaluated now (no current evaluation.json)"
+    return _evaluate(str(path), common.model_signature(path)), "an evaluation run now (no current evaluation.json)"
 
 
 def _number(value, fmt: str) -> str:
     return "-" if value is None or value != value else format(value, fmt)
 
 
-def show_figures(container, name: str, entry: dict, heading: str) -> None:
-    with container:
-        st.markdown(heading)
-        try:
-            report, source = model_figures(name, entry["batches"])
-        except ValueError as exc:
-            st.error(f"{name}: {exc}", icon=":material/error:")
-            return
-        gen, disc = report["generator"], report["discriminator_on_uniform"]
-        m = st.columns(4)
-        m[0].metric("Prime hit rate", _number(gen.get("hit_rate"), ".1%"),
-                    help=f"Share of {gen.get('count', 0):,} sampled outputs that are prime (exact).")
-        m[1].metric("Lift over chance", _number(gen.get("lift"), ".2f"),
-                    help="Hit rate / the prime share of random odd integers of the same magnitudes (1 = chance).")
-        m[2].metric("Distinct outputs", _number(gen.get("distinct_rate"), ".1%"))
-        m[3].metric("Discriminator balanced acc.", _number(disc.get("balanced_accuracy"), ".3f"),
-                    help="isPrime against exact primality on uniform odd integers of the generator's range "
-                         "(0.5 = chance).")
-        st.caption(f"{entry['preset'] or '?'} preset, {entry['batches']:,} batches; "
-                   f"{gen.get('count', 0):,} samples in [{gen.get('lo', 0):,}, {gen.get('hi', 0):,}]; "
-                   f"source: {source}.")
+def show_figures(name: str, entry: dict, heading: str) -> None:
+    """One row: the model's name and source, then its four figures."""
+    cols = st.columns([1.6, 1, 1, 1, 1], vertical_alignment="center")
+    try:
+        report, source = model_figures(name, entry["batches"])
+    except ValueError as exc:
+        cols[0].markdown(heading)
+        st.error(f"{name}: {exc}", icon=":material/error:")
+        return
+    gen, disc = report["generator"], report["discriminator_on_uniform"]
+    cols[0].markdown(heading)
+    cols[0].caption(f"{entry['preset'] or '?'} preset, {entry['batches']:,} batches · from {source}")
+    cols[1].metric("Prime hit rate", _number(gen.get("hit_rate"), ".1%"),
+                   help=f"Share of {gen.get('count', 0):,} sampled outputs, in [{gen.get('lo', 0):,}, "
+                        f"{gen.get('hi', 0):,}], that are prime (exact).")
+    cols[2].metric("Lift over chance", _number(gen.get("lift"), ".2f"),
+                   help="Hit rate / the prime share of random odd integers of the same magnitudes (1 = chance).")
+    cols[3].metric("Distinct outputs", _number(gen.get("distinct_rate"), ".1%"))
+    cols[4].metric("Discriminator", _number(disc.get("balanced_accuracy"), ".3f"),
+                   help="Balanced accuracy of isPrime against exact primality on uniform odd integers of the "
+                        "generator's range (0.5 = chance).")
 
 
-st.title("Optimus: a neural random prime generator")
+st.title("Optimus: a neural prime generator")
 st.markdown(
-    "**The idea** (the original Optimus): a *generator* network maps latent integers to odd integers "
-    "n = 2 floor(x) + 1; a *discriminator* network learns isPrime on them, supervised by exact primality; "
-    "both train online, batch after batch, with Elastic Weight Consolidation so new batches do not erase "
-    "old ones. **The measured truth**: the original design is no better than chance (lift about 1: its "
-    "outputs are prime as often as random odd numbers) and its discriminator calls everything one class. "
-    "Optimus keeps that system as the `seed` preset and adds a `default` design that learns to avoid the "
-    "multiples of small primes, the sieve of Eratosthenes, from the discriminator alone."
+    "**The idea** (the original Optimus): a *generator* network turns latent integers into odd integers, a "
+    "*discriminator* learns isPrime on them from exact primality, and both train online with Elastic Weight "
+    "Consolidation. **The measured truth**: the original design is no better than chance (lift about 1) and its "
+    "discriminator calls everything one class. Optimus's `default` design learns the sieve of Eratosthenes "
+    "from the discriminator alone."
 )
 
 models = {m["name"]: m for m in common.list_models()}
@@ -96,13 +94,13 @@ fallback = "default" if "default" in choices else choices[0]
 query.init("overview_model", fallback, query.one_of(choices))
 query.init("overview_seed", 0, query.int_in(0, 2**32 - 1))
 
-left, right = st.columns(2, border=True)
 shown = st.session_state["overview_model"]
-show_figures(left, shown, models[shown], f"**Optimus, `{shown}` model**")
-if "seed" in models and shown != "seed":
-    show_figures(right, "seed", models["seed"], "**The original design, `seed` model** (retrained in Optimus)")
-else:
-    right.info("The shipped `seed` model is not in the models folder, so the original's figures are not shown.")
+with st.container(border=True):
+    show_figures(shown, models[shown], f"**Optimus: `{shown}`**")
+    if "seed" in models and shown != "seed":
+        show_figures("seed", models["seed"], "**The original design: `seed`**")
+    elif shown != "seed":
+        st.caption("The shipped `seed` model is not in the models folder, so the original's figures are not shown.")
 
 # --- generate primes now ----------------------------------------------------------------
 
@@ -126,9 +124,9 @@ with chart_col:
                     help=f"The {SIEVE_SAMPLES:,} generator samples behind the sieve chart.")
     query.publish("overview_model", "overview_seed")
     st.caption(
-        "A perfect sieve puts no multiple of p among its outputs; random odd integers put 1 in p. The default "
-        "generator is never told about divisibility: it learns one score per residue class mod p from the "
-        "discriminator's verdicts, and the scores of residue 0 sink."
+        f"From {SIEVE_SAMPLES:,} samples of each generator. Random odd integers put 1 in p among multiples of p "
+        "(the dashed line); a perfect sieve puts none. The default generator is never told about divisibility: "
+        "it learns one score per residue class mod p from the discriminator's verdicts, and residue 0 sinks."
     )
 
 with links_col:

@@ -456,7 +456,7 @@ def sieve_frame(residues: pd.DataFrame) -> pd.DataFrame:
 
 def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
     """"The learned sieve" in one picture: for each small odd prime p, the share of each model's
-    outputs divisible by p (bars, one per model), drawn relative to chance: 1 (the dashed line)
+    outputs divisible by p (a line of points per model), drawn relative to chance: 1 (the dashed line)
     is random odd integers' 1/p, 0 is a perfect sieve. Drawn raw, the shares of p > 30 (below
     1/30) would vanish beside p = 3's 1/3; the raw share and 1/p are in the tooltip.
     `sieve` is `sieve_frame`'s output."""
@@ -466,12 +466,10 @@ def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
     primes = sorted(int(p) for p in sieve["p"].unique())
     bars = (
         alt.Chart(sieve)
-        .mark_bar()
+        .mark_line(point=alt.OverlayMarkDef(size=60, filled=True), strokeWidth=2)
         .encode(
             x=alt.X("p:O", title="odd prime p", sort=primes, axis=alt.Axis(labelAngle=0)),
-            xOffset=alt.XOffset("model:N", sort=models),
-            y=alt.Y("vs_chance:Q", title=["multiples of p among outputs", "(1 = chance 1/p, 0 = perfect sieve)"],
-                    scale=alt.Scale(domainMin=0)),
+            y=alt.Y("vs_chance:Q", title="multiples of p / chance", scale=alt.Scale(domainMin=0)),
             color=alt.Color("model:N", title="generator", scale=_model_scale(models), sort=models),
             tooltip=["model:N", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
                      alt.Tooltip("chance:Q", format=".2%", title="chance 1/p"),
@@ -481,7 +479,7 @@ def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
     chance = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["chance: 1 in p"]})).mark_rule(
         strokeDash=[4, 4], color=CHANCE_COLOR).encode(y="y:Q", tooltip=["label:N"])
     return (bars + chance).properties(
-        title="The learned sieve: multiples of p among the outputs, relative to chance",
+        title="The learned sieve (1 = chance 1/p, 0 = a perfect sieve)",
         width=WIDTH, height=HEIGHT,
     )
 

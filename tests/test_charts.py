@@ -202,7 +202,7 @@ def test_sieve_frame_and_chart_compare_with_chance_and_a_perfect_sieve():
     assert by.loc[("default", 7), "chance"] == pytest.approx(1 / 7)
     spec = charts.sieve_chart(frame).to_dict()
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in _layers(spec)]
-    assert marks == ["bar", "rule"]  # the models' bars, and chance (1/p, drawn at 1)
+    assert marks == ["line", "rule"]  # the models' points, and chance (1/p, drawn at 1)
     assert _fields(spec, "y") == ["vs_chance", "y"]
     tooltips = json.dumps(spec)
     assert '"divisible"' in tooltips and '"chance"' in tooltips  # raw share and 1/p in the tooltip

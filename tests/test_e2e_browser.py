@@ -202,14 +202,27 @@ def _own_console_errors(messages) -> list[str]:
 
 
 def _wait_for_batches(model_dir: Path, count: int) -> int:
-    """Wait until the run has recorded `count` batches in its history; return how many it has."""
+    """Wait until the run has done `count` batches; return how many it has done. Reads only
+    status.json (checkpoint readers finish pending commits, so polling them races the trainer)."""
     deadline = time.time() + TRAIN_TIMEOUT_MS / 1000
     while time.time() < deadline:
-        done = len(runs.read_history(model_dir)) if model_dir.exists() else 0
+        try:
+            done = int(storage.read_json(model_dir / storage.STATUS).get("batches_done") or 0)
+        except (OSError, ValueError):
+            done = 0
         if done >= count:
             return done
-        time.sleep(0.2)
+        time.sleep(0.3)
     raise AssertionError(f"{model_dir.name} did not reach {count} batches")
+
+
+def _wait_until(condition, message: str, timeout: float = TRAIN_TIMEOUT_MS / 1000) -> None:
+    """Poll `condition` (the page refreshes its live view every 1.5 s, later on a busy machine)."""
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.5)
 
 
 def _chart(page, index: int):
@@ -244,12 +257,12 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     batches = _wait_for_batches(model_dir, 2)
     page.get_by_text(re.compile(r"running: batch \d+ of 60")).first.wait_for(timeout=TRAIN_TIMEOUT_MS)
     heatmap = _chart(page, 4)
-    heatmap.wait_for()
-    page.wait_for_timeout(2_000)  # a refresh with those batches drawn
+    _wait_until(lambda: (heatmap.bounding_box() or {}).get("height", 0) > 150,
+                "the learned-preference heatmap was not drawn")  # not the 'no batches yet' note
     early = heatmap.screenshot()
     _wait_for_batches(model_dir, batches + 3)
-    page.wait_for_timeout(2_000)  # the next refresh redraws the charts
-    assert heatmap.screenshot() != early, "the learned-preference heatmap did not change as batches arrived"
+    _wait_until(lambda: heatmap.screenshot() != early,
+                "the learned-preference heatmap did not change as batches arrived")
     _shot(page, artifacts / "2-train-running.png")
     page.get_by_role("button", name=re.compile("Stop after the current step")).click()
     resume = page.get_by_role("button", name=re.compile(r"Continue: \d+ more batches"))
@@ -297,7 +310,7 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     page.get_by_role("button", name=re.compile("Run in the background")).click()
     page.get_by_text(re.compile(r"Benchmark \S+ (starting|running)")).first.wait_for()
     _shot(page, artifacts / "8-continual-running.png")
-    page.get_by_text("Accuracy per task over time").wait_for(timeout=TRAIN_TIMEOUT_MS)
+    page.get_by_role("heading", name="Accuracy per task over time").first.wait_for(timeout=TRAIN_TIMEOUT_MS)
     _settle(page)
     _no_exception(page)
     assert "cl_result=" in page.url  # the result is part of the shareable view

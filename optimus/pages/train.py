@@ -250,7 +250,7 @@ def live_view(name: str) -> None:
                 _continue(name, model_dir, remaining)
         if status.get("message") and state != "starting":
             if state == "failed" and _demonstrates_divergence(model_dir):
-                st.info(f"Diverged, as the demonstration expects: {status['message']}. The original code never "
+                st.info(f"Diverged, as the demonstration expects: {status['message'].rstrip('.')}. The original code never "
                         "applied its opposite L2; the seed preset without the demonstration box trains as it did.",
                         icon=":material/science:")
             else:

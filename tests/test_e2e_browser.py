@@ -269,7 +269,7 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     resume.wait_for(timeout=TRAIN_TIMEOUT_MS)
     _no_exception(page)
     _shot(page, artifacts / "3-train-stopped.png")
-    _doc_shot(page, "train", scroll_to=page.get_by_role("heading", name="Runs").first)
+    _doc_shot(page, "train", scroll_to=_chart(page, 2))  # lift, accuracy and the learned preferences
     resume.click()
     page.get_by_text(re.compile(r"run-002 (starting|running)|starting: the trainer")).first.wait_for(
         timeout=TRAIN_TIMEOUT_MS)
@@ -315,7 +315,7 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     _no_exception(page)
     assert "cl_result=" in page.url  # the result is part of the shareable view
     _shot(page, artifacts / "9-continual-result.png")
-    _doc_shot(page, "continual")
+    _doc_shot(page, "continual", scroll_to=page.get_by_role("heading", name="Benchmarks").first)
 
     assert not _own_console_errors(console), console
     print(f"screenshots saved in {artifacts}")

@@ -414,6 +414,22 @@ def test_overview_evaluates_a_model_without_evaluation_json(models_root):
     shutil.rmtree(copy)
 
 
+def test_overview_survives_a_model_that_cannot_be_loaded(models_root):
+    import shutil
+
+    broken = models_root / "broken-generator"
+    shutil.copytree(models_root / "default", broken)
+    (broken / storage.GENERATOR).write_bytes(b"not a keras file")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["overview_model"] = "broken-generator"
+    at.run()
+    assert_clean(at)
+    assert any("broken-generator" in w.value for w in at.warning)
+    assert len(charts_of(at)) == 1  # the seed model's sieve is still drawn
+    assert len(at.get("page_link")) == 5
+    shutil.rmtree(broken)
+
+
 def test_overview_bad_url_values_give_the_normal_error(models_root):
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     at.query_params.update({"overview_model": "../x", "overview_seed": "-1"})

@@ -89,7 +89,11 @@ if not models:
     st.error(f"No models in {common.models_root()}. Train one on the Train page, or point {runs.MODELS_ENV} "
              "at a folder that holds models (the repository ships models/default and models/seed).")
     st.stop()
-choices = [n for n, m in models.items() if m["status"] != "damaged"] or list(models)
+# Models with saved networks (not damaged, not a run that has yet to save its first batch).
+choices = [n for n, m in models.items() if m["status"] != "damaged" and (m["path"] / storage.GENERATOR).exists()]
+if not choices:
+    st.error(f"No trained model in {common.models_root()}: train one on the Train page.")
+    st.stop()
 fallback = "default" if "default" in choices else choices[0]
 query.init("overview_model", fallback, query.one_of(choices))
 query.init("overview_seed", 0, query.int_in(0, 2**32 - 1))
@@ -97,7 +101,7 @@ query.init("overview_seed", 0, query.int_in(0, 2**32 - 1))
 shown = st.session_state["overview_model"]
 with st.container(border=True):
     show_figures(shown, models[shown], f"**Optimus: `{shown}`**")
-    if "seed" in models and shown != "seed":
+    if "seed" in choices and shown != "seed":
         show_figures("seed", models["seed"], "**The original design: `seed`**")
     elif shown != "seed":
         st.caption("The shipped `seed` model is not in the models folder, so the original's figures are not shown.")
@@ -108,15 +112,20 @@ with st.container(border=True):
 
 chart_col, links_col = st.columns([3, 2])
 with chart_col:
-    with common.user_errors():
-        frames = []
-        for name in dict.fromkeys([shown, "seed"]):
-            if name in models:
-                residues = common.residues(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
-                                           st.session_state["overview_seed"], SIEVE_CHART_PRIMES)
-                frames.append(residues.assign(model=name))
-        sieve = charts.sieve_frame(pd.concat(frames, ignore_index=True))
-    st.altair_chart(charts.sieve_chart(sieve), width="stretch")
+    frames = []
+    for name in dict.fromkeys([shown, "seed"]):
+        if name not in choices:
+            continue
+        try:  # one model that cannot be loaded must not hide the rest of the page
+            residues = common.residues(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
+                                       st.session_state["overview_seed"], SIEVE_CHART_PRIMES)
+        except ValueError as exc:
+            st.warning(f"{name}: {exc}", icon=":material/error:")
+            continue
+        frames.append(residues.assign(model=name))
+    if frames:
+        st.altair_chart(charts.sieve_chart(charts.sieve_frame(pd.concat(frames, ignore_index=True))),
+                        width="stretch")
     o1, o2 = st.columns(2)
     o1.selectbox("Model", choices, key="overview_model",
                  help="The model whose figures and sieve are shown, next to the seed model.")

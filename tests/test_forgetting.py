@@ -325,9 +325,10 @@ def test_page_runs_the_benchmark_in_the_background_and_lists_its_result(results_
 def test_stop_ends_a_running_benchmark_and_records_it(results_root):
     from optimus import benchmark_runs
 
-    run_id = benchmark_runs.start({"family": "factor", "tasks": ["3 5 7"], "methods": ["none", "ewc"],
-                                   "steps_per_task": 5, "batch_size": 32, "test_size": 200, "val_size": 100},
-                                  seeds=[0, 1, 2])
+    # Minutes of work if it were not stopped, so it cannot finish first on a busy machine.
+    run_id = benchmark_runs.start({"family": "factor", "tasks": ["3 5 7 11 13"], "methods": ["none", "ewc", "gln"],
+                                   "steps_per_task": 100, "batch_size": 128},
+                                  seeds=range(forgetting.MAX_SEEDS))
     at = _page().run()
     stop = [b for b in at.button if b.key == "cl_stop"]
     assert stop, "a live benchmark offers Stop"

@@ -9,7 +9,8 @@ check_host()  # DNS rebinding: refuse sessions for other host names (optimus/pag
 
 st.navigation(
     [
-        st.Page("optimus/pages/train.py", title="Train", icon=":material/model_training:", default=True),
+        st.Page("optimus/pages/overview.py", title="Overview", icon=":material/home:", default=True),
+        st.Page("optimus/pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("optimus/pages/sample.py", title="Sample primes", icon=":material/casino:"),
         st.Page("optimus/pages/discriminator.py", title="Discriminator vs sympy", icon=":material/rule:"),
         st.Page("optimus/pages/density.py", title="Prime density", icon=":material/show_chart:"),

@@ -437,3 +437,92 @@ def density_chart(table: pd.DataFrame, measure: str = "count", log_x: bool = Fal
         chart = alt.layer(alt.layer(bars, lines), model_line).resolve_scale(y="independent")
     title = "Primes per bin" if measure == "count" else "Prime density"
     return chart.properties(title=f"{title}: exact vs x/ln x and li(x)", width=WIDTH, height=HEIGHT + 140)
+
+
+# --- the learned sieve (Overview, Train) --------------------------------------------------
+
+
+def sieve_frame(residues: pd.DataFrame) -> pd.DataFrame:
+    """From `residue_distribution` rows (model, p, residue, share): one row per model and prime
+    with `divisible` (share of outputs that are multiples of p), `chance` (1/p, what random odd
+    integers give) and `vs_chance` (divisible * p: 1 = chance, 0 = a perfect sieve)."""
+    zero = residues[residues["residue"] == 0]
+    frame = pd.DataFrame({"model": zero["model"].to_numpy(), "p": zero["p"].astype(int).to_numpy(),
+                          "divisible": zero["share"].astype(float).to_numpy()})
+    frame["chance"] = 1.0 / frame["p"]
+    frame["vs_chance"] = frame["divisible"] * frame["p"]
+    return frame.reset_index(drop=True)
+
+
+def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
+    """"The learned sieve" in one picture: for each small odd prime p, the share of each model's
+    outputs divisible by p (a line of points per model), drawn relative to chance: 1 (the dashed line)
+    is random odd integers' 1/p, 0 is a perfect sieve. Drawn raw, the shares of p > 30 (below
+    1/30) would vanish beside p = 3's 1/3; the raw share and 1/p are in the tooltip.
+    `sieve` is `sieve_frame`'s output."""
+    if sieve.empty:
+        return _empty("no outputs")
+    models = list(dict.fromkeys(sieve["model"]))
+    primes = sorted(int(p) for p in sieve["p"].unique())
+    bars = (
+        alt.Chart(sieve)
+        .mark_line(point=alt.OverlayMarkDef(size=60, filled=True), strokeWidth=2)
+        .encode(
+            x=alt.X("p:O", title="odd prime p", sort=primes, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("vs_chance:Q", title="multiples of p / chance", scale=alt.Scale(domainMin=0)),
+            color=alt.Color("model:N", title="generator", scale=_model_scale(models), sort=models),
+            tooltip=["model:N", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
+                     alt.Tooltip("chance:Q", format=".2%", title="chance 1/p"),
+                     alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance")],
+        )
+    )
+    chance = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["chance: 1 in p"]})).mark_rule(
+        strokeDash=[4, 4], color=CHANCE_COLOR).encode(y="y:Q", tooltip=["label:N"])
+    return (bars + chance).properties(
+        title="The learned sieve (1 = chance 1/p, 0 = a perfect sieve)",
+        width=WIDTH, height=HEIGHT,
+    )
+
+
+def divisible_share_frame(history: pd.DataFrame) -> pd.DataFrame:
+    """Long form of the history's per-batch `divisible_share` ({"3": share, ...}): one row per
+    (batch, p) with `divisible` and `vs_chance` = divisible * p. Batches recorded before the
+    history had the field are left out."""
+    rows = []
+    if "divisible_share" in history.columns:
+        for batch, shares in zip(history["batch"], history["divisible_share"], strict=True):
+            if not isinstance(shares, dict):
+                continue
+            for p, share in shares.items():
+                if share is None or share != share:
+                    continue
+                rows.append({"batch": int(batch), "p": int(p), "divisible": float(share),
+                             "vs_chance": float(share) * int(p)})
+    return pd.DataFrame(rows, columns=["batch", "p", "divisible", "vs_chance"])
+
+
+def sieve_heatmap(history: pd.DataFrame) -> alt.Chart:
+    """The sieve emerging batch by batch: a cell per (online batch, prime p) coloured by the
+    share of that batch's outputs divisible by p relative to chance (share * p): 1 = chance,
+    0 = the generator avoids every multiple of p (a perfect sieve)."""
+    frame = divisible_share_frame(history)
+    if frame.empty:
+        return _empty("Learned preferences: no batches with divisible_share yet")
+    primes = sorted(frame["p"].unique().tolist())
+    return (
+        alt.Chart(frame)
+        .mark_rect()
+        .encode(
+            x=alt.X("batch:O", title="online batch",
+                    axis=alt.Axis(labelAngle=0, labelOverlap=True)),
+            y=alt.Y("p:O", title="p", sort=primes, axis=alt.Axis(labelOverlap=False)),
+            color=alt.Color(
+                "vs_chance:Q", title=["multiples of p", "/ chance"],
+                scale=alt.Scale(scheme="purpleorange", domain=[0, 2], domainMid=1, clamp=True, reverse=True),
+            ),
+            tooltip=["batch:O", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
+                     alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance (1 = chance, 0 = sieve)")],
+        )
+        .properties(title="Learned preferences: multiples of p per batch (1 = chance, 0 = perfect sieve)",
+                    width=WIDTH, height=alt.Step(11))
+    )

@@ -15,6 +15,12 @@ ACCURACY_DOMAIN = (0.5, 1.0)
 METRICS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting"}
 
 
+def method_order(result: dict) -> list[str]:
+    """The methods in the order they were asked for (a saved JSON file's keys come back sorted)."""
+    asked = (result.get("config") or {}).get("methods") or []
+    return [m for m in asked if m in result["methods"]] + [m for m in result["methods"] if m not in asked]
+
+
 def matrix_frame(R, tasks) -> pd.DataFrame:
     """Long form of an accuracy matrix: one row per (after training on, evaluated on) pair."""
     rows = []
@@ -53,7 +59,8 @@ def accuracy_matrix_chart(R, tasks, title: str = "") -> alt.Chart:
 def accuracy_matrices_chart(result: dict, columns: int = 3) -> alt.Chart:
     """One accuracy-matrix heatmap per method, `columns` per row, on a shared colour scale."""
     charts = []
-    for method, r in result["methods"].items():
+    for method in method_order(result):
+        r = result["methods"][method]
         title = f"{method}: ACC {r['acc']:.2f}, BWT {r['bwt']:+.2f}"
         if "lambda" in r:
             title += f" (λ {r['lambda']:g})"
@@ -66,7 +73,8 @@ def accuracy_matrices_chart(result: dict, columns: int = 3) -> alt.Chart:
 def summary_frame(result: dict) -> pd.DataFrame:
     """One row per method with ACC, BWT, forgetting, seconds and lambda (if any)."""
     rows = []
-    for method, r in result["methods"].items():
+    for method in method_order(result):
+        r = result["methods"][method]
         rows.append({"method": method, "ACC": r["acc"], "BWT": r["bwt"], "Forgetting": r["forgetting"],
                      "seconds": r["seconds"], "lambda": r.get("lambda")})
     return pd.DataFrame(rows, columns=["method", "ACC", "BWT", "Forgetting", "seconds", "lambda"])
@@ -75,7 +83,7 @@ def summary_frame(result: dict) -> pd.DataFrame:
 def summary_chart(result: dict, metrics=("acc", "bwt")) -> alt.Chart:
     """Bars per method, one panel per metric (ACC, BWT by default) with its own y scale:
     ACC is in [0, 1], BWT is usually negative (forgetting)."""
-    methods = list(result["methods"])
+    methods = method_order(result)
     panels = []
     for key in metrics:
         frame = pd.DataFrame({"method": methods, "value": [result["methods"][m][key] for m in methods]})
@@ -88,4 +96,71 @@ def summary_chart(result: dict, metrics=("acc", "bwt")) -> alt.Chart:
         text = bars.mark_text(dy=-6).encode(text=alt.Text("value:Q", format=".2f"))
         zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
         panels.append((bars + text + zero).properties(title=METRICS[key], width=max(60 * len(methods), 180), height=220))
+    return alt.hconcat(*panels).resolve_scale(y="independent")
+
+
+def task_curves_frame(result: dict) -> pd.DataFrame:
+    """Long form of every method's R: one row per (method, after task i, task j) with j <= i."""
+    rows = []
+    tasks = result["tasks"]
+    for method in method_order(result):
+        r = result["methods"][method]
+        for i, row in enumerate(r["R"]):
+            for j, value in enumerate(row[: i + 1]):
+                rows.append({"method": method, "after": i + 1, "task": f"{j + 1}. {tasks[j]}",
+                             "accuracy": float(value)})
+    return pd.DataFrame(rows, columns=["method", "after", "task", "accuracy"])
+
+
+def task_curves_chart(result: dict, columns: int = 3) -> alt.Chart:
+    """Accuracy on each task over time: per method, a line per task from the moment it is
+    trained (x: tasks trained so far); a line that falls is a task being forgotten."""
+    frame = task_curves_frame(result)
+    if frame.empty:
+        return alt.Chart(pd.DataFrame({"text": ["no methods"]})).mark_text().encode(text="text:N")
+    methods = method_order(result)
+    tasks = list(dict.fromkeys(frame["task"]))
+    chart = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("after:O", title="after training on task", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("accuracy:Q", title="balanced accuracy", scale=alt.Scale(domain=[0.4, 1.0], clamp=True)),
+        color=alt.Color("task:N", title="task", sort=tasks),
+        tooltip=["method:N", "task:N", "after:O", alt.Tooltip("accuracy:Q", format=".3f")],
+    ).properties(width=200, height=160)
+    return chart.facet(facet=alt.Facet("method:N", sort=methods, title=None), columns=columns).properties(
+        title="Accuracy per task over time (a falling line is forgetting)")
+
+
+def spread_frame(saved: dict) -> pd.DataFrame:
+    """One row per (method, metric, seed) from `forgetting.run_seeds`'s per-seed results."""
+    rows = []
+    for seed, run in zip(saved["seeds"], saved["runs"], strict=True):
+        for method, r in run["methods"].items():
+            for key in ("acc", "bwt"):
+                rows.append({"method": method, "metric": METRICS[key], "seed": seed, "value": float(r[key])})
+    return pd.DataFrame(rows, columns=["method", "metric", "seed", "value"])
+
+
+def spread_chart(saved: dict) -> alt.Chart:
+    """ACC and BWT per method over seeds: a dot per seed, a bar at the mean and a rule from min
+    to max; one panel per metric with its own y scale."""
+    frame = spread_frame(saved)
+    methods = method_order(saved["runs"][0]) if saved.get("runs") else []
+    panels = []
+    for key in ("acc", "bwt"):
+        data = frame[frame["metric"] == METRICS[key]]
+        base = alt.Chart(data).encode(x=alt.X("method:N", sort=methods, title=None))
+        mean = base.mark_bar(opacity=0.55).encode(
+            y=alt.Y("mean(value):Q", title=f"{METRICS[key]} (mean, min-max over seeds)"),
+            color=alt.Color("method:N", sort=methods, legend=None),
+            tooltip=["method:N", alt.Tooltip("mean(value):Q", format=".3f", title="mean"),
+                     alt.Tooltip("min(value):Q", format=".3f", title="min"),
+                     alt.Tooltip("max(value):Q", format=".3f", title="max"),
+                     alt.Tooltip("count(value):Q", title="seeds")],
+        )
+        span = base.mark_rule(strokeWidth=2).encode(y="min(value):Q", y2="max(value):Q")
+        dots = base.mark_circle(size=40, color="black").encode(
+            y="value:Q", tooltip=["method:N", "seed:O", alt.Tooltip("value:Q", format=".3f")])
+        zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
+        panels.append((mean + span + dots + zero).properties(
+            title=f"{METRICS[key]} over {len(saved['seeds'])} seed(s)", width=max(60 * len(methods), 180), height=220))
     return alt.hconcat(*panels).resolve_scale(y="independent")

@@ -62,8 +62,12 @@ def _add_train(sub):
     p.add_argument("--ewc-lambda", type=_float)
     p.add_argument("--discriminator", choices=("dense", "residue", "gln"), help="override the preset's discriminator")
     p.add_argument("--seed", type=_int)
-    p.add_argument("--inert-regularizers", action="store_true",
-                   help="do not add model.losses to the losses, as the original seed code (see README)")
+    regularizers = p.add_mutually_exclusive_group()
+    regularizers.add_argument("--apply-regularizers", dest="apply_regularizers", action="store_const", const=True,
+                              help="add model.losses (the seed's opposite L2) to the losses, as the seed README "
+                                   "describes: with the seed preset the loss diverges in the first batch (README)")
+    regularizers.add_argument("--inert-regularizers", dest="apply_regularizers", action="store_const", const=False,
+                              help="do not add model.losses, as the original seed code trained (the seed preset's default)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto (all GPUs if several, else one GPU or the CPU), cpu, gpu (error if none), "
                         "mirrored (every GPU of this machine) or multiworker (TF_CONFIG; see README)")
@@ -91,7 +95,7 @@ def _run_train(a) -> int:
     overrides = {
         "batches": a.batches, "batch_size": a.batch_size, "steps": a.steps, "ewc_mode": a.ewc_mode,
         "ewc_lambda": a.ewc_lambda, "seed": a.seed, "discriminator": a.discriminator,
-        "apply_regularizers": False if a.inert_regularizers else None,
+        "apply_regularizers": a.apply_regularizers,
     }
     if a.latent_range:
         overrides.update(latent_lo=a.latent_range[0], latent_hi=a.latent_range[1])

@@ -211,6 +211,9 @@ def preset(name: str, **overrides) -> TrainConfig:
             batches=20, batch_size=2000, steps=75, latent_lo=1, latent_hi=10**6,
             ewc_mode="separate", ewc_lambda=1.0, fisher_samples=75,
             lr_generator=1e-3, lr_discriminator=1e-3,
+            # As the original loop trained: it never added `model.losses` (ANCHORS.md), so its
+            # opposite L2 never diverged. `apply_regularizers=True` demonstrates the divergence.
+            apply_regularizers=False,
         )
     elif name == "default":
         # The design that beats chance: a sieve-window generator over learned residue

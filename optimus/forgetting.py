@@ -671,6 +671,67 @@ def run_benchmark(family: str = "factor", tasks=None, methods=None, encoding: st
     }
 
 
+MAX_SEEDS = 10
+
+
+def check_settings(family: str = "factor", tasks=None, methods=None, encoding: str = "residue", seed: int = 0,
+                   ewc_lambda=None, steps_per_task: int = 150, batch_size: int = 256, **options) -> None:
+    """ValueError naming the first bad setting of `run_benchmark(...)`, without running it (a
+    launcher checks before it spawns a process)."""
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(ForgettingConfig)})
+    if unknown:
+        raise ValueError(f"unknown benchmark options {unknown}")
+    cfg = ForgettingConfig(family=family, tasks=list(tasks or []), methods=list(methods or METHODS),
+                           encoding=encoding, seed=int(seed), steps_per_task=int(steps_per_task),
+                           batch_size=int(batch_size), **options)
+    _validate(cfg)
+    _lambdas(ewc_lambda, cfg.methods)
+    make_tasks(cfg.family, cfg.tasks or None, cfg.factor_range)
+
+
+def _spread(values) -> dict:
+    values = np.asarray(values, dtype=float)
+    return {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4),
+            "min": round(float(values.min()), 4), "max": round(float(values.max()), 4)}
+
+
+def run_seeds(seeds, progress=None, **settings) -> dict:
+    """`run_benchmark(**settings)` once per seed (data, initial weights and tuning all follow the
+    seed); returns {"seeds", "runs" (one result per seed), "mean", "spread"}. "mean" is shaped
+    like one run's result (R, ACC, BWT, forgetting per method averaged over seeds), so the
+    single-run charts draw it; "spread" holds mean, std, min and max over seeds of ACC, BWT and
+    forgetting per method. `progress(fraction, message)` covers all seeds."""
+    seeds = [int(s) for s in seeds]
+    if not 1 <= len(seeds) <= MAX_SEEDS or len(set(seeds)) != len(seeds):
+        raise ValueError(f"give 1 to {MAX_SEEDS} distinct seeds, got {seeds}")
+    runs = []
+    for k, seed in enumerate(seeds):
+        def step(fraction, message, k=k, seed=seed):
+            if progress is not None:
+                progress((k + fraction) / len(seeds), f"seed {seed} ({k + 1}/{len(seeds)}): {message}")
+
+        runs.append(run_benchmark(seed=seed, progress=step, **settings))
+    first = runs[0]
+    methods, spread = {}, {}
+    for method in first["methods"]:
+        per_seed = [r["methods"][method] for r in runs]
+        methods[method] = {
+            "R": np.round(np.mean([m["R"] for m in per_seed], axis=0), 4).tolist(),
+            **{k: round(float(np.mean([m[k] for m in per_seed])), 4) for k in ("acc", "bwt", "forgetting")},
+            "seconds": round(float(np.sum([m["seconds"] for m in per_seed])), 2),
+        }
+        lambdas = [m["lambda"] for m in per_seed if "lambda" in m]
+        if lambdas:
+            methods[method]["lambda"] = float(np.median(lambdas))
+        spread[method] = {k: _spread([m[k] for m in per_seed]) for k in ("acc", "bwt", "forgetting")}
+    config = dict(first["config"], seed=None)
+    mean = {"config": config, "tasks": first["tasks"], "methods": methods, "tuning": {},
+            "ewc_lambda": {m: methods[m]["lambda"] for m in methods if "lambda" in methods[m]},
+            "seconds": {"total": round(sum(r["seconds"]["total"] for r in runs), 2),
+                        "tuning": round(sum(r["seconds"]["tuning"] for r in runs), 2)}}
+    return {"seeds": seeds, "runs": runs, "mean": mean, "spread": spread}
+
+
 def format_table(result: dict) -> str:
     """A plain-text summary of run_benchmark's result, one line per method."""
     lines = [f"family {result['config']['family']}, encoding {result['config']['encoding']}, "

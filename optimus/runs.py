@@ -399,14 +399,17 @@ def _train_command(model_dir: Path, from_dir, preset, overrides: dict) -> list[s
     for key, flag in OVERRIDE_FLAGS.items():
         if overrides.get(key) is not None:
             command += [flag, str(overrides[key])]
+    if overrides.get("apply_regularizers") is not None:
+        command.append("--apply-regularizers" if overrides["apply_regularizers"] else "--inert-regularizers")
     return command
 
 
 def _check_overrides(from_dir, preset, overrides: dict) -> None:
     """ValueError naming the first bad hyper-parameter, before any process is spawned."""
-    unknown = sorted(set(overrides) - set(OVERRIDE_FLAGS) - {"latent_lo", "latent_hi"})
+    extra = {"latent_lo", "latent_hi", "apply_regularizers"}
+    unknown = sorted(set(overrides) - set(OVERRIDE_FLAGS) - extra)
     if unknown:
-        raise ValueError(f"unknown training settings {unknown}; allowed: {sorted(OVERRIDE_FLAGS) + ['latent_lo', 'latent_hi']}")
+        raise ValueError(f"unknown training settings {unknown}; allowed: {sorted(set(OVERRIDE_FLAGS) | extra)}")
     if ("latent_lo" in overrides) != ("latent_hi" in overrides):
         raise ValueError("give both latent_lo and latent_hi, or neither")
     base_preset = preset

@@ -70,7 +70,7 @@ def test_app_declares_all_pages(models_root):
         pytest.skip("optimus/pages/continual.py is not written yet")
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
     assert_clean(at)
-    assert at.title[0].value == "Train"  # the default page
+    assert at.title[0].value.startswith("Optimus")  # the Overview is the landing page
     at.switch_page("optimus/pages/density.py").run()
     assert_clean(at)
     assert at.title[0].value == "Prime density"
@@ -136,7 +136,7 @@ def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_tr
         time.sleep(0.05)
     at.run()
     assert at.get("progress") and "batch 1 of 3" in at.get("progress")[0].proto.text
-    assert len(charts_of(at)) == 4
+    assert len(charts_of(at)) == 5  # losses, hit rate, lift, accuracy, learned preferences
 
     # A second start for the same model is refused with a clear message.
     at.button[0].click()
@@ -153,6 +153,19 @@ def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_tr
     while storage.lock_holder(model_dir) is not None and time.time() < deadline:
         time.sleep(0.05)
     assert storage.lock_holder(model_dir) is None
+
+    # Continue in one click: a new run in place for the batches the stopped run had left.
+    at.run()
+    assert_clean(at)
+    resume = [b for b in at.button if b.key == "train_continue"]
+    assert resume and "2 more batches" in resume[0].label
+    resume[0].click()
+    at.run()
+    assert_clean(at)
+    command = fake_trainer[-1]
+    assert command[command.index("--model-dir") + 1] == str(model_dir)
+    assert command[command.index("--batches") + 1] == "2"
+    assert "--from" not in command and "--preset" not in command
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -181,6 +194,69 @@ def test_train_page_refuses_existing_name_for_new_model(models_root, fake_traine
     at.run()
     assert_clean(at)
     assert "already exists" in errors(at)
+
+
+@pytest.mark.parametrize("demonstrate, flag", [(False, "--inert-regularizers"), (True, "--apply-regularizers")])
+def test_train_page_seed_preset_trains_as_the_original_or_demonstrates_divergence(
+        models_root, fake_trainer, demonstrate, flag):
+    at = page("train").run()
+    at.radio(key="train_preset").set_value("seed").run()
+    box = at.checkbox(key="train_regularizers")
+    assert box.value is False  # the original code never applied its regularisers
+    if demonstrate:
+        box.check().run()
+        assert any("Demonstration of the divergence" in w.value for w in at.warning)
+    by_label(at.text_input, "Model name (saved as)").set_value(f"seed-{flag.strip('-')}")
+    by_label(at.number_input, "Batches").set_value(1)
+    at.button[0].click()
+    at.run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert flag in fake_trainer[-1]
+
+
+def test_train_page_shows_a_demonstrated_divergence_as_expected(models_root):
+    model_dir = models_root / "seed-diverged"
+    model_dir.mkdir()
+    storage.write_json(model_dir / storage.CONFIG, {"preset": "seed", "apply_regularizers": True})
+    storage.write_json(model_dir / storage.STATUS, {
+        "run": "run-001", "state": "failed", "pid": 1, "batches_done": 0, "batches_total": 5,
+        "message": "batch 1: losses became inf/NaN"})
+    at = page("train")
+    at.query_params["train_watch"] = "seed-diverged"
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="train_watch").value == "seed-diverged"
+    assert any("Diverged, as the demonstration expects" in i.value for i in at.info)
+    assert "inf/NaN" not in errors(at)
+
+
+def test_train_page_inputs_round_trip_through_the_url(models_root, fake_trainer):
+    at = page("train")
+    at.query_params.update({"train_preset": "seed", "train_batches": "7", "train_ewc_mode": "online",
+                            "train_ewc_lambda": "2.5"})
+    at.run()
+    assert_clean(at)
+    assert at.radio(key="train_preset").value == "seed"
+    assert by_label(at.number_input, "Batches").value == 7
+    assert by_label(at.number_input, "EWC lambda").value == 2.5
+    assert by_label(at.selectbox, "EWC mode").value == "online"
+    by_label(at.number_input, "Steps per batch").set_value(9)
+    at.button[0].click()  # a form's values reach the URL when it is submitted
+    at.run()
+    assert at.query_params["train_steps"] in ("9", ["9"])
+    assert at.query_params["train_batches"] in ("7", ["7"])
+
+
+@pytest.mark.parametrize("param, value", [("train_batches", "0"), ("train_batches", "many"),
+                                          ("train_ewc_lambda", "inf"), ("train_preset", "bogus"),
+                                          ("train_watch", "../etc")])
+def test_train_page_bad_url_values_give_the_normal_error(models_root, param, value):
+    at = page("train")
+    at.query_params[param] = value
+    at.run()
+    assert_clean(at)
+    assert f"`{param}=" in errors(at)
 
 
 # --- Sample primes ----------------------------------------------------------------------
@@ -266,6 +342,100 @@ def test_discriminator_page_bad_range_shows_error(models_root):
     at.run()
     assert_clean(at)
     assert "above its upper end" in errors(at)
+
+
+def test_discriminator_page_inputs_round_trip_through_the_url(models_root):
+    at = page("discriminator")
+    at.query_params.update({"disc_model": "seed", "disc_source": "Uniform odd integers", "disc_count": "300",
+                            "disc_seed": "4", "disc_lo": "1001", "disc_hi": "99999"})
+    at.run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert at.selectbox(key="disc_model").value == "seed"
+    assert by_label(at.number_input, "How many").value == 300
+    assert by_label(at.number_input, "hi").value == 99_999
+    assert any("300 integers" in c.value for c in at.caption)
+    by_label(at.number_input, "Seed").set_value(7)
+    at.run()
+    assert at.query_params["disc_seed"] in ("7", ["7"])
+    assert at.query_params["disc_model"] in ("seed", ["seed"])
+
+
+@pytest.mark.parametrize("param, value", [("disc_model", "nope"), ("disc_count", "-5"), ("disc_hi", "1e99"),
+                                          ("disc_source", "Everything")])
+def test_discriminator_page_bad_url_values_give_the_normal_error(models_root, param, value):
+    at = page("discriminator")
+    at.query_params[param] = value
+    at.run()
+    assert_clean(at)
+    assert f"`{param}=" in errors(at)
+
+
+# --- Overview ---------------------------------------------------------------------------
+
+
+def test_overview_is_the_landing_page_with_live_figures_the_sieve_and_links(models_root):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert at.title[0].value.startswith("Optimus")
+    metrics = {}
+    for m in at.metric:
+        metrics.setdefault(m.label, []).append(m.value)
+    # The figures are the shipped models' own evaluation.json, not text in the page.
+    import json
+
+    for k, name in enumerate(("default", "seed")):
+        report = json.loads((models_root / name / "evaluation.json").read_text())
+        if report.get("batches_trained") != runs.list_models()[[m["name"] for m in runs.list_models()].index(name)]["batches"]:
+            continue  # a retrained model without a fresh evaluation.json is evaluated live instead
+        assert metrics["Lift over chance"][k] == f"{report['generator']['lift']:.2f}"
+        assert metrics["Prime hit rate"][k] == f"{report['generator']['hit_rate']:.1%}"
+        assert metrics["Discriminator"][k] == f"{report['discriminator_on_uniform']['balanced_accuracy']:.3f}"
+    assert len(charts_of(at)) == 1  # the learned sieve
+    links = [e for e in at.main if getattr(e, "type", None) == "page_link"] or at.get("page_link")
+    assert len(links) == 5
+
+
+@pytest.mark.slow
+def test_overview_evaluates_a_model_without_evaluation_json(models_root):
+    import shutil
+
+    copy = models_root / "fresh-copy"
+    shutil.copytree(models_root / "default", copy)
+    (copy / "evaluation.json").unlink()
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["overview_model"] = "fresh-copy"
+    at.run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert any("an evaluation run now" in c.value for c in at.caption)
+    assert at.query_params["overview_model"] in ("fresh-copy", ["fresh-copy"])
+    shutil.rmtree(copy)
+
+
+def test_overview_survives_a_model_that_cannot_be_loaded(models_root):
+    import shutil
+
+    broken = models_root / "broken-generator"
+    shutil.copytree(models_root / "default", broken)
+    (broken / storage.GENERATOR).write_bytes(b"not a keras file")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["overview_model"] = "broken-generator"
+    at.run()
+    assert_clean(at)
+    assert any("broken-generator" in w.value for w in at.warning)
+    assert len(charts_of(at)) == 1  # the seed model's sieve is still drawn
+    assert len(at.get("page_link")) == 5
+    shutil.rmtree(broken)
+
+
+def test_overview_bad_url_values_give_the_normal_error(models_root):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update({"overview_model": "../x", "overview_seed": "-1"})
+    at.run()
+    assert_clean(at)
+    assert "`overview_model=" in errors(at) and "`overview_seed=" in errors(at)
 
 
 # --- Prime density ----------------------------------------------------------------------

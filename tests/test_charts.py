@@ -1,6 +1,7 @@
 """Chart builders return valid Vega-Lite specs (Altair validates on `to_dict`) with the
 encodings the pages rely on. No browser, no Streamlit, no TensorFlow."""
 
+import json
 import math
 import sys
 
@@ -179,3 +180,47 @@ def test_charts_module_imports_no_streamlit_or_tensorflow():
     code = "import sys, optimus.charts; print('streamlit' in sys.modules, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# --- the learned sieve ----------------------------------------------------------------------
+
+
+def test_sieve_frame_and_chart_compare_with_chance_and_a_perfect_sieve():
+    import numpy as np
+
+    from optimus.evaluation import residue_distribution
+
+    odd = np.arange(10**6 + 1, 10**6 + 2 * 3 * 5 * 7 * 100, 2)  # every residue equally often
+    sieved = odd[(odd % 3 != 0) & (odd % 5 != 0)]  # a generator that avoids multiples of 3 and 5
+    residues = pd.concat([residue_distribution(odd, [3, 5, 7]).assign(model="seed"),
+                          residue_distribution(sieved, [3, 5, 7]).assign(model="default")])
+    frame = charts.sieve_frame(residues)
+    by = frame.set_index(["model", "p"])
+    assert by.loc[("seed", 3), "divisible"] == pytest.approx(1 / 3)
+    assert by.loc[("seed", 7), "vs_chance"] == pytest.approx(1.0)
+    assert by.loc[("default", 3), "divisible"] == 0.0 and by.loc[("default", 5), "vs_chance"] == 0.0
+    assert by.loc[("default", 7), "chance"] == pytest.approx(1 / 7)
+    spec = charts.sieve_chart(frame).to_dict()
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in _layers(spec)]
+    assert marks == ["line", "rule"]  # the models' points, and chance (1/p, drawn at 1)
+    assert _fields(spec, "y") == ["vs_chance", "y"]
+    tooltips = json.dumps(spec)
+    assert '"divisible"' in tooltips and '"chance"' in tooltips  # raw share and 1/p in the tooltip
+    assert charts.sieve_chart(frame.iloc[:0]).to_dict()["mark"]["type"] == "text"
+
+
+def test_sieve_heatmap_over_batches_and_primes():
+    history = _history(3)
+    history["divisible_share"] = [{"3": 1 / 3, "5": 0.2}, {"3": 0.1, "5": 0.1}, {"3": 0.0, "5": 0.0}]
+    frame = charts.divisible_share_frame(history)
+    assert len(frame) == 6
+    assert frame.set_index(["batch", "p"]).loc[(1, 3), "vs_chance"] == pytest.approx(1.0)
+    assert frame.set_index(["batch", "p"]).loc[(2, 5), "vs_chance"] == pytest.approx(0.5)
+    spec = charts.sieve_heatmap(history).to_dict()
+    assert spec["mark"]["type"] == "rect" and spec["encoding"]["color"]["field"] == "vs_chance"
+    assert spec["encoding"]["color"]["scale"]["domainMid"] == 1
+    # A history written before the field existed (the shipped models') draws a message instead.
+    assert charts.sieve_heatmap(_history(3)).to_dict()["mark"]["type"] == "text"
+    mixed = history.copy()
+    mixed.loc[0, "divisible_share"] = None
+    assert len(charts.divisible_share_frame(mixed)) == 4

@@ -143,3 +143,28 @@ def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "optimus", "density", "--lo", "1", "--hi", "100", "--bins", "2"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "odd-prime density" in out.stdout
+
+
+@pytest.mark.parametrize("flags, applied", [
+    ([], False),  # the seed preset trains as the original code did: regularisers inert
+    (["--apply-regularizers"], True),
+    (["--inert-regularizers"], False),
+])
+def test_seed_preset_regularizers_flags(capsys, monkeypatch, tmp_path, flags, applied):
+    import optimus.training
+
+    seen = {}
+
+    def fake_train(cfg, model_dir, **kwargs):
+        seen["cfg"] = cfg
+        return {"run": "run-001", "state": "done", "batches_done": 0, "model_batches": 0, "message": ""}
+
+    monkeypatch.setattr(optimus.training, "train", fake_train)
+    code, _, _ = run(capsys, "train", "--model-dir", str(tmp_path / "s"), "--preset", "seed", "--quiet", *flags)
+    assert code == 0 and seen["cfg"].apply_regularizers is applied
+
+
+def test_regularizer_flags_are_exclusive(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--model-dir", str(tmp_path / "s"), "--apply-regularizers",
+                       "--inert-regularizers")
+    assert code != 0 and "not allowed with" in err and len(err.strip().splitlines()) <= 2

@@ -190,30 +190,164 @@ def test_chart_builders_make_valid_specs():
     assert list(table["method"]) == ["none", "ewc"] and table["lambda"].iloc[1] == 300.0
 
 
+def test_task_curves_and_spread_charts():
+    curves = charts_continual.task_curves_frame(RESULT)
+    # a task appears from the moment it is trained: 1 + 2 + 3 points per method
+    assert len(curves) == 12 and curves[curves.after == 3]["task"].nunique() == 3
+    forgotten = curves[(curves.method == "none") & (curves.task == "1. spf 3")]["accuracy"].tolist()
+    assert forgotten == [0.9, 0.7, 0.6]
+    spec = charts_continual.task_curves_chart(RESULT).to_dict()
+    assert spec["facet"]["field"] == "method"
+    saved = {"seeds": [0, 1], "runs": [RESULT, {**RESULT, "methods": {
+        m: {**r, "acc": r["acc"] + 0.1} for m, r in RESULT["methods"].items()}}]}
+    frame = charts_continual.spread_frame(saved)
+    assert len(frame) == 2 * 2 * 2 and set(frame["metric"]) == {"ACC", "BWT"}
+    spread = charts_continual.spread_chart(saved).to_dict()
+    assert len(spread["hconcat"]) == 2 and "over 2 seed(s)" in json.dumps(spread)
+
+
+def test_run_seeds_averages_and_spreads_over_seeds():
+    calls = []
+    saved = forgetting.run_seeds([0, 1], family="factor", tasks=[3, 5], methods=["none"], steps_per_task=3,
+                                 batch_size=16, test_size=32, val_size=16, fisher_samples=16,
+                                 progress=lambda f, m: calls.append((f, m)))
+    json.dumps(saved, allow_nan=False)
+    assert saved["seeds"] == [0, 1] and [r["config"]["seed"] for r in saved["runs"]] == [0, 1]
+    accs = [r["methods"]["none"]["acc"] for r in saved["runs"]]
+    assert saved["spread"]["none"]["acc"]["min"] == min(accs) and saved["spread"]["none"]["acc"]["max"] == max(accs)
+    assert saved["mean"]["methods"]["none"]["acc"] == pytest.approx(np.mean(accs), abs=1e-4)
+    R = np.mean([r["methods"]["none"]["R"] for r in saved["runs"]], axis=0)
+    assert np.allclose(saved["mean"]["methods"]["none"]["R"], R, atol=1e-4)
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert "seed 1 (2/2)" in calls[-1][1]
+    with pytest.raises(ValueError, match="distinct seeds"):
+        forgetting.run_seeds([0, 0], methods=["none"])
+
+
 PAGE = Path(__file__).resolve().parent.parent / "optimus" / "pages" / "continual.py"
+TINY = {"cl_tasks": "3 5", "cl_methods": "none,ewc", "cl_budget": "tiny", "cl_tune": "false", "cl_seeds": "2"}
 
 
-def _page():
+@pytest.fixture
+def results_root(tmp_path, monkeypatch):
+    from optimus import runs
+
+    monkeypatch.setenv(runs.MODELS_ENV, str(tmp_path))
+    yield tmp_path
+    from optimus import benchmark_runs
+
+    for record in benchmark_runs.list_runs():
+        if record["live"]:
+            import os
+            import signal
+
+            os.killpg(int(record["pid"]), signal.SIGKILL)
+
+
+def _page(params=None):
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(PAGE), default_timeout=120)
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.query_params.update(params or {})
+    return at
 
 
-def test_page_shows_its_widgets_and_answers_bad_tasks_with_an_error():
+def _wait_until_finished(timeout=240):
+    import time
+
+    from optimus import benchmark_runs
+
+    deadline = time.time() + timeout
+    while any(r["live"] for r in benchmark_runs.list_runs()) and time.time() < deadline:
+        time.sleep(0.2)
+    return benchmark_runs.list_runs()
+
+
+def test_page_shows_its_widgets_and_answers_bad_input_with_an_error(results_root):
     at = _page().run()
     assert not at.exception and at.title[0].value == "Continual learning"
-    at.text_input[0].set_value("3 9").run()
+    at.text_input(key="cl_tasks").set_value("3 9").run()
     at.button[0].click().run()
     assert not at.exception
     assert any("'9' is not an odd prime" in e.value for e in at.error)
+    assert not list((results_root / "_continual").glob("*.json"))  # nothing started, nothing written
 
 
-def test_page_runs_a_quick_benchmark_and_draws_it():
-    at = _page().run()
-    at.text_input[0].set_value("3 5").run()
-    at.multiselect[0].set_value(["none", "ewc"]).run()
-    at.toggle[0].set_value(False).run()
+@pytest.mark.parametrize("param, value", [("cl_methods", "none,magic"), ("cl_seeds", "0"), ("cl_budget", "huge"),
+                                          ("cl_lambda", "nan"), ("cl_result", "../../etc/passwd")])
+def test_page_bad_url_values_give_the_normal_error(results_root, param, value):
+    at = _page({param: value}).run()
+    assert not at.exception
+    if param != "cl_result":  # no result listed yet: the parameter is not read
+        assert any(f"`{param}=" in e.value for e in at.error)
+
+
+def test_page_inputs_round_trip_through_the_url(results_root):
+    at = _page({"cl_family": "range", "cl_methods": "gln,none", "cl_seeds": "4", "cl_tune": "false",
+                "cl_lambda": "250"}).run()
+    assert not at.exception and not at.error
+    assert at.radio(key="cl_family").value == "range"
+    assert at.text_input(key="cl_tasks").value == " ".join(f"{lo}:{hi}" for lo, hi in forgetting.DECADES)
+    assert at.multiselect(key="cl_methods").value == ["gln", "none"]
+    assert at.number_input(key="cl_lambda").value == 250.0
+    at.radio(key="cl_family").set_value("factor").run()  # a new family brings its default tasks
+    assert at.text_input(key="cl_tasks").value == "3 5 7 11 13"
+    assert at.query_params["cl_family"] in ("factor", ["factor"])
+    assert at.query_params["cl_methods"] in ("gln,none", ["gln,none"])
+
+
+@pytest.mark.slow
+def test_page_runs_the_benchmark_in_the_background_and_lists_its_result(results_root):
+    at = _page(TINY).run()
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert len(at.dataframe) == 1
-    assert "continual_result" in at.session_state
+    assert any("Started benchmark" in s.value for s in at.success)
+    assert at.get("progress"), "a running benchmark shows its progress"
+    # A second start while it runs is refused with a clear message.
+    at.button[0].click().run()
+    assert any("already running" in e.value for e in at.error)
+    records = _wait_until_finished()
+    assert [r["state"] for r in records] == ["done"], records
+    saved = records[0]["result"]
+    assert saved["seeds"] == [0, 1] and set(saved["mean"]["methods"]) == {"none", "ewc"}
+    assert saved["spread"]["ewc"]["acc"]["min"] <= saved["mean"]["methods"]["ewc"]["acc"] <= saved["spread"]["ewc"]["acc"]["max"]
+
+    # A second visitor (a new session) finds the result listed and opens it from disk.
+    other = _page().run()
+    assert not other.exception and not other.error
+    assert other.selectbox(key="cl_result").value == records[0]["id"]
+    assert len(other.dataframe) == 2  # the list of benchmarks, the summary
+    assert other.query_params["cl_result"] in (records[0]["id"], [records[0]["id"]])
+
+
+@pytest.mark.slow
+def test_stop_ends_a_running_benchmark_and_records_it(results_root):
+    from optimus import benchmark_runs
+
+    # Minutes of work if it were not stopped, so it cannot finish first on a busy machine.
+    run_id = benchmark_runs.start({"family": "factor", "tasks": ["3 5 7 11 13"], "methods": ["none", "ewc", "gln"],
+                                   "steps_per_task": 100, "batch_size": 128},
+                                  seeds=range(forgetting.MAX_SEEDS))
+    at = _page().run()
+    stop = [b for b in at.button if b.key == "cl_stop"]
+    assert stop, "a live benchmark offers Stop"
+    stop[0].click().run()
+    records = _wait_until_finished()
+    assert records[0]["id"] == run_id and records[0]["state"] == "stopped", records[0]
+    assert records[0]["result"] is None
+    assert not (results_root / "_continual" / f"{run_id}.stop").exists()
+
+
+def test_a_record_whose_process_died_reads_as_interrupted(results_root):
+    from optimus import benchmark_runs, storage
+
+    folder = benchmark_runs.results_root()
+    folder.mkdir()
+    storage.write_json(folder / "old.json", {"id": "old", "state": "running", "pid": 2**22 + 12345,
+                                             "progress": 0.5, "message": "", "settings": {}, "seeds": [0],
+                                             "started": 1.0})
+    record = benchmark_runs.read("old")
+    assert record["state"] == "interrupted" and not record["live"]
+    with pytest.raises(ValueError, match="not a benchmark id"):
+        benchmark_runs.read("../x")

@@ -132,7 +132,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 def test_seed_opposite_l2_divergence_is_caught(tmp_path):
     # With the seed's -1e6 term the generator's outputs run away; training must stop cleanly.
-    cfg = tiny("seed", batches=50, opposite_l2=1e6, steps=20)
+    cfg = tiny("seed", batches=50, opposite_l2=1e6, steps=20, apply_regularizers=True)
     status = train(cfg, tmp_path / "m", progress=False, log=quiet)
     assert status["state"] in ("failed", "done")
     if status["state"] == "failed":

@@ -5,22 +5,34 @@ import pandas as pd
 import streamlit as st
 
 from optimus import charts, limits
-from optimus.pages import common
+from optimus.pages import common, query
 
 SOURCES = ("Generator outputs", "Uniform odd integers", "Pasted list")
 
 st.title("Discriminator vs sympy")
 st.caption("The discriminator's probability that n is prime, thresholded at 0.5, against exact primality.")
 
+DEFAULT_LIST = "1000003, 1000033, 1000037, 1000039, 999999, 1000001, 1000005, 1000007"
+INPUTS = ("disc_model", "disc_source", "disc_list", "disc_count", "disc_seed", "disc_lo", "disc_hi")
+
+names = [m["name"] for m in common.list_models()]
+query.init("disc_model", "default" if "default" in names else (names or [""])[0], query.one_of(names))
+query.init("disc_source", SOURCES[0], query.one_of(SOURCES))
+query.init("disc_list", DEFAULT_LIST, str)
+query.init("disc_count", 5_000, query.int_in(1, limits.MAX_CLASSIFY))
+query.init("disc_seed", 0, query.int_in(0, 2**32 - 1))
+query.init("disc_lo", 1_000_001, query.int_in(1, limits.EXACT_LIMIT - 1))
+query.init("disc_hi", 1_000_000_000, query.int_in(1, limits.EXACT_LIMIT - 1))
+
 c1, c2 = st.columns([2, 3])
-name = common.model_picker(key="disc_model", container=c1)
+name = common.model_picker(key="disc_model", container=c1, default=st.session_state["disc_model"])
 source = c2.radio("Integers to classify", SOURCES, horizontal=True, key="disc_source")
 
 with common.user_errors():
+    query.publish(*INPUTS)
     if source == "Pasted list":
         text = st.text_area(
-            "Odd integers, separated by commas, spaces or new lines",
-            value="1000003, 1000033, 1000037, 1000039, 999999, 1000001, 1000005, 1000007",
+            "Odd integers, separated by commas, spaces or new lines", key="disc_list",
             help=f"Whole numbers 0 <= n < 2**53, at most {limits.MAX_CLASSIFY:,}.",
         )
         from optimus.evaluation import parse_integers
@@ -31,16 +43,16 @@ with common.user_errors():
             raise ValueError(f"Pasted list: {exc}. Fix or remove that entry.") from None
     else:
         cols = st.columns(4)
-        count = cols[0].number_input("How many", value=5_000, step=1_000, help=f"1 to {limits.MAX_CLASSIFY:,}.")
-        seed = cols[1].number_input("Seed", value=0, step=1, help="0 to 2**32 - 1.")
+        count = cols[0].number_input("How many", key="disc_count", step=1_000, help=f"1 to {limits.MAX_CLASSIFY:,}.")
+        seed = cols[1].number_input("Seed", key="disc_seed", step=1, help="0 to 2**32 - 1.")
         count = common.check_int("How many", count, 1, limits.MAX_CLASSIFY)
         seed = common.check_int("Seed", seed, 0, 2**32 - 1)
         if source == "Generator outputs":
             table, _ = common.sample(name, min(count, limits.MAX_SAMPLES), seed)
             n_values = table["n"].to_numpy()
         else:
-            lo = cols[2].number_input("lo", value=1_000_001, step=1, help="Odd integers in [lo, hi], 1 <= lo <= hi < 2**53.")
-            hi = cols[3].number_input("hi", value=1_000_000_000, step=1, help="Below 2**53.")
+            lo = cols[2].number_input("lo", key="disc_lo", step=1, help="Odd integers in [lo, hi], 1 <= lo <= hi < 2**53.")
+            hi = cols[3].number_input("hi", key="disc_hi", step=1, help="Below 2**53.")
             lo, hi = common.check_range(lo, hi, lo_min=1, hi_max=limits.EXACT_LIMIT - 1)
             from optimus.evaluation import uniform_odd
 

@@ -28,7 +28,7 @@ def _default_parser(default) -> Callable[[str], object]:
     if isinstance(default, int):
         return int_in(None, None)
     if isinstance(default, float):
-        return float
+        return float_in(None, None)  # plain float() would let "nan" and "inf" into a widget
     return str
 
 
@@ -58,6 +58,8 @@ def publish(*keys: str) -> None:
 def _text(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):  # a multiselect: "a,b" (str() would give "['a', 'b']")
+        return ",".join(map(str, value))
     return str(value)
 
 
@@ -77,6 +79,36 @@ def int_in(lo: int | None, hi: int | None) -> Callable[[str], int]:
 
     def parse(raw: str) -> int:
         return validate.parse_int(raw, lo, hi)
+
+    return parse
+
+
+def float_in(lo: float | None, hi: float | None) -> Callable[[str], float]:
+    """A parser of finite decimal numbers within [lo, hi] (either end open if None)."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("expected a finite number")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ValueError(f"must be between {lo if lo is not None else '-inf'} and {hi if hi is not None else 'inf'}")
+        return value
+
+    return parse
+
+
+def list_of(options: Sequence[str]) -> Callable[[str], list[str]]:
+    """A parser of comma-separated choices among `options` (a multiselect's value)."""
+
+    def parse(raw: str) -> list[str]:
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        wrong = [item for item in items if item not in options]
+        if wrong:
+            raise ValueError(f"{wrong[0]!r} is not one of {', '.join(map(str, options))}")
+        return list(dict.fromkeys(items))
 
     return parse
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from optimus import charts, limits, runs, storage
 from optimus.config import DISCRIMINATORS, EWC_MODES, PRESETS, TrainConfig, preset
-from optimus.pages import common
+from optimus.pages import common, query
 
 NEW = "(new model)"
 REFRESH_SECONDS = 1.5
@@ -23,6 +23,8 @@ st.caption(
 
 models = common.list_models()
 names = [m["name"] for m in models]
+query.init("train_base", NEW, query.one_of([NEW, *names]))
+query.init("train_preset", PRESETS[0], query.one_of(PRESETS))
 left, right = st.columns(2)
 base = left.selectbox(
     "Start from", [NEW, *names], key="train_base",
@@ -46,32 +48,74 @@ with common.user_errors():
         right.markdown(f"**Preset:** {preset_name} (fixed by {base})")
         suggested = base
 
+# The form's widgets take their values from the URL on the first visit, and the chosen base
+# model's or preset's values whenever the base or preset changes.
+form_defaults = {
+    "train_name": (suggested, str),
+    "train_batches": (defaults.batches, query.int_in(1, limits.MAX_BATCHES)),
+    "train_batch_size": (defaults.batch_size, query.int_in(16, limits.MAX_BATCH_SIZE)),
+    "train_steps": (defaults.steps, query.int_in(1, limits.MAX_STEPS)),
+    "train_latent_lo": (defaults.latent_lo, query.int_in(1, limits.MAX_LATENT)),
+    "train_latent_hi": (defaults.latent_hi, query.int_in(1, limits.MAX_LATENT)),
+    "train_seed": (defaults.seed, query.int_in(0, 2**32 - 1)),
+    "train_ewc_mode": (defaults.ewc_mode, query.one_of(EWC_MODES)),
+    "train_ewc_lambda": (float(defaults.ewc_lambda), query.float_in(0.0, limits.MAX_EWC_LAMBDA)),
+    "train_discriminator": (defaults.discriminator, query.one_of(DISCRIMINATORS)),
+    "train_regularizers": (defaults.apply_regularizers, query.boolean),
+}
+source = (base, preset_name)
+if st.session_state.get("train_form_source", source) != source:
+    for key, (value, _) in form_defaults.items():
+        st.session_state[key] = value
+else:
+    for key, (value, parse) in form_defaults.items():
+        query.init(key, value, parse)
+st.session_state["train_form_source"] = source
+
+apply_regularizers = False
+if preset_name == "seed":
+    apply_regularizers = st.checkbox(
+        "Demonstration: apply the README's opposite L2 (training diverges)", key="train_regularizers",
+        help="The original README describes an 'opposite L2' (coefficient -1e6) on the generator; the "
+             "original code never added it to the loss, so it never acted. Applied, the loss is unbounded "
+             "below: expect the run to stop within its first batch with an inf/NaN message.",
+    )
+    if apply_regularizers:
+        st.warning(
+            "Demonstration of the divergence: with the opposite L2 applied, the generator's loss has no lower "
+            "bound, so training stops in its first batch (inf/NaN) and keeps the last good checkpoint. This is "
+            "the expected outcome, not a fault; untick the box to train as the original code did.",
+            icon=":material/science:",
+        )
+    else:
+        st.caption("The seed preset trains as the original code did: its regularisers inert (never added to the loss).")
+
 with st.form("train_form"):
     target = st.text_input(
-        "Model name (saved as)", value=suggested,
+        "Model name (saved as)", key="train_name",
         help="Letters, digits, '_', '.', '-' (up to 64). The base model's own name continues it in place; "
              "another name trains a copy and leaves the base untouched.",
     )
     c1, c2, c3 = st.columns(3)
-    batches = c1.number_input("Batches", value=defaults.batches, step=1,
+    batches = c1.number_input("Batches", key="train_batches", step=1,
                               help=f"Online batches in this run: 1 to {limits.MAX_BATCHES:,}.")
-    batch_size = c2.number_input("Batch size", value=defaults.batch_size, step=64,
+    batch_size = c2.number_input("Batch size", key="train_batch_size", step=64,
                                  help=f"Latent integers per batch: 16 to {limits.MAX_BATCH_SIZE:,}.")
-    steps = c3.number_input("Steps per batch", value=defaults.steps, step=1,
+    steps = c3.number_input("Steps per batch", key="train_steps", step=1,
                             help=f"Gradient steps per batch, for each network: 1 to {limits.MAX_STEPS:,}.")
     c4, c5, c6 = st.columns(3)
-    latent_lo = c4.number_input("Latent lo", value=defaults.latent_lo, step=1,
+    latent_lo = c4.number_input("Latent lo", key="train_latent_lo", step=1,
                                 help=f"Latent integers are drawn from [lo, hi], 1 <= lo <= hi <= {limits.MAX_LATENT:,}.")
-    latent_hi = c5.number_input("Latent hi", value=defaults.latent_hi, step=1,
+    latent_hi = c5.number_input("Latent hi", key="train_latent_hi", step=1,
                                 help=f"At most {limits.MAX_LATENT:,}.")
-    seed = c6.number_input("Seed", value=defaults.seed, step=1, help="0 to 2**32 - 1.")
+    seed = c6.number_input("Seed", key="train_seed", step=1, help="0 to 2**32 - 1.")
     c7, c8, c9 = st.columns(3)
-    ewc_mode = c7.selectbox("EWC mode", EWC_MODES, index=EWC_MODES.index(defaults.ewc_mode),
+    ewc_mode = c7.selectbox("EWC mode", EWC_MODES, key="train_ewc_mode",
                             help="separate: one penalty per past batch; online: one running importance; off: plain fine-tuning.")
-    ewc_lambda = c8.number_input("EWC lambda", value=float(defaults.ewc_lambda), step=1.0, format="%g",
+    ewc_lambda = c8.number_input("EWC lambda", key="train_ewc_lambda", step=1.0, format="%g",
                                  help=f"Strength of the EWC penalty: 0 to {limits.MAX_EWC_LAMBDA:g}.")
     discriminator = c9.selectbox(
-        "Discriminator", DISCRIMINATORS, index=DISCRIMINATORS.index(defaults.discriminator),
+        "Discriminator", DISCRIMINATORS, key="train_discriminator",
         disabled=base != NEW,
         help="dense: the seed's MLP on the raw real; residue: divisibility bits + wide & deep head; "
              "gln: a Bernoulli Gated Linear Network on the same bits, learning by local updates. "
@@ -83,6 +127,7 @@ with st.form("train_form"):
         f"EWC lambda 0-{limits.MAX_EWC_LAMBDA:g}. One run at a time per model."
     )
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+query.publish("train_base", *(["train_preset"] if base == NEW else []), *form_defaults)
 
 if submitted:
     with common.user_errors():
@@ -110,6 +155,8 @@ if submitted:
             "ewc_mode": ewc_mode,
             "ewc_lambda": float(ewc_lambda),
         }
+        if preset_name == "seed":
+            overrides["apply_regularizers"] = bool(apply_regularizers)
         if base == NEW and discriminator != defaults.discriminator:
             overrides["discriminator"] = discriminator
         overrides["latent_lo"], overrides["latent_hi"] = common.check_range(
@@ -137,11 +184,35 @@ if watched and watched not in names:
 if not names:
     st.info("No models yet: start a run above.")
     st.stop()
+query.init("train_watch", watched if watched in names else None, query.one_of(names))
+watched = st.session_state.get("train_watch")
 if watched not in names:
     live = [m["name"] for m in models if m["live"]]
     st.session_state["train_watch"] = (live or ["default" if "default" in names else names[0]])[0]
 watch = st.selectbox("Watch model", names, key="train_watch",
                      help="Running and finished runs are found from the files in the model's folder.")
+query.publish("train_watch")
+
+
+def _demonstrates_divergence(model_dir) -> bool:
+    """The run applied the seed's opposite L2 on purpose (the Demonstration box)."""
+    try:
+        cfg = runs.read_config(model_dir) or {}
+    except ValueError:
+        return False
+    return cfg.get("preset") == "seed" and bool(cfg.get("apply_regularizers"))
+
+
+def _continue(name: str, model_dir, remaining: int) -> None:
+    """A new incremental run from the stopped model, in place (its lineage goes to runs.jsonl)."""
+    try:
+        pid = runs.start_training(model_dir, overrides={"batches": remaining})
+    except storage.LockedError as exc:
+        st.error(str(exc), icon=":material/lock:")
+    except (RuntimeError, ValueError) as exc:
+        st.error(f"Training did not continue: {exc}")
+    else:
+        st.toast(f"Continuing {name} for {remaining:,} batches (process {pid}).", icon=":material/play_arrow:")
 
 
 def _number(value, fmt: str = ".3f") -> str:
@@ -171,6 +242,12 @@ def live_view(name: str) -> None:
                 st.toast(f"Asked {name} to stop after its current step.")
             if (model_dir / storage.STOP).exists():
                 st.caption("Stop requested: the run saves and ends after its current step.")
+        if state in ("stopped", "interrupted") and not status.get("live") and total > done:
+            remaining = total - done
+            if st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:",
+                         key="train_continue", type="primary",
+                         help="A new run from the stopped model, in place; the runs table records its parent."):
+                _continue(name, model_dir, remaining)
         if status.get("message") and state not in ("starting", "failed", "interrupted"):
             st.caption(status["message"])
         last = status.get("last") or {}
@@ -182,7 +259,11 @@ def live_view(name: str) -> None:
             m[3].metric("Discriminator balanced accuracy", _number(last.get("d_balanced_accuracy")))
 
     failure = runs.last_failure(model_dir)  # at any moment, from the run's files
-    if failure is not None:
+    if failure is not None and _demonstrates_divergence(model_dir):
+        st.info(f"Diverged, as the demonstration expects: {failure['message'].rstrip('.')}. The original code never "
+                "applied its opposite L2; the seed preset without the demonstration box trains as it did.",
+                icon=":material/science:")
+    elif failure is not None:
         st.error(failure["message"], icon=":material/error:")
         with st.expander("train.log (last lines)"):
             st.code(failure["log"] or "(empty)")
@@ -193,6 +274,7 @@ def live_view(name: str) -> None:
     bottom = st.columns(2)
     bottom[0].altair_chart(charts.lift_chart(history), width="stretch")
     bottom[1].altair_chart(charts.balanced_accuracy_chart(history), width="stretch")
+    st.altair_chart(charts.sieve_heatmap(history), width="stretch")
 
     st.markdown("**Past runs** (newest first; parent = the model and run it started from)")
     table = runs.read_runs(model_dir)

@@ -1,0 +1,84 @@
+"""Exact prime counts to 10^18: primecount where it wins, the sieves where they win, a cost
+model that refuses (or marks estimated bins) instead of running for hours."""
+
+import json
+
+import pytest
+import sympy
+
+from optimus import limits
+from optimus import primes as P
+from optimus.cli import main
+
+
+@pytest.mark.parametrize("lo, hi, bins, log", [(0, 1000, 7, False), (1, 10**6, 9, True), (999_000, 1_000_000, 3, False)])
+def test_counts_match_sympy_on_small_ranges(lo, hi, bins, log):
+    t = P.density_table(lo, hi, bins, log)
+    assert all(r["exact"] for r in t["rows"]) and t["estimated_bins"] == 0
+    for r in t["rows"]:
+        assert r["count"] == sympy.primepi(r["hi"]) - sympy.primepi(r["lo"] - 1)
+
+
+def test_known_values_above_the_old_limit():
+    assert P.prime_pi(10**12) == 37607912018
+    assert P.count_primes(10**12 + 1, 10**12 + 10**5) == sum(
+        sympy.isprime(n) for n in range(10**12 + 1, 10**12 + 10**5 + 1))
+
+
+@pytest.mark.slow
+def test_pi_10_15():
+    assert P.prime_pi(10**15) == 29844570422669
+
+
+@pytest.mark.slow
+def test_pi_10_18():  # about 45 s on 2 cores: the largest count the project promises
+    assert P.prime_pi(10**18) == 24739954287740860
+
+
+def test_costly_requests_are_refused_up_front_with_an_estimate():
+    with pytest.raises(ValueError, match=r"would take about [\d,]+ s \(limit 60 s\)"):
+        P.density_table(1, 10**18, 100, True)
+    with pytest.raises(ValueError, match=r"prime_pi: counting exactly would take about"):
+        P.prime_pi(10**18, max_seconds=1)
+    assert P.count_seconds([10**18]) > P.count_seconds([10**15]) > P.count_seconds([10**12])
+
+
+def test_estimated_bins_are_marked_never_silent():
+    t = P.density_table(1, 10**17, 17, True, max_seconds=0.5, estimate=True)
+    flags = [r["exact"] for r in t["rows"]]
+    assert t["estimated_bins"] == flags.count(False) > 0 and flags[0]
+    exact_rows = [r for r in t["rows"] if r["exact"]]
+    for r in exact_rows[:8]:  # the low bins are true counts
+        if r["hi"] < 10**7:
+            assert r["count"] == sympy.primepi(r["hi"]) - sympy.primepi(r["lo"] - 1)
+    top = t["rows"][-1]
+    assert not top["exact"] and top["count"] == pytest.approx(top["expected_li"], abs=1)
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_density_beyond_10_10(capsys):
+    code, out, _ = run(capsys, "density", "--lo", 10**11, "--hi", 10**12, "--bins", 3, "--json")
+    assert code == 0
+    t = json.loads(out)
+    assert t["total"] == 37607912018 - 4118054813 and t["estimated_bins"] == 0
+
+
+def test_cli_density_estimate_is_labelled(capsys):
+    code, out, _ = run(capsys, "density", "--lo", 1, "--hi", 10**17, "--bins", 10, "--log",
+                       "--max-seconds", "0.3", "--estimate")
+    assert code == 0 and "(est.)" in out and "li(x) estimates" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--lo", 1, "--hi", 10**18, "--bins", 200, "--log"], "would take about"),
+    (["--lo", 1, "--hi", 10**18 + 1], f"<= {limits.MAX_DENSITY_HI}"),
+    (["--lo", 5, "--hi", 1], "lo > hi"),
+])
+def test_cli_density_bad_input(capsys, argv, needle):
+    code, out, err = run(capsys, "density", *argv)
+    assert code != 0 and out == "" and needle in err and len(err.strip().splitlines()) == 1

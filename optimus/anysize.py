@@ -93,6 +93,32 @@ def size_range(digits: int | None = None, bits: int | None = None,
     return lo, hi, f"[{_short(lo)}, {_short(hi)}]"
 
 
+def parse_integer(name: str, text: str) -> int:
+    """A non-negative integer typed by a person: digits (with _ , or spaces between groups),
+    or exactly 10**18, 10^18, 1e18, 2**4096 style; ValueError naming `name` otherwise."""
+    t = str(text).strip().replace("_", "").replace(",", "").replace(" ", "")
+    try:
+        if len(t) > 5000:
+            raise ValueError
+        for op in ("**", "^"):
+            if op in t:
+                base, exp = t.split(op, 1)
+                if not (base.isdigit() and exp.isdigit()) or int(exp) > 20_000:
+                    raise ValueError
+                return int(base) ** int(exp)
+        if "e" in t.lower():
+            mant, exp = t.lower().split("e", 1)
+            if not (mant.isdigit() and exp.isdigit()) or int(exp) > 5000:
+                raise ValueError
+            return int(mant) * 10 ** int(exp)
+        if not t.isdigit():
+            raise ValueError
+        return int(t)
+    except ValueError:
+        shown = text if len(str(text)) <= 40 else str(text)[:40] + "..."
+        raise ValueError(f"{name}: {shown!r} is not a whole number >= 0 (write digits, 10**18 or 1e18)") from None
+
+
 def _whole(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ValueError(f"{name} must be a whole number, got {value!r}")

@@ -887,11 +887,26 @@ def _lucy_cost(x: int) -> float:
 
 @functools.cache
 def _primecount():
-    """primecountpy's prime_pi, or None when the wheel is not installed."""
-    try:
-        from primecountpy import prime_pi as pc_pi
-    except ImportError:
-        return None
+    """primecountpy's prime_pi, or None when the wheel is not installed.
+
+    primecountpy imports cysignals, whose initialisation installs signal handlers, which Python
+    allows only in the main thread: imported first from a Streamlit page (a script thread) it
+    raises "signal only works in main thread". There the import runs with signal.signal made a
+    no-op; the only loss is that Ctrl-C cannot interrupt a count running in that thread.
+    """
+    import signal
+
+    with _lock:
+        in_main = threading.current_thread() is threading.main_thread()
+        real = signal.signal
+        if not in_main:
+            signal.signal = lambda *args, **kwargs: signal.SIG_DFL
+        try:
+            from primecountpy import prime_pi as pc_pi
+        except ImportError:
+            return None
+        finally:
+            signal.signal = real
     return pc_pi
 
 

@@ -263,3 +263,72 @@ def test_cli_sample_digits_in_a_new_process():
     rows = json.loads(out.stdout)["samples"]
     assert [len(bin(int(r["n"]))) - 2 for r in rows] == [300] * 3
     assert all(sympy.isprime(int(r["n"])) for r in rows)
+
+
+# --- the Sample page ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory):
+    import os
+
+    from optimus import runs
+    from tests.helpers import shipped_or_tiny_models
+
+    root = shipped_or_tiny_models(tmp_path_factory.mktemp("models"))
+    old = os.environ.get(runs.MODELS_ENV)
+    os.environ[runs.MODELS_ENV] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop(runs.MODELS_ENV, None)
+    else:
+        os.environ[runs.MODELS_ENV] = old
+
+
+def sample_page(**params):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "optimus" / "pages" / "sample.py"), default_timeout=180)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    return at.run()
+
+
+def test_sample_page_digits_50_from_the_link(models_root):
+    at = sample_page(digits=50, count=20, seed=3)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.radio(key="size").value == "digits" and at.number_input(key="digits").value == 50
+    table = at.dataframe[0].value
+    assert len(table) == 20 and (table["n"].str.len() == 50).all() and table["is_prime"].all()
+    assert all(sympy.isprime(int(n)) for n in table["n"])
+    assert set(table["certainty"]) == {A.CERT_PROBABLE} and table["d_prob"].isna().all()
+    assert "2^53" in " ".join(c.value for c in at.caption)
+    assert at.code and at.code[0].value.split("\n") == list(table["n"])
+    assert at.download_button[0].label == "Download CSV"
+    assert [m.label for m in at.metric][:3] == ["Primes", "Tests per prime", "Random odd needs"]
+    # the view is in the URL: the same link reproduces it
+    link = {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()}
+    assert link["digits"] == "50" and link["seed"] == "3" and link["size"] == "digits"
+    again = sample_page(**link)
+    assert list(again.dataframe[0].value["n"]) == list(table["n"])
+
+
+def test_sample_page_range_with_vetting(models_root):
+    at = sample_page(size="range", lo="1000000", hi="10**7", count=30, vet="true")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert len(table) == 30 and table["n"].map(lambda n: 10**6 <= int(n) <= 10**7).all()
+    assert table["d_prob"].between(0, 1).all() and set(table["certainty"]) == {A.CERT_PROVEN}
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(size="range", lo="10", hi="5"), "lo > hi"),
+    (dict(size="range", lo="ten", hi="5"), "not a whole number"),
+    (dict(size="range", lo="24", hi="28", primes="true"), "no odd prime"),
+    (dict(digits=1000, count=5000), "would take about"),
+    (dict(bits=300, vet="true"), "below 2^53"),
+    (dict(digits=2), "not valid"),
+])
+def test_sample_page_bad_input_is_an_error(models_root, params, message):
+    at = sample_page(**params)
+    assert not at.exception
+    assert message in " | ".join(e.value for e in at.error)

@@ -82,3 +82,70 @@ def test_cli_density_estimate_is_labelled(capsys):
 def test_cli_density_bad_input(capsys, argv, needle):
     code, out, err = run(capsys, "density", *argv)
     assert code != 0 and out == "" and needle in err and len(err.strip().splitlines()) == 1
+
+
+# --- the Prime density page ---------------------------------------------------------------------
+
+def density_page(**params):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.helpers import REPO
+
+    at = AppTest.from_file(str(REPO / "optimus" / "pages" / "density.py"), default_timeout=180)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    return at.run()
+
+
+def test_density_page_to_10_12_from_the_link():
+    at = density_page(lo=1, hi=10**12, bins=12, spacing="log")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.metric[0].value == f"{37607912018:,}"
+    assert at.text_input(key="hi").value == str(10**12) and at.radio(key="spacing").value == "log"
+    link = {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()}
+    assert link["hi"] == str(10**12) and link["bins"] == "12"
+
+
+def test_density_page_refuses_or_marks_estimates(monkeypatch):
+    at = density_page(lo=1, hi="10**18", bins=200, spacing="log")
+    assert not at.exception and "would take about" in " ".join(e.value for e in at.error)
+    monkeypatch.setattr(limits, "MAX_COUNT_SECONDS", 0.5)  # a budget this test can afford
+    at = density_page(lo=1, hi="1e17", bins=21, spacing="log", estimate="true")
+    assert not at.exception and not at.error
+    assert "li(x) estimates" in at.warning[0].value and at.metric[0].value.startswith("~")
+    assert not at.dataframe[0].value["exact"].all()
+
+
+def test_density_page_overlays_a_model_beyond_its_band(tmp_path):
+    import os
+
+    from optimus import runs
+    from tests.helpers import shipped_or_tiny_models
+
+    root = shipped_or_tiny_models(tmp_path / "models")
+    old = os.environ.get(runs.MODELS_ENV)
+    os.environ[runs.MODELS_ENV] = str(root)
+    try:
+        at = density_page(lo="10**12", hi="10**15", bins=6, spacing="log")
+        [s for s in at.selectbox if s.label.startswith("Overlay")][0].set_value("default")
+        at.run()
+    finally:
+        if old is None:
+            os.environ.pop(runs.MODELS_ENV, None)
+        else:
+            os.environ[runs.MODELS_ENV] = old
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("learned sieve sampling at this size" in c.value for c in at.caption)
+
+
+def test_primecount_from_a_thread_in_a_new_process():
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    code = ("import threading\nfrom optimus import primes\nout = []\n"
+            "t = threading.Thread(target=lambda: out.append(primes.prime_pi(10**12)))\n"
+            "t.start(); t.join(); print(out)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.stdout.strip() == "[37607912018]", res.stderr

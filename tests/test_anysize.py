@@ -332,3 +332,20 @@ def test_sample_page_bad_input_is_an_error(models_root, params, message):
     at = sample_page(**params)
     assert not at.exception
     assert message in " | ".join(e.value for e in at.error)
+
+
+def test_window_logits_fast_tables_equal_the_contract_and_fall_back_when_not_additive():
+    s = LearnedSieve(SIEVE_PRIMES, np.random.default_rng(0).normal(size=int(SIEVE_PRIMES.sum())), 32)
+    starts = [10**120 + 2 * k + 1 for k in range(0, 10**5, 997)]
+    r0 = A.residues(starts, SIEVE_PRIMES)
+    steps = 2 * np.arange(256)
+    direct = s.logits((r0[:, None, :] + steps[None, :, None]) % SIEVE_PRIMES)  # the contract, by hand
+    assert np.allclose(A._window_logits(s, starts, r0, 256), direct, rtol=0, atol=1e-9)
+
+    class Squared(LearnedSieve):  # a sieve whose logit is not a sum over primes
+        def logits(self, residues):
+            return super().logits(residues) ** 2
+
+    q = Squared(SIEVE_PRIMES, s._scores, 32)
+    assert A._additive_tables(q, 64) is None
+    assert np.allclose(A._window_logits(q, starts, r0, 64), direct[:, :64] ** 2, rtol=1e-12)

@@ -469,20 +469,18 @@ def tests_per_prime_chart(summary: dict) -> alt.Chart:
         "saved": [0.0, random_odd - learned, random_odd - summary["sieve_tests_per_prime"]],
         "kind": [f"expected{note}", "measured", f"expected{note}"],
     })
-    bars = (
+    saved = random_odd - learned
+    return (
         alt.Chart(data)
-        .mark_bar()
+        .mark_bar(size=22)
         .encode(
             x=alt.X("tests:Q", title="primality tests per prime found"),
-            y=alt.Y("method:N", sort=list(TESTS_SERIES), title=None),
+            y=alt.Y("method:N", sort=list(TESTS_SERIES), title=None, axis=alt.Axis(labelLimit=220)),
             color=alt.Color("method:N", legend=None, scale=alt.Scale(
                 domain=list(TESTS_SERIES), range=[CHANCE_COLOR, MODEL_COLORS["default"], "#2a9d8f"])),
             tooltip=["method:N", alt.Tooltip("tests:Q", format=",.1f"),
                      alt.Tooltip("saved:Q", format=",.1f", title="tests saved vs random"), "kind:N"],
         )
+        .properties(title=f"Tests per prime: the learned sieve saves {saved:,.1f} of {random_odd:,.1f}",
+                    width=WIDTH, height=alt.Step(34))
     )
-    text = bars.mark_text(align="left", dx=4).encode(text=alt.Text("tests:Q", format=",.1f"), color=alt.value("#333"))
-    saved = random_odd - learned
-    return alt.layer(bars, text).properties(
-        title=f"Tests per prime: the learned sieve saves {saved:,.1f} of {random_odd:,.1f}",
-        width=WIDTH, height=120)

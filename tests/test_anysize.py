@@ -349,3 +349,16 @@ def test_window_logits_fast_tables_equal_the_contract_and_fall_back_when_not_add
     q = Squared(SIEVE_PRIMES, s._scores, 32)
     assert A._additive_tables(q, 64) is None
     assert np.allclose(A._window_logits(q, starts, r0, 64), direct[:, :64] ** 2, rtol=1e-12)
+
+
+def test_tests_per_prime_chart():
+    from optimus import charts
+
+    lo, hi, _ = A.size_range(digits=40)
+    summary = A.sample_any(sieve(), lo, hi, 20, seed=1, primes_only=True).summary
+    spec = charts.tests_per_prime_chart(summary).to_dict()
+    values = spec["datasets"][next(iter(spec["datasets"]))]
+    assert [v["method"] for v in values] == list(charts.TESTS_SERIES)
+    assert values[1]["tests"] == summary["tests_per_prime"] and "saves" in spec["title"]
+    empty = charts.tests_per_prime_chart({**summary, "tests_per_prime": None}).to_dict()
+    assert "no prime found" in str(empty)

@@ -86,7 +86,7 @@ if size != "band":
                 help=f"Trial division by the same {summary['sieve_primes']} primes (<= {summary['sieve_max_prime']}) first.")
     m[4].metric("Lift", f"{summary['lift']:.2f}x", help="Hit rate / odd-prime density; the classic sieve reaches "
                 f"{summary['sieve_lift']:.2f}x.")
-    st.caption(" ".join(anysize.summary_lines(summary)[:1]) + f" Certainty: {summary['certainty']}.")
+    st.caption(f"{anysize.summary_lines(summary)[0]}. Certainty: {summary['certainty']}.")
     st.altair_chart(charts.tests_per_prime_chart(summary), width="stretch")
     if summary["d_prob_note"]:
         st.caption(summary["d_prob_note"] + ".")

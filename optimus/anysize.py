@@ -451,6 +451,9 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
     first, odd = _odd_span(lo, hi)
     if odd == 0:
         raise ValueError(f"[{_short(lo)}, {_short(hi)}] contains no odd integer")
+    if vet is not None and not primes_only:
+        raise ValueError("discriminator vetting works with primes only: it decides which picks "
+                         "to test, and without --primes-only every pick is tested and shown")
     if vet is not None and hi >= primes.EXACT_LIMIT:
         raise ValueError("discriminator vetting needs hi < 2^53: the discriminator reads n "
                          "exactly only below 2^53")

@@ -163,7 +163,8 @@ def test_log_placement_spreads_over_decades():
     (dict(lo=100, hi=999, count=100, primes_only=True), "at most 71"),
     (dict(lo=10**1000, hi=10**1001, count=5000, primes_only=True), "would take about"),
     (dict(lo=100, hi=999, count=0), "between 1 and"),
-    (dict(lo=10**20, hi=10**21, count=5, vet=lambda n: n), r"below 2\^53"),
+    (dict(lo=10**20, hi=10**21, count=5, vet=lambda n: n, primes_only=True), r"below 2\^53"),
+    (dict(lo=10**6, hi=10**7, count=5, vet=lambda n: n), "primes only"),
 ])
 def test_sampler_refuses(args, message):
     with pytest.raises(ValueError, match=message):
@@ -240,7 +241,8 @@ def test_cli_evaluate_at_digits(capsys, model_dir):
     (["--digits", "5", "--bits", "20"], "not allowed with"),
     (["--digits", "3", "--primes-only", "-n", "100"], "at most 71"),
     (["--digits", "1000", "--primes-only", "-n", "2000"], "would take about"),
-    (["--digits", "30", "--vet"], "below 2^53"),
+    (["--digits", "30", "--vet", "--primes-only"], "below 2^53"),
+    (["--digits", "9", "--vet"], "primes only"),
     (["--primes-only"], "need --digits"),
     (["--digits", "5", "-n", str(limits.MAX_SAMPLES + 1)], "between 1 and"),
 ])
@@ -313,11 +315,12 @@ def test_sample_page_digits_50_from_the_link(models_root):
 
 
 def test_sample_page_range_with_vetting(models_root):
-    at = sample_page(size="range", lo="1000000", hi="10**7", count=30, vet="true")
+    at = sample_page(size="range", lo="1000000", hi="10**7", count=30, vet="true", primes="true")
     assert not at.exception and not at.error, [e.value for e in at.error]
     table = at.dataframe[0].value
     assert len(table) == 30 and table["n"].map(lambda n: 10**6 <= int(n) <= 10**7).all()
     assert table["d_prob"].between(0, 1).all() and set(table["certainty"]) == {A.CERT_PROVEN}
+    assert table["n"].map(lambda n: sympy.isprime(int(n))).all()
 
 
 @pytest.mark.parametrize("params, message", [
@@ -325,7 +328,7 @@ def test_sample_page_range_with_vetting(models_root):
     (dict(size="range", lo="ten", hi="5"), "not a whole number"),
     (dict(size="range", lo="24", hi="28", primes="true"), "no odd prime"),
     (dict(digits=1000, count=5000), "would take about"),
-    (dict(bits=300, vet="true"), "below 2^53"),
+    (dict(bits=300, vet="true", primes="true"), "below 2^53"),
     (dict(digits=2), "not valid"),
 ])
 def test_sample_page_bad_input_is_an_error(models_root, params, message):
@@ -362,3 +365,16 @@ def test_tests_per_prime_chart():
     assert values[1]["tests"] == summary["tests_per_prime"] and "saves" in spec["title"]
     empty = charts.tests_per_prime_chart({**summary, "tests_per_prime": None}).to_dict()
     assert "no prime found" in str(empty)
+
+
+@pytest.mark.slow
+def test_bench_anysize_quick_json(capfd):
+    code = main(["bench", "anysize", "--quick", "--json"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    r = json.loads(out)["anysize"]
+    for name in ("100_digits", "2048_bits"):
+        x = r[name]
+        assert x["all_prime"] and x["vs_randprime"] > 0 and x["vs_bpsw_loop"] > 0 and isinstance(x["met"], bool)
+        assert x["sieve_tests_per_prime"] < x["random_odd_tests_per_prime"]
+    assert all(row["agree"] for row in r["bpsw_us_per_test"].values())

@@ -304,7 +304,7 @@ class AnySizeResult:
 
     values: list[int]
     is_prime: np.ndarray
-    tests: np.ndarray  # candidates tested per output row (primes-only: per prime found so far)
+    tests: np.ndarray  # candidates tested per output row (primes-only: since the previous prime)
     summary: dict = field(default_factory=dict)
 
     def certainties(self) -> list[str]:
@@ -318,8 +318,7 @@ def _odd_span(lo: int, hi: int) -> tuple[int, int]:
     return first, count
 
 
-def _place(rng: random.Random, first: int, slots: int, size: int, placement: str,
-           lo: int, hi: int) -> list[int]:
+def _place(rng: random.Random, first: int, slots: int, size: int, placement: str) -> list[int]:
     """`size` window starts: odd first + 2k for k uniform in [0, slots) (or log-uniform n)."""
     if placement == "uniform":
         return [first + 2 * rng.randrange(slots) for _ in range(size)]
@@ -459,6 +458,9 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
                          "exactly only below 2^53")
     max_seconds = limits.MAX_SAMPLE_SECONDS if max_seconds is None else max_seconds
     density, exact = odd_prime_density(max(lo, 3), hi) if hi >= 3 else (0.0, True)
+    if not exact and odd < 10**6 and odd * seconds_per_test(hi.bit_length()) < 1.0:
+        # a narrow range of big numbers: test every odd integer in it rather than estimate
+        density, exact = float(is_prime_any(range(first, hi + 1, 2)).sum()) / odd, True
     expected_primes = density * odd if odd < 2**1000 else math.inf
     if primes_only:
         if exact and expected_primes < 0.5:
@@ -500,7 +502,7 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
             batch = int(min(max(need / rate * 1.2, 16), 4096))
         else:
             batch = need
-        starts = _place(rng, first, slots, batch, placement, lo, hi)
+        starts = _place(rng, first, slots, batch, placement)
         windows += batch
         r0 = residues(starts, sieve.primes)
         logits = _window_logits(sieve, starts, r0, width)
@@ -566,7 +568,8 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
         "sieve_tests_per_prime": sieve_tests,
         "density_exact": exact,
         "odd_prime_density": density,
-        "density_source": "exact count (primecount)" if exact else "estimate: (li(hi) - li(lo)) / odd integers",
+        "density_source": ("estimate: (li(hi) - li(lo)) / odd integers" if not exact else
+                           "exact count (primecount)" if hi <= EXACT_COUNT_HI else "exact count (every odd integer tested)"),
         "sieve_primes": int(sieve.primes.size),
         "sieve_max_prime": int(sieve.primes.max()) if sieve.primes.size else 0,
         "sieve_survivor_share": share,

@@ -159,6 +159,8 @@ def test_log_placement_spreads_over_decades():
 
 @pytest.mark.parametrize("args, message", [
     (dict(lo=24, hi=28, count=1, primes_only=True), "holds no odd prime"),
+    (dict(lo=10**100 + 1000, hi=10**100 + 1200, count=1, primes_only=True), "holds no odd prime"),  # 10^100 + 267 is next
+    (dict(lo=10**100 + 200, hi=10**100 + 300, count=2, primes_only=True), "at most 0"),
     (dict(lo=4, hi=4, count=1), "no odd integer"),
     (dict(lo=100, hi=999, count=100, primes_only=True), "at most 71"),
     (dict(lo=10**1000, hi=10**1001, count=5000, primes_only=True), "would take about"),

@@ -810,13 +810,166 @@ def _format_app_load(r: dict) -> list[str]:
     ]
 
 
+# --- primes of any size --------------------------------------------------------------------------
+
+ANYSIZE_TARGETS = {"100_digits": (1000, 2.0), "2048_bits": (10, 5.0)}  # primes, seconds
+
+
+def _shipped_sieve():
+    """models/default's learned sieve (what a user samples with), and where it came from."""
+    from pathlib import Path
+
+    from optimus import anysize
+    from optimus.evaluation import load_models
+
+    path = Path(__file__).resolve().parent.parent / "models" / "default"
+    try:
+        return anysize.model_sieve(load_models(path)), str(path)
+    except (OSError, ValueError) as exc:  # no shipped model here: the same prime set, avoiding residue 0
+        from optimus.sampling import LearnedSieve
+
+        primes_ = np.array([3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97])
+        scores = np.concatenate([np.where(np.arange(p) == 0, -8.0, 0.0) for p in primes_.tolist()])
+        return LearnedSieve(primes_, scores, 32), f"a stand-in sieve ({exc})"
+
+
+def _random_odd_bpsw(lo: int, hi: int, count: int, rng, test) -> list[int]:
+    """The plain reference: random odd candidates in [lo, hi] until `count` pass `test`."""
+    found = []
+    while len(found) < count:
+        n = rng.randrange(lo, hi + 1) | 1
+        if n <= hi and test(n):
+            found.append(n)
+    return found
+
+
+def bench_anysize(quick: bool = False) -> dict:
+    """Verified primes of 100 digits and of 2048 bits with the learned sieve, per prime, against
+    sympy.randprime and random-odd + BPSW loops (sympy.isprime, and our own BPSW, whose gcd
+    trial division makes most random candidates cheap to reject) in the same run; and the BPSW implementations
+    (ours: gcd trial division + gmpy2 strong base-2 + strong Lucas; gmpy2.is_bpsw_prp,
+    gmpy2.is_strong_bpsw_prp, sympy.isprime) on the same random odd integers.
+
+    quick: fewer reference primes (the learned sieve's counts stay the targets')."""
+    import random
+
+    import gmpy2
+    import sympy
+
+    from optimus import anysize
+
+    sieve, source = _shipped_sieve()
+    rng = random.Random(SEED)
+    results: dict = {"quick": quick, "sieve": source, "sieve_primes": int(sieve.primes.size)}
+    for name, (lo, hi) in (("100_digits", (10**99, 10**100 - 1)), ("2048_bits", (2**2047, 2**2048 - 1))):
+        count, target = ANYSIZE_TARGETS[name]
+        anysize.sample_any(sieve, lo, hi, 2, seed=SEED, primes_only=True)  # warm-up: tables, imports
+        ours_s, res = _best_time(lambda lo=lo, hi=hi, count=count: anysize.sample_any(
+            sieve, lo, hi, count, seed=SEED, primes_only=True), 1 if quick or name == "2048_bits" else 2)
+        refs = (max(count // 20, 2) if quick else max(count // 4, 5)) if name == "100_digits" else (2 if quick else 5)
+        randprime_s, got = _best_time(lambda lo=lo, hi=hi, refs=refs: [sympy.randprime(lo, hi + 1) for _ in range(refs)], 1)
+        loop_s, _ = _best_time(lambda lo=lo, hi=hi, refs=refs: _random_odd_bpsw(lo, hi, refs, rng, sympy.isprime), 1)
+        ours_loop_s, _ = _best_time(lambda lo=lo, hi=hi, refs=refs: _random_odd_bpsw(lo, hi, refs, rng, anysize.bpsw), 1)
+        per = ours_s / count
+        results[name] = {
+            "primes": count, "seconds": ours_s, "per_prime_s": per, "target_s": target, "met": ours_s <= target,
+            "tests_per_prime": res.summary["tests_per_prime"],
+            "random_odd_tests_per_prime": res.summary["random_odd_tests_per_prime"],
+            "sieve_tests_per_prime": res.summary["sieve_tests_per_prime"],
+            "all_prime": bool(all(gmpy2.is_prime(v, 25) for v in res.values)),
+            "randprime_per_prime_s": randprime_s / refs, "bpsw_loop_per_prime_s": loop_s / refs,
+            "our_bpsw_loop_per_prime_s": ours_loop_s / refs, "reference_primes": refs,
+            "vs_randprime": randprime_s / refs / per, "vs_bpsw_loop": loop_s / refs / per,
+            "vs_our_bpsw_loop": ours_loop_s / refs / per,
+        }
+        results[name]["met"] &= results[name]["vs_randprime"] >= 1 and results[name]["vs_bpsw_loop"] >= 1
+    # which BPSW: per-test time on the same random odd integers, and agreement
+    tests: dict = {}
+    for bits, size in ((332, 400 if quick else 2000), (2048, 40 if quick else 200)):
+        values = [rng.getrandbits(bits) | 1 | (1 << (bits - 1)) for _ in range(size)]
+        values += [int(gmpy2.next_prime(v)) for v in values[: size // 20]]
+        row, verdicts = {}, {}
+        for label, func in (("ours", anysize.bpsw), ("gmpy2.is_bpsw_prp", gmpy2.is_bpsw_prp),
+                            ("gmpy2.is_strong_bpsw_prp", gmpy2.is_strong_bpsw_prp), ("sympy.isprime", sympy.isprime)):
+            sec, out = _best_time(lambda func=func, values=values: [bool(func(v)) for v in values], 1)
+            row[label] = sec / len(values) * 1e6
+            verdicts[label] = out
+        row["agree"] = len({tuple(v) for v in verdicts.values()}) == 1
+        tests[f"{bits}_bits_us"] = row
+    results["bpsw_us_per_test"] = tests
+    results["met"] = all(results[k]["met"] for k in ANYSIZE_TARGETS)
+    return results
+
+
+def _format_anysize(r: dict) -> list[str]:
+    lines = [f"  learned sieve: {r['sieve']} ({r['sieve_primes']} primes)"]
+    for name, shown in (("100_digits", "100-digit"), ("2048_bits", "2048-bit")):
+        x = r[name]
+        lines.append(f"  {x['primes']:,} verified {shown} primes: {x['seconds']:.2f} s (target <= {x['target_s']:g} s), "
+                     f"{x['per_prime_s'] * 1e3:.2f} ms per prime; sympy.randprime {x['randprime_per_prime_s'] * 1e3:.2f} ms "
+                     f"({x['vs_randprime']:.1f}x), random odd + sympy.isprime (BPSW) {x['bpsw_loop_per_prime_s'] * 1e3:.2f} ms "
+                     f"({x['vs_bpsw_loop']:.1f}x; references over {x['reference_primes']} primes): {_met(x['met'])}")
+        lines.append(f"    random odd + our BPSW (gcd trial division first) {x['our_bpsw_loop_per_prime_s'] * 1e3:.2f} ms "
+                     f"({x['vs_our_bpsw_loop']:.1f}x)")
+        lines.append(f"    tests per prime: learned {x['tests_per_prime']:.1f}, random odd {x['random_odd_tests_per_prime']:.1f}, "
+                     f"classic sieve {x['sieve_tests_per_prime']:.1f}")
+    for size, row in r["bpsw_us_per_test"].items():
+        shown = ", ".join(f"{k} {v:.1f} us" for k, v in row.items() if k != "agree")
+        lines.append(f"  BPSW per test, {size.split('_')[0]}-bit random odd: {shown} (agree: {row['agree']})")
+    return lines
+
+
+# --- prime counting: primecount against the hand-written routines ---------------------------------
+
+
+def bench_count(quick: bool = False) -> dict:
+    """pi(x) by primecount, by Lucy's algorithm (hand-written, vectorised) and by the sieve
+    lookup, cold, at the same x; and 100 log bins to 10^12 and 10^15 as density_table counts them.
+
+    quick: Lucy only to 10^10, primecount to 10^14."""
+    from optimus import primes
+
+    primes.ensure_sieve()
+    pc = primes._primecount()
+    out: dict = {"quick": quick, "primecount": pc is not None, "pi": {}}
+    top = 14 if quick else 16
+    for e in range(9, top + 1):
+        x = 10**e
+        row = {}
+        if pc is not None:
+            row["primecount_s"], v1 = _best_time(lambda x=x: int(pc(x)), 1 if e > 13 else 3)
+        if e <= (10 if quick else 11):
+            row["lucy_s"], v2 = _best_time(lambda x=x: primes._pi_lucy(x), 1)
+            if pc is not None:
+                row["agree"] = v1 == v2
+        if x < primes.SIEVE_LIMIT:
+            row["sieve_lookup_s"], _ = _best_time(lambda x=x: primes._pi_big(x), 3)
+        out["pi"][f"1e{e}"] = row
+    for label, hi in (("1e12", 10**12), ("1e15", 10**15)):
+        primes.clear_count_cache()
+        out[f"bins100_{label}_s"], _ = _best_time(lambda hi=hi: primes.binned_prime_counts(1, hi, 100, log=True), 1)
+    return out
+
+
+def _format_count(r: dict) -> list[str]:
+    lines = ["  pi(x), cold:      primecount |       Lucy | sieve lookup"]
+    for label, row in r["pi"].items():
+        cells = [f"{row[k]:10.4f} s" if k in row else " " * 12 for k in ("primecount_s", "lucy_s", "sieve_lookup_s")]
+        ratio = f"  primecount {row['lucy_s'] / row['primecount_s']:.0f}x faster than Lucy" if "lucy_s" in row and "primecount_s" in row else ""
+        lines.append(f"    x = {label:>5}: {' | '.join(cells)}{ratio}")
+    lines.append(f"  100 log bins to 10^12: {r['bins100_1e12_s']:.3f} s; to 10^15: {r['bins100_1e15_s']:.2f} s")
+    return lines
+
+
 # --- registry and text ------------------------------------------------------------------------
 
 BENCHES = {"primes": bench_primes, "density": bench_density, "sample": bench_sample,
-           "train": bench_train, "app": bench_app, "app-load": bench_app_load}
+           "train": bench_train, "app": bench_app, "app-load": bench_app_load,
+           "anysize": bench_anysize, "count": bench_count}
 
 _FORMATTERS = {"primes": _format_primes, "density": _format_density, "sample": _format_sample,
-               "train": _format_train, "app": _format_app, "app-load": _format_app_load}
+               "train": _format_train, "app": _format_app, "app-load": _format_app_load,
+               "anysize": _format_anysize, "count": _format_count}
 
 
 def format_table(results: dict) -> str:

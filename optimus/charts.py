@@ -382,6 +382,9 @@ def density_chart(table: pd.DataFrame, measure: str = "count", log_x: bool = Fal
     width = width.astype("float64").where(width > 0, 1.0)
     divide = width if measure == "density" else 1.0
     data["exact (sympy / sieve)"] = table["count"] / divide
+    # bins the counting budget left to li(x) are drawn lighter and say so
+    data["count kind"] = (table["exact"].map({True: "exact", False: "li(x) estimate"})
+                          if "exact" in table.columns else "exact")
     data["x / ln x"] = table["expected_x_ln_x"] / divide
     data["li(x)"] = table["expected_li"] / divide
     data["mid"] = (data["bin_lo"] + data["bin_hi"]) / 2
@@ -389,15 +392,18 @@ def density_chart(table: pd.DataFrame, measure: str = "count", log_x: bool = Fal
     x_scale = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
     bars = (
         alt.Chart(data)
-        .mark_bar(opacity=0.35, color="#6c3bd1")
+        .mark_bar(color="#6c3bd1")
         .encode(
             x=alt.X("bin_lo:Q", title="x", scale=x_scale),
             x2="bin_hi:Q",
             y=alt.Y("exact (sympy / sieve):Q", title=y_title),
             y2=alt.datum(0),
+            opacity=alt.Opacity("count kind:N", title=None, scale=alt.Scale(
+                domain=["exact", "li(x) estimate"], range=[0.35, 0.12])),
             tooltip=[alt.Tooltip("bin_lo:Q", format=",.0f", title="from"),
                      alt.Tooltip("bin_hi:Q", format=",.0f", title="to"),
-                     alt.Tooltip("exact (sympy / sieve):Q", format=",.6g", title="exact"),
+                     alt.Tooltip("exact (sympy / sieve):Q", format=",.6g", title="count"),
+                     alt.Tooltip("count kind:N", title="count is"),
                      alt.Tooltip("x / ln x:Q", format=",.6g"), alt.Tooltip("li(x):Q", format=",.6g")],
         )
     )
@@ -525,4 +531,45 @@ def sieve_heatmap(history: pd.DataFrame) -> alt.Chart:
         )
         .properties(title="Learned preferences: multiples of p per batch (1 = chance, 0 = perfect sieve)",
                     width=WIDTH, height=alt.Step(11))
+    )
+
+
+# --- primes of any size ------------------------------------------------------------------
+
+
+TESTS_SERIES = ("random odd candidates", "learned sieve", "classic sieve (same primes)")
+
+
+def tests_per_prime_chart(summary: dict) -> alt.Chart:
+    """Primality tests per prime found: random odd candidates, the model's learned sieve and a
+    classic trial-division sieve by the same primes, with the tests the learned sieve saves.
+
+    `summary` is `optimus.anysize.sample_any(...).summary` (keys tests_per_prime,
+    random_odd_tests_per_prime, sieve_tests_per_prime, density_exact).
+    """
+    learned = summary.get("tests_per_prime")
+    if not learned:
+        return _empty("no prime found: no tests-per-prime figure")
+    random_odd = summary["random_odd_tests_per_prime"]
+    note = "" if summary.get("density_exact") else " (li(x) estimate)"
+    data = pd.DataFrame({
+        "method": list(TESTS_SERIES),
+        "tests": [random_odd, learned, summary["sieve_tests_per_prime"]],
+        "saved": [0.0, random_odd - learned, random_odd - summary["sieve_tests_per_prime"]],
+        "kind": [f"expected{note}", "measured", f"expected{note}"],
+    })
+    saved = random_odd - learned
+    return (
+        alt.Chart(data)
+        .mark_bar(size=22)
+        .encode(
+            x=alt.X("tests:Q", title="primality tests per prime found"),
+            y=alt.Y("method:N", sort=list(TESTS_SERIES), title=None, axis=alt.Axis(labelLimit=220)),
+            color=alt.Color("method:N", legend=None, scale=alt.Scale(
+                domain=list(TESTS_SERIES), range=[CHANCE_COLOR, MODEL_COLORS["default"], "#2a9d8f"])),
+            tooltip=["method:N", alt.Tooltip("tests:Q", format=",.1f"),
+                     alt.Tooltip("saved:Q", format=",.1f", title="tests saved vs random"), "kind:N"],
+        )
+        .properties(title=f"Tests per prime: the learned sieve saves {saved:,.1f} of {random_odd:,.1f}",
+                    width=WIDTH, height=alt.Step(34))
     )

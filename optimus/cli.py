@@ -118,22 +118,73 @@ def _run_train(a) -> int:
     return 0 if status["state"] in ("done", "stopped") else EXIT_FAILED
 
 
+def _add_size(p, what: str):
+    """--digits / --bits / --range: mutually exclusive sizes for the any-size sampler."""
+    from optimus import limits
+
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--digits", type=_int, help=f"{what} with D decimal digits ({limits.MIN_DIGITS}..{limits.MAX_DIGITS})")
+    g.add_argument("--bits", type=_int, help=f"{what} with B bits ({limits.MIN_BITS}..{limits.MAX_BITS})")
+    g.add_argument("--range", nargs=2, type=_int, metavar=("LO", "HI"),
+                   help=f"{what} in [LO, HI] (inclusive; decimal integers of any size below 2^{limits.MAX_BITS})")
+
+
+def _size_of(a):
+    """(lo, hi, label) from --digits/--bits/--range, or None when none is given."""
+    from optimus import anysize
+
+    if a.digits is None and a.bits is None and a.range is None:
+        return None
+    lo, hi = a.range if a.range else (None, None)
+    return anysize.size_range(digits=a.digits, bits=a.bits, lo=lo, hi=hi)
+
+
 def _add_sample(sub):
-    p = sub.add_parser("sample", help="sample odd integers from a model's generator")
+    p = sub.add_parser("sample", help="sample odd integers (or verified primes) from a model's generator")
     p.add_argument("--model-dir", required=True)
     p.add_argument("-n", type=_int, default=1000)
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--format", choices=("csv", "json"), default="csv")
+    _add_size(p, "sample numbers")
+    p.add_argument("--primes-only", action="store_true",
+                   help="N distinct verified primes, with tests per prime against random odd candidates and a classic sieve")
+    p.add_argument("--vet", action="store_true",
+                   help="the discriminator vets picks before the primality test (numbers below 2^53 only)")
+    p.add_argument("--placement", choices=("uniform", "log"), default="uniform",
+                   help="where windows of candidates are placed in the range")
+    p.add_argument("--output", help="write the CSV/JSON to this file (atomically) instead of stdout")
 
 
 def _run_sample(a) -> int:
+    from optimus import storage
     from optimus.evaluation import load_models, sample
 
-    df = sample(load_models(a.model_dir), a.n, a.seed)
-    if a.format == "csv":
-        sys.stdout.write(df.to_csv(index=False))
+    size = _size_of(a)
+    if size is None:
+        if a.primes_only or a.vet or a.placement != "uniform":
+            raise CliError("optimus sample: --primes-only, --vet and --placement need --digits, --bits or --range")
+        df = sample(load_models(a.model_dir), a.n, a.seed)
+        text = df.to_csv(index=False) if a.format == "csv" else df.to_json(orient="records") + "\n"
     else:
-        sys.stdout.write(df.to_json(orient="records") + "\n")
+        from optimus import anysize
+
+        lo, hi, label = size
+        df, summary = anysize.sample_models(load_models(a.model_dir), lo, hi, a.n, a.seed,
+                                            primes_only=a.primes_only, vet=a.vet, placement=a.placement)
+        summary["size"] = label
+        if a.format == "csv":
+            text = df.to_csv(index=False)
+            for line in [f"{label} numbers:", *anysize.summary_lines(summary)] + (
+                    [summary["d_prob_note"]] if summary["d_prob_note"] else []):
+                print(line, file=sys.stderr)
+        else:
+            rows = [{**r, "d_prob": None if r["d_prob"] != r["d_prob"] else r["d_prob"]}
+                    for r in df.to_dict(orient="records")]
+            text = json.dumps({"summary": summary, "samples": rows}, indent=1) + "\n"
+    if a.output:
+        storage.write_bytes(a.output, text.encode())
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -164,12 +215,16 @@ def _add_evaluate(sub):
     p.add_argument("--uniform-count", type=_int, default=20_000)
     p.add_argument("--json", action="store_true")
     p.add_argument("--save", action="store_true", help="also write evaluation.json into the model directory")
+    _add_size(p, "the generator's lift at numbers")
 
 
 def _run_evaluate(a) -> int:
     from optimus import storage
     from optimus.evaluation import evaluate
 
+    size = _size_of(a)
+    if size is not None:
+        return _evaluate_at(a, size)
     lo, hi = a.uniform_range or (None, None)
     res = evaluate(a.model_dir, a.n, a.seed, lo, hi, a.uniform_count)
     if a.save:
@@ -191,29 +246,61 @@ def _run_evaluate(a) -> int:
     return 0
 
 
+def _evaluate_at(a, size) -> int:
+    from optimus import anysize
+    from optimus.evaluation import load_models
+
+    if a.save or a.uniform_range:
+        raise CliError("optimus evaluate: --save and --uniform-range do not combine with --digits/--bits/--range")
+    lo, hi, label = size
+    res = anysize.evaluate_at(load_models(a.model_dir), lo, hi, a.n, a.seed)
+    res["size"] = label
+    if a.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    src = "exact" if res["baseline_exact"] else "li(x) estimate"
+    print(f"model {res['model_dir']} (preset {res['preset']}), generator at {label} numbers, {res['samples']:,} samples "
+          f"(windows of {res['window']} odd candidates placed uniformly, one Gumbel-max pick each):")
+    print(f"  hit rate {res['hit_rate']:.4f}  distinct {res['distinct_rate']:.4f}  distinct-prime {res['distinct_prime_rate']:.4f}")
+    print(f"  odd-prime density {res['baseline']:.6g} ({src})  lift {res['lift']:.2f}  "
+          f"(classic sieve by the same primes: {res['sieve_lift_ceiling']:.2f})")
+    print(f"  certainty: {res['certainty']}")
+    return 0
+
+
 def _add_density(sub):
     p = sub.add_parser("density", help="exact prime counts per bin with x/ln x and li(x)")
     p.add_argument("--lo", type=_int, required=True)
     p.add_argument("--hi", type=_int, required=True)
     p.add_argument("--bins", type=_int, default=10)
     p.add_argument("--log", action="store_true", help="log-spaced bins")
+    p.add_argument("--max-seconds", type=_float, help="refuse counts estimated to take longer (default: limits.MAX_COUNT_SECONDS)")
+    p.add_argument("--estimate", action="store_true",
+                   help="instead of refusing, count exactly what fits in --max-seconds and mark the other bins as li(x) estimates")
     p.add_argument("--json", action="store_true")
 
 
 def _run_density(a) -> int:
     from optimus.primes import density_table
 
-    table = density_table(a.lo, a.hi, a.bins, a.log)
+    table = density_table(a.lo, a.hi, a.bins, a.log, max_seconds=a.max_seconds, estimate=a.estimate)
     if a.json:
         print(json.dumps(table, indent=2))
         return 0
     rows = table["rows"]
-    print(f"{'lo':>14} {'hi':>14} {'primes':>11} {'density':>9} {'x/ln x':>12} {'li(x)':>12}")
+    width = max(14, len(f"{table['hi']:,}"))
+    print(f"{'lo':>{width}} {'hi':>{width}} {'primes':>18} {'density':>9} {'x/ln x':>20} {'li(x)':>20}")
     for r in rows:
-        print(f"{r['lo']:>14,} {r['hi']:>14,} {r['count']:>11,} {r['density']:>9.5f} "
-              f"{r['expected_x_ln_x']:>12,.1f} {r['expected_li']:>12,.1f}")
+        count = f"{r['count']:,}" if r["exact"] else f"~{r['count']:,} (est.)"
+        print(f"{r['lo']:>{width},} {r['hi']:>{width},} {count:>18} {r['density']:>9.5f} "
+              f"{r['expected_x_ln_x']:>20,.1f} {r['expected_li']:>20,.1f}")
+    if table["estimated_bins"]:
+        print(f"{table['estimated_bins']} of {table['bins']} bins are li(x) estimates (marked est.): "
+              f"counting them exactly was estimated to take {table['estimated_seconds']:,.0f} s")
     density = table["odd_prime_density"]
     shown = "undefined (no odd integer in range)" if density is None else f"{density:.6f}"
+    if density is not None and table["estimated_bins"]:
+        shown += " (includes estimated bins)"
     print(f"odd-prime density over [{a.lo:,}, {a.hi:,}]: {shown}")
     return 0
 

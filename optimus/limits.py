@@ -5,7 +5,14 @@ machine's memory or holding it for hours. The app shows them next to its widgets
 """
 
 EXACT_LIMIT = 2**53  # every integer below this is exact in float64, so in our pipelines
-MAX_DENSITY_HI = 10**10  # prime counting range
+MAX_DENSITY_HI = 10**18  # prime counting range (primecount: pi(10^18) in ~45 s on 2 cores)
+MAX_COUNT_SECONDS = 60.0  # estimated prime-counting time a density request may take
+MIN_DIGITS, MAX_DIGITS = 3, 1233  # any-size sampling: 1233 digits is the size of 4096 bits
+MIN_BITS, MAX_BITS = 10, 4096  # 4096-bit BPSW tests take ~5 ms each on this machine
+MAX_SAMPLE_SECONDS = 60.0  # estimated time an any-size sampling request may take
+# distinct primes asked for, as a share of the primes of the range: random distinct draws slow
+# down like a coupon collector near all of them
+MAX_PRIME_SHARE = 0.5
 MAX_BINS = 1_000
 MAX_SAMPLES = 100_000  # generator samples per request
 MAX_CLASSIFY = 100_000  # integers per classification request

@@ -69,7 +69,7 @@ def test_density_json(capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["density", "--lo", "10", "--hi", "5"], "lo"),
     (["density", "--lo", "-5", "--hi", "5"], ">= 0"),
-    (["density", "--lo", "1", "--hi", "1e11"], "10"),
+    (["density", "--lo", "1", "--hi", "1e19"], "10"),
     (["density", "--lo", "1", "--hi", "100", "--bins", "0"], "bins"),
     (["density", "--lo", "abc", "--hi", "100"], "not a whole number"),
     (["density", "--lo", "2.5", "--hi", "100"], "not a whole number"),

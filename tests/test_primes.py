@@ -317,7 +317,7 @@ def test_count_primes_up_to_1e10(big_sieve):
 @pytest.mark.parametrize("args,message", [
     ((5, 4), "count_primes: lo > hi (5 > 4)"),
     ((-1, 4), "count_primes: lo must be >= 0, got -1"),
-    ((0, 10**10 + 1), "count_primes: hi must be <= 10000000000, got 10000000001"),
+    ((0, 10**18 + 1), "count_primes: hi must be <= 1000000000000000000, got 1000000000000000001"),
     ((0.5, 4), "count_primes: lo must be an integer, got 0.5"),
 ])
 def test_count_primes_errors(args, message):
@@ -373,7 +373,7 @@ def test_binned_log_over_1e9_is_fast(big_sieve):
     ((0, 10, 0), "binned_prime_counts: bins must be >= 1, got 0"),
     ((0, 10**6, limits.MAX_BINS + 1), f"binned_prime_counts: bins must be <= {limits.MAX_BINS}, got {limits.MAX_BINS + 1}"),
     ((0, 9, 11), "binned_prime_counts: 11 bins do not fit in [0, 9]; use at most 10"),
-    ((0, 2 * 10**10, 3), "binned_prime_counts: hi must be <= 10000000000, got 20000000000"),
+    ((0, 2 * 10**18, 3), "binned_prime_counts: hi must be <= 1000000000000000000, got 2000000000000000000"),
     ((0, 0, 1, True), "binned_prime_counts: log spacing needs hi >= 1"),
 ])
 def test_binned_errors(args, message):
@@ -490,7 +490,7 @@ def test_density_table_rows_and_validation():
     log = P.density_table(0, 1000, 5, True)
     assert log["lo"] == 1 and log["rows"][0]["lo"] == 1 and log["total"] == 168
     assert P.density_table(2, 2, 1, False)["odd_prime_density"] is None
-    for args, message in [((10, 5, 3, False), "lo > hi"), ((0, 10**11, 3, False), "hi must be <="),
+    for args, message in [((10, 5, 3, False), "lo > hi"), ((0, 10**19, 3, False), "hi must be <="),
                           ((0, 10, 0, True), "bins must be >= 1"), ((-5, 10, 3, False), "lo must be >= 0"),
                           ((0, 100, limits.MAX_BINS + 1, False), "bins must be <="), ((0, 100, 3, "yes"), "log must be")]:
         with pytest.raises(ValueError, match="^density_table: " + message):

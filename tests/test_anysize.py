@@ -1,0 +1,382 @@
+"""Primes of any size: exact big-int residues, primality with its certainty, the sampler, the CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optimus import anysize as A
+from optimus import limits
+from optimus.cli import main
+from optimus.sampling import LearnedSieve
+from tests.helpers import REPO, tiny
+
+SIEVE_PRIMES = np.array(list(sympy.primerange(3, 98)), dtype=np.int64)
+
+
+def sieve(strength: float = 8.0, window: int = 32) -> LearnedSieve:
+    """A learned sieve as a trained one looks: residue 0 of every prime scored down."""
+    scores = np.concatenate([np.where(np.arange(p) == 0, -strength, 0.0) for p in SIEVE_PRIMES.tolist()])
+    return LearnedSieve(SIEVE_PRIMES, scores, window)
+
+
+# --- residues ---------------------------------------------------------------------------------
+
+big_ints = st.one_of(
+    st.integers(0, 2**64 + 2**40),
+    st.integers(2**53 - 2**20, 2**53 + 2**20),
+    st.integers(2**63 - 2**20, 2**64 + 2**20),
+    st.integers(0, 2**4096 - 1),
+    st.integers(10**299, 10**300),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(big_ints, min_size=1, max_size=20),
+       st.lists(st.integers(1, A.MAX_RESIDUE_PRIME - 1), min_size=1, max_size=6))
+def test_residues_match_python_modulo(values, moduli):
+    got = A.residues(values, moduli)
+    assert got.tolist() == [[v % m for m in moduli] for v in values]
+
+
+def test_residues_worst_case_limbs_and_moduli():
+    # every limb 2^30 - 1 and the largest modulus: the products and sums at the float64 bound
+    values = [2**4096 - 1, 2**4095 + 12345, 10**1232 + 7, 2**64, 2**63, 2**63 - 1]
+    moduli = [A.MAX_RESIDUE_PRIME - 3, 4194301, 65521, 97, 3, 1]
+    assert A.residues(values, moduli).tolist() == [[v % m for m in moduli] for v in values]
+    assert A.residues(np.array([7, 10**15], dtype=np.int64), [3, 5]).tolist() == [[1, 2], [1, 0]]
+    with pytest.raises(ValueError):
+        A.residues([5], [A.MAX_RESIDUE_PRIME])
+
+
+# --- primality, every size class --------------------------------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(
+    st.integers(0, 10**6),
+    st.integers(2**53 - 10**5, 2**53 + 10**5),
+    st.integers(2**63 - 10**5, 2**63 + 10**5),
+    st.integers(2**64 - 10**5, 2**64 + 10**5),
+    st.integers(10**300, 10**301),
+), min_size=1, max_size=30))
+def test_is_prime_any_matches_sympy(values):
+    assert A.is_prime_any(values).tolist() == [sympy.isprime(v) for v in values]
+
+
+def test_primes_around_the_boundaries_and_their_labels():
+    # the primes nearest to 2^53, 2^63, 2^64 and a few hundred digits, and their neighbours
+    for n in (2**53, 2**63, 2**64, 10**200):
+        p, q = sympy.prevprime(n), sympy.nextprime(n)
+        values = [p, p + 2, q, q - 2, n + 1]
+        assert A.is_prime_any(values).tolist() == [sympy.isprime(v) for v in values]
+    assert A.certainty(sympy.prevprime(2**64), True) == A.CERT_PROVEN
+    assert A.certainty(sympy.nextprime(2**64), True) == A.CERT_PROBABLE
+    assert A.certainty(2**64 + 1, False) == A.CERT_COMPOSITE
+    # strong pseudoprimes to base 2 (and a Carmichael number) are caught
+    for n in (3215031751, 2152302898747, 3474749660383, 341550071728321, 3825123056546413051, 561):
+        assert not A.is_prime_any([n])[0]
+
+
+# --- sizes and the sampler ----------------------------------------------------------------------
+
+def test_size_range():
+    assert A.size_range(digits=3)[:2] == (100, 999)
+    assert A.size_range(bits=10)[:2] == (512, 1023)
+    assert A.size_range(lo=5, hi=5)[:2] == (5, 5)
+    lo, hi, _ = A.size_range(digits=limits.MAX_DIGITS)
+    assert hi.bit_length() <= limits.MAX_BITS
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(digits=2), "between 3 and 1233"),
+    (dict(digits=1234), "between 3 and 1233"),
+    (dict(bits=9), "between 10 and 4096"),
+    (dict(bits=4097), "between 10 and 4096"),
+    (dict(lo=10, hi=5), "lo > hi"),
+    (dict(lo=-1, hi=5), ">= 0"),
+    (dict(lo=1, hi=2**4096), r"below 2\^4096"),
+    (dict(digits=5, bits=20), "exactly one"),
+    (dict(), "exactly one"),
+])
+def test_size_range_rejects(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        A.size_range(**kwargs)
+
+
+@pytest.mark.parametrize("size", [dict(digits=3), dict(digits=16), dict(bits=64), dict(bits=65), dict(digits=120)])
+def test_primes_only_outputs_are_verified_in_range_and_labelled(size):
+    lo, hi, _ = A.size_range(**size)
+    res = A.sample_any(sieve(), lo, hi, 12, seed=5, primes_only=True)
+    assert len(res.values) == 12 == len(set(res.values))
+    assert all(lo <= v <= hi and v % 2 == 1 and sympy.isprime(v) for v in res.values)
+    assert res.is_prime.all()
+    expected = A.CERT_PROVEN if hi < 2**64 else A.CERT_PROBABLE
+    assert set(res.certainties()) == {expected}
+    assert res.summary["primes"] == 12 and res.summary["tested"] == int(res.tests.sum())
+
+
+def test_generator_outputs_are_the_model_picks_and_deterministic():
+    lo, hi, _ = A.size_range(digits=30)
+    s = sieve()
+    a = A.sample_any(s, lo, hi, 300, seed=9)
+    b = A.sample_any(s, lo, hi, 300, seed=9)
+    c = A.sample_any(s, lo, hi, 300, seed=10)
+    assert a.values == b.values and a.values != c.values
+    assert all(lo <= v <= hi and v % 2 == 1 for v in a.values)
+    assert a.is_prime.tolist() == [sympy.isprime(v) for v in a.values]
+    # a sieve this sharp never picks a multiple of its primes when the window has another choice
+    assert all(all(v % p for p in SIEVE_PRIMES.tolist()) for v in a.values)
+    assert a.summary["window"] == 32 and a.summary["picks_per_window"] == 1
+
+
+def test_learned_sieve_beats_random_and_approaches_the_classic_sieve():
+    lo, hi, _ = A.size_range(digits=40)
+    sharp = A.sample_any(sieve(), lo, hi, 200, seed=1, primes_only=True).summary
+    flat = A.sample_any(sieve(0.0), lo, hi, 60, seed=1, primes_only=True).summary
+    assert sharp["picks_coprime_share"] == 1.0
+    assert sharp["tests_per_prime"] < sharp["random_odd_tests_per_prime"] / 2
+    assert flat["picks_coprime_share"] < 0.5  # a sieve that learned nothing picks at random
+    assert sharp["sieve_tests_per_prime"] == pytest.approx(A.survivor_share(SIEVE_PRIMES) / sharp["odd_prime_density"])
+    assert not sharp["density_exact"] and sharp["window"] > 32  # wider windows at 40 digits
+
+
+def test_exact_density_where_cheap():
+    density, exact = A.odd_prime_density(10**6, 10**7)
+    odd = (10**7 - 10**6) // 2
+    assert exact and density == pytest.approx((sympy.primepi(10**7) - sympy.primepi(10**6 - 1)) / odd)
+
+
+def test_log_placement_spreads_over_decades():
+    res = A.sample_any(sieve(), 10**3, 10**15, 400, seed=2, placement="log")
+    digits = {len(str(v)) for v in res.values}
+    assert len(digits) >= 10
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(lo=24, hi=28, count=1, primes_only=True), "holds no odd prime"),
+    (dict(lo=10**100 + 1000, hi=10**100 + 1200, count=1, primes_only=True), "holds no odd prime"),  # 10^100 + 267 is next
+    (dict(lo=10**100 + 200, hi=10**100 + 300, count=2, primes_only=True), "at most 0"),
+    (dict(lo=4, hi=4, count=1), "no odd integer"),
+    (dict(lo=100, hi=999, count=100, primes_only=True), "at most 71"),
+    (dict(lo=10**1000, hi=10**1001, count=5000, primes_only=True), "would take about"),
+    (dict(lo=100, hi=999, count=0), "between 1 and"),
+    (dict(lo=10**20, hi=10**21, count=5, vet=lambda n: n, primes_only=True), r"below 2\^53"),
+    (dict(lo=10**6, hi=10**7, count=5, vet=lambda n: n), "primes only"),
+])
+def test_sampler_refuses(args, message):
+    with pytest.raises(ValueError, match=message):
+        A.sample_any(sieve(), **args)
+
+
+def test_vetting_skips_what_the_discriminator_rejects():
+    lo, hi, _ = A.size_range(digits=9)
+    res = A.sample_any(sieve(0.0), lo, hi, 50, seed=0, primes_only=True,
+                       vet=lambda n: np.array([float(sympy.isprime(int(v))) for v in n]))
+    assert res.summary["tested"] == 50 and res.summary["vetted_out"] > 0  # every test found a prime
+
+
+# --- the CLI --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """The shipped sieve model (read only: loading it takes a second), else a tiny one."""
+    from optimus import storage
+
+    shipped = REPO / "models" / "default"
+    if (shipped / storage.CONFIG).exists() and storage.lock_holder(shipped) is None:
+        return shipped
+    from optimus.training import train
+
+    d = tmp_path_factory.mktemp("anysize") / "m"
+    train(tiny("default", batches=1), d, progress=False, log=lambda *_: None)
+    return d
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_sample_digits_json_and_csv(capsys, model_dir, tmp_path):
+    code, out, err = run(capsys, "sample", "--model-dir", model_dir, "-n", 4, "--digits", 50,
+                         "--primes-only", "--format", "json")
+    assert code == 0
+    res = json.loads(out)
+    assert len(res["samples"]) == 4 and res["summary"]["primes"] == 4
+    for row in res["samples"]:
+        assert isinstance(row["n"], str) and len(row["n"]) == 50 and sympy.isprime(int(row["n"]))
+        assert row["certainty"] == A.CERT_PROBABLE and row["d_prob"] is None
+    assert "2^53" in res["summary"]["d_prob_note"]
+    target = tmp_path / "out.csv"
+    code, out, err = run(capsys, "sample", "--model-dir", model_dir, "-n", 20, "--range", 10**6, 10**7,
+                         "--output", target)
+    assert code == 0 and out == "" and "hit rate" in err
+    lines = target.read_text().splitlines()
+    assert lines[0] == "n,digits,is_prime,certainty,tests,d_prob" and len(lines) == 21
+    for line in lines[1:]:
+        n, _, flag, cert, _, d_prob = line.split(",")
+        assert (flag == "True") == sympy.isprime(int(n)) and 0 <= float(d_prob) <= 1
+        assert cert == (A.CERT_PROVEN if flag == "True" else A.CERT_COMPOSITE)
+
+
+def test_cli_evaluate_at_digits(capsys, model_dir):
+    code, out, _ = run(capsys, "evaluate", "--model-dir", model_dir, "-n", 300, "--digits", 18, "--json")
+    assert code == 0
+    res = json.loads(out)
+    assert res["samples"] == 300 and res["lift"] > 0 and not res["baseline_exact"]
+    assert res["hi"] == str(10**18 - 1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--digits", "2"], "between 3 and 1233"),
+    (["--digits", "1234"], "between 3 and 1233"),
+    (["--bits", "4097"], "between 10 and 4096"),
+    (["--bits", "ten"], "not a whole number"),
+    (["--range", "10", "5"], "lo > hi"),
+    (["--range", "24", "28", "--primes-only"], "no odd prime"),
+    (["--digits", "5", "--bits", "20"], "not allowed with"),
+    (["--digits", "3", "--primes-only", "-n", "100"], "at most 71"),
+    (["--digits", "1000", "--primes-only", "-n", "2000"], "would take about"),
+    (["--digits", "30", "--vet", "--primes-only"], "below 2^53"),
+    (["--digits", "9", "--vet"], "primes only"),
+    (["--primes-only"], "need --digits"),
+    (["--digits", "5", "-n", str(limits.MAX_SAMPLES + 1)], "between 1 and"),
+])
+def test_cli_sample_bad_input(capsys, model_dir, argv, message, tmp_path):
+    target = tmp_path / "never.csv"
+    code, out, err = run(capsys, "sample", "--model-dir", model_dir, *argv, "--output", target)
+    assert code != 0 and out == "" and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not target.exists()
+
+
+@pytest.mark.slow
+def test_cli_sample_digits_in_a_new_process():
+    out = subprocess.run([sys.executable, "-m", "optimus", "sample", "--model-dir", str(REPO / "models" / "default"),
+                          "-n", "3", "--bits", "300", "--primes-only", "--seed", "1", "--format", "json"],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    if "no such" in out.stderr or "not" in out.stderr and out.returncode:
+        pytest.skip(f"models/default not usable here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["samples"]
+    assert [len(bin(int(r["n"]))) - 2 for r in rows] == [300] * 3
+    assert all(sympy.isprime(int(r["n"])) for r in rows)
+
+
+# --- the Sample page ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory):
+    import os
+
+    from optimus import runs
+    from tests.helpers import shipped_or_tiny_models
+
+    root = shipped_or_tiny_models(tmp_path_factory.mktemp("models"))
+    old = os.environ.get(runs.MODELS_ENV)
+    os.environ[runs.MODELS_ENV] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop(runs.MODELS_ENV, None)
+    else:
+        os.environ[runs.MODELS_ENV] = old
+
+
+def sample_page(**params):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "optimus" / "pages" / "sample.py"), default_timeout=180)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    return at.run()
+
+
+def test_sample_page_digits_50_from_the_link(models_root):
+    at = sample_page(digits=50, count=20, seed=3)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.radio(key="size").value == "digits" and at.number_input(key="digits").value == 50
+    table = at.dataframe[0].value
+    assert len(table) == 20 and (table["n"].str.len() == 50).all() and table["is_prime"].all()
+    assert all(sympy.isprime(int(n)) for n in table["n"])
+    assert set(table["certainty"]) == {A.CERT_PROBABLE} and table["d_prob"].isna().all()
+    assert "2^53" in " ".join(c.value for c in at.caption)
+    assert at.code and at.code[0].value.split("\n") == list(table["n"])
+    assert at.download_button[0].label == "Download CSV"
+    assert [m.label for m in at.metric][:3] == ["Primes", "Tests per prime", "Random odd needs"]
+    # the view is in the URL: the same link reproduces it
+    link = {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()}
+    assert link["digits"] == "50" and link["seed"] == "3" and link["size"] == "digits"
+    again = sample_page(**link)
+    assert list(again.dataframe[0].value["n"]) == list(table["n"])
+
+
+def test_sample_page_range_with_vetting(models_root):
+    at = sample_page(size="range", lo="1000000", hi="10**7", count=30, vet="true", primes="true")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert len(table) == 30 and table["n"].map(lambda n: 10**6 <= int(n) <= 10**7).all()
+    assert table["d_prob"].between(0, 1).all() and set(table["certainty"]) == {A.CERT_PROVEN}
+    assert table["n"].map(lambda n: sympy.isprime(int(n))).all()
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(size="range", lo="10", hi="5"), "lo > hi"),
+    (dict(size="range", lo="ten", hi="5"), "not a whole number"),
+    (dict(size="range", lo="24", hi="28", primes="true"), "no odd prime"),
+    (dict(digits=1000, count=5000), "would take about"),
+    (dict(bits=300, vet="true", primes="true"), "below 2^53"),
+    (dict(digits=2), "not valid"),
+])
+def test_sample_page_bad_input_is_an_error(models_root, params, message):
+    at = sample_page(**params)
+    assert not at.exception
+    assert message in " | ".join(e.value for e in at.error)
+
+
+def test_window_logits_fast_tables_equal_the_contract_and_fall_back_when_not_additive():
+    s = LearnedSieve(SIEVE_PRIMES, np.random.default_rng(0).normal(size=int(SIEVE_PRIMES.sum())), 32)
+    starts = [10**120 + 2 * k + 1 for k in range(0, 10**5, 997)]
+    r0 = A.residues(starts, SIEVE_PRIMES)
+    steps = 2 * np.arange(256)
+    direct = s.logits((r0[:, None, :] + steps[None, :, None]) % SIEVE_PRIMES)  # the contract, by hand
+    assert np.allclose(A._window_logits(s, starts, r0, 256), direct, rtol=0, atol=1e-9)
+
+    class Squared(LearnedSieve):  # a sieve whose logit is not a sum over primes
+        def logits(self, residues):
+            return super().logits(residues) ** 2
+
+    q = Squared(SIEVE_PRIMES, s._scores, 32)
+    assert A._additive_tables(q, 64) is None
+    assert np.allclose(A._window_logits(q, starts, r0, 64), direct[:, :64] ** 2, rtol=1e-12)
+
+
+def test_tests_per_prime_chart():
+    from optimus import charts
+
+    lo, hi, _ = A.size_range(digits=40)
+    summary = A.sample_any(sieve(), lo, hi, 20, seed=1, primes_only=True).summary
+    spec = charts.tests_per_prime_chart(summary).to_dict()
+    values = spec["datasets"][next(iter(spec["datasets"]))]
+    assert [v["method"] for v in values] == list(charts.TESTS_SERIES)
+    assert values[1]["tests"] == summary["tests_per_prime"] and "saves" in spec["title"]
+    empty = charts.tests_per_prime_chart({**summary, "tests_per_prime": None}).to_dict()
+    assert "no prime found" in str(empty)
+
+
+@pytest.mark.slow
+def test_bench_anysize_quick_json(capfd):
+    code = main(["bench", "anysize", "--quick", "--json"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    r = json.loads(out)["anysize"]
+    for name in ("100_digits", "2048_bits"):
+        x = r[name]
+        assert x["all_prime"] and x["vs_randprime"] > 0 and x["vs_bpsw_loop"] > 0 and isinstance(x["met"], bool)
+        assert x["sieve_tests_per_prime"] < x["random_odd_tests_per_prime"]
+    assert all(row["agree"] for row in r["bpsw_us_per_test"].values())

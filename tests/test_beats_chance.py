@@ -60,11 +60,12 @@ def test_sieve_candidates_are_odd_consecutive_and_in_range(zs):
 
 
 def test_a_short_run_learns_a_sieve_past_the_small_prime_ceiling(tmp_path):
-    """Seconds of training on [10^4, 10^6): the learned sieve avoids multiples of small and
+    """Seconds of training on [10^5, 10^7): the learned sieve avoids multiples of small and
     wide primes far more than chance, and lift passes the ceiling of the earlier design (avoid
-    multiples of the odd primes <= 97: about 4.1) towards 1 / baseline (every output prime)."""
-    cfg = tiny("default", batches=6, batch_size=256, steps=10, window=32, out_lo=1e4, out_hi=1e6,
-               gen_wide_prime_max=1000, disc_prime_max=1000, disc_hidden=16)
+    multiples of the odd primes <= 97: about 4.1) towards 1 / baseline (every output prime:
+    about 7.5 here; sqrt(10^7) < 3,200)."""
+    cfg = tiny("default", batches=6, batch_size=256, steps=10, window=32, out_lo=1e5, out_hi=1e7,
+               gen_wide_prime_max=3200, disc_prime_max=3200, disc_hidden=16)
     untrained = tmp_path / "untrained"
     train(cfg.replace(batches=1, steps=1, lr_generator=1e-9), untrained, progress=False, log=lambda *_: None)
     before = generator_report(sample(load_models(untrained), 4000, seed=1)["n"].to_numpy())
@@ -78,9 +79,11 @@ def test_a_short_run_learns_a_sieve_past_the_small_prime_ceiling(tmp_path):
     sieve = learned_sieve(models.generator)
     scores = sieve.divides_scores()
     assert np.all(scores[sieve.primes <= 97] < -1.0)  # avoids multiples of every small prime
-    assert np.all(scores[sieve.primes > 97] < -1.0)  # and of every wide prime up to 1000
-    for p in (3, 5, 7, 11, 101, 211):  # chance: 1/p of odd integers are multiples of p
-        assert np.mean(after_n % p == 0) < 0.2 / p, p
+    assert np.all(scores[sieve.primes > 97] < -1.0)  # and of every wide prime up to 3,200
+    # chance: 1/p of odd integers are multiples of p; wide primes learn through two shared
+    # numbers and start later (measured: 0.3/p for 101 after these 6 batches)
+    for p, most in ((3, 0.1), (5, 0.1), (7, 0.1), (11, 0.1), (101, 0.5), (211, 0.5)):
+        assert np.mean(after_n % p == 0) < most / p, p
 
 
 def test_discriminator_rejection_sampling_vets_candidates(tmp_path):

@@ -79,9 +79,8 @@ def window_factor_lists(n0, window: int, primes, slots: int) -> np.ndarray:
     n0 = np.asarray(n0, dtype=np.int64).reshape(-1)
     primes = np.asarray(primes, dtype=np.int64)
     rows_total = n0.size * window
-    out = np.zeros((rows_total, slots), dtype=np.int32)
     if rows_total == 0 or primes.size == 0:
-        return out
+        return np.zeros((rows_total, slots), dtype=np.int32)
     first = ((primes - n0[:, None] % primes) * ((primes + 1) // 2)) % primes  # [B, K]
     rows, cols = [], []
     small = int(np.searchsorted(primes, window))  # primes below the window may divide several
@@ -93,7 +92,31 @@ def window_factor_lists(n0, window: int, primes, slots: int) -> np.ndarray:
         keep = n0[b] + 2 * j[b, k] != primes[k]
         rows.append(row[keep])
         cols.append(k[keep])
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    return _layout(np.concatenate(rows), np.concatenate(cols), rows_total, slots)
+
+
+def factor_lists(n, primes, slots: int, chunk: int = 2048) -> np.ndarray:
+    """FactorEncoding's factor lists for any odd n [B] (int64, < 2**53), in NumPy: int32
+    [B, slots], the 1-based indices of the primes dividing n (n != p), largest first, 0 for
+    an empty slot. NumPy's int64 mod is about 3x TensorFlow's here (measured: 10,000 n x 3,400
+    primes in 0.09 s against 0.27 s)."""
+    n = np.asarray(n, dtype=np.int64).reshape(-1)
+    primes = np.asarray(primes, dtype=np.int64)
+    rows, cols = [], []
+    for start in range(0, n.size, chunk):
+        part = n[start : start + chunk, None]
+        b, k = np.nonzero((part % primes == 0) & (part != primes))
+        rows.append(start + b)
+        cols.append(k)
+    if not rows:
+        return np.zeros((0, slots), dtype=np.int32)
+    return _layout(np.concatenate(rows), np.concatenate(cols), n.size, slots)
+
+
+def _layout(rows: np.ndarray, cols: np.ndarray, rows_total: int, slots: int) -> np.ndarray:
+    """(row, prime index) pairs -> [rows_total, slots] int32, per row the largest indices
+    first (+1; 0 = empty): the order of FactorEncoding's top_k."""
+    out = np.zeros((rows_total, slots), dtype=np.int32)
     order = np.lexsort((-cols, rows))  # by row, then the largest prime index first
     rows, cols = rows[order], cols[order]
     starts = np.searchsorted(rows, rows, side="left")

@@ -135,8 +135,17 @@ def _discriminate_reals(models: Models, reals) -> np.ndarray:
     reals = np.asarray(reals, dtype=np.float64).reshape(-1, 1)
     out = np.empty(len(reals), dtype=np.float64)
     chunk = 20_000
+    from optimus.models import discriminator_parts
+
+    encoding, head = discriminator_parts(models.discriminator)
+    fast = hasattr(encoding, "features")  # FactorEncoding: the same features, from NumPy
     for i in range(0, len(reals), chunk):
-        out[i : i + chunk] = np.asarray(models.discriminator(reals[i : i + chunk], training=False)).reshape(-1)
+        part = reals[i : i + chunk]
+        if fast:
+            prob = head(encoding.features(primes.to_odd(part.reshape(-1))), training=False)
+        else:
+            prob = models.discriminator(part, training=False)
+        out[i : i + chunk] = np.asarray(prob).reshape(-1)
     return out
 
 

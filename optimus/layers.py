@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from optimus.encoding import odd_primes_upto, window_factor_lists
+from optimus.encoding import factor_lists, odd_primes_upto, window_factor_lists
 
 PACKAGE = "optimus"
 
@@ -143,14 +143,22 @@ class FactorEncoding(keras.layers.Layer):
         log_n = tf.math.log(tf.cast(n, "float64")) / np.log(2.0**53)
         return tf.concat([tf.cast(factors, "float32"), tf.cast(log_n, "float32")], axis=1)
 
+    def features(self, n):
+        """This layer's output for odd integers n [B] (int64), from NumPy's `factor_lists`
+        (the same values, about 3x faster on CPU)."""
+        n = np.asarray(n, dtype=np.int64).reshape(-1)
+        return self._with_log(factor_lists(n, self._primes.numpy(), self.slots), n)
+
+    def _with_log(self, factors: np.ndarray, n: np.ndarray):
+        log_n = tf.math.log(tf.cast(tf.constant(n.reshape(-1, 1)), "float64")) / np.log(2.0**53)
+        return tf.concat([tf.constant(factors.astype(np.float32)), tf.cast(log_n, "float32")], axis=1)
+
     def window_features(self, n0, window: int):
         """This layer's output for the candidates n0 + 2j (j < window) of windows starting at
         odd n0 [B], [B * window, size], from `window_factor_lists` (the same values, faster)."""
         n0 = np.asarray(n0, dtype=np.int64).reshape(-1)
         factors = window_factor_lists(n0, window, self._primes.numpy(), self.slots)
-        n = tf.constant((n0[:, None] + 2 * np.arange(window, dtype=np.int64)).reshape(-1, 1))
-        log_n = tf.math.log(tf.cast(n, "float64")) / np.log(2.0**53)
-        return tf.concat([tf.constant(factors.astype(np.float32)), tf.cast(log_n, "float32")], axis=1)
+        return self._with_log(factors, (n0[:, None] + 2 * np.arange(window, dtype=np.int64)).reshape(-1))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.size)

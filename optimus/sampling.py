@@ -128,16 +128,25 @@ def _wide_of(layer) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _add_wide_logits(logits: np.ndarray, n0: np.ndarray, wide) -> None:
-    """Add w_p to the one candidate of each window that a wide prime p divides (in place):
-    j = (-n0) * 2^-1 mod p, the layer's `wide_logits` in NumPy."""
+    """Add w_p to the one candidate of each window that a wide prime p divides (in place): the
+    layer's `wide_logits` in NumPy. With r = n0 mod p, n0 + 2j = 0 mod p at 2j = p - r when r
+    is odd (p is odd), at 2j = 2p - r when r is even, j = 0 when r = 0; so the [B, K] work is
+    one int64 mod and a few comparisons, and j is computed for the hits only (about 50 per
+    window). The mod is the floor: 3,400 per window, about 2.5 ns each; measured 14k windows/s
+    with np.add.at and (-n0 * 2^-1) mod p, against (see `bench`) with this."""
     primes, weights = wide
-    window = logits.shape[1]
-    half = (primes + 1) // 2
+    rows_total, window = logits.shape
+    flat = logits.reshape(-1)
+    lowest = primes - 2 * window  # r > lowest: p - r < 2W (odd r) or 2p - r < 2W (even r)
     for start in range(0, n0.size, WIDE_CHUNK):
-        first = n0[start : start + WIDE_CHUNK, None]
-        j = ((primes - first % primes) * half) % primes
-        rows, k = np.nonzero(j < window)
-        np.add.at(logits, (start + rows, j[rows, k]), weights[k])
+        r = n0[start : start + WIDE_CHUNK, None] % primes
+        hit = (r > lowest) | (r == 0)
+        rows, k = np.nonzero(hit)
+        rk, pk = r[rows, k], primes[k]
+        two_j = np.where(rk == 0, 0, np.where(rk & 1, pk - rk, 2 * pk - rk))
+        inside = two_j < 2 * window
+        rows, k, j = rows[inside], k[inside], two_j[inside] >> 1
+        flat += np.bincount((start + rows) * window + j, weights=weights[k], minlength=rows_total * window)
 
 
 def _window_logits(tables, n0: np.ndarray) -> np.ndarray:

@@ -101,7 +101,7 @@ def test_factor_encoding_lists_the_prime_factors_like_python_integers():
         assert row[-1] == pytest.approx(np.log(max(int(v), 1)) / np.log(2.0**53), rel=1e-6)
 
 
-def test_factor_encoding_window_fast_path_is_identical():
+def test_factor_encoding_numpy_paths_are_identical():
     layer = FactorEncoding(1000, slots=13)
     rng = np.random.default_rng(0)
     n0 = np.concatenate([[1, 3, 991, 997 * 3], 2 * rng.integers(0, 2**51, size=200) + 1,
@@ -109,6 +109,7 @@ def test_factor_encoding_window_fast_path_is_identical():
     n = (n0[:, None] + 2 * np.arange(64)).reshape(-1)
     reference = layer(tf.constant(((n - 1) // 2 + 0.5).reshape(-1, 1))).numpy()
     assert np.array_equal(layer.window_features(n0, 64).numpy(), reference)
+    assert np.array_equal(layer.features(n).numpy(), reference)
 
 
 def test_factor_dense_is_dense_over_the_divisibility_bits():

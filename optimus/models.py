@@ -16,7 +16,13 @@ import numpy as np
 
 from optimus.config import TrainConfig
 from optimus.layers import (
-    Absolute, DivisibilityEncoding, FactorDense, FactorEncoding, OppositeL2, ScalarInput, SieveWindow,
+    Absolute,
+    DivisibilityEncoding,
+    FactorDense,
+    FactorEncoding,
+    OppositeL2,
+    ScalarInput,
+    SieveWindow,
 )
 
 

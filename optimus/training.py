@@ -31,7 +31,6 @@ import numpy as np
 from optimus import checkpoint, primes, storage
 from optimus.config import TrainConfig
 
-
 # Primes whose multiples the history tracks in every batch record (`divisible_share`).
 SIEVE_CHART_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
 

@@ -7,7 +7,12 @@ from optimus import primes
 from optimus.config import preset
 from optimus.encoding import odd_primes_upto
 from optimus.layers import (
-    DivisibilityEncoding, FactorDense, FactorEncoding, OppositeL2, SieveWindow, odd_from_real,
+    DivisibilityEncoding,
+    FactorDense,
+    FactorEncoding,
+    OppositeL2,
+    SieveWindow,
+    odd_from_real,
 )
 from optimus.models import build_discriminator, build_generator, generate, residue_preferences
 from tests.helpers import tiny
@@ -157,3 +162,31 @@ def test_band_override_moves_candidates_only():
     n = layer.candidates(z, out_lo=1e12, out_hi=1e15).numpy()
     assert n.min() >= 1e12 - 1 and n.max() < 1e15 + 20 and np.all(n % 2 == 1)
     assert np.log10(n[:, 0].max() / n[:, 0].min()) > 2.9
+
+
+def test_config_without_the_new_fields_keeps_the_earlier_design():
+    """A config.json written before the wide primes loads as what it was trained as."""
+    import dataclasses
+
+    from optimus.config import TrainConfig
+
+    old = dataclasses.asdict(preset("default"))
+    for name in ("gen_wide_prime_max", "out_density_power", "disc_factor_slots", "disc_rows"):
+        old.pop(name)
+    old.update(window=32, disc_prime_max=10_000)
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.gen_wide_prime_max, cfg.out_density_power, cfg.disc_factor_slots, cfg.disc_rows) == (0, 1.0, 0, 0)
+    g, d = build_generator(cfg), build_discriminator(cfg)
+    assert g.get_layer("sieve").wide_weights is None
+    assert isinstance(d.get_layer("encoding"), DivisibilityEncoding)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"window": 128}, "window must be at most 101"),
+    ({"gen_wide_prime_max": 50}, "gen_wide_prime_max must be 0 or in"),
+    ({"out_density_power": -1.0}, "out_density_power must be in"),
+    ({"disc_factor_slots": 40}, "disc_factor_slots must be 0 or in"),
+])
+def test_bad_new_config_fields_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        preset("default", **change)

@@ -59,6 +59,7 @@ def test_sieve_candidates_are_odd_consecutive_and_in_range(zs):
     assert n.min() >= 1e6 - 1 and n.max() < 1e9 + 2 * SIEVE.window + 2
 
 
+@pytest.mark.slow
 def test_a_short_run_learns_a_sieve_past_the_small_prime_ceiling(tmp_path):
     """Seconds of training on [10^5, 10^7): the learned sieve avoids multiples of small and
     wide primes far more than chance, and lift passes the ceiling of the earlier design (avoid
@@ -86,6 +87,7 @@ def test_a_short_run_learns_a_sieve_past_the_small_prime_ceiling(tmp_path):
         assert np.mean(after_n % p == 0) < most / p, p
 
 
+@pytest.mark.slow
 def test_discriminator_rejection_sampling_vets_candidates(tmp_path):
     """vet=True keeps the generator's draws the discriminator accepts (with its probability),
     counts the candidates it looked at per output, and is reported apart from the generator."""
@@ -104,22 +106,25 @@ def test_discriminator_rejection_sampling_vets_candidates(tmp_path):
     assert rep["acceptance_rate"] == pytest.approx(1 / vetted["candidates"].mean())
 
 
-def test_rejection_sampling_gives_up_with_a_mark(tmp_path, monkeypatch):
-    cfg = tiny("default", batches=1, window=8)
-    train(cfg, tmp_path / "m", progress=False, log=lambda *_: None)
-    models = load_models(tmp_path / "m")
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny") / "m"
+    train(tiny("default", batches=1, window=8), d, progress=False, log=lambda *_: None)
+    return load_models(d)
+
+
+def test_rejection_sampling_gives_up_with_a_mark(tiny_models, monkeypatch):
     monkeypatch.setattr(evaluation, "_discriminate_reals", lambda m, reals: np.zeros(len(np.ravel(reals))))
     monkeypatch.setattr(evaluation, "MAX_VET_CANDIDATES", 5)
-    vetted = sample(models, 40, seed=0, vet=True)
+    vetted = sample(tiny_models, 40, seed=0, vet=True)
     assert (vetted["candidates"] == 5).all() and not vetted["accepted"].any()
     assert vetting_report(vetted)["gave_up"] == 40
 
 
 @pytest.mark.parametrize("band", [(10, 5), (0, 100), (1e6, 2.0**53)])
-def test_bad_bands_are_refused_in_one_line(tmp_path, band):
-    train(tiny("default", batches=1), tmp_path / "m", progress=False, log=lambda *_: None)
+def test_bad_bands_are_refused_in_one_line(tiny_models, band):
     with pytest.raises(ValueError, match="band must satisfy"):
-        sample(load_models(tmp_path / "m"), 10, out_lo=band[0], out_hi=band[1])
+        sample(tiny_models, 10, out_lo=band[0], out_hi=band[1])
 
 
 def _evaluate_json(*args) -> dict:

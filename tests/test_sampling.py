@@ -61,6 +61,8 @@ def test_chunking_does_not_change_the_draws(monkeypatch):
     whole = sampling.choose_odd(layer, latents, np.random.default_rng(11))
     monkeypatch.setattr(sampling, "CHUNK", 7)
     assert np.array_equal(sampling.choose_odd(layer, latents, np.random.default_rng(11)), whole)
+    monkeypatch.setattr(sampling, "WIDE_BLOCK", 50)  # wide-prime blocks that end mid-chunk
+    assert np.array_equal(sampling.choose_odd(layer, latents, np.random.default_rng(11)), whole)
 
 
 def test_tables_follow_the_weights():

@@ -42,7 +42,8 @@ FILES = (storage.GENERATOR, storage.DISCRIMINATOR, storage.STATE)
 ARCHITECTURE_FIELDS = (
     "preset", "generator", "discriminator", "gen_depth", "gen_width", "leaky_slope",
     "opposite_l2", "disc_widths", "disc_dropout", "disc_l2", "out_lo", "out_hi", "window",
-    "gen_prime_max", "disc_prime_max", "disc_hidden",
+    "gen_prime_max", "disc_prime_max", "disc_hidden", "gen_wide_prime_max", "out_density_power",
+    "disc_factor_slots",
 )
 
 

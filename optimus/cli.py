@@ -213,6 +213,9 @@ def _add_evaluate(sub):
     p.add_argument("--uniform-range", nargs=2, type=_int, metavar=("LO", "HI"),
                    help="range of the uniform odd integers for the discriminator (default: the outputs' range)")
     p.add_argument("--uniform-count", type=_int, default=20_000)
+    p.add_argument("--band", nargs=2, type=_int, metavar=("LO", "HI"),
+                   help="sample the sieve generator in [LO, HI) instead of its trained band (below 2**53)")
+    p.add_argument("--no-vet", action="store_true", help="skip the discriminator rejection sampling figures")
     p.add_argument("--json", action="store_true")
     p.add_argument("--save", action="store_true", help="also write evaluation.json into the model directory")
     _add_size(p, "the generator's lift at numbers")
@@ -226,7 +229,8 @@ def _run_evaluate(a) -> int:
     if size is not None:
         return _evaluate_at(a, size)
     lo, hi = a.uniform_range or (None, None)
-    res = evaluate(a.model_dir, a.n, a.seed, lo, hi, a.uniform_count)
+    band_lo, band_hi = a.band or (None, None)
+    res = evaluate(a.model_dir, a.n, a.seed, lo, hi, a.uniform_count, band_lo, band_hi, vet=not a.no_vet)
     if a.save:
         from pathlib import Path
 
@@ -239,6 +243,13 @@ def _run_evaluate(a) -> int:
         print(f"generator, {res['samples']} samples in [{g['lo']:,}, {g['hi']:,}]:")
         print(f"  hit rate {g['hit_rate']:.4f}  distinct {g['distinct_rate']:.4f}  distinct-prime {g['distinct_prime_rate']:.4f}")
         print(f"  baseline {g['baseline']:.4f} (same-range {g['same_range_probability']:.4f})  lift {g['lift']:.2f}")
+        v = res.get("generator_vetted")
+        if v:
+            print("generator with discriminator rejection sampling (each candidate accepted with the "
+                  "discriminator's probability):")
+            print(f"  hit rate {v['hit_rate']:.4f}  distinct {v['distinct_rate']:.4f}  lift {v['lift']:.2f}  "
+                  f"candidates per output {v['candidates_per_output']:.3f} (max {v['candidates_max']}, "
+                  f"gave up on {v['gave_up']})")
         for label, d in (("generator outputs", do), (f"uniform odd in [{du['lo']:,}, {du['hi']:,}]", du)):
             print(f"discriminator on {label}: balanced accuracy {d['balanced_accuracy']:.4f}, "
                   f"accuracy {d['accuracy']:.4f}, precision {d['precision']:.4f}, recall {d['recall']:.4f}, "

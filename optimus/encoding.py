@@ -63,3 +63,64 @@ def encode(n, encoding: str, prime_max: int = 97) -> np.ndarray:
         primes = odd_primes_upto(prime_max)
         return np.concatenate([fourier_features(n, primes), log_magnitude(n)], axis=1)
     raise ValueError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
+
+
+def window_factor_lists(n0, window: int, primes, slots: int) -> np.ndarray:
+    """FactorEncoding's factor lists for windows of consecutive odd candidates, in NumPy.
+
+    n0 [B] (odd, int64): first candidates; the windows hold n0 + 2j, j < window. Returns int32
+    [B * window, slots]: per candidate, the 1-based indices into `primes` of the primes that
+    divide it (n != p), largest index first, 0 for an empty slot, exactly as
+    optimus.layers.FactorEncoding lays them out. A prime p divides the candidates at
+    j = (-n0) * 2^-1 mod p, then every p further, so a window costs [B, K] residues instead of
+    the [B * window, K] that arbitrary integers need (measured: 32,768 candidates x 3,400
+    primes in 0.13 s, against 0.5-0.8 s for the layer, on the shared 2-core machine).
+    """
+    n0 = np.asarray(n0, dtype=np.int64).reshape(-1)
+    primes = np.asarray(primes, dtype=np.int64)
+    rows_total = n0.size * window
+    if rows_total == 0 or primes.size == 0:
+        return np.zeros((rows_total, slots), dtype=np.int32)
+    first = ((primes - n0[:, None] % primes) * ((primes + 1) // 2)) % primes  # [B, K]
+    rows, cols = [], []
+    small = int(np.searchsorted(primes, window))  # primes below the window may divide several
+    for m in range((window - 1) // int(primes[0]) + 1):
+        ks = slice(None) if m == 0 else slice(0, small)
+        j = first[:, ks] + m * primes[ks]
+        b, k = np.nonzero(j < window)
+        row = b * window + j[b, k]
+        keep = n0[b] + 2 * j[b, k] != primes[k]
+        rows.append(row[keep])
+        cols.append(k[keep])
+    return _layout(np.concatenate(rows), np.concatenate(cols), rows_total, slots)
+
+
+def factor_lists(n, primes, slots: int, chunk: int = 2048) -> np.ndarray:
+    """FactorEncoding's factor lists for any odd n [B] (int64, < 2**53), in NumPy: int32
+    [B, slots], the 1-based indices of the primes dividing n (n != p), largest first, 0 for
+    an empty slot. NumPy's int64 mod is about 3x TensorFlow's here (measured: 10,000 n x 3,400
+    primes in 0.09 s against 0.27 s)."""
+    n = np.asarray(n, dtype=np.int64).reshape(-1)
+    primes = np.asarray(primes, dtype=np.int64)
+    rows, cols = [], []
+    for start in range(0, n.size, chunk):
+        part = n[start : start + chunk, None]
+        b, k = np.nonzero((part % primes == 0) & (part != primes))
+        rows.append(start + b)
+        cols.append(k)
+    if not rows:
+        return np.zeros((0, slots), dtype=np.int32)
+    return _layout(np.concatenate(rows), np.concatenate(cols), n.size, slots)
+
+
+def _layout(rows: np.ndarray, cols: np.ndarray, rows_total: int, slots: int) -> np.ndarray:
+    """(row, prime index) pairs -> [rows_total, slots] int32, per row the largest indices
+    first (+1; 0 = empty): the order of FactorEncoding's top_k."""
+    out = np.zeros((rows_total, slots), dtype=np.int32)
+    order = np.lexsort((-cols, rows))  # by row, then the largest prime index first
+    rows, cols = rows[order], cols[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    rank = np.arange(rows.size) - starts
+    keep = rank < slots
+    out[rows[keep], rank[keep]] = cols[keep] + 1
+    return out

@@ -26,6 +26,7 @@ from optimus.training import generator_report
 __all__ = [
     "Models", "load_models", "sample", "generator_report", "discriminate", "discriminator_report",
     "accuracy_by_magnitude", "residue_distribution", "uniform_odd", "evaluate", "parse_integers",
+    "check_band", "vetting_report",
 ]
 
 RESIDUE_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
@@ -57,25 +58,76 @@ def _check_count(n: int, limit: int, what: str) -> int:
     return int(n)
 
 
-def sample(models: Models, n: int, seed: int = 0):
-    """N samples: columns latent, n (the odd integer), is_prime (exact), d_prob."""
-    import pandas as pd
+# Discriminator rejection sampling gives up on an output after this many candidates (keeping
+# the last one, marked accepted=False): a discriminator that rejects nearly everything would
+# otherwise loop for ever. The shipped model needs 1.0x on average (models/README.md).
+MAX_VET_CANDIDATES = 200
 
+
+def check_band(models: Models, out_lo, out_hi) -> tuple[float, float] | tuple[None, None]:
+    """The band [out_lo, out_hi) to sample a sieve generator in (None, None: its own band)."""
+    if out_lo is None and out_hi is None:
+        return None, None
+    if out_lo is None or out_hi is None:
+        raise ValueError("give both ends of the band (LO and HI)")
+    if models.config.generator != "sieve":
+        raise ValueError(f"model {models.name}: only a sieve generator can sample in another band")
+    lo, hi = float(out_lo), float(out_hi)
+    top = limits.EXACT_LIMIT - 2 * models.config.window - 2
+    if not (np.isfinite(lo) and np.isfinite(hi) and 3 <= lo < hi <= top):
+        raise ValueError(f"band must satisfy 3 <= LO < HI <= {top:,} (float64's exact range), got [{out_lo}, {out_hi}]")
+    return lo, hi
+
+
+def _draw(models: Models, rng, count: int, band):
     from optimus.models import generate
 
-    n = _check_count(n, limits.MAX_SAMPLES, "number of samples")
     cfg = models.config
-    rng = np.random.default_rng([seed, 7919])
-    latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=n)
-    reals = generate(models.generator, latents, rng, cfg.temperature)
-    if not np.all(np.isfinite(reals)) or reals.max() >= 2.0**52:
+    latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=count)
+    reals = generate(models.generator, latents, rng, cfg.temperature, out_lo=band[0], out_hi=band[1])
+    if count and (not np.all(np.isfinite(reals)) or reals.max() >= 2.0**52):
         raise ValueError(f"model {models.name}: generator outputs are outside the exact range (max {np.nanmax(reals):.3g})")
+    return latents, reals
+
+
+def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None, out_hi=None):
+    """N samples: columns latent, n (the odd integer), is_prime (exact), d_prob.
+
+    out_lo/out_hi: a sieve generator's band moved to [out_lo, out_hi) (its learned
+    preferences are about residues, not size). vet=True: discriminator rejection sampling
+    (Azadi et al. 2019): each candidate the generator draws is accepted with probability
+    d_prob, the discriminator's probability that it is prime, else a fresh latent draws
+    again; the output distribution is the generator's, weighted by the discriminator. Adds
+    the columns `candidates` (how many the discriminator looked at for this output) and
+    `accepted` (False only where it gave up after MAX_VET_CANDIDATES).
+    """
+    import pandas as pd
+
+    n = _check_count(n, limits.MAX_SAMPLES, "number of samples")
+    band = check_band(models, out_lo, out_hi)
+    rng = np.random.default_rng([seed, 7919])
+    latents, reals = _draw(models, rng, n, band)
+    d_prob = _discriminate_reals(models, reals)
+    columns = {}
+    if vet:
+        candidates = np.ones(n, dtype=np.int64)
+        accepted = rng.random(n) < d_prob
+        for _ in range(MAX_VET_CANDIDATES - 1):
+            pending = np.flatnonzero(~accepted)
+            if not pending.size:
+                break
+            latents[pending], reals[pending] = _draw(models, rng, pending.size, band)
+            d_prob[pending] = _discriminate_reals(models, reals[pending])
+            candidates[pending] += 1
+            accepted[pending] = rng.random(pending.size) < d_prob[pending]
+        columns = {"candidates": candidates, "accepted": accepted}
     odd = primes.to_odd(reals)
     return pd.DataFrame({
         "latent": latents.astype(np.int64),
         "n": np.asarray(odd, dtype=np.int64),
         "is_prime": primes.is_prime(odd),
-        "d_prob": _discriminate_reals(models, reals),
+        "d_prob": d_prob,
+        **columns,
     })
 
 
@@ -83,8 +135,17 @@ def _discriminate_reals(models: Models, reals) -> np.ndarray:
     reals = np.asarray(reals, dtype=np.float64).reshape(-1, 1)
     out = np.empty(len(reals), dtype=np.float64)
     chunk = 20_000
+    from optimus.models import discriminator_parts
+
+    encoding, head = discriminator_parts(models.discriminator)
+    fast = hasattr(encoding, "features")  # FactorEncoding: the same features, from NumPy
     for i in range(0, len(reals), chunk):
-        out[i : i + chunk] = np.asarray(models.discriminator(reals[i : i + chunk], training=False)).reshape(-1)
+        part = reals[i : i + chunk]
+        if fast:
+            prob = head(encoding.features(primes.to_odd(part.reshape(-1))), training=False)
+        else:
+            prob = models.discriminator(part, training=False)
+        out[i : i + chunk] = np.asarray(prob).reshape(-1)
     return out
 
 
@@ -181,15 +242,32 @@ def _summary(report: dict) -> dict:
     return {k: v for k, v in report.items() if k not in ("prob", "truth", "roc")}
 
 
+def vetting_report(df) -> dict:
+    """Generator figures of a vetted sample (`sample(..., vet=True)`) plus what vetting cost."""
+    rep = generator_report(df["n"].to_numpy())
+    candidates = df["candidates"].to_numpy()
+    rep.update({
+        "candidates_per_output": float(candidates.mean()),
+        "candidates_max": int(candidates.max()),
+        "acceptance_rate": float(len(candidates) / candidates.sum()),
+        "gave_up": int((~df["accepted"].to_numpy()).sum()),
+    })
+    return rep
+
+
 def evaluate(model_dir, n: int = 10_000, seed: int = 0, uniform_lo: int | None = None,
-             uniform_hi: int | None = None, uniform_count: int = 20_000) -> dict:
-    """The numbers behind every claim: generator figures and discriminator reports on
+             uniform_hi: int | None = None, uniform_count: int = 20_000, band_lo=None, band_hi=None,
+             vet: bool = True) -> dict:
+    """The numbers behind every claim: generator figures (alone, and with discriminator
+    rejection sampling when `vet`: reported separately) and discriminator reports on
     (a) the generator's outputs and (b) uniform odd integers over a range (default: the
-    generator's output range)."""
+    generator's output range). band_lo/band_hi sample a sieve generator in another band."""
     t0 = time.time()
     models = load_models(model_dir)
-    df = sample(models, n, seed)
+    band = check_band(models, band_lo, band_hi)
+    df = sample(models, n, seed, out_lo=band[0], out_hi=band[1])
     gen = generator_report(df["n"].to_numpy())
+    vetted = vetting_report(sample(models, n, seed, vet=True, out_lo=band[0], out_hi=band[1])) if vet else None
     on_outputs = discriminator_report(models, df["n"].to_numpy())
     lo = gen["lo"] if uniform_lo is None else uniform_lo
     hi = gen["hi"] if uniform_hi is None else uniform_hi
@@ -201,7 +279,9 @@ def evaluate(model_dir, n: int = 10_000, seed: int = 0, uniform_lo: int | None =
         "batches_trained": models.batches_done,
         "samples": n,
         "seed": seed,
+        "band": None if band[0] is None else [band[0], band[1]],
         "generator": gen,
+        "generator_vetted": vetted,
         "discriminator_on_outputs": _summary(on_outputs),
         "discriminator_on_uniform": {**_summary(on_uniform), "lo": int(lo), "hi": int(hi), "count": int(uniform_count)},
         "seconds": time.time() - t0,

@@ -15,13 +15,22 @@ import keras
 import numpy as np
 
 from optimus.config import TrainConfig
-from optimus.layers import Absolute, DivisibilityEncoding, OppositeL2, ScalarInput, SieveWindow
+from optimus.layers import (
+    Absolute,
+    DivisibilityEncoding,
+    FactorDense,
+    FactorEncoding,
+    OppositeL2,
+    ScalarInput,
+    SieveWindow,
+)
 
 
 def build_generator(cfg: TrainConfig) -> keras.Model:
     if cfg.generator == "sieve":
         z = keras.Input(shape=(1,), dtype="float64", name="latent")
-        reals, logits = SieveWindow(cfg.out_lo, cfg.out_hi, cfg.window, cfg.gen_prime_max, name="sieve")(z)
+        reals, logits = SieveWindow(cfg.out_lo, cfg.out_hi, cfg.window, cfg.gen_prime_max, cfg.gen_wide_prime_max,
+                                    cfg.out_density_power, name="sieve")(z)
         return keras.Model(z, [reals, logits], name="generator")
     # The seed: no biases and LeakyReLU make it positively homogeneous, G(z) = z * G(1) for
     # z > 0, so it can only learn one slope (ANCHORS.md). Kept as the original had it.
@@ -66,17 +75,35 @@ def _residue_head(cfg: TrainConfig, input_dim: int) -> keras.Model:
     return keras.Model(features, keras.layers.Activation("sigmoid", name="prob")(logit), name="head")
 
 
+def _factor_head(cfg: TrainConfig, encoding: FactorEncoding) -> keras.Model:
+    """`_residue_head` on the factor list: its two Dense layers over the divisibility bits
+    become FactorDense gather-sums (the same functions, without a [rows x primes] matrix)."""
+    features = keras.Input(shape=(encoding.size,), name="features")
+    k, slots = encoding.num_primes, encoding.slots
+    wide = FactorDense(1, k, slots, kernel_initializer="zeros", name="wide")(features)
+    h = FactorDense(cfg.disc_hidden, k, slots, activation="relu", name="hidden")(features)
+    h = keras.layers.Dropout(cfg.disc_dropout, name="dropout")(h)
+    deep = keras.layers.Dense(1, name="deep")(h)
+    logit = keras.layers.Add(name="logit")([wide, deep])
+    return keras.Model(features, keras.layers.Activation("sigmoid", name="prob")(logit), name="head")
+
+
 def build_discriminator(cfg: TrainConfig) -> keras.Model:
     x = keras.Input(shape=(1,), dtype="float64", name="real")
     if cfg.discriminator == "dense":
         encoding = ScalarInput(name="encoding")
         head = _dense_head(cfg, 1)
+    elif cfg.discriminator == "residue" and cfg.disc_factor_slots:
+        encoding = FactorEncoding(cfg.disc_prime_max, cfg.disc_factor_slots, name="encoding")
+        head = _factor_head(cfg, encoding)
     elif cfg.discriminator == "residue":
         encoding = DivisibilityEncoding(cfg.disc_prime_max, name="encoding")
         head = _residue_head(cfg, encoding.size)
     else:
         from optimus.gln import build_gln
 
+        # The GLN gates on dense side information: it keeps one bit per prime (its input size
+        # grows with disc_prime_max; tiny configs use 200).
         encoding = DivisibilityEncoding(cfg.disc_prime_max, name="encoding")
         # lr 1e-3: on divisibility bits every prime shares one context, and larger steps
         # collapse to one class within a few batches (measured in optimus/gln.py's notes).
@@ -89,10 +116,14 @@ def discriminator_parts(discriminator: keras.Model):
     return discriminator.get_layer("encoding"), discriminator.get_layer("head")
 
 
-def propose(generator: keras.Model, latents) -> tuple[np.ndarray, np.ndarray | None]:
-    """Candidate reals [B, W] (float64) and their logits [B, W] (None for a one-output model)."""
+def propose(generator: keras.Model, latents, out_lo=None, out_hi=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Candidate reals [B, W] (float64) and their logits [B, W] (None for a one-output model).
+    out_lo/out_hi move a sieve generator's band (the seed's generator has none)."""
     z = np.asarray(latents, dtype=np.float64).reshape(-1, 1)
-    out = generator(z.astype(generator.inputs[0].dtype), training=False)
+    if out_lo is not None or out_hi is not None:
+        out = _sieve(generator)(z, out_lo=out_lo, out_hi=out_hi)
+    else:
+        out = generator(z.astype(generator.inputs[0].dtype), training=False)
     if isinstance(out, (list, tuple)):
         reals, logits = out
         return np.asarray(reals, dtype=np.float64), np.asarray(logits, dtype=np.float64)
@@ -108,21 +139,31 @@ def choose(reals: np.ndarray, logits: np.ndarray | None, rng: np.random.Generato
     return reals[np.arange(len(reals)), pick]
 
 
+def _sieve(generator):
+    from optimus import sampling
+
+    layer = sampling.sieve_layer(generator)
+    if layer is None:
+        raise ValueError("only a sieve generator has a band to move (this generator has no sampling band)")
+    return layer
+
+
 def generate(generator: keras.Model, latents, rng: np.random.Generator, temperature: float = 1.0,
-             fast: bool = True) -> np.ndarray:
+             fast: bool = True, out_lo=None, out_hi=None) -> np.ndarray:
     """The generator's real outputs x (float64) for latent integers; to_odd(x) are the samples.
 
     For the sieve generator `fast` draws the same samples from per-latent residue tables in
     NumPy (optimus.sampling: about 15x faster, same candidates and choices for the same rng);
     fast=False runs the Keras forward (`propose`, then `choose`), the reference.
+    out_lo/out_hi: sample a sieve generator in another band, with the same learned preferences.
     """
     if fast:
         from optimus import sampling
 
         layer = sampling.sieve_layer(generator)
         if layer is not None:
-            return sampling.generate(layer, latents, rng, temperature)
-    reals, logits = propose(generator, latents)
+            return sampling.generate(layer, latents, rng, temperature, out_lo, out_hi)
+    reals, logits = propose(generator, latents, out_lo, out_hi)
     return choose(reals, logits, rng, temperature)
 
 

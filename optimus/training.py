@@ -248,16 +248,18 @@ class _Networks:
             loss = tf.reduce_sum(self.d_loss_fn(labels[:, None], prob) * weights) / total_weight
             total = loss + self._replica_share(self.d_ewc.penalty())
             if self.cfg.apply_regularizers:
-                share = tf.cast(tf.shape(features)[0], "float32") / float(self._d_rows)
+                share = tf.cast(tf.shape(features)[0], "float32") / float(self.d_rows)
                 total += self._regularization(self.head, share)
         grads = tape.gradient(total, self.d_vars)
         self.d_opt.apply_gradients(zip(grads, self.d_vars, strict=True))
         return loss
 
     @property
-    def _d_rows(self) -> int:
-        """Rows of the discriminator's (padded) batch: one per candidate."""
-        return self.cfg.batch_size * (self.cfg.window if self.sieve else 1)
+    def d_rows(self) -> int:
+        """Rows of the discriminator's (padded) batch: cfg.disc_rows, or one per candidate."""
+        candidates = self.cfg.batch_size * (self.cfg.window if self.sieve else 1)
+        return min(self.cfg.disc_rows, candidates) if self.cfg.disc_rows else candidates
+
 
     def _gln_d_step(self, features, labels, weights, total_weight=None):
         """The GLN's online local update on the undersampled rows (they come first)."""
@@ -564,15 +566,21 @@ def _online_batch(nets: _Networks, cfg: TrainConfig, batch_index: int, should_st
     flat = reals.reshape(-1)
     n_pool = primes.to_odd(flat)
     labels = primes.is_prime(n_pool)
-    features = nets.encoding(flat.reshape(-1, 1))
+    if nets.sieve and hasattr(nets.encoding, "window_features"):  # windows: the fast, identical path
+        features = nets.encoding.window_features(n_pool[:: cfg.window], cfg.window)
+    else:
+        features = nets.encoding(flat.reshape(-1, 1))
     z = tf.constant(latents.reshape(-1, 1), dtype=nets.generator.inputs[0].dtype)
 
-    # The discriminator's batch: undersampled to the wanted prime ratio, padded to a fixed
-    # size with zero weights so the compiled step never retraces.
+    # The discriminator's batch: undersampled to the wanted prime ratio, subsampled or padded
+    # to a fixed size (zero weights) so the compiled step never retraces.
     chosen = undersample(labels, cfg.prime_ratio, cfg.min_batch, rng)
-    pad = np.zeros(len(flat), dtype=np.int64)
+    rows = nets.d_rows
+    if len(chosen) > rows:
+        chosen = np.sort(rng.choice(chosen, size=rows, replace=False))
+    pad = np.zeros(rows, dtype=np.int64)
     pad[: len(chosen)] = chosen
-    weights = np.zeros(len(flat), dtype=np.float32)
+    weights = np.zeros(rows, dtype=np.float32)
     weights[: len(chosen)] = 1.0
     d_features = tf.gather(features, pad)
     d_labels = tf.constant(labels[pad].astype(np.float32))

@@ -5,7 +5,15 @@ import tensorflow as tf
 
 from optimus import primes
 from optimus.config import preset
-from optimus.layers import DivisibilityEncoding, OppositeL2, SieveWindow, odd_from_real
+from optimus.encoding import odd_primes_upto
+from optimus.layers import (
+    DivisibilityEncoding,
+    FactorDense,
+    FactorEncoding,
+    OppositeL2,
+    SieveWindow,
+    odd_from_real,
+)
 from optimus.models import build_discriminator, build_generator, generate, residue_preferences
 from tests.helpers import tiny
 
@@ -84,3 +92,101 @@ def test_residue_preferences_exposed():
     prefs = residue_preferences(g)
     assert sorted(prefs)[:3] == [3, 5, 7] and all(len(v) == p for p, v in prefs.items())
     assert residue_preferences(build_generator(tiny("seed"))) is None
+
+
+def test_factor_encoding_lists_the_prime_factors_like_python_integers():
+    layer = FactorEncoding(200, slots=3)
+    ps = [int(p) for p in odd_primes_upto(200)]
+    n = np.array([1, 3, 9, 199, 3 * 5 * 7 * 11, 3 * 199, 2**52 + 1, 1_000_000_007, 211 * 223], dtype=np.int64)
+    feats = layer(tf.constant(((n - 1) // 2 + 0.5).reshape(-1, 1))).numpy()
+    for row, v in zip(feats, n, strict=True):
+        factors = [k + 1 for k, p in enumerate(ps) if int(v) % p == 0 and int(v) != p]
+        want = sorted(factors, reverse=True)[:3]  # the largest three when there are more
+        assert row[:-1].tolist() == want + [0] * (3 - len(want)), v
+        assert row[-1] == pytest.approx(np.log(max(int(v), 1)) / np.log(2.0**53), rel=1e-6)
+
+
+def test_factor_encoding_numpy_paths_are_identical():
+    layer = FactorEncoding(1000, slots=13)
+    rng = np.random.default_rng(0)
+    n0 = np.concatenate([[1, 3, 991, 997 * 3], 2 * rng.integers(0, 2**51, size=200) + 1,
+                         2 * rng.integers(0, 10**6, size=200) + 1])
+    n = (n0[:, None] + 2 * np.arange(64)).reshape(-1)
+    reference = layer(tf.constant(((n - 1) // 2 + 0.5).reshape(-1, 1))).numpy()
+    assert np.array_equal(layer.window_features(n0, 64).numpy(), reference)
+    assert np.array_equal(layer.features(n).numpy(), reference)
+
+
+def test_factor_dense_is_dense_over_the_divisibility_bits():
+    bits, factors = DivisibilityEncoding(200), FactorEncoding(200, slots=13)
+    dense = keras.layers.Dense(5, activation="relu")
+    sparse = FactorDense(5, factors.num_primes, 13, activation="relu")
+    dense.build((None, bits.size))
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(size=(bits.size, 5)).astype(np.float32)
+    bias = rng.normal(size=5).astype(np.float32)
+    dense.set_weights([kernel, bias])
+    sparse.set_weights([kernel[:-1], kernel[-1:], bias])
+    n = 2 * rng.integers(0, 10**9, size=500) + 1
+    x = tf.constant(((n - 1) // 2 + 0.5).reshape(-1, 1))
+    np.testing.assert_allclose(sparse(factors(x)).numpy(), dense(bits(x)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_sieve_window_wide_primes_add_one_weight_per_dividing_prime():
+    layer = SieveWindow(1e6, 1e9, window=16, prime_max=13, wide_prime_max=2000)
+    layer.wide_weights.assign([-1.5, -2.0])
+    rng = np.random.default_rng(2)
+    layer.scores.assign(rng.normal(size=layer.scores.shape).astype(np.float32))
+    z = tf.constant(rng.integers(1, 10**9, size=200).astype(np.float64).reshape(-1, 1))
+    reals, logits = layer(z)
+    n = primes.to_odd(reals.numpy().ravel()).reshape(-1, 16)
+    small, wide = layer.residue_preferences(), layer.wide_primes
+    w = -1.5 - 2.0 * np.log(wide / wide[0]) / np.log(wide[-1] / wide[0])
+    for i in range(0, 200, 7):
+        for j in range(16):
+            v = int(n[i, j])
+            want = sum(small[p][v % p] for p in small) + sum(wp for p, wp in zip(wide, w, strict=True) if v % p == 0)
+            assert logits.numpy()[i, j] == pytest.approx(want, abs=1e-4)
+
+
+def test_an_earlier_sieve_window_config_loads_without_wide_primes():
+    """generator.keras files written before the wide primes existed carry no such arguments."""
+    layer = SieveWindow.from_config({"name": "sieve", "out_lo": 1e6, "out_hi": 1e9, "window": 32, "prime_max": 97})
+    assert layer.wide_weights is None and layer.density_power == 1.0
+    assert [v.name for v in layer.trainable_variables] == ["residue_scores"]
+
+
+def test_band_override_moves_candidates_only():
+    layer = SieveWindow(1e6, 1e9, window=8, prime_max=31, wide_prime_max=1000, density_power=0.75)
+    z = tf.constant(np.arange(1, 3001, dtype=np.float64).reshape(-1, 1))
+    n = layer.candidates(z, out_lo=1e12, out_hi=1e15).numpy()
+    assert n.min() >= 1e12 - 1 and n.max() < 1e15 + 20 and np.all(n % 2 == 1)
+    assert np.log10(n[:, 0].max() / n[:, 0].min()) > 2.9
+
+
+def test_config_without_the_new_fields_keeps_the_earlier_design():
+    """A config.json written before the wide primes loads as what it was trained as."""
+    import dataclasses
+
+    from optimus.config import TrainConfig
+
+    old = dataclasses.asdict(preset("default"))
+    for name in ("gen_wide_prime_max", "out_density_power", "disc_factor_slots", "disc_rows"):
+        old.pop(name)
+    old.update(window=32, disc_prime_max=10_000)
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.gen_wide_prime_max, cfg.out_density_power, cfg.disc_factor_slots, cfg.disc_rows) == (0, 1.0, 0, 0)
+    g, d = build_generator(cfg), build_discriminator(cfg)
+    assert g.get_layer("sieve").wide_weights is None
+    assert isinstance(d.get_layer("encoding"), DivisibilityEncoding)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"window": 128}, "window must be at most 101"),
+    ({"gen_wide_prime_max": 50}, "gen_wide_prime_max must be 0 or in"),
+    ({"out_density_power": -1.0}, "out_density_power must be in"),
+    ({"disc_factor_slots": 40}, "disc_factor_slots must be 0 or in"),
+])
+def test_bad_new_config_fields_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        preset("default", **change)

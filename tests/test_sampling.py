@@ -9,11 +9,14 @@ from optimus.models import build_generator, choose, generate, propose
 
 
 def trained_like(seed: int = 0, **overrides):
-    """A sieve generator whose residue scores are random, with a trained model's spread."""
+    """A sieve generator whose residue scores (and wide "divides" weights) are random, with a
+    trained model's spread."""
     generator = build_generator(preset("default", **overrides))
     layer = generator.get_layer("sieve")
-    scores = np.random.default_rng(seed).normal(0.0, 2.0, size=layer.scores.shape)
-    layer.scores.assign(scores.astype(np.float32))
+    rng = np.random.default_rng(seed)
+    layer.scores.assign(rng.normal(0.0, 2.0, size=layer.scores.shape).astype(np.float32))
+    if layer.wide_weights is not None:
+        layer.wide_weights.assign(rng.normal(-3.0, 2.0, size=2).astype(np.float32))
     return generator, layer
 
 
@@ -22,7 +25,8 @@ def latents_for(count: int, seed: int = 1) -> np.ndarray:
     return np.concatenate([edge, np.random.default_rng(seed).integers(1, 10**9 + 1, size=count)])
 
 
-@pytest.mark.parametrize("overrides", [{}, {"window": 8, "gen_prime_max": 200}, {"out_lo": 3.0, "out_hi": 2.0**40}])
+@pytest.mark.parametrize("overrides", [{}, {"window": 8, "gen_prime_max": 200}, {"out_lo": 3.0, "out_hi": 2.0**40},
+                                       {"window": 32, "gen_wide_prime_max": 0, "out_density_power": 1.0}])
 def test_candidates_and_logits_match_the_layer(overrides):
     generator, layer = trained_like(**overrides)
     latents = latents_for(4000)
@@ -57,6 +61,8 @@ def test_chunking_does_not_change_the_draws(monkeypatch):
     whole = sampling.choose_odd(layer, latents, np.random.default_rng(11))
     monkeypatch.setattr(sampling, "CHUNK", 7)
     assert np.array_equal(sampling.choose_odd(layer, latents, np.random.default_rng(11)), whole)
+    monkeypatch.setattr(sampling, "WIDE_BLOCK", 50)  # wide-prime blocks that end mid-chunk
+    assert np.array_equal(sampling.choose_odd(layer, latents, np.random.default_rng(11)), whole)
 
 
 def test_tables_follow_the_weights():
@@ -85,3 +91,34 @@ def test_prime_groups_cover_every_prime_once():
     assert [p for g in groups for p in g] == ps.tolist()
     assert all(len(g) == 1 or np.prod(g) * 32 * 8 <= sampling.TABLE_BYTES for g in groups)
     assert sampling.prime_groups(np.array([1009]), 256, table_bytes=1024) == [[1009]]  # alone, even if too big
+
+
+def test_band_override_draws_what_the_layer_draws_there():
+    generator, layer = trained_like(seed=6)
+    latents = latents_for(3000, seed=5)
+    reals, logits = propose(generator, latents, out_lo=1e12, out_hi=1e15)
+    n0, fast_logits = sampling.propose(layer, latents, out_lo=1e12, out_hi=1e15)
+    assert np.array_equal(n0, primes.to_odd(reals[:, 0])) and n0.min() >= 1e12 - 1
+    np.testing.assert_allclose(fast_logits, logits, rtol=0, atol=1e-5 * max(1.0, np.abs(logits).max()))
+    draws = [generate(generator, latents, np.random.default_rng(4), fast=fast, out_lo=1e12, out_hi=1e15)
+             for fast in (True, False)]
+    assert np.array_equal(*draws)
+
+
+def test_learned_sieve_logits_match_the_layer_on_random_windows():
+    generator, layer = trained_like(seed=8)
+    sieve = sampling.learned_sieve(generator)
+    assert np.all(np.diff(sieve.primes) > 0) and sieve.primes[0] == 3 and sieve.primes[-1] == 31_607
+    assert sieve.window == layer.window
+    latents = latents_for(300, seed=9)
+    reals, logits = propose(generator, latents)
+    n = primes.to_odd(reals.reshape(-1))
+    residues = n[:, None] % sieve.primes[None, :]
+    np.testing.assert_allclose(sieve.logits(residues), logits.reshape(-1), rtol=0,
+                               atol=1e-5 * max(1.0, np.abs(logits).max()))
+    scores = sieve.divides_scores()
+    a, b = layer.wide_weights.numpy()
+    wide = layer.wide_primes
+    assert scores[-1] == pytest.approx(a + b, rel=1e-5)  # w_p at the largest wide prime
+    assert scores[len(layer.primes)] == pytest.approx(a, rel=1e-5, abs=1e-6)  # and at the first
+    assert len(scores) == len(layer.primes) + len(wide)

@@ -13,6 +13,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +35,18 @@ def _optimus(*args, stdin=None, cpu_seconds=None, env=None):
         if cpu_seconds:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
 
-    proc = subprocess.Popen([sys.executable, "-m", "optimus", *map(str, args)], cwd=REPO,
-                            stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit,
-                            env=dict(os.environ, **(env or {})))
-    out, err = proc.stdout.read(), proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), usage.ru_maxrss * 1024
+    # Files, not pipes: the code before a fix may write 52 MB to stderr, and os.wait4 (this
+    # child's own peak RSS) needs the process unreaped.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "optimus", *map(str, args)], cwd=REPO,
+                                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                stdout=out, stderr=err, preexec_fn=limit, env=dict(os.environ, **(env or {})))
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return (proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                usage.ru_maxrss * 1024)
 
 
 def _one_line_error(err: str) -> str:

@@ -159,6 +159,14 @@ BAD_FIELDS = [
 ]
 
 
+def _stand_in_model(model):
+    """A model directory whose every file is present (so loaders read config.json first)."""
+    model.mkdir()
+    for name in (storage.GENERATOR, storage.DISCRIMINATOR, storage.STATE):
+        (model / name).write_bytes(b"stand-in: config.json is read and refused before this")
+    return model
+
+
 @pytest.mark.parametrize("field, value", BAD_FIELDS, ids=[f"{f}={v!r}"[:40] for f, v in BAD_FIELDS])
 def test_bad_config_field_is_refused_by_name(field, value):
     data = json.loads(preset("default").to_json())
@@ -188,8 +196,7 @@ def test_config_json_never_holds_nan():
 @pytest.mark.parametrize("field, value", BAD_FIELDS, ids=[f"{f}={v!r}"[:40] for f, v in BAD_FIELDS])
 @pytest.mark.parametrize("verb", ["sample", "train"])
 def test_bad_config_json_is_one_line_on_the_cli(tmp_path, capsys, verb, field, value):
-    model = tmp_path / "m"
-    model.mkdir()
+    model = _stand_in_model(tmp_path / "m")
     data = json.loads(preset("default").to_json())
     data[field] = value
     (model / storage.CONFIG).write_text(json.dumps(data))  # NaN/Infinity as Python writes them
@@ -203,8 +210,7 @@ def test_bad_config_json_is_one_line_on_the_cli(tmp_path, capsys, verb, field, v
 
 def test_disc_hidden_of_a_billion_is_one_line_in_a_new_process(tmp_path):
     """Before: a ResourceExhaustedError traceback on every verb."""
-    model = tmp_path / "m"
-    model.mkdir()
+    model = _stand_in_model(tmp_path / "m")
     data = json.loads(preset("default").to_json())
     data["disc_hidden"] = 10**9
     (model / storage.CONFIG).write_text(json.dumps(data))

@@ -264,6 +264,7 @@ class LearnedSieve:
         self._offsets = np.concatenate([[0], np.cumsum(self.primes[: self._small])[:-1]]).astype(np.int64)
         self._wide = np.zeros(0) if wide_scores is None else np.asarray(wide_scores, dtype=np.float64)
         self.window = int(window)
+        self._small_sieve = None if self._wide.size else self
 
     def logits(self, residues: np.ndarray) -> np.ndarray:
         residues = np.asarray(residues, dtype=np.int64)
@@ -271,6 +272,22 @@ class LearnedSieve:
         if not self._wide.size:
             return small
         return small + ((residues[..., self._small :] == 0) * self._wide).sum(axis=-1)
+
+    @property
+    def wide_primes(self) -> np.ndarray:
+        """int64: the primes that carry only a "p divides n" weight (the last of `primes`)."""
+        return self.primes[self._small :]
+
+    @property
+    def wide_scores(self) -> np.ndarray:
+        """float64: the weight added to a candidate's logit for each wide prime dividing it."""
+        return self._wide
+
+    def small_sieve(self) -> LearnedSieve:
+        """The same sieve without its wide primes: the part with full residue tables."""
+        if self._small_sieve is None:
+            self._small_sieve = LearnedSieve(self.primes[: self._small], self._scores, self.window)
+        return self._small_sieve
 
     def divides_scores(self) -> np.ndarray:
         """float64 [K]: score of residue 0 minus the mean score of the other residues, per

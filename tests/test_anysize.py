@@ -380,3 +380,22 @@ def test_bench_anysize_quick_json(capfd):
         assert x["all_prime"] and x["vs_randprime"] > 0 and x["vs_bpsw_loop"] > 0 and isinstance(x["met"], bool)
         assert x["sieve_tests_per_prime"] < x["random_odd_tests_per_prime"]
     assert all(row["agree"] for row in r["bpsw_us_per_test"].values())
+
+
+@pytest.mark.parametrize("width", [8, 64, 300])
+def test_window_logits_with_wide_primes_match_the_contracts_logits(width):
+    """The split path (CRT tables for the small primes, one weight per dividing wide prime,
+    several multiples per window when it is wider than p) equals LearnedSieve.logits."""
+    from optimus.encoding import odd_primes_upto
+    from optimus.sampling import LearnedSieve
+
+    rng = np.random.default_rng(width)
+    small = np.array([3, 5, 7, 11, 13], dtype=np.int64)
+    wide = odd_primes_upto(400)[5:]
+    sieve = LearnedSieve(small, rng.normal(size=int(small.sum())), 8, wide, rng.normal(size=wide.size))
+    starts = [2 * int(x) + 1 for x in rng.integers(0, 10**12, 40)] + [10**150 + 2 * k + 1 for k in range(40)]
+    r0 = A.residues(starts, sieve.primes)
+    fast = A._window_logits(sieve, starts, r0, width)
+    slow = np.array([[sieve.logits(np.array([(n + 2 * j) % int(p) for p in sieve.primes])) for j in range(width)]
+                     for n in starts])
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)

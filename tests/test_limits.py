@@ -208,13 +208,13 @@ def test_discriminator_page_pasted_list(models_root, over):
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
 def test_density_page_bins_and_range(models_root, over):
     at = _page("density").run()
-    _number(at, "lo").set_value(limits.MAX_DENSITY_HI - 10**6)
-    _number(at, "hi").set_value(limits.MAX_DENSITY_HI + over)
+    at.text_input(key="lo").set_value(str(limits.MAX_DENSITY_HI - 10**6))
+    at.text_input(key="hi").set_value(str(limits.MAX_DENSITY_HI + over))
     _number(at, "Bins").set_value(limits.MAX_BINS + over)
     at.run()
     if over:
         assert f"{limits.MAX_DENSITY_HI:,}" in _errors(at)
-        _number(at, "hi").set_value(limits.MAX_DENSITY_HI)
+        at.text_input(key="hi").set_value(str(limits.MAX_DENSITY_HI))
         at.run()
         assert f"{limits.MAX_BINS:,}" in _errors(at)
     else:

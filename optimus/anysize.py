@@ -538,7 +538,8 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
     while len(values) < count:
         need = count - len(values)
         if primes_only:
-            rate = max(density / max(share, 1e-300), 1e-9) * picks
+            # primes per window: at most one (see below)
+            rate = min(max(density / max(share, 1e-300), 1e-9) * picks, 0.75)
             batch = int(min(max(need / rate * 1.2, 16), 4096))
         else:
             batch = need
@@ -565,22 +566,30 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
             vetted_out += int((~keep).sum())
         keep = keep.tolist()
         if primes_only:
-            # test in chunks, in pick order, and stop at the count: at 2048 bits a test is ~1 ms
-            chunk = 64 if hi.bit_length() > 512 else len(cand)
-            for i in range(0, len(cand), chunk):
-                part = [c for c, k in zip(cand[i : i + chunk], keep[i : i + chunk], strict=True) if k]
-                verdict = dict(zip(part, is_prime_any(part).tolist(), strict=True))
-                for c, k in zip(cand[i : i + chunk], keep[i : i + chunk], strict=True):
+            # At most one prime per window: its picks are tested in the order of the Gumbel
+            # draw, rank by rank across the batch, and a window closes at its first prime. So
+            # outputs are as independent as the windows (a window of 256 odd 30-digit numbers
+            # holds about four primes: taking them all would list near neighbours). At 2048 bits
+            # a test takes ~1 ms: chunks of 64 stop close to the count.
+            chunk = 64 if hi.bit_length() > 512 else batch
+            open_windows = np.ones(batch, dtype=bool)
+            for rank in range(picks):
+                idx = [b for b in range(batch) if open_windows[b] and keep[b * picks + rank]]
+                for i in range(0, len(idx), chunk):
+                    part_idx = idx[i : i + chunk]
+                    part = [cand[b * picks + rank] for b in part_idx]
+                    for b, c, prime in zip(part_idx, part, is_prime_any(part).tolist(), strict=True):
+                        if len(values) == count:
+                            break  # the rest of the batch's picks are not tested
+                        tested += 1
+                        if prime and c not in seen:
+                            seen.add(c)
+                            values.append(c)
+                            flags.append(True)
+                            tests_per.append(tested)
+                            open_windows[b] = False
                     if len(values) == count:
-                        break  # the rest of the batch's picks are not tested
-                    if not k:
-                        continue
-                    tested += 1
-                    if verdict[c] and c not in seen:
-                        seen.add(c)
-                        values.append(c)
-                        flags.append(True)
-                        tests_per.append(tested)
+                        break
                 if len(values) == count:
                     break
         else:

@@ -140,6 +140,23 @@ def sample(name: str, count: int, seed: int) -> tuple[pd.DataFrame, dict]:
     return _sample(str(path), model_signature(path), int(count), int(seed))
 
 
+@st.cache_data(max_entries=24, show_spinner="Generating primes ...")
+def _primes_of_size(path: str, signature: tuple, lo: int, hi: int, count: int, seed: int):
+    from optimus import anysize
+
+    return anysize.sample_models(_load_models(path, signature), lo, hi, count, seed, primes_only=True)
+
+
+def generate_primes(name: str, digits: int, count: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    """`count` verified primes of `digits` digits from the model's learned sieve: (table, summary)
+    as `anysize.sample_models` gives them (n as decimal strings, certainty, tests per prime)."""
+    from optimus import anysize
+
+    lo, hi, _ = anysize.size_range(digits=digits)
+    path = model_path(name)
+    return _primes_of_size(str(path), model_signature(path), lo, hi, int(count), int(seed))
+
+
 @st.cache_data(max_entries=24, show_spinner=False)
 def _residues(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> pd.DataFrame:
     from optimus import evaluation

@@ -108,6 +108,29 @@ with st.container(border=True):
 
 # --- generate primes now ----------------------------------------------------------------
 
+GENERATE_MAX = 1_000  # primes per click on the landing page (the Sample page goes further)
+query.init("overview_digits", 30, query.int_in(limits.MIN_DIGITS, limits.MAX_DIGITS))
+query.init("overview_count", 10, query.int_in(1, GENERATE_MAX))
+with st.container(border=True):
+    st.markdown(f"**Generate primes now** with `{shown}`'s learned sieve, each one verified")
+    g1, g2, g3 = st.columns([1, 1, 2])
+    g1.number_input("Digits", key="overview_digits", step=1,
+                    help=f"{limits.MIN_DIGITS} to {limits.MAX_DIGITS} decimal digits.")
+    g2.number_input("How many", key="overview_count", step=1, help=f"1 to {GENERATE_MAX:,}.")
+    query.publish("overview_digits", "overview_count")
+    with common.user_errors():
+        digits = common.check_int("Digits", st.session_state["overview_digits"], limits.MIN_DIGITS, limits.MAX_DIGITS)
+        count = common.check_int("How many", st.session_state["overview_count"], 1, GENERATE_MAX)
+        primes_table, summary = common.generate_primes(shown, digits, count, st.session_state["overview_seed"])
+    g3.metric("Tests per prime", f"{summary['tests_per_prime']:,.1f}",
+              delta=f"random odd numbers need {summary['random_odd_tests_per_prime']:,.1f}", delta_color="off",
+              help="Primality tests the learned sieve needed per prime found, against random odd candidates.")
+    st.code("\n".join(primes_table["n"]), language=None)
+    st.caption(f"Certainty: {summary['certainty']}. Copy with the button at the top right of the list, or ")
+    st.download_button("Download CSV", data=primes_table.to_csv(index=False),
+                       file_name=f"optimus-{shown}-{digits}-digit-primes-{count}.csv", mime="text/csv",
+                       icon=":material/download:", on_click="ignore", key="overview_download")
+
 # --- the learned sieve and the pages ----------------------------------------------------
 
 chart_col, links_col = st.columns([3, 2])

@@ -432,6 +432,23 @@ def test_overview_survives_a_model_that_cannot_be_loaded(models_root):
     shutil.rmtree(broken)
 
 
+def test_overview_generates_verified_primes_of_the_asked_size(models_root):
+    import sympy
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update({"overview_digits": "40", "overview_count": "7"})
+    at.run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    listed = [int(line) for line in at.code[0].value.splitlines()]
+    assert len(listed) == len(set(listed)) == 7
+    assert all(len(str(n)) == 40 and sympy.isprime(n) for n in listed)
+    assert any("probable prime (BPSW" in c.value for c in at.caption)  # 40 digits: beyond 2^64
+    at.number_input(key="overview_digits").set_value(2).run()  # below the smallest size
+    assert "Digits must be between 3" in errors(at)
+    assert_clean(at)
+
+
 def test_overview_bad_url_values_give_the_normal_error(models_root):
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     at.query_params.update({"overview_model": "../x", "overview_seed": "-1"})

@@ -629,13 +629,7 @@ def run_benchmark(family: str = "factor", tasks=None, methods=None, encoding: st
     number fixes EWC's and online EWC's; a dict fixes any by method name. `progress(fraction,
     message)` is called after every task of every run. `options`: other ForgettingConfig fields.
     """
-    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(ForgettingConfig)})
-    if unknown:
-        raise ValueError(f"unknown benchmark options {unknown}")
-    cfg = ForgettingConfig(family=family, tasks=list(tasks or []), methods=list(methods or METHODS),
-                           encoding=encoding, seed=int(seed), steps_per_task=int(steps_per_task),
-                           batch_size=int(batch_size), **options)
-    _validate(cfg)
+    cfg = _config(family, tasks, methods, encoding, seed, steps_per_task, batch_size, options)
     fixed = _lambdas(ewc_lambda, cfg.methods)
     to_tune = [m for m in cfg.methods if m in PENALTY_METHODS and m not in fixed]
     started = time.perf_counter()
@@ -671,13 +665,8 @@ def run_benchmark(family: str = "factor", tasks=None, methods=None, encoding: st
     }
 
 
-MAX_SEEDS = 10
-
-
-def check_settings(family: str = "factor", tasks=None, methods=None, encoding: str = "residue", seed: int = 0,
-                   ewc_lambda=None, steps_per_task: int = 150, batch_size: int = 256, **options) -> None:
-    """ValueError naming the first bad setting of `run_benchmark(...)`, without running it (a
-    launcher checks before it spawns a process)."""
+def _config(family, tasks, methods, encoding, seed, steps_per_task, batch_size, options) -> ForgettingConfig:
+    """The checked ForgettingConfig of `run_benchmark`'s arguments (ValueError naming the first bad one)."""
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(ForgettingConfig)})
     if unknown:
         raise ValueError(f"unknown benchmark options {unknown}")
@@ -685,6 +674,17 @@ def check_settings(family: str = "factor", tasks=None, methods=None, encoding: s
                            encoding=encoding, seed=int(seed), steps_per_task=int(steps_per_task),
                            batch_size=int(batch_size), **options)
     _validate(cfg)
+    return cfg
+
+
+MAX_SEEDS = 10
+
+
+def check_settings(family: str = "factor", tasks=None, methods=None, encoding: str = "residue", seed: int = 0,
+                   ewc_lambda=None, steps_per_task: int = 150, batch_size: int = 256, **options) -> None:
+    """ValueError naming the first bad setting of `run_benchmark(...)`, without running it (a
+    launcher checks before it spawns a process)."""
+    cfg = _config(family, tasks, methods, encoding, seed, steps_per_task, batch_size, options)
     _lambdas(ewc_lambda, cfg.methods)
     make_tasks(cfg.family, cfg.tasks or None, cfg.factor_range)
 

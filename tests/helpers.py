@@ -1,5 +1,7 @@
 """Small configs and model folders shared by the tests."""
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -35,3 +37,19 @@ def shipped_or_tiny_models(dest: Path) -> Path:
                             "--preset", name, "--batches", "1", "--batch-size", "64", "--steps", "1",
                             "--quiet"], cwd=REPO, check=True, capture_output=True, timeout=600)
     return dest
+
+
+@contextlib.contextmanager
+def models_env(root: Path):
+    """$OPTIMUS_MODELS_DIR pointing at `root` for the block (the app's models root), restored after."""
+    from optimus import runs
+
+    old = os.environ.get(runs.MODELS_ENV)
+    os.environ[runs.MODELS_ENV] = str(root)
+    try:
+        yield root
+    finally:
+        if old is None:
+            os.environ.pop(runs.MODELS_ENV, None)
+        else:
+            os.environ[runs.MODELS_ENV] = old

@@ -273,19 +273,11 @@ def test_cli_sample_digits_in_a_new_process():
 
 @pytest.fixture(scope="module")
 def models_root(tmp_path_factory):
-    import os
-
-    from optimus import runs
-    from tests.helpers import shipped_or_tiny_models
+    from tests.helpers import models_env, shipped_or_tiny_models
 
     root = shipped_or_tiny_models(tmp_path_factory.mktemp("models"))
-    old = os.environ.get(runs.MODELS_ENV)
-    os.environ[runs.MODELS_ENV] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop(runs.MODELS_ENV, None)
-    else:
-        os.environ[runs.MODELS_ENV] = old
+    with models_env(root):
+        yield root
 
 
 def sample_page(**params):

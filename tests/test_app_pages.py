@@ -18,7 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from optimus import runs, storage
-from tests.helpers import shipped_or_tiny_models
+from tests.helpers import models_env, shipped_or_tiny_models
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = REPO / "optimus" / "pages"
@@ -31,13 +31,8 @@ def models_root(tmp_path_factory):
     damaged = root / "damaged"
     damaged.mkdir()
     (damaged / storage.CONFIG).write_text('{"preset": "default", "batch')
-    old = os.environ.get(runs.MODELS_ENV)
-    os.environ[runs.MODELS_ENV] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop(runs.MODELS_ENV, None)
-    else:
-        os.environ[runs.MODELS_ENV] = old
+    with models_env(root):
+        yield root
 
 
 def page(name: str) -> AppTest:

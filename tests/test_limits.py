@@ -6,15 +6,14 @@ exists, on its page. Refusals are one line (CLI) or one `st.error` (page), and w
 from __future__ import annotations
 
 import io
-import os
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from optimus import cli, limits, runs
+from optimus import cli, limits
 from optimus.config import preset
 from optimus.validate import parse_int
-from tests.helpers import REPO, shipped_or_tiny_models
+from tests.helpers import REPO, models_env, shipped_or_tiny_models
 
 PAGES = REPO / "optimus" / "pages"
 
@@ -22,13 +21,8 @@ PAGES = REPO / "optimus" / "pages"
 @pytest.fixture(scope="module")
 def models_root(tmp_path_factory):
     root = shipped_or_tiny_models(tmp_path_factory.mktemp("models"))
-    old = os.environ.get(runs.MODELS_ENV)
-    os.environ[runs.MODELS_ENV] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop(runs.MODELS_ENV, None)
-    else:
-        os.environ[runs.MODELS_ENV] = old
+    with models_env(root):
+        yield root
 
 
 def _cli(capsys, *args, stdin: str | None = None, monkeypatch=None):

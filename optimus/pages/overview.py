@@ -126,7 +126,7 @@ with st.container(border=True):
               delta=f"random odd numbers need {summary['random_odd_tests_per_prime']:,.1f}", delta_color="off",
               help="Primality tests the learned sieve needed per prime found, against random odd candidates.")
     st.code("\n".join(primes_table["n"]), language=None)
-    st.caption(f"Certainty: {summary['certainty']}. Copy with the button at the top right of the list, or ")
+    st.caption(f"Certainty: {summary['certainty']}. Copy the list with the button at its top right, or download it:")
     st.download_button("Download CSV", data=primes_table.to_csv(index=False),
                        file_name=f"optimus-{shown}-{digits}-digit-primes-{count}.csv", mime="text/csv",
                        icon=":material/download:", on_click="ignore", key="overview_download")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,27 +25,38 @@ REPO = Path(__file__).resolve().parent.parent
 MB = 2**20
 
 
+# Runs `python -m optimus` in a fresh process and reports its own peak RSS. Measured from
+# pytest itself, ru_maxrss of a child includes pytest's resident size at fork time (Linux keeps
+# the old mm's high-water mark across exec): after the heavy tests that read 2.2 GB for a 50 MB
+# child. So a tiny wrapper, forked while small, starts the command and reads its rusage.
+_WRAPPER = """
+import os, resource, subprocess, sys
+cpu, report = int(sys.argv[1]), sys.argv[2]
+if cpu:
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+proc = subprocess.Popen(sys.argv[3:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(report, "w") as fh:
+    fh.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def _optimus(*args, stdin=None, cpu_seconds=None, env=None):
     """`python -m optimus ARGS` in a new process: (exit code, stdout, stderr, peak RSS bytes).
 
     cpu_seconds caps the process's CPU time (RLIMIT_CPU): a refusal that needs less is not a
     timing assertion, and the code before the fix (43 s of CPU for 7**30000000) is killed."""
-    def limit():
-        if cpu_seconds:
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-
-    # Files, not pipes: the code before a fix may write 52 MB to stderr, and os.wait4 (this
-    # child's own peak RSS) needs the process unreaped.
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "optimus", *map(str, args)], cwd=REPO,
-                                stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                stdout=out, stderr=err, preexec_fn=limit, env=dict(os.environ, **(env or {})))
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    # Files, not pipes: the code before a fix may write 52 MB to stderr.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as report:
+        subprocess.run([sys.executable, "-c", _WRAPPER, str(cpu_seconds or 0), report.name,
+                        sys.executable, "-m", "optimus", *map(str, args)], cwd=REPO,
+                       stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                       stdout=out, stderr=err, env=dict(os.environ, **(env or {})), check=True)
+        code, maxrss = (int(v) for v in open(report.name).read().split())
         out.seek(0)
         err.seek(0)
-        return (proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                usage.ru_maxrss * 1024)
+        return code, out.read().decode(errors="replace"), err.read().decode(errors="replace"), maxrss * 1024
 
 
 def _one_line_error(err: str) -> str:

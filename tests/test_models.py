@@ -45,10 +45,13 @@ def test_opposite_l2_value_and_gradient():
 
 def test_seed_generator_is_positively_homogeneous():
     # The documented flaw: no biases + LeakyReLU => G(z) = z * G(1) for z > 0.
+    keras.utils.set_random_seed(0)
     g = build_generator(preset("seed"))
     z = np.array([[1.0], [3.0], [1000.0]], dtype=np.float32)
     out = np.asarray(g(z)).ravel()
-    np.testing.assert_allclose(out, z.ravel() * out[0], rtol=1e-4)
+    # float32 through 11 layers (oneDNN may reorder the sums): measured up to 4.7e-4 relative
+    # on an unseeded draw in CI, so 1e-4 was flaky; a slope that depended on z would be off by far more.
+    np.testing.assert_allclose(out, z.ravel() * out[0], rtol=2e-3)
 
 
 def test_odd_from_real_is_exact_below_2_53():

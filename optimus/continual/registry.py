@@ -1,0 +1,39 @@
+"""The registry of continual-learning methods: name -> class. One file per method registers it."""
+
+from __future__ import annotations
+
+_METHODS: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator: make `cls` (a ContinualMethod subclass with a `name`) available by name."""
+    if not getattr(cls, "name", ""):
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in _METHODS and _METHODS[cls.name] is not cls:
+        raise ValueError(f"a continual-learning method named {cls.name!r} is already registered")
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def names() -> tuple[str, ...]:
+    """Every registered method, in registration order."""
+    _load_builtins()
+    return tuple(_METHODS)
+
+
+def get(name: str) -> type:
+    _load_builtins()
+    if name not in _METHODS:
+        raise ValueError(f"unknown continual-learning method {name!r}; choose from {', '.join(_METHODS)}")
+    return _METHODS[name]
+
+
+def create(name: str, learner, lam: float = 1.0, **options):
+    """A new method `name` protecting `learner` (a base.Learner)."""
+    return get(name)(learner, lam=lam, **options)
+
+
+def _load_builtins() -> None:
+    # The built-in methods register on import; importing them here (not at module top) keeps
+    # `import optimus.continual` free of TensorFlow.
+    from optimus.continual import ewc  # noqa: F401

@@ -47,7 +47,8 @@ def _float(text: str) -> float:
 
 
 def _add_train(sub):
-    from optimus.config import EWC_MODES, PRESETS
+    from optimus import continual
+    from optimus.config import LEGACY_EWC_MODES, PRESETS
     from optimus.distribute import DEVICES
 
     p = sub.add_parser("train", help="online training with EWC into a model directory")
@@ -58,8 +59,11 @@ def _add_train(sub):
     p.add_argument("--batch-size", type=_int)
     p.add_argument("--steps", type=_int, help="gradient steps per online batch")
     p.add_argument("--latent-range", nargs=2, type=_int, metavar=("LO", "HI"))
-    p.add_argument("--ewc-mode", choices=EWC_MODES)
-    p.add_argument("--ewc-lambda", type=_float)
+    p.add_argument("--method", choices=continual.names(),
+                   help="continual-learning method (optimus.continual's registry); default: the preset's")
+    p.add_argument("--ewc-mode", choices=tuple(LEGACY_EWC_MODES),
+                   help="the older spelling of --method: separate = ewc, online = online-ewc, off = none")
+    p.add_argument("--ewc-lambda", type=_float, help="the method's penalty strength lambda")
     p.add_argument("--discriminator", choices=("dense", "residue", "gln"), help="override the preset's discriminator")
     p.add_argument("--seed", type=_int)
     regularizers = p.add_mutually_exclusive_group()
@@ -78,7 +82,7 @@ def _run_train(a) -> int:
     from pathlib import Path
 
     from optimus import checkpoint
-    from optimus.config import preset
+    from optimus.config import LEGACY_EWC_MODES, preset
 
     if not a.model_dir.strip():
         raise CliError("optimus train: --model-dir is empty; name a directory to train into")
@@ -93,7 +97,8 @@ def _run_train(a) -> int:
     # The same rule the trainer applies under its lock: a partial directory is refused here.
     source = Path(a.from_dir) if a.from_dir else (model_dir if checkpoint.resumable(model_dir) else None)
     overrides = {
-        "batches": a.batches, "batch_size": a.batch_size, "steps": a.steps, "ewc_mode": a.ewc_mode,
+        "batches": a.batches, "batch_size": a.batch_size, "steps": a.steps,
+        "method": a.method or (LEGACY_EWC_MODES[a.ewc_mode] if a.ewc_mode else None),
         "ewc_lambda": a.ewc_lambda, "seed": a.seed, "discriminator": a.discriminator,
         "apply_regularizers": a.apply_regularizers,
     }

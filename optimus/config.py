@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 CONFIG_VERSION = 1
 PRESETS = ("default", "seed")
-EWC_MODES = ("separate", "online", "off")
+# What `ewc_mode` in config.json files written before the continual-learning plugins meant.
+LEGACY_EWC_MODES = {"separate": "ewc", "online": "online-ewc", "off": "none"}
 DISCRIMINATORS = ("dense", "residue", "gln")
 GENERATORS = ("dense", "sieve")
 
@@ -30,10 +31,11 @@ class TrainConfig:
     latent_lo: int = 1
     latent_hi: int = 10**6
 
-    # Elastic Weight Consolidation (Kirkpatrick et al. 2017; online: Schwarz et al. 2018).
-    ewc_mode: str = "separate"
-    ewc_lambda: float = 1.0
-    ewc_gamma: float = 1.0  # decay of the running Fisher in "online" mode
+    # The continual-learning method (a name in optimus.continual's registry: ewc, online-ewc,
+    # l2, ...) that keeps each online batch from erasing what earlier ones taught.
+    method: str = "ewc"
+    ewc_lambda: float = 1.0  # the method's penalty strength lambda (named when EWC was the only one)
+    ewc_gamma: float = 1.0  # decay of the running importance in "online-ewc"
     fisher_samples: int = 75
 
     # Undersampling of the discriminator's batch: drop composites until primes make up
@@ -100,7 +102,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} | {"ewc_mode"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"config.json has unknown keys {unknown}")
@@ -108,6 +110,12 @@ class TrainConfig:
             raise ValueError(
                 f"config.json has version {data.get('version')}, this Optimus reads version {CONFIG_VERSION}"
             )
+        data = dict(data)
+        if "ewc_mode" in data:  # written before the plugins: the mode named the method
+            mode = data.pop("ewc_mode")
+            if mode not in LEGACY_EWC_MODES:
+                raise ValueError(f"config.json: unknown ewc_mode {mode!r}; choose from {', '.join(LEGACY_EWC_MODES)}")
+            data.setdefault("method", LEGACY_EWC_MODES[mode])
         cfg = cls(**data)
         cfg.validate()
         return cfg
@@ -147,7 +155,10 @@ class TrainConfig:
                       f"{f.name} must be a list of whole numbers, got {value!r}")
 
         check(self.preset in PRESETS, f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
-        check(self.ewc_mode in EWC_MODES, f"unknown EWC mode {self.ewc_mode!r}; choose from {', '.join(EWC_MODES)}")
+        from optimus import continual
+
+        check(self.method in continual.names(),
+              f"unknown continual-learning method {self.method!r}; choose from {', '.join(continual.names())}")
         check(self.generator in GENERATORS, f"unknown generator {self.generator!r}")
         check(self.discriminator in DISCRIMINATORS, f"unknown discriminator {self.discriminator!r}; choose from {', '.join(DISCRIMINATORS)}")
         check(1 <= self.batches <= limits.MAX_BATCHES, f"batches must be in [1, {limits.MAX_BATCHES}], got {self.batches}")
@@ -242,7 +253,7 @@ def preset(name: str, **overrides) -> TrainConfig:
         base = TrainConfig(
             preset="seed", generator="dense", discriminator="dense",
             batches=20, batch_size=2000, steps=75, latent_lo=1, latent_hi=10**6,
-            ewc_mode="separate", ewc_lambda=1.0, fisher_samples=75,
+            method="ewc", ewc_lambda=1.0, fisher_samples=75,
             lr_generator=1e-3, lr_discriminator=1e-3,
             # As the original loop trained: it never added `model.losses` (ANCHORS.md), so its
             # opposite L2 never diverged. `apply_regularizers=True` demonstrates the divergence.
@@ -261,7 +272,7 @@ def preset(name: str, **overrides) -> TrainConfig:
         base = TrainConfig(
             preset="default", generator="sieve", discriminator="residue",
             batches=30, batch_size=512, steps=20, latent_lo=1, latent_hi=10**9,
-            ewc_mode="online", ewc_lambda=1.0, ewc_gamma=0.9, fisher_samples=256,
+            method="online-ewc", ewc_lambda=1.0, ewc_gamma=0.9, fisher_samples=256,
             lr_generator=0.2, lr_discriminator=0.05, focal_alpha=0.5,
             window=64, gen_wide_prime_max=31_623, out_density_power=0.75,
             disc_prime_max=31_623, disc_factor_slots=13, disc_rows=8192, entropy_weight=0.01,

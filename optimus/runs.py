@@ -44,7 +44,7 @@ OVERRIDE_FLAGS = {
     "batches": "--batches",
     "batch_size": "--batch-size",
     "steps": "--steps",
-    "ewc_mode": "--ewc-mode",
+    "method": "--method",
     "ewc_lambda": "--ewc-lambda",
     "seed": "--seed",
     "discriminator": "--discriminator",

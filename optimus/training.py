@@ -128,8 +128,11 @@ class _Networks:
         self.d_opt = keras.optimizers.Adam(cfg.lr_discriminator)
         self.g_opt.build(self.g_vars)
         self.d_opt.build(self.d_vars)
-        self.g_ewc = EWC(self.g_vars, mode=cfg.ewc_mode, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)
-        self.d_ewc = EWC(self.d_vars, mode=cfg.ewc_mode, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)
+        from optimus.config import LEGACY_EWC_MODES
+
+        mode = {method: mode for mode, method in LEGACY_EWC_MODES.items()}[cfg.method]  # until the GAN uses the plugins
+        self.g_ewc = EWC(self.g_vars, mode=mode, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)
+        self.d_ewc = EWC(self.d_vars, mode=mode, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)
         self._fisher = fisher_diagonal
         # Dense layers take the per-example shortcut in the Fisher (optimus.ewc).
         self.d_dense = [] if self.gln else dense_layers_of(self.head)
@@ -618,7 +621,7 @@ def _online_batch(nets: _Networks, cfg: TrainConfig, batch_index: int, should_st
     # Consolidate: Fisher on this batch, anchor the weights (EWC's "task end").
     # The penalties paid during this batch (after consolidating they restart from zero).
     penalty_g, penalty_d = float(nets.g_ewc.penalty()), float(nets.d_ewc.penalty())
-    if cfg.ewc_mode != "off":
+    if cfg.method != "none":
         # A fixed sample size per run (with replacement when the undersampled set is smaller)
         # keeps d_fisher's input shape constant: no retracing, and the Dense shortcut applies.
         m = min(cfg.fisher_samples, len(flat))

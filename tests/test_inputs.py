@@ -325,6 +325,8 @@ def test_ewc_off_keeps_nothing_and_back_on_starts_fresh(source):
 
 @pytest.mark.slow
 def test_continue_a_model_under_every_ewc_mode_and_a_damaged_runs_file(tmp_path):
+    from optimus.config import LEGACY_EWC_MODES
+
     """`--ewc-mode` changes when continuing (before: refused with a traceback-free but fatal
     "EWC state: mode is 'online' but this EWC is 'separate'"), and a runs.jsonl holding `[1]`
     or `{"event": "end"}` lines no longer crashes the resume (before: a traceback)."""
@@ -338,7 +340,7 @@ def test_continue_a_model_under_every_ewc_mode_and_a_damaged_runs_file(tmp_path)
         code, out, err, _ = _optimus("train", "--model-dir", model, "--ewc-mode", mode, *base)
         assert code == 0, (mode, err[-2000:])
         assert json.loads(out.splitlines()[-1])["state"] == "done"
-        assert json.loads((model / storage.CONFIG).read_text())["ewc_mode"] == mode
+        assert json.loads((model / storage.CONFIG).read_text())["method"] == LEGACY_EWC_MODES[mode]
     table = runs.read_runs(model)
     assert list(table["status"]) == ["done"] * 4
     assert runs.last_failure(model) is None

@@ -134,11 +134,11 @@ def test_read_history_and_runs(tmp_path):
 def test_train_command_flags(tmp_path):
     cmd = runs._train_command(tmp_path / "m", tmp_path / "base", None,
                               {"batches": 3, "batch_size": 64, "steps": 2, "latent_lo": 1, "latent_hi": 1000,
-                               "ewc_mode": "online", "ewc_lambda": 5.0, "seed": 7})
+                               "method": "online-ewc", "ewc_lambda": 5.0, "seed": 7})
     assert cmd[:4] == [sys.executable, "-m", "optimus", "train"]
     joined = " ".join(cmd)
     for flag in ("--model-dir", "--from", "--batches 3", "--batch-size 64", "--steps 2", "--latent-range 1 1000",
-                 "--ewc-mode online", "--ewc-lambda 5.0", "--seed 7"):
+                 "--method online-ewc", "--ewc-lambda 5.0", "--seed 7"):
         assert flag in joined
 
 

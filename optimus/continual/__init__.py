@@ -11,15 +11,8 @@ from optimus.continual.registry import create, get, names, register
 
 __all__ = ["ContinualMethod", "Learner", "create", "get", "names", "register", "from_config"]
 
-# TrainConfig.ewc_mode -> the method the GAN trainer runs (until the config names it itself).
-_EWC_MODE_METHODS = {"separate": "ewc", "online": "online-ewc", "off": "none"}
-
-
-def method_name(cfg) -> str:
-    """The registry name of the continual-learning method a TrainConfig asks for."""
-    return getattr(cfg, "method", None) or _EWC_MODE_METHODS[cfg.ewc_mode]
 
 
 def from_config(cfg, learner):
-    """The continual-learning method of a TrainConfig, protecting `learner`."""
-    return create(method_name(cfg), learner, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)
+    """The continual-learning method a TrainConfig names (`cfg.method`), protecting `learner`."""
+    return create(cfg.method, learner, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)

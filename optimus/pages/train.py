@@ -6,8 +6,8 @@ reads what the trainer writes to disk, so refreshing or closing the tab changes 
 
 import streamlit as st
 
-from optimus import charts, limits, runs, storage
-from optimus.config import DISCRIMINATORS, EWC_MODES, PRESETS, TrainConfig, preset
+from optimus import charts, continual, limits, runs, storage
+from optimus.config import DISCRIMINATORS, LEGACY_EWC_MODES, PRESETS, TrainConfig, preset
 from optimus.pages import common, query
 
 NEW = "(new model)"
@@ -58,11 +58,16 @@ form_defaults = {
     "train_latent_lo": (defaults.latent_lo, query.int_in(1, limits.MAX_LATENT)),
     "train_latent_hi": (defaults.latent_hi, query.int_in(1, limits.MAX_LATENT)),
     "train_seed": (defaults.seed, query.int_in(0, 2**32 - 1)),
-    "train_ewc_mode": (defaults.ewc_mode, query.one_of(EWC_MODES)),
+    "train_method": (defaults.method, query.one_of(continual.names())),
     "train_ewc_lambda": (float(defaults.ewc_lambda), query.float_in(0.0, limits.MAX_EWC_LAMBDA)),
     "train_discriminator": (defaults.discriminator, query.one_of(DISCRIMINATORS)),
     "train_regularizers": (defaults.apply_regularizers, query.boolean),
 }
+if "train_ewc_mode" in st.query_params and "train_method" not in st.query_params:  # links made before
+    legacy = LEGACY_EWC_MODES.get(st.query_params["train_ewc_mode"])
+    if legacy:
+        st.query_params["train_method"] = legacy
+    del st.query_params["train_ewc_mode"]
 source = (base, preset_name)
 if st.session_state.get("train_form_source", source) != source:
     for key, (value, _) in form_defaults.items():
@@ -110,8 +115,8 @@ with st.form("train_form"):
                                 help=f"At most {limits.MAX_LATENT:,}.")
     seed = c6.number_input("Seed", key="train_seed", step=1, help="0 to 2**32 - 1.")
     c7, c8, c9 = st.columns(3)
-    ewc_mode = c7.selectbox("EWC mode", EWC_MODES, key="train_ewc_mode",
-                            help="separate: one penalty per past batch; online: one running importance; off: plain fine-tuning.")
+    method = c7.selectbox("Continual-learning method", continual.names(), key="train_method",
+                          help="; ".join(f"{name}: {continual.get(name).summary}" for name in continual.names()))
     ewc_lambda = c8.number_input("EWC lambda", key="train_ewc_lambda", step=1.0, format="%g",
                                  help=f"Strength of the EWC penalty: 0 to {limits.MAX_EWC_LAMBDA:g}.")
     discriminator = c9.selectbox(
@@ -152,7 +157,7 @@ if submitted:
             "batch_size": common.check_int("Batch size", batch_size, 16, limits.MAX_BATCH_SIZE),
             "steps": common.check_int("Steps per batch", steps, 1, limits.MAX_STEPS),
             "seed": common.check_int("Seed", seed, 0, 2**32 - 1),
-            "ewc_mode": ewc_mode,
+            "method": method,
             "ewc_lambda": float(ewc_lambda),
         }
         if preset_name == "seed":

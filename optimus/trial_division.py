@@ -27,7 +27,7 @@ DEFAULT_PRIME_MAX = 31_623  # the default discriminator's table: the bound cover
 def first_prime_above(p: int) -> int:
     """The smallest prime > p (p >= 1), by trial division (p is a table size, small)."""
     q = p + 1
-    while q < 4 or any(q % d == 0 for d in range(2, int(q**0.5) + 1)):
+    while q < 2 or any(q % d == 0 for d in range(2, int(q**0.5) + 1)):
         q += 1
     return q
 

@@ -242,6 +242,129 @@ SAMPLE_SIZES = {False: 1_000_000, True: 200_000}  # latents per timed call, by `
 REFERENCE_CHUNK = 10_000  # latents per Keras forward on the reference path (its fastest size)
 
 
+def _prepare_numpy(generator, encoding, cfg, d_rows: int, batch_index: int) -> dict:
+    """The online batch's data as the loop prepared it before optimus.online_batch: NumPy
+    latents, labels (the sieve lookup), window residues and undersampling, then tensors."""
+    import tensorflow as tf
+
+    from optimus import primes
+    from optimus.models import propose
+    from optimus.training import undersample
+
+    rng = np.random.default_rng([cfg.seed, batch_index])
+    latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=cfg.batch_size)
+    reals, _ = propose(generator, latents)
+    n_pool = primes.to_odd(reals.reshape(-1))
+    labels = primes.is_prime(n_pool)
+    features = encoding.window_features(n_pool[:: cfg.window], cfg.window)
+    chosen = undersample(labels, cfg.prime_ratio, cfg.min_batch, rng)
+    if len(chosen) > d_rows:
+        chosen = np.sort(rng.choice(chosen, size=d_rows, replace=False))
+    pad = np.zeros(d_rows, dtype=np.int64)
+    pad[: len(chosen)] = chosen
+    weights = np.zeros(d_rows, dtype=np.float32)
+    weights[: len(chosen)] = 1.0
+    return {"z": tf.constant(latents.reshape(-1, 1), dtype=generator.inputs[0].dtype), "candidate_features": features,
+            "d_features": tf.gather(features, pad), "d_labels": tf.constant(labels[pad].astype(np.float32)),
+            "d_weights": tf.constant(weights), "d_total": tf.constant(max(float(len(chosen)), 1.0), dtype=tf.float32)}
+
+
+def _simple_steps(generator, head, cfg):
+    """cfg.steps plain discriminator and generator steps (weighted cross-entropy; the sieve
+    generator's exact expectation over its window), traceable: the same work for either
+    preparation, so the difference between two online batches is the preparation's."""
+    import keras
+    import tensorflow as tf
+
+    g_vars, d_vars = generator.trainable_variables, head.trainable_variables
+    g_opt, d_opt = keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3)
+    g_opt.build(g_vars)
+    d_opt.build(d_vars)
+
+    def steps(b):
+        d_loss = g_loss = tf.constant(0.0)
+        for _ in tf.range(cfg.steps):
+            with tf.GradientTape() as tape:
+                rows = keras.losses.binary_crossentropy(b["d_labels"][:, None], head(b["d_features"], training=True))
+                d_loss = tf.reduce_sum(rows * b["d_weights"]) / b["d_total"]
+            d_opt.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars, strict=True))
+            with tf.GradientTape() as tape:
+                _, logits = generator(b["z"], training=True)
+                probs = tf.nn.softmax(logits, axis=1)
+                d = tf.reshape(head(b["candidate_features"], training=False), tf.shape(probs))
+                g_loss = -tf.reduce_mean(tf.math.log(tf.reduce_sum(probs * tf.cast(d, probs.dtype), axis=1) + 1e-7))
+            g_opt.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars, strict=True))
+        return d_loss, g_loss
+
+    return steps
+
+
+def bench_batch(quick: bool = False) -> dict:
+    """An online batch of the default preset: the NumPy preparation (the loop's before
+    optimus.online_batch) against the one-graph batch (optimus.online_batch), alone and with
+    cfg.steps simple gradient steps; and exact labels by trial division against the sieve."""
+    import tensorflow as tf
+
+    from optimus import primes
+    from optimus.config import preset
+    from optimus.models import build_discriminator, build_generator, discriminator_parts
+    from optimus.online_batch import OnlineBatches, default_d_rows
+    from optimus.trial_division import TrialDivision
+
+    repeat = 2 if quick else 5
+    cfg = preset("default")
+    generator, discriminator = build_generator(cfg), build_discriminator(cfg)
+    encoding, head = discriminator_parts(discriminator)
+    d_rows = default_d_rows(cfg)
+    graph = OnlineBatches(generator, encoding, cfg, d_rows=d_rows, graph=True)
+    numpy_labels = OnlineBatches(generator, encoding, cfg, d_rows=d_rows, graph=False)
+    counter = iter(range(1, 10**6))
+    out = {"quick": quick, "batch_shape": f"{cfg.batch_size} latents x {cfg.window} candidates, "
+                                          f"{d_rows} discriminator rows, {cfg.steps} steps"}
+
+    def force(b):  # a batch is ready when its tensors are: read one scalar of each
+        return [float(tf.reduce_sum(tf.cast(b[k], tf.float32))) for k in ("d_features", "candidate_features", "z")]
+
+    prep_numpy, prep_graph = _interleaved(
+        lambda: force(_prepare_numpy(generator, encoding, cfg, d_rows, next(counter))),
+        lambda: force(graph(next(counter))), repeat)
+    out["prepare_numpy_s"], out["prepare_graph_s"] = prep_numpy, prep_graph
+    out["prepare_graph_vs_numpy"] = prep_graph / prep_numpy
+    out["prepare_numpy_labels_graph_rest_s"] = _time(lambda: force(numpy_labels(next(counter))), repeat)
+
+    steps = _simple_steps(generator, head, cfg)
+    numpy_steps = tf.function(steps)
+    fused = tf.function(lambda seed: steps(graph.build(seed)))  # nothing leaves the graph
+    full_numpy, full_graph = _interleaved(
+        lambda: [float(x) for x in numpy_steps(_prepare_numpy(generator, encoding, cfg, d_rows, next(counter)))],
+        lambda: [float(x) for x in fused(graph.seed(next(counter)))], repeat)
+    out["online_numpy_s"], out["online_graph_s"] = full_numpy, full_graph
+    out["online_graph_vs_numpy"] = full_graph / full_numpy
+
+    # Labels alone for one batch's candidates: trial division (3,400 primes) against the sieve.
+    n = graph(1)["n_pool"]
+    division = TrialDivision()
+    trial = tf.function(division.__call__)
+    out["label_candidates"], out["label_primes"] = int(n.shape[0]), division.num_primes
+    out["trial_division_s"] = _time(lambda: trial(n).numpy(), repeat)
+    out["sieve_lookup_s"] = _time(lambda: primes.is_prime(n.numpy()), repeat)
+    out["labels_identical"] = bool(np.array_equal(trial(n).numpy(), primes.is_prime(n.numpy())))
+    return out
+
+
+def _format_batch(r: dict) -> list[str]:
+    return [
+        f"  default preset: {r['batch_shape']}",
+        f"  preparation: NumPy {r['prepare_numpy_s'] * 1e3:.0f} ms, one graph {r['prepare_graph_s'] * 1e3:.0f} ms "
+        f"(graph/NumPy {r['prepare_graph_vs_numpy']:.2f}); NumPy labels + graph rest {r['prepare_numpy_labels_graph_rest_s'] * 1e3:.0f} ms",
+        f"  online batch with steps: NumPy prep {r['online_numpy_s']:.2f} s, one graph {r['online_graph_s']:.2f} s "
+        f"(graph/NumPy {r['online_graph_vs_numpy']:.2f})",
+        f"  labels of {r['label_candidates']:,} candidates: trial division by {r['label_primes']:,} primes "
+        f"{r['trial_division_s'] * 1e3:.0f} ms, sieve lookup {r['sieve_lookup_s'] * 1e3:.1f} ms, "
+        f"identical: {r['labels_identical']}",
+    ]
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -964,11 +1087,11 @@ def _format_count(r: dict) -> list[str]:
 # --- registry and text ------------------------------------------------------------------------
 
 BENCHES = {"primes": bench_primes, "density": bench_density, "sample": bench_sample,
-           "train": bench_train, "app": bench_app, "app-load": bench_app_load,
+           "train": bench_train, "batch": bench_batch, "app": bench_app, "app-load": bench_app_load,
            "anysize": bench_anysize, "count": bench_count}
 
 _FORMATTERS = {"primes": _format_primes, "density": _format_density, "sample": _format_sample,
-               "train": _format_train, "app": _format_app, "app-load": _format_app_load,
+               "train": _format_train, "batch": _format_batch, "app": _format_app, "app-load": _format_app_load,
                "anysize": _format_anysize, "count": _format_count}
 
 

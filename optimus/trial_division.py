@@ -10,9 +10,13 @@ bound (`TrialDivision.bound`) and fall back to `optimus.primes.is_prime` (NumPy)
 The default table (P = 31,623, the discriminator's, 3,400 odd primes) covers n < 31,627**2
 = 1,000,267,129: the default preset's whole band [1e6, 1e9) plus its 64-candidate windows.
 
-Cost, measured on the shared 2-core machine (`python -m optimus bench batch`): see
-`bench_batch`'s `trial_division_*` figures; the loop stops at the first chunk of primes above
-sqrt(max n), so small integers pay only for the primes they need.
+Cost, measured on the shared 2-core CPU: 32,768 odd candidates below 10**9 by the 3,400
+primes, 0.26 s (chunks of 64 primes; 256: 0.69 s, 1,024: 1.03 s in the same run) and 0.72 s
+under load (`python -m optimus bench batch`, `trial_division_s`); NumPy's sieve lookup
+(`optimus.primes.is_prime`) takes 8-14 ms for the same values, so on a CPU this is worth it
+only where it saves a host round trip. int32 and float64 remainders were no faster (0.22 and
+0.25 s). The loop stops at the first chunk of primes above sqrt(max n), so small integers pay
+only for the primes they need.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class TrialDivision:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         table = odd_primes_upto(prime_max)
-        self.prime_max, self.chunk = int(prime_max), int(chunk)
+        self.prime_max, self.chunk, self.num_primes = int(prime_max), int(chunk), int(table.size)
         self.bound = first_prime_above(int(table[-1])) ** 2  # exact for every n < bound
         # Padded to whole chunks with a prime's square larger than any n below the bound, so
         # the padding never divides and the loop's stop test (p*p > max n) stays valid.

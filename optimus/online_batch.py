@@ -135,8 +135,9 @@ class OnlineBatches:
             return self._whole(seed)
         latents, z, reals = self._propose(seed)
         if self.graph:  # the dense generator: the actual maximum decides
+            finite = bool(tf.reduce_all(tf.math.is_finite(reals)))  # reduce_max may skip a NaN
             top = float(tf.reduce_max(reals))
-            if np.isfinite(top) and 0 <= float(tf.reduce_min(reals)) and 2 * np.floor(top) + 1 < self.bound:
+            if finite and 0 <= float(tf.reduce_min(reals)) and 2 * np.floor(top) + 1 < self.bound:
                 n = _to_odd(reals)
                 labels, features = self._label_features(n, reals)
                 return self._finish(seed, latents, z, n, labels, features, tf.constant(True))

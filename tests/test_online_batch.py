@@ -153,3 +153,19 @@ def test_seed_batch_decided_per_batch_from_the_actual_maximum():
     last.kernel.assign(kernel * 1e15)
     with pytest.raises(ExactRangeError):
         graph(1)
+
+
+def test_bench_batch_table_shows_both_preparations_and_their_ratio():
+    from optimus import bench
+
+    fake = {"quick": True, "batch_shape": "512 latents x 64 candidates, 8192 discriminator rows, 20 steps",
+            "prepare_numpy_s": 0.083, "prepare_graph_s": 0.035, "prepare_graph_vs_numpy": 0.42,
+            "prepare_numpy_labels_graph_rest_s": 0.042, "online_numpy_s": 2.16, "online_graph_s": 2.02,
+            "online_graph_vs_numpy": 0.94, "label_candidates": 32768, "label_primes": 3400,
+            "trial_division_s": 0.26, "sieve_lookup_s": 0.008, "labels_identical": True}
+    text = bench.format_table({"batch": fake})
+    assert text.startswith("batch (quick)")
+    assert "NumPy 83 ms, one graph 35 ms (graph/NumPy 0.42)" in text
+    assert "NumPy prep 2.16 s, one graph 2.02 s (graph/NumPy 0.94)" in text
+    assert "32,768 candidates: trial division by 3,400 primes 260 ms, sieve lookup 8.0 ms, identical: True" in text
+    assert "batch" in bench.BENCHES

@@ -153,6 +153,8 @@ def test_seed_batch_decided_per_batch_from_the_actual_maximum():
     last.kernel.assign(kernel * 1e15)
     with pytest.raises(ExactRangeError):
         graph(1)
+    # Graph path and NumPy path share one trace of each piece (no retrace per batch).
+    assert graph._propose.experimental_get_tracing_count() == graph._finish.experimental_get_tracing_count() == 1
 
 
 def test_bench_batch_table_shows_both_preparations_and_their_ratio():

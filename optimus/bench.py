@@ -256,7 +256,10 @@ def _prepare_numpy(generator, encoding, cfg, d_rows: int, batch_index: int) -> d
     reals, _ = propose(generator, latents)
     n_pool = primes.to_odd(reals.reshape(-1))
     labels = primes.is_prime(n_pool)
-    features = encoding.window_features(n_pool[:: cfg.window], cfg.window)
+    if cfg.generator == "sieve":
+        features = encoding.window_features(n_pool[:: cfg.window], cfg.window)
+    else:
+        features = encoding(reals.reshape(-1, 1))
     chosen = undersample(labels, cfg.prime_ratio, cfg.min_batch, rng)
     if len(chosen) > d_rows:
         chosen = np.sort(rng.choice(chosen, size=d_rows, replace=False))
@@ -341,6 +344,17 @@ def bench_batch(quick: bool = False) -> dict:
     out["online_numpy_s"], out["online_graph_s"] = full_numpy, full_graph
     out["online_graph_vs_numpy"] = full_graph / full_numpy
 
+    # The seed preset: a dense generator, a scalar input, labels by trial division in the graph.
+    seed_cfg = preset("seed")
+    seed_g, seed_d = build_generator(seed_cfg), build_discriminator(seed_cfg)
+    seed_enc, _ = discriminator_parts(seed_d)
+    seed_graph = OnlineBatches(seed_g, seed_enc, seed_cfg)
+    out["seed_graph_labels"] = bool(seed_graph(1)["graph"])
+    out["prepare_seed_numpy_s"], out["prepare_seed_graph_s"] = _interleaved(
+        lambda: force(_prepare_numpy(seed_g, seed_enc, seed_cfg, seed_cfg.batch_size, next(counter))),
+        lambda: force(seed_graph(next(counter))), repeat)
+    out["prepare_seed_graph_vs_numpy"] = out["prepare_seed_graph_s"] / out["prepare_seed_numpy_s"]
+
     # Labels alone for one batch's candidates: trial division (3,400 primes) against the sieve.
     n = graph(1)["n_pool"]
     division = TrialDivision()
@@ -359,6 +373,8 @@ def _format_batch(r: dict) -> list[str]:
         f"(graph/NumPy {r['prepare_graph_vs_numpy']:.2f}); NumPy labels + graph rest {r['prepare_numpy_labels_graph_rest_s'] * 1e3:.0f} ms",
         f"  online batch with steps: NumPy prep {r['online_numpy_s']:.2f} s, one graph {r['online_graph_s']:.2f} s "
         f"(graph/NumPy {r['online_graph_vs_numpy']:.2f})",
+        f"  seed preset preparation: NumPy {r['prepare_seed_numpy_s'] * 1e3:.1f} ms, graph {r['prepare_seed_graph_s'] * 1e3:.1f} ms "
+        f"(graph/NumPy {r['prepare_seed_graph_vs_numpy']:.2f}; labels in the graph: {r['seed_graph_labels']})",
         f"  labels of {r['label_candidates']:,} candidates: trial division by {r['label_primes']:,} primes "
         f"{r['trial_division_s'] * 1e3:.0f} ms, sieve lookup {r['sieve_lookup_s'] * 1e3:.1f} ms, "
         f"identical: {r['labels_identical']}",

@@ -163,11 +163,13 @@ def test_bench_batch_table_shows_both_preparations_and_their_ratio():
     fake = {"quick": True, "batch_shape": "512 latents x 64 candidates, 8192 discriminator rows, 20 steps",
             "prepare_numpy_s": 0.083, "prepare_graph_s": 0.035, "prepare_graph_vs_numpy": 0.42,
             "prepare_numpy_labels_graph_rest_s": 0.042, "online_numpy_s": 2.16, "online_graph_s": 2.02,
-            "online_graph_vs_numpy": 0.94, "label_candidates": 32768, "label_primes": 3400,
+            "online_graph_vs_numpy": 0.94, "seed_graph_labels": True, "prepare_seed_numpy_s": 0.0151,
+            "prepare_seed_graph_s": 0.0132, "prepare_seed_graph_vs_numpy": 0.874, "label_candidates": 32768, "label_primes": 3400,
             "trial_division_s": 0.26, "sieve_lookup_s": 0.008, "labels_identical": True}
     text = bench.format_table({"batch": fake})
     assert text.startswith("batch (quick)")
     assert "NumPy 83 ms, one graph 35 ms (graph/NumPy 0.42)" in text
     assert "NumPy prep 2.16 s, one graph 2.02 s (graph/NumPy 0.94)" in text
     assert "32,768 candidates: trial division by 3,400 primes 260 ms, sieve lookup 8.0 ms, identical: True" in text
+    assert "seed preset preparation: NumPy 15.1 ms, graph 13.2 ms (graph/NumPy 0.87; labels in the graph: True)" in text
     assert "batch" in bench.BENCHES

@@ -48,9 +48,10 @@ Randomness: stateless TensorFlow RNG seeded by (cfg.seed, batch_index), split th
 so a run's history numbers differ from runs trained before this module (not their quality).
 
 Speed (`python -m optimus bench batch`, default preset, 512 latents x 64 candidates, 8,192
-rows, shared 2-core CPU): preparing the batch takes 35 ms as one graph against 83 ms for the
-NumPy preparation the loop used before (0.42x); with 20 simple d/g steps, 2.02 s against 2.16 s
-(0.94x: the steps dominate). So the graph is the default on a CPU too; graph=False (NumPy
+rows, shared 2-core CPU, two runs under different load): preparing the batch takes 35 / 114 ms
+as one graph against 83 / 268 ms for the NumPy preparation the loop used before (0.42x /
+0.43x); with 20 simple d/g steps, 0.94x / 1.00x (the steps dominate: 2-4 s). The seed preset's
+preparation (2,000 latents, trial division in the graph): 0.38x. So the graph is the default on a CPU too; graph=False (NumPy
 labels, the rest in the graph) remains for comparison and for encodings without a bound.
 """
 
@@ -59,6 +60,7 @@ from __future__ import annotations
 import numpy as np
 
 from optimus import primes
+from optimus.encoding import odd_primes_upto
 from optimus.trial_division import DEFAULT_PRIME_MAX, TrialDivision, first_prime_above
 
 EXACT_LIMIT = 2.0**52  # to_odd's input bound: n = 2*floor(x)+1 < 2**53
@@ -98,7 +100,7 @@ class OnlineBatches:
         factor = isinstance(encoding, FactorEncoding)
         self._window_factors = self.sieve and factor  # windows: [B, K] residues instead of [B*W, K]
         if factor:  # labels read off the encoding's own factor lists
-            table = encoding._primes.numpy()
+            table = odd_primes_upto(encoding.prime_max)  # the layer's own table (layers.FactorEncoding)
             self.bound = first_prime_above(int(table[-1])) ** 2 if table.size else 9
             self._trial = None
         else:
@@ -249,7 +251,7 @@ def _window_factor_features(encoding, n, window: int):
     layer lays it out (1-based prime indices, largest first, 0 empty), plus log n."""
     import tensorflow as tf
 
-    table_np = encoding._primes.numpy()  # int64 [K]; static, so the loop below unrolls
+    table_np = odd_primes_upto(encoding.prime_max)  # int64 [K], the layer's; static, so the loop unrolls
     table = tf.constant(table_np, tf.int64)
     slots, num = encoding.slots, int(table_np.size)
     n0 = tf.reshape(n, (-1, window))[:, 0]

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optimus import limits, primes
+from optimus.validate import parse_int, require_int
 
 LIMB_BITS = 30
 _LIMB_MASK = (1 << LIMB_BITS) - 1
@@ -78,21 +79,19 @@ def size_range(digits: int | None = None, bits: int | None = None,
     if sum(given) != 1:
         raise ValueError("give exactly one size: digits, bits, or a range lo..hi")
     if digits is not None:
-        d = _whole("digits", digits)
+        d = require_int("", "digits", digits, lo=None)
         if not limits.MIN_DIGITS <= d <= limits.MAX_DIGITS:
             raise ValueError(f"digits must be between {limits.MIN_DIGITS} and {limits.MAX_DIGITS} "
                              f"(4096 bits), got {d}")
         return 10 ** (d - 1), 10**d - 1, f"{d}-digit"
     if bits is not None:
-        b = _whole("bits", bits)
+        b = require_int("", "bits", bits, lo=None)
         if not limits.MIN_BITS <= b <= limits.MAX_BITS:
             raise ValueError(f"bits must be between {limits.MIN_BITS} and {limits.MAX_BITS}, got {b}")
         return 1 << (b - 1), (1 << b) - 1, f"{b}-bit"
     if lo is None or hi is None:
         raise ValueError("a range needs both lo and hi")
-    lo, hi = _whole("lo", lo), _whole("hi", hi)
-    if lo < 0:
-        raise ValueError(f"lo must be >= 0, got {lo}")
+    lo, hi = require_int("", "lo", lo), require_int("", "hi", hi, lo=None)
     if lo > hi:
         raise ValueError(f"lo > hi ({_short(lo)} > {_short(hi)})")
     if hi.bit_length() > limits.MAX_BITS:
@@ -101,35 +100,10 @@ def size_range(digits: int | None = None, bits: int | None = None,
 
 
 def parse_integer(name: str, text: str) -> int:
-    """A non-negative integer typed by a person: digits (with _ , or spaces between groups),
-    or exactly 10**18, 10^18, 1e18, 2**4096 style; ValueError naming `name` otherwise."""
-    t = str(text).strip().replace("_", "").replace(",", "").replace(" ", "")
-    try:
-        if len(t) > 5000:
-            raise ValueError
-        for op in ("**", "^"):
-            if op in t:
-                base, exp = t.split(op, 1)
-                if not (base.isdigit() and exp.isdigit()) or int(exp) > 20_000:
-                    raise ValueError
-                return int(base) ** int(exp)
-        if "e" in t.lower():
-            mant, exp = t.lower().split("e", 1)
-            if not (mant.isdigit() and exp.isdigit()) or int(exp) > 5000:
-                raise ValueError
-            return int(mant) * 10 ** int(exp)
-        if not t.isdigit():
-            raise ValueError
-        return int(t)
-    except ValueError:
-        shown = text if len(str(text)) <= 40 else str(text)[:40] + "..."
-        raise ValueError(f"{name}: {shown!r} is not a whole number >= 0 (write digits, 10**18 or 1e18)") from None
-
-
-def _whole(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return int(value)
+    """A non-negative integer typed by a person: what optimus.validate.parse_int reads (digits,
+    1e18, 10**18), plus `,` and spaces between digit groups and 10^18; ValueError naming `name`."""
+    t = str(text).strip().replace(",", "").replace(" ", "").replace("^", "**")
+    return parse_int(t, lo=0, what=name)
 
 
 def _short(n: int) -> str:

@@ -11,7 +11,7 @@ The network, for side information z = the encoded features (float32, [B, input_d
 
 - Base layer: the features squashed to probabilities, p0 = clip(sigmoid(f), eps, 1 - eps), so
   in logit space x0 = clip(f, -L, L) with L = logit(1 - eps), plus a constant bias input.
-  Features should be O(1): `optimus.encoding.encode(n, "residue")` gives values in [-1, 1],
+  Features should be O(1): `optimus.encoding.encode(n, "fourier")` gives values in [-1, 1],
   whose cos/sin pairs already carry the residue signal (a multiple of p has cos = 1).
 - Each neuron k of layer l: context c = sum_j 2^j [h_kj . z > b_kj]; output
   p = clip(sigmoid(w_kc . x), eps, 1 - eps) where x are the logits of the previous layer's

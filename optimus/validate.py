@@ -109,16 +109,18 @@ def check_int(label: str, value, lo: int, hi: int) -> int:
     return whole
 
 
-def require_int(func: str, name: str, value, lo: int = 0, hi: int | None = None) -> int:
-    """A library argument `value` as a Python int in [lo, hi] (inclusive; hi None: no bound), or
-    ValueError "func: name must be ..." (the number theory's messages name the function called)."""
+def require_int(func: str, name: str, value, lo: int | None = 0, hi: int | None = None) -> int:
+    """A library argument `value` as a Python int in [lo, hi] (inclusive; None: that end open),
+    or ValueError "func: name must be ..." (the number theory's messages name the function
+    called; with func "" they start at the name)."""
+    label = f"{func}: {name}" if func else name
     whole = as_whole(value)
     if whole is None:
-        raise ValueError(f"{func}: {name} must be an integer, got {value!r}")
-    if whole < lo:
-        raise ValueError(f"{func}: {name} must be >= {lo}, got {whole}")
+        raise ValueError(f"{label} must be an integer, got {value!r}")
+    if lo is not None and whole < lo:
+        raise ValueError(f"{label} must be >= {lo}, got {whole}")
     if hi is not None and whole > hi:
-        raise ValueError(f"{func}: {name} must be <= {hi}, got {whole}")
+        raise ValueError(f"{label} must be <= {hi}, got {whole}")
     return whole
 
 

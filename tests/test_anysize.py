@@ -378,12 +378,12 @@ def test_bench_anysize_quick_json(capfd):
 def test_window_logits_with_wide_primes_match_the_contracts_logits(width):
     """The split path (CRT tables for the small primes, one weight per dividing wide prime,
     several multiples per window when it is wider than p) equals LearnedSieve.logits."""
-    from optimus.encoding import odd_primes_upto
+    from optimus.primes import small_odd_primes
     from optimus.sampling import LearnedSieve
 
     rng = np.random.default_rng(width)
     small = np.array([3, 5, 7, 11, 13], dtype=np.int64)
-    wide = odd_primes_upto(400)[5:]
+    wide = small_odd_primes(400)[5:]
     sieve = LearnedSieve(small, rng.normal(size=int(small.sum())), 8, wide, rng.normal(size=wide.size))
     starts = [2 * int(x) + 1 for x in rng.integers(0, 10**12, 40)] + [10**150 + 2 * k + 1 for k in range(40)]
     r0 = A.residues(starts, sieve.primes)

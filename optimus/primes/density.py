@@ -14,7 +14,15 @@ import numpy as np
 
 from optimus import limits
 from optimus.primes.bins import bin_layout, linear_edges, log_edges
-from optimus.primes.counting import check_range, count_primes, count_seconds, is_memoised, pi_many, plan, sieve_reach
+from optimus.primes.counting import (
+    check_range,
+    count_primes,
+    count_seconds,
+    is_memoised,
+    pi_many,
+    plan,
+    sieve_reach,
+)
 from optimus.primes.li import li_estimate, x_over_ln_x
 from optimus.validate import require_int
 

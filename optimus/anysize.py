@@ -325,7 +325,7 @@ _ADDITIVE_PROBE_MAX = 20_000_000  # probe entries (sum of p) x K: ~1 s and 160 M
 _additive_cache: dict = {}
 
 
-def _additive_tables(sieve, width: int):
+def additive_tables(sieve, width: int):
     """(base, [(m, T_m)]) when the sieve's logit is a sum of one score per prime and residue
     (checked, not assumed: the contract only promises `logits(residues)`), else None.
 
@@ -361,7 +361,7 @@ def _additive_tables(sieve, width: int):
     return result
 
 
-def _window_logits(sieve, starts: list[int], r0: np.ndarray, width: int) -> np.ndarray:
+def window_logits(sieve, starts: list[int], r0: np.ndarray, width: int) -> np.ndarray:
     """float64 [B, width]: the sieve's logit for candidates n0 + 2j, from r0 = n0 mod p [B, K].
 
     A sieve with wide primes (one "p divides n" weight each, thousands of them) is split: its
@@ -374,7 +374,7 @@ def _window_logits(sieve, starts: list[int], r0: np.ndarray, width: int) -> np.n
     wide = getattr(sieve, "wide_primes", np.zeros(0, dtype=np.int64))
     if wide.size:
         k = len(sieve.primes) - wide.size
-        out = _window_logits(sieve.small_sieve(), starts, r0[:, :k], width)
+        out = window_logits(sieve.small_sieve(), starts, r0[:, :k], width)
         # int32 where (p - r) * (p + 1) / 2 < 2^31 (p < 46,341: the shipped model's wide primes
         # stop at 31,607), in blocks of rows that stay in L2
         dtype = np.int32 if int(wide.max()) < 46_341 else np.int64
@@ -391,7 +391,7 @@ def _window_logits(sieve, starts: list[int], r0: np.ndarray, width: int) -> np.n
                 np.add.at(block, (rows, j[rows, cols]), sieve.wide_scores[cols])
                 j += wide32
         return out
-    tables = _additive_tables(sieve, width)
+    tables = additive_tables(sieve, width)
     if tables is not None:
         base, groups = tables
         moduli = np.array([m for m, _ in groups], dtype=np.int64)
@@ -520,7 +520,7 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
         starts = _place(rng, first, slots, batch, placement)
         windows += batch
         r0 = residues(starts, sieve.primes)
-        logits = _window_logits(sieve, starts, r0, width)
+        logits = window_logits(sieve, starts, r0, width)
         top = _gumbel_top(logits, picks, temperature, nprng)  # [B, picks]
         rows = np.repeat(np.arange(batch), picks)
         offsets = top.reshape(-1)

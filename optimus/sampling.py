@@ -134,7 +134,9 @@ def _wide_of(layer) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     a, b = (float(v) for v in np.asarray(layer.wide_weights.numpy(), dtype=np.float64))
     wide = layer.wide_primes
-    return wide, a + b * np.asarray(layer._wide_t.numpy(), dtype=np.float64)
+    # the layer holds t_p in float32: the same rounding keeps the draws bit-identical to it
+    position = layer.wide_position(wide).astype(np.float32).astype(np.float64)
+    return wide, a + b * position
 
 
 def _add_wide_logits(logits: np.ndarray, n0: np.ndarray, wide) -> None:
@@ -272,6 +274,11 @@ class LearnedSieve:
         if not self._wide.size:
             return small
         return small + ((residues[..., self._small :] == 0) * self._wide).sum(axis=-1)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """float64: the small primes' residue scores, prime after prime (sum of p entries)."""
+        return self._scores
 
     @property
     def wide_primes(self) -> np.ndarray:

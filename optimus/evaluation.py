@@ -101,7 +101,7 @@ def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None
     band = check_band(models, out_lo, out_hi)
     rng = np.random.default_rng([seed, 7919])
     latents, reals = _draw(models, rng, n, band)
-    d_prob = _discriminate_reals(models, reals)
+    d_prob = discriminate_reals(models, reals)
     columns = {}
     if vet:
         candidates = np.ones(n, dtype=np.int64)
@@ -111,7 +111,7 @@ def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None
             if not pending.size:
                 break
             latents[pending], reals[pending] = _draw(models, rng, pending.size, band)
-            d_prob[pending] = _discriminate_reals(models, reals[pending])
+            d_prob[pending] = discriminate_reals(models, reals[pending])
             candidates[pending] += 1
             accepted[pending] = rng.random(pending.size) < d_prob[pending]
         columns = {"candidates": candidates, "accepted": accepted}
@@ -125,7 +125,7 @@ def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None
     })
 
 
-def _discriminate_reals(models: Models, reals) -> np.ndarray:
+def discriminate_reals(models: Models, reals) -> np.ndarray:
     reals = np.asarray(reals, dtype=np.float64).reshape(-1, 1)
     out = np.empty(len(reals), dtype=np.float64)
     chunk = 20_000
@@ -154,7 +154,7 @@ def discriminate(models: Models, n_values) -> np.ndarray:
     if np.any(n % 2 == 0):
         bad = int(n[np.flatnonzero(n % 2 == 0)[0]])
         raise ValueError(f"{bad} is even: the discriminator judges odd integers n = 2*floor(x)+1")
-    return _discriminate_reals(models, (n - 1) // 2 + 0.5)
+    return discriminate_reals(models, (n - 1) // 2 + 0.5)
 
 
 def accuracy_by_magnitude(n_values, y_true, prob, bins: int = 10) -> list[dict]:

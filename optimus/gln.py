@@ -146,10 +146,13 @@ class BernoulliGLN(keras.Model):
         powers = tf.constant([2**j for j in range(self.context_dim)], tf.int32)
         return tf.reduce_sum(bits * powers, axis=-1)
 
+    # Up to 2**4 = 16 contexts per neuron are all evaluated with matmuls (see _forward), more
+    # by a gather of the active weights; both give the same numbers (tests/test_gln.py).
+    ALL_CONTEXTS_MAX_DIM = 4
+
     @property
     def _few_contexts(self) -> bool:
-        """Up to 16 contexts per neuron: evaluate them all with matmuls (see _forward)."""
-        return self.context_dim <= 4
+        return self.context_dim <= self.ALL_CONTEXTS_MAX_DIM
 
     @property
     def layer_sizes_with_output(self) -> list[int]:

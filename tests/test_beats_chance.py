@@ -114,7 +114,7 @@ def tiny_models(tmp_path_factory):
 
 
 def test_rejection_sampling_gives_up_with_a_mark(tiny_models, monkeypatch):
-    monkeypatch.setattr(evaluation, "_discriminate_reals", lambda m, reals: np.zeros(len(np.ravel(reals))))
+    monkeypatch.setattr(evaluation, "discriminate_reals", lambda m, reals: np.zeros(len(np.ravel(reals))))
     monkeypatch.setattr(evaluation, "MAX_VET_CANDIDATES", 5)
     vetted = sample(tiny_models, 40, seed=0, vet=True)
     assert (vetted["candidates"] == 5).all() and not vetted["accepted"].any()

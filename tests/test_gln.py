@@ -145,7 +145,7 @@ def test_all_context_and_gather_paths_agree(monkeypatch):
     y = (rng.random(64) < 0.5).astype(np.float32)
     results = []
     for few in (True, False):
-        monkeypatch.setattr(BernoulliGLN, "_few_contexts", property(lambda self, few=few: few))
+        monkeypatch.setattr(BernoulliGLN, "ALL_CONTEXTS_MAX_DIM", 3 if few else 0)  # context_dim=3 below
         gln = build_gln(6, layer_sizes=(5, 3), context_dim=3, seed=2, learning_rate=0.05)
         before = np.asarray(gln(x))
         gln.update(x, y)

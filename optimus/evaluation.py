@@ -21,7 +21,7 @@ import numpy as np
 
 from optimus import limits, metrics, primes
 from optimus.config import TrainConfig
-from optimus.primes.bins import bin_index, log_edges
+from optimus.metrics import accuracy_by_magnitude
 from optimus.training import generator_report
 from optimus.validate import check_int
 
@@ -155,27 +155,6 @@ def discriminate(models: Models, n_values) -> np.ndarray:
         bad = int(n[np.flatnonzero(n % 2 == 0)[0]])
         raise ValueError(f"{bad} is even: the discriminator judges odd integers n = 2*floor(x)+1")
     return discriminate_reals(models, (n - 1) // 2 + 0.5)
-
-
-def accuracy_by_magnitude(n_values, y_true, prob, bins: int = 10) -> list[dict]:
-    """Accuracy and balanced accuracy per log-spaced magnitude bin."""
-    n = np.asarray(n_values, dtype=np.int64)
-    y = np.asarray(y_true, dtype=bool)
-    p = np.asarray(prob) >= 0.5
-    lo, hi = max(int(n.min()), 1), max(int(n.max()), 1)
-    bins = min(bins, hi - lo + 1)
-    edges = log_edges(lo, hi, bins)
-    which = bin_index(n, edges)
-    rows = []
-    for b in range(bins):
-        mask = which == b
-        if not mask.any():
-            continue
-        rep = metrics.classification_report(y[mask], p[mask].astype(float))
-        rows.append({"bin_lo": float(edges[b]), "bin_hi": float(edges[b + 1]), "count": int(mask.sum()),
-                     "accuracy": rep["accuracy"], "balanced_accuracy": rep["balanced_accuracy"],
-                     "prime_share": float(y[mask].mean())})
-    return rows
 
 
 def discriminator_report(models: Models, n_values) -> dict:

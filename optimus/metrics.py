@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from optimus import limits
+from optimus.primes.bins import magnitude_bins
+from optimus.primes.density import odd_prime_density_binned
 from optimus.validate import exact_int_array, require_int
 
 
@@ -84,6 +86,24 @@ def balanced_accuracy(y_true, prob, threshold: float = 0.5) -> float:
     return classification_report(y_true, prob, threshold)["balanced_accuracy"]
 
 
+def accuracy_by_magnitude(n_values, y_true, prob, bins: int = 10) -> list[dict]:
+    """Accuracy and balanced accuracy per log-spaced magnitude bin."""
+    n = np.asarray(n_values, dtype=np.int64)
+    y = np.asarray(y_true, dtype=bool)
+    p = np.asarray(prob) >= 0.5
+    edges, which = magnitude_bins(n, bins)
+    rows = []
+    for b in range(len(edges) - 1):
+        mask = which == b
+        if not mask.any():
+            continue
+        rep = classification_report(y[mask], p[mask].astype(float))
+        rows.append({"bin_lo": float(edges[b]), "bin_hi": float(edges[b + 1]), "count": int(mask.sum()),
+                     "accuracy": rep["accuracy"], "balanced_accuracy": rep["balanced_accuracy"],
+                     "prime_share": float(y[mask].mean())})
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # Generation: the lift's baseline
 
@@ -98,20 +118,12 @@ def magnitude_matched_baseline(n_values, bins: int = 20) -> float:
     an odd prime, else 0). Values must be integers in [0, 2**53); bins above 10**10 use the Li
     estimate (see odd_prime_density_binned).
     """
-    # imported here: optimus.primes re-exports this function for older callers, so a top-level
-    # import would be circular
-    from optimus.primes.bins import bin_index, log_edges
-    from optimus.primes.density import odd_prime_density_binned
-
     arr, _ = exact_int_array(n_values, "magnitude_matched_baseline")
     bins = require_int("magnitude_matched_baseline", "bins", bins, 1, limits.MAX_BINS)
     v = arr.ravel()
     if v.size == 0:
         raise ValueError("magnitude_matched_baseline: no values")
-    lo, hi = max(int(v.min()), 1), max(int(v.max()), 1)
-    k = min(bins, hi - lo + 1)
-    edges = log_edges(lo, hi, k)
-    which = bin_index(v, edges)
-    share = np.bincount(which, minlength=k) / v.size
+    edges, which = magnitude_bins(v, bins)
+    share = np.bincount(which, minlength=len(edges) - 1) / v.size
     density = odd_prime_density_binned(edges, include_last=True, estimate_above=True)
     return float(np.dot(share, density))

@@ -38,6 +38,8 @@ import weakref
 
 import numpy as np
 
+from optimus.primes.crt import product_groups
+
 # Each table holds m x W float64 values; groups of primes are formed so that a table stays
 # below this many bytes (W = 32: m <= 4096, 14 tables for the 24 primes; measured on the 2-core
 # dev machine: 2.5M latents/s with 256 KiB tables (19 of them), 2.9M with 1 MiB, 2.4M with 2 MiB).
@@ -66,17 +68,7 @@ def sieve_layer(generator):
 def prime_groups(primes: np.ndarray, window: int, table_bytes: int | None = None) -> list[list[int]]:
     """Consecutive primes grouped so that each group's product m keeps m x window x 8 bytes
     within table_bytes (default TABLE_BYTES; a prime that alone exceeds it gets a group of its own)."""
-    limit = max(1, (TABLE_BYTES if table_bytes is None else table_bytes) // (8 * window))
-    groups, current, product = [], [], 1
-    for p in (int(p) for p in primes):
-        if current and product * p > limit:
-            groups.append(current)
-            current, product = [], 1
-        current.append(p)
-        product *= p
-    if current:
-        groups.append(current)
-    return groups
+    return product_groups(primes, max(1, (TABLE_BYTES if table_bytes is None else table_bytes) // (8 * window)))
 
 
 def build_tables(scores: np.ndarray, primes: np.ndarray, window: int) -> list[tuple[int, np.ndarray]]:

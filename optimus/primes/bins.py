@@ -60,3 +60,14 @@ def bin_index(values, edges) -> np.ndarray:
     at edges[-1]); values below the first edge count in the first bin, above the last in the last."""
     k = len(edges) - 1
     return np.clip(np.searchsorted(np.asarray(edges), values, side="right") - 1, 0, k - 1)
+
+
+def magnitude_bins(values, bins: int) -> tuple[list[int], np.ndarray]:
+    """Log-spaced edges over the magnitudes of `values` (non-empty integers in [0, 2**53)) and
+    the bin of each value: edges from max(min, 1) to max(max, 1), `bins` bins or as many as that
+    range holds integers (0 counts in the first bin). The lift's baseline and the
+    discriminator's accuracy by magnitude bin this way."""
+    v = np.asarray(values).ravel()
+    lo, hi = max(int(v.min()), 1), max(int(v.max()), 1)
+    edges = log_edges(lo, hi, min(bins, hi - lo + 1))
+    return edges, bin_index(v, edges)

@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from optimus import limits
+from optimus.primes.crt import product_groups
 from optimus.primes.sieve import (
     SIEVE_LIMIT,
     SMALL_LIMIT,
@@ -60,15 +61,7 @@ def _trial_tables() -> tuple[tuple[int, np.ndarray], ...]:
     One floor division by M (NumPy divides by a scalar with libdivide, unlike its `%`) and one
     table lookup test a value against the whole group.
     """
-    primes = small_odd_primes(TRIAL_LIMIT).tolist()
-    groups, current, product = [], [], 1
-    for p in primes:
-        if current and product * p > 1 << 18:  # keep each table (bytes) within L2
-            groups.append(current)
-            current, product = [], 1
-        current.append(p)
-        product *= p
-    groups.append(current)
+    groups = product_groups(small_odd_primes(TRIAL_LIMIT), 1 << 18)  # each table (bytes) within L2
     tables = []
     for group in groups:
         m = math.prod(group)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optimus import limits, primes
+from optimus.primes.odd import odd_count
 from optimus.validate import parse_int, require_int
 
 LIMB_BITS = 30
@@ -256,8 +257,8 @@ def is_prime_any(values) -> np.ndarray:
 def odd_prime_density(lo: int, hi: int) -> tuple[float, bool]:
     """(share of odd integers in [lo, hi] that are prime, exact?): counted exactly (primecount)
     up to EXACT_COUNT_HI, else estimated with li(x): (li(hi) - li(lo)) / (odd integers)."""
-    odd = (hi + 1) // 2 - lo // 2
-    if odd <= 0:
+    odd = odd_count(lo, hi)
+    if odd == 0:
         raise ValueError(f"[{_short(lo)}, {_short(hi)}] contains no odd integer")
     if hi <= EXACT_COUNT_HI:
         return primes.odd_prime_density(lo, hi), True
@@ -298,13 +299,14 @@ class AnySizeResult:
 
 def _odd_span(lo: int, hi: int) -> tuple[int, int]:
     """(first odd >= lo, number of odd integers in [lo, hi])."""
-    first = lo | 1
-    count = (hi - first) // 2 + 1 if hi >= first else 0
-    return first, count
+    return lo | 1, odd_count(lo, hi)
 
 
 def _place(rng: random.Random, first: int, slots: int, size: int, placement: str) -> list[int]:
-    """`size` window starts: odd first + 2k for k uniform in [0, slots) (or log-uniform n)."""
+    """`size` window starts: odd first + 2k for k uniform in [0, slots) (or log-uniform n).
+
+    Not primes.uniform_odd: these are Python ints of up to 4096 bits drawn with random.Random,
+    beyond the int64 draws of NumPy's generators."""
     if placement == "uniform":
         return [first + 2 * rng.randrange(slots) for _ in range(size)]
     import mpmath

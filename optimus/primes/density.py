@@ -24,6 +24,7 @@ from optimus.primes.counting import (
     sieve_reach,
 )
 from optimus.primes.li import li_estimate, x_over_ln_x
+from optimus.primes.odd import odd_count
 from optimus.validate import require_int
 
 # odd_prime_density_binned (the baselines of every lift figure) counts exactly up to here and
@@ -122,18 +123,13 @@ def _binned(func: str, lo, hi, bins, log, max_seconds=None, estimate=False) -> d
     }
 
 
-def _odd_count(lo: int, hi: int) -> int:
-    """Number of odd integers in [lo, hi] (inclusive)."""
-    return max((hi + 1) // 2 - lo // 2, 0)
-
-
 def odd_prime_density(lo: int, hi: int) -> float:
     """P(prime) for a uniformly random odd integer in [lo, hi] (inclusive), exactly:
     (odd primes in [lo, hi]) / (odd integers in [lo, hi]). 0 <= lo <= hi <= 10**10; ValueError
     if the range holds no odd integer (e.g. [2, 2]).
     """
     lo, hi = check_range("odd_prime_density", lo, hi)
-    odd = _odd_count(lo, hi)
+    odd = odd_count(lo, hi)
     if odd == 0:
         raise ValueError(f"odd_prime_density: [{lo}, {hi}] contains no odd integer")
     return (count_primes(lo, hi) - (lo <= 2 <= hi)) / odd
@@ -196,7 +192,7 @@ def density_table(lo: int, hi: int, bins: int, log: bool, max_seconds: float | N
     for i, count in enumerate(binned["counts"]):
         first = edges[i]
         last = edges[i + 1] - 1 if i < len(binned["counts"]) - 1 else binned["hi"]
-        odd = _odd_count(first, last)
+        odd = odd_count(first, last)
         rows.append({
             "lo": first,
             "hi": last,
@@ -208,7 +204,7 @@ def density_table(lo: int, hi: int, bins: int, log: bool, max_seconds: float | N
             "expected_x_ln_x": binned["expected_x_ln_x"][i],
             "expected_li": binned["expected_li"][i],
         })
-    odd = _odd_count(binned["lo"], binned["hi"])
+    odd = odd_count(binned["lo"], binned["hi"])
     total = binned["total"]
     return {
         "lo": binned["lo"],

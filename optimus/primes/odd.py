@@ -49,6 +49,12 @@ def to_odd(x):
     return int(odd) if scalar else odd
 
 
+def odd_count(lo: int, hi: int) -> int:
+    """Number of odd integers in [lo, hi] (both ends included; 0 when hi < lo). Python ints, so
+    any size (anysize's ranges reach 2**4096)."""
+    return max((hi + 1) // 2 - lo // 2, 0)
+
+
 def uniform_odd(lo: int, hi: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` odd integers drawn uniformly from [lo, hi] (both ends included), as int64.
 
@@ -61,8 +67,7 @@ def uniform_odd(lo: int, hi: int, count: int, rng: np.random.Generator) -> np.nd
     lo = require_int("uniform_odd", "lo", lo, 1, limits.EXACT_LIMIT - 1)
     hi = require_int("uniform_odd", "hi", hi, lo, limits.EXACT_LIMIT - 1)
     count = require_int("uniform_odd", "count", count, 0)
-    first = lo | 1
-    last = hi if hi % 2 else hi - 1
-    if first > last:
+    odd = odd_count(lo, hi)
+    if odd == 0:
         raise ValueError(f"uniform_odd: [{lo}, {hi}] contains no odd integer")
-    return first + 2 * rng.integers(0, (last - first) // 2 + 1, size=count, dtype=np.int64)
+    return (lo | 1) + 2 * rng.integers(0, odd, size=count, dtype=np.int64)

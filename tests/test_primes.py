@@ -509,3 +509,17 @@ def test_small_odd_primes():
     assert len(big) == sympy.primepi(5 * 10**6) - 1 and big[-1] == sympy.prevprime(5 * 10**6 + 1)
     with pytest.raises(ValueError, match="limit must be <="):
         P.small_odd_primes(2**31)
+
+
+def test_uniform_odd_is_inclusive_and_reproduces_the_seeded_streams():
+    rng = np.random.default_rng(0)
+    draws = P.uniform_odd(4, 9, 2_000, rng)
+    assert set(draws.tolist()) == {5, 7, 9}  # both ends of [lo, hi] reachable, only odd values
+    assert P.uniform_odd(7, 7, 3, rng).tolist() == [7, 7, 7]
+    # the stream of the draws it replaced: one rng.integers(0, odd count) call
+    expected = 2**40 + 1 + 2 * np.random.default_rng([1, 104729]).integers(0, 2**52 - 2**39, size=50)
+    assert np.array_equal(P.uniform_odd(2**40, 2**53 - 1, 50, np.random.default_rng([1, 104729])), expected)
+    for lo, hi, message in [(2, 2, "contains no odd integer"), (0, 9, "lo must be >= 1"), (9, 5, "hi must be >= 9"),
+                            (1, 2**53, "hi must be <=")]:
+        with pytest.raises(ValueError, match=message):
+            P.uniform_odd(lo, hi, 1, rng)

@@ -291,6 +291,8 @@ def count_primes(lo: int, hi: int, max_seconds: float | None = None) -> int:
 
 
 def check_range(func: str, lo, hi) -> tuple[int, int]:
+    """(lo, hi) as ints with 0 <= lo <= hi <= 10**18 (what can be counted), or ValueError
+    naming `func`."""
     lo = require_int(func, "lo", lo, 0, limits.MAX_DENSITY_HI)
     hi = require_int(func, "hi", hi, 0, limits.MAX_DENSITY_HI)
     if lo > hi:

@@ -130,6 +130,7 @@ def cache_dir() -> Path:
 
 
 def sieve_cache_path() -> Path:
+    """The big sieve's cache file (it may not exist yet)."""
     return cache_dir() / CACHE_NAME
 
 

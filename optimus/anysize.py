@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optimus import limits, primes
+from optimus.primes.odd import odd_count
+from optimus.validate import parse_int, require_int
 
 LIMB_BITS = 30
 _LIMB_MASK = (1 << LIMB_BITS) - 1
@@ -78,21 +80,19 @@ def size_range(digits: int | None = None, bits: int | None = None,
     if sum(given) != 1:
         raise ValueError("give exactly one size: digits, bits, or a range lo..hi")
     if digits is not None:
-        d = _whole("digits", digits)
+        d = require_int("", "digits", digits, lo=None)
         if not limits.MIN_DIGITS <= d <= limits.MAX_DIGITS:
             raise ValueError(f"digits must be between {limits.MIN_DIGITS} and {limits.MAX_DIGITS} "
                              f"(4096 bits), got {d}")
         return 10 ** (d - 1), 10**d - 1, f"{d}-digit"
     if bits is not None:
-        b = _whole("bits", bits)
+        b = require_int("", "bits", bits, lo=None)
         if not limits.MIN_BITS <= b <= limits.MAX_BITS:
             raise ValueError(f"bits must be between {limits.MIN_BITS} and {limits.MAX_BITS}, got {b}")
         return 1 << (b - 1), (1 << b) - 1, f"{b}-bit"
     if lo is None or hi is None:
         raise ValueError("a range needs both lo and hi")
-    lo, hi = _whole("lo", lo), _whole("hi", hi)
-    if lo < 0:
-        raise ValueError(f"lo must be >= 0, got {lo}")
+    lo, hi = require_int("", "lo", lo), require_int("", "hi", hi, lo=None)
     if lo > hi:
         raise ValueError(f"lo > hi ({_short(lo)} > {_short(hi)})")
     if hi.bit_length() > limits.MAX_BITS:
@@ -101,35 +101,10 @@ def size_range(digits: int | None = None, bits: int | None = None,
 
 
 def parse_integer(name: str, text: str) -> int:
-    """A non-negative integer typed by a person: digits (with _ , or spaces between groups),
-    or exactly 10**18, 10^18, 1e18, 2**4096 style; ValueError naming `name` otherwise."""
-    t = str(text).strip().replace("_", "").replace(",", "").replace(" ", "")
-    try:
-        if len(t) > 5000:
-            raise ValueError
-        for op in ("**", "^"):
-            if op in t:
-                base, exp = t.split(op, 1)
-                if not (base.isdigit() and exp.isdigit()) or int(exp) > 20_000:
-                    raise ValueError
-                return int(base) ** int(exp)
-        if "e" in t.lower():
-            mant, exp = t.lower().split("e", 1)
-            if not (mant.isdigit() and exp.isdigit()) or int(exp) > 5000:
-                raise ValueError
-            return int(mant) * 10 ** int(exp)
-        if not t.isdigit():
-            raise ValueError
-        return int(t)
-    except ValueError:
-        shown = text if len(str(text)) <= 40 else str(text)[:40] + "..."
-        raise ValueError(f"{name}: {shown!r} is not a whole number >= 0 (write digits, 10**18 or 1e18)") from None
-
-
-def _whole(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return int(value)
+    """A non-negative integer typed by a person: what optimus.validate.parse_int reads (digits,
+    1e18, 10**18), plus `,` and spaces between digit groups and 10^18; ValueError naming `name`."""
+    t = str(text).strip().replace(",", "").replace(" ", "").replace("^", "**")
+    return parse_int(t, lo=0, what=name)
 
 
 def _short(n: int) -> str:
@@ -282,8 +257,8 @@ def is_prime_any(values) -> np.ndarray:
 def odd_prime_density(lo: int, hi: int) -> tuple[float, bool]:
     """(share of odd integers in [lo, hi] that are prime, exact?): counted exactly (primecount)
     up to EXACT_COUNT_HI, else estimated with li(x): (li(hi) - li(lo)) / (odd integers)."""
-    odd = (hi + 1) // 2 - lo // 2
-    if odd <= 0:
+    odd = odd_count(lo, hi)
+    if odd == 0:
         raise ValueError(f"[{_short(lo)}, {_short(hi)}] contains no odd integer")
     if hi <= EXACT_COUNT_HI:
         return primes.odd_prime_density(lo, hi), True
@@ -324,13 +299,14 @@ class AnySizeResult:
 
 def _odd_span(lo: int, hi: int) -> tuple[int, int]:
     """(first odd >= lo, number of odd integers in [lo, hi])."""
-    first = lo | 1
-    count = (hi - first) // 2 + 1 if hi >= first else 0
-    return first, count
+    return lo | 1, odd_count(lo, hi)
 
 
 def _place(rng: random.Random, first: int, slots: int, size: int, placement: str) -> list[int]:
-    """`size` window starts: odd first + 2k for k uniform in [0, slots) (or log-uniform n)."""
+    """`size` window starts: odd first + 2k for k uniform in [0, slots) (or log-uniform n).
+
+    Not primes.uniform_odd: these are Python ints of up to 4096 bits drawn with random.Random,
+    beyond the int64 draws of NumPy's generators."""
     if placement == "uniform":
         return [first + 2 * rng.randrange(slots) for _ in range(size)]
     import mpmath
@@ -351,7 +327,7 @@ _ADDITIVE_PROBE_MAX = 20_000_000  # probe entries (sum of p) x K: ~1 s and 160 M
 _additive_cache: dict = {}
 
 
-def _additive_tables(sieve, width: int):
+def additive_tables(sieve, width: int):
     """(base, [(m, T_m)]) when the sieve's logit is a sum of one score per prime and residue
     (checked, not assumed: the contract only promises `logits(residues)`), else None.
 
@@ -387,7 +363,7 @@ def _additive_tables(sieve, width: int):
     return result
 
 
-def _window_logits(sieve, starts: list[int], r0: np.ndarray, width: int) -> np.ndarray:
+def window_logits(sieve, starts: list[int], r0: np.ndarray, width: int) -> np.ndarray:
     """float64 [B, width]: the sieve's logit for candidates n0 + 2j, from r0 = n0 mod p [B, K].
 
     A sieve with wide primes (one "p divides n" weight each, thousands of them) is split: its
@@ -400,7 +376,7 @@ def _window_logits(sieve, starts: list[int], r0: np.ndarray, width: int) -> np.n
     wide = getattr(sieve, "wide_primes", np.zeros(0, dtype=np.int64))
     if wide.size:
         k = len(sieve.primes) - wide.size
-        out = _window_logits(sieve.small_sieve(), starts, r0[:, :k], width)
+        out = window_logits(sieve.small_sieve(), starts, r0[:, :k], width)
         # int32 where (p - r) * (p + 1) / 2 < 2^31 (p < 46,341: the shipped model's wide primes
         # stop at 31,607), in blocks of rows that stay in L2
         dtype = np.int32 if int(wide.max()) < 46_341 else np.int64
@@ -417,7 +393,7 @@ def _window_logits(sieve, starts: list[int], r0: np.ndarray, width: int) -> np.n
                 np.add.at(block, (rows, j[rows, cols]), sieve.wide_scores[cols])
                 j += wide32
         return out
-    tables = _additive_tables(sieve, width)
+    tables = additive_tables(sieve, width)
     if tables is not None:
         base, groups = tables
         moduli = np.array([m for m, _ in groups], dtype=np.int64)
@@ -546,7 +522,7 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
         starts = _place(rng, first, slots, batch, placement)
         windows += batch
         r0 = residues(starts, sieve.primes)
-        logits = _window_logits(sieve, starts, r0, width)
+        logits = window_logits(sieve, starts, r0, width)
         top = _gumbel_top(logits, picks, temperature, nprng)  # [B, picks]
         rows = np.repeat(np.arange(batch), picks)
         offsets = top.reshape(-1)

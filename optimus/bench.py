@@ -49,11 +49,6 @@ def _versus_sympy(values: np.ndarray, repeats: int) -> dict:
     }
 
 
-def _odd_integers(rng: np.random.Generator, lo: int, hi: int, size: int) -> np.ndarray:
-    """`size` uniform random odd integers in [lo, hi) (lo, hi even)."""
-    return rng.integers(lo // 2, hi // 2, size=size, dtype=np.int64) * 2 + 1
-
-
 def bench_primes(quick: bool = False) -> dict:
     """The primes figures: sieve set-up, is_prime against sympy (binned counts: bench_density).
 
@@ -72,9 +67,9 @@ def bench_primes(quick: bool = False) -> dict:
     results["sieve_cache"] = str(primes.sieve_cache_path())
     primes.is_prime(np.arange(100))  # the small sieve, so it is not in the first timing
 
-    small = _odd_integers(rng, 0, 10**9, 100_000 if quick else 1_000_000)
+    small = primes.uniform_odd(1, 10**9 - 1, 100_000 if quick else 1_000_000, rng)
     results["below_1e9"] = _versus_sympy(small, repeats=5)
-    large = _odd_integers(rng, 2**40, 2**53, 10_000 if quick else 100_000)
+    large = primes.uniform_odd(2**40 + 1, 2**53 - 1, 10_000 if quick else 100_000, rng)
     results["2p40_to_2p53"] = _versus_sympy(large, repeats=5)
 
     return results  # binned prime counts: see bench_density
@@ -1067,9 +1062,10 @@ def bench_count(quick: bool = False) -> dict:
 
     quick: Lucy only to 10^10, primecount to 10^14."""
     from optimus import primes
+    from optimus.primes import counting
 
     primes.ensure_sieve()
-    pc = primes._primecount()
+    pc = counting.primecount()
     out: dict = {"quick": quick, "primecount": pc is not None, "pi": {}}
     top = 14 if quick else 16
     for e in range(9, top + 1):
@@ -1078,11 +1074,11 @@ def bench_count(quick: bool = False) -> dict:
         if pc is not None:
             row["primecount_s"], v1 = _best_time(lambda x=x: int(pc(x)), 1 if e > 13 else 3)
         if e <= (10 if quick else 11):
-            row["lucy_s"], v2 = _best_time(lambda x=x: primes._pi_lucy(x), 1)
+            row["lucy_s"], v2 = _best_time(lambda x=x: counting.pi_lucy(x), 1)
             if pc is not None:
                 row["agree"] = v1 == v2
         if x < primes.SIEVE_LIMIT:
-            row["sieve_lookup_s"], _ = _best_time(lambda x=x: primes._pi_big(x), 3)
+            row["sieve_lookup_s"], _ = _best_time(lambda x=x: counting.pi_sieve(x), 3)
         out["pi"][f"1e{e}"] = row
     for label, hi in (("1e12", 10**12), ("1e15", 10**15)):
         primes.clear_count_cache()

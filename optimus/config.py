@@ -203,9 +203,9 @@ class TrainConfig:
         check(self.gen_wide_prime_max == 0 or self.gen_prime_max < self.gen_wide_prime_max <= 100_000,
               f"gen_wide_prime_max must be 0 or in (gen_prime_max, 100000], got {self.gen_wide_prime_max}")
         if self.gen_wide_prime_max:
-            from optimus.encoding import odd_primes_upto
+            from optimus.primes import small_odd_primes
 
-            first_wide = int(odd_primes_upto(self.gen_prime_max + 200)[len(odd_primes_upto(self.gen_prime_max))])
+            first_wide = int(small_odd_primes(self.gen_prime_max + 200)[len(small_odd_primes(self.gen_prime_max))])
             check(self.window <= first_wide,  # so each wide prime divides at most one candidate
                   f"window must be at most {first_wide} (the first prime above gen_prime_max) with "
                   f"gen_wide_prime_max, got {self.window}")

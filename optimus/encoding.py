@@ -1,5 +1,9 @@
 """Input encodings of odd integers for discriminators, in NumPy (exact, no TensorFlow).
 
+Two views of residues live here and keep apart names: `fourier_features` (cos/sin of n mod p,
+the forgetting benchmark's "fourier" encoding) and `divisibility_features` (one bit per prime:
+the discriminator="residue" models' FactorEncoding, a name saved in shipped config.json files).
+
 The seed fed the discriminator the raw real x; a network cannot read divisibility from a single
 float, and float32 cannot even resolve integers above 2**24. These encodings expose exact
 residues instead, computed in int64 (exact for every n < 2**53).
@@ -9,20 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-ENCODINGS = ("scalar", "residue")
+from optimus.primes import small_odd_primes
 
-
-def odd_primes_upto(limit: int) -> np.ndarray:
-    """Odd primes p with 3 <= p <= limit (int64), by a small sieve."""
-    if limit < 3:
-        return np.zeros(0, dtype=np.int64)
-    flags = np.ones(limit + 1, dtype=bool)
-    flags[:2] = False
-    for p in range(2, int(limit**0.5) + 1):
-        if flags[p]:
-            flags[p * p :: p] = False
-    primes = np.flatnonzero(flags)
-    return primes[primes > 2].astype(np.int64)
+ENCODINGS = ("scalar", "fourier")
+# "residue" was this Fourier encoding's first name (forgetting-benchmark settings, saved results
+# and --encoding links use it); "residue" now means divisibility bits (discriminator="residue"),
+# so the old name is read as "fourier" and never written
+_OLD_NAMES = {"residue": "fourier"}
 
 
 def residues(n, primes) -> np.ndarray:
@@ -55,14 +52,22 @@ def scalar_features(n, scale: float = 1e9) -> np.ndarray:
     return (np.asarray(n, dtype=np.float64) / scale).astype(np.float32).reshape(-1, 1)
 
 
+def encoding_name(encoding: str) -> str:
+    """The current name of an encoding ('scalar' or 'fourier'; the old 'residue' reads as
+    'fourier'), or ValueError listing the choices."""
+    name = _OLD_NAMES.get(encoding, encoding)
+    if name not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
+    return name
+
+
 def encode(n, encoding: str, prime_max: int = 97) -> np.ndarray:
-    """Features for `n` under a named encoding: 'scalar' or 'residue' (Fourier + log size)."""
-    if encoding == "scalar":
+    """Features for `n` under a named encoding: 'scalar' or 'fourier' (cos/sin of n mod each
+    odd prime <= prime_max, plus log size)."""
+    if encoding_name(encoding) == "scalar":
         return scalar_features(n)
-    if encoding == "residue":
-        primes = odd_primes_upto(prime_max)
-        return np.concatenate([fourier_features(n, primes), log_magnitude(n)], axis=1)
-    raise ValueError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
+    primes = small_odd_primes(prime_max)
+    return np.concatenate([fourier_features(n, primes), log_magnitude(n)], axis=1)
 
 
 def window_factor_lists(n0, window: int, primes, slots: int) -> np.ndarray:

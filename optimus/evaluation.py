@@ -21,11 +21,13 @@ import numpy as np
 
 from optimus import limits, metrics, primes
 from optimus.config import TrainConfig
+from optimus.metrics import accuracy_by_magnitude
 from optimus.training import generator_report
+from optimus.validate import check_int
 
 __all__ = [
     "Models", "load_models", "sample", "generator_report", "discriminate", "discriminator_report",
-    "accuracy_by_magnitude", "residue_distribution", "uniform_odd", "evaluate", "parse_integers",
+    "accuracy_by_magnitude", "residue_distribution", "uniform_rng", "evaluate", "parse_integers",
     "check_band", "vetting_report",
 ]
 
@@ -48,14 +50,6 @@ def load_models(model_dir) -> Models:
 
     ck = checkpoint.load(model_dir)
     return Models(ck.generator, ck.discriminator, ck.config, Path(model_dir).name, Path(model_dir), ck.batches_done)
-
-
-def _check_count(n: int, limit: int, what: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise ValueError(f"{what} must be a whole number, got {n!r}")
-    if not 1 <= n <= limit:
-        raise ValueError(f"{what} must be between 1 and {limit:,}, got {n:,}")
-    return int(n)
 
 
 # Discriminator rejection sampling gives up on an output after this many candidates (keeping
@@ -103,11 +97,11 @@ def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None
     """
     import pandas as pd
 
-    n = _check_count(n, limits.MAX_SAMPLES, "number of samples")
+    n = check_int("number of samples", n, 1, limits.MAX_SAMPLES)
     band = check_band(models, out_lo, out_hi)
     rng = np.random.default_rng([seed, 7919])
     latents, reals = _draw(models, rng, n, band)
-    d_prob = _discriminate_reals(models, reals)
+    d_prob = discriminate_reals(models, reals)
     columns = {}
     if vet:
         candidates = np.ones(n, dtype=np.int64)
@@ -117,7 +111,7 @@ def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None
             if not pending.size:
                 break
             latents[pending], reals[pending] = _draw(models, rng, pending.size, band)
-            d_prob[pending] = _discriminate_reals(models, reals[pending])
+            d_prob[pending] = discriminate_reals(models, reals[pending])
             candidates[pending] += 1
             accepted[pending] = rng.random(pending.size) < d_prob[pending]
         columns = {"candidates": candidates, "accepted": accepted}
@@ -131,7 +125,7 @@ def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None
     })
 
 
-def _discriminate_reals(models: Models, reals) -> np.ndarray:
+def discriminate_reals(models: Models, reals) -> np.ndarray:
     reals = np.asarray(reals, dtype=np.float64).reshape(-1, 1)
     out = np.empty(len(reals), dtype=np.float64)
     chunk = 20_000
@@ -160,27 +154,7 @@ def discriminate(models: Models, n_values) -> np.ndarray:
     if np.any(n % 2 == 0):
         bad = int(n[np.flatnonzero(n % 2 == 0)[0]])
         raise ValueError(f"{bad} is even: the discriminator judges odd integers n = 2*floor(x)+1")
-    return _discriminate_reals(models, (n - 1) // 2 + 0.5)
-
-
-def accuracy_by_magnitude(n_values, y_true, prob, bins: int = 10) -> list[dict]:
-    """Accuracy and balanced accuracy per log-spaced magnitude bin."""
-    n = np.asarray(n_values, dtype=np.float64)
-    y = np.asarray(y_true, dtype=bool)
-    p = np.asarray(prob) >= 0.5
-    lo, hi = max(n.min(), 1.0), max(n.max(), 1.0)
-    edges = np.geomspace(lo, hi * (1 + 1e-12) + 1, bins + 1)
-    which = np.clip(np.searchsorted(edges, n, side="right") - 1, 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        mask = which == b
-        if not mask.any():
-            continue
-        rep = metrics.classification_report(y[mask], p[mask].astype(float))
-        rows.append({"bin_lo": float(edges[b]), "bin_hi": float(edges[b + 1]), "count": int(mask.sum()),
-                     "accuracy": rep["accuracy"], "balanced_accuracy": rep["balanced_accuracy"],
-                     "prime_share": float(y[mask].mean())})
-    return rows
+    return discriminate_reals(models, (n - 1) // 2 + 0.5)
 
 
 def discriminator_report(models: Models, n_values) -> dict:
@@ -211,21 +185,10 @@ def residue_distribution(n_values, primes_list=RESIDUE_PRIMES):
     return pd.DataFrame(rows)
 
 
-def uniform_odd(lo: int, hi: int, count: int, seed: int = 0) -> np.ndarray:
-    """`count` uniformly random odd integers in [lo, hi] (inclusive)."""
-    lo, hi = int(lo), int(hi)
-    if lo < 1 or hi >= limits.EXACT_LIMIT:
-        raise ValueError(f"range must lie in [1, 2**53), got [{lo}, {hi}]")
-    if lo > hi:
-        raise ValueError(f"lo ({lo}) is greater than hi ({hi})")
-    count = _check_count(count, limits.MAX_CLASSIFY, "count")
-    first = lo | 1
-    last = hi if hi % 2 else hi - 1
-    if first > last:
-        raise ValueError(f"[{lo}, {hi}] contains no odd integer")
-    rng = np.random.default_rng([seed, 104729])
-    k = rng.integers(0, (last - first) // 2 + 1, size=count)
-    return first + 2 * k
+def uniform_rng(seed: int = 0) -> np.random.Generator:
+    """The generator of `evaluate`'s uniform odd test integers (primes.uniform_odd) for `seed`:
+    the salt keeps them apart from the sample's stream and the figures in models/README.md."""
+    return np.random.default_rng([seed, 104729])
 
 
 def parse_integers(text: str, limit: int = limits.MAX_CLASSIFY) -> np.ndarray:
@@ -271,7 +234,8 @@ def evaluate(model_dir, n: int = 10_000, seed: int = 0, uniform_lo: int | None =
     on_outputs = discriminator_report(models, df["n"].to_numpy())
     lo = gen["lo"] if uniform_lo is None else uniform_lo
     hi = gen["hi"] if uniform_hi is None else uniform_hi
-    uni = uniform_odd(lo, hi, uniform_count, seed)
+    uniform_count = check_int("count", uniform_count, 1, limits.MAX_CLASSIFY)
+    uni = primes.uniform_odd(lo, hi, uniform_count, uniform_rng(seed))
     on_uniform = discriminator_report(models, uni)
     return {
         "model_dir": str(model_dir),

@@ -11,7 +11,7 @@ The network, for side information z = the encoded features (float32, [B, input_d
 
 - Base layer: the features squashed to probabilities, p0 = clip(sigmoid(f), eps, 1 - eps), so
   in logit space x0 = clip(f, -L, L) with L = logit(1 - eps), plus a constant bias input.
-  Features should be O(1): `optimus.encoding.encode(n, "residue")` gives values in [-1, 1],
+  Features should be O(1): `optimus.encoding.encode(n, "fourier")` gives values in [-1, 1],
   whose cos/sin pairs already carry the residue signal (a multiple of p has cos = 1).
 - Each neuron k of layer l: context c = sum_j 2^j [h_kj . z > b_kj]; output
   p = clip(sigmoid(w_kc . x), eps, 1 - eps) where x are the logits of the previous layer's
@@ -146,16 +146,46 @@ class BernoulliGLN(keras.Model):
         powers = tf.constant([2**j for j in range(self.context_dim)], tf.int32)
         return tf.reduce_sum(bits * powers, axis=-1)
 
+    # Up to 2**4 = 16 contexts per neuron are all evaluated with matmuls (see layer_trace), more
+    # by a gather of the active weights; both give the same numbers (tests/test_gln.py).
+    ALL_CONTEXTS_MAX_DIM = 4
+
     @property
     def _few_contexts(self) -> bool:
-        """Up to 16 contexts per neuron: evaluate them all with matmuls (see _forward)."""
-        return self.context_dim <= 4
+        return self.context_dim <= self.ALL_CONTEXTS_MAX_DIM
+
+    # Read-only views of the state, for inspection and the tests (they check each against a
+    # NumPy transcription of the paper)
+    @property
+    def neuron_weights(self) -> list:
+        """Per layer: the weight variable [neurons, contexts, inputs + 1]."""
+        return self._weights
+
+    @property
+    def hyperplanes(self) -> list:
+        """Per layer: the context hyperplanes' normals [neurons, context_dim, input_dim]."""
+        return self._hyperplanes
+
+    @property
+    def context_offsets(self) -> list:
+        """Per layer: the context hyperplanes' offsets [neurons, context_dim]."""
+        return self._offsets
+
+    @property
+    def samples_seen(self) -> float:
+        """How many samples `update` has learned from (a step size schedule's t)."""
+        return float(self._samples_seen)
+
+    @property
+    def update_traces(self) -> int:
+        """How many graphs `update` has traced: one for every batch size (reduce_retracing)."""
+        return self._update_compiled.experimental_get_tracing_count()
 
     @property
     def layer_sizes_with_output(self) -> list[int]:
         return self.layer_sizes + [1]
 
-    def _forward(self, features):
+    def layer_trace(self, features):
         """Per layer: (input logits x [B, n_in], contexts [B, n], output logits [B, n])."""
         side = tf.cast(features, tf.float32)
         batch = tf.shape(side)[0]
@@ -180,10 +210,11 @@ class BernoulliGLN(keras.Model):
         return trace
 
     def call(self, features, training=None):
-        return tf.sigmoid(self._forward(features)[-1][2])
+        return tf.sigmoid(self.layer_trace(features)[-1][2])
 
     # -- online learning
-    def _learning_rate(self, t):
+    def learning_rate_at(self, t):
+        """The step size for the t-th sample: min(learning_rate, decay_constant / t)."""
         eta = tf.constant(self.learning_rate, tf.float32)
         if self.decay_constant > 0.0:
             eta = tf.minimum(eta, self.decay_constant / tf.maximum(t, 1.0))
@@ -191,9 +222,9 @@ class BernoulliGLN(keras.Model):
 
     def _update_step(self, features, labels):
         labels = tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
-        trace = self._forward(features)
+        trace = self.layer_trace(features)
         batch = tf.shape(labels)[0]
-        eta = self._learning_rate(self._samples_seen + 1.0)
+        eta = self.learning_rate_at(self._samples_seen + 1.0)
         contexts = 2**self.context_dim
         for layer, (x, ctx, logits) in enumerate(trace):
             p = tf.sigmoid(logits)

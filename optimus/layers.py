@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from optimus.encoding import factor_lists, odd_primes_upto, window_factor_lists
+from optimus.encoding import factor_lists, window_factor_lists
+from optimus.primes import small_odd_primes
 
 PACKAGE = "optimus"
 
@@ -79,7 +80,7 @@ class DivisibilityEncoding(keras.layers.Layer):
         kwargs["autocast"] = False
         super().__init__(**kwargs)
         self.prime_max = int(prime_max)
-        self._primes = tf.constant(odd_primes_upto(self.prime_max), dtype="int64")
+        self._primes = tf.constant(small_odd_primes(self.prime_max), dtype="int64")
 
     @property
     def size(self) -> int:
@@ -124,7 +125,7 @@ class FactorEncoding(keras.layers.Layer):
         kwargs["autocast"] = False  # see DivisibilityEncoding
         super().__init__(**kwargs)
         self.prime_max, self.slots = int(prime_max), int(slots)
-        self._primes = tf.constant(odd_primes_upto(self.prime_max), dtype="int64")
+        self._primes = tf.constant(small_odd_primes(self.prime_max), dtype="int64")
 
     @property
     def num_primes(self) -> int:
@@ -241,13 +242,13 @@ class SieveWindow(keras.layers.Layer):
         self.prime_max = int(prime_max)
         self.wide_prime_max = int(wide_prime_max)
         self.density_power = float(density_power)
-        primes = odd_primes_upto(self.prime_max)
+        primes = small_odd_primes(self.prime_max)
         self._primes = tf.constant(primes, dtype="int64")
         self._offsets = tf.constant(np.concatenate([[0], np.cumsum(primes)[:-1]]), dtype="int64")
         self.scores = self.add_weight(
             name="residue_scores", shape=(int(primes.sum()),), initializer="zeros", trainable=True
         )
-        wide = odd_primes_upto(self.wide_prime_max)
+        wide = small_odd_primes(self.wide_prime_max)
         wide = wide[wide > self.prime_max]
         if len(wide) and self.window > wide[0]:
             raise ValueError(f"window {self.window} exceeds the first wide prime {wide[0]}")

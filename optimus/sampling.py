@@ -38,6 +38,8 @@ import weakref
 
 import numpy as np
 
+from optimus.primes.crt import product_groups
+
 # Each table holds m x W float64 values; groups of primes are formed so that a table stays
 # below this many bytes (W = 32: m <= 4096, 14 tables for the 24 primes; measured on the 2-core
 # dev machine: 2.5M latents/s with 256 KiB tables (19 of them), 2.9M with 1 MiB, 2.4M with 2 MiB).
@@ -66,17 +68,7 @@ def sieve_layer(generator):
 def prime_groups(primes: np.ndarray, window: int, table_bytes: int | None = None) -> list[list[int]]:
     """Consecutive primes grouped so that each group's product m keeps m x window x 8 bytes
     within table_bytes (default TABLE_BYTES; a prime that alone exceeds it gets a group of its own)."""
-    limit = max(1, (TABLE_BYTES if table_bytes is None else table_bytes) // (8 * window))
-    groups, current, product = [], [], 1
-    for p in (int(p) for p in primes):
-        if current and product * p > limit:
-            groups.append(current)
-            current, product = [], 1
-        current.append(p)
-        product *= p
-    if current:
-        groups.append(current)
-    return groups
+    return product_groups(primes, max(1, (TABLE_BYTES if table_bytes is None else table_bytes) // (8 * window)))
 
 
 def build_tables(scores: np.ndarray, primes: np.ndarray, window: int) -> list[tuple[int, np.ndarray]]:
@@ -134,7 +126,9 @@ def _wide_of(layer) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     a, b = (float(v) for v in np.asarray(layer.wide_weights.numpy(), dtype=np.float64))
     wide = layer.wide_primes
-    return wide, a + b * np.asarray(layer._wide_t.numpy(), dtype=np.float64)
+    # the layer holds t_p in float32: the same rounding keeps the draws bit-identical to it
+    position = layer.wide_position(wide).astype(np.float32).astype(np.float64)
+    return wide, a + b * position
 
 
 def _add_wide_logits(logits: np.ndarray, n0: np.ndarray, wide) -> None:
@@ -272,6 +266,11 @@ class LearnedSieve:
         if not self._wide.size:
             return small
         return small + ((residues[..., self._small :] == 0) * self._wide).sum(axis=-1)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """float64: the small primes' residue scores, prime after prime (sum of p entries)."""
+        return self._scores
 
     @property
     def wide_primes(self) -> np.ndarray:

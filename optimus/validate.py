@@ -11,6 +11,7 @@ it is inflated.
 from __future__ import annotations
 
 import decimal
+import math
 import re
 import zipfile
 from collections.abc import Iterator
@@ -78,27 +79,141 @@ def parse_int(text: str, lo: int | None = None, hi: int | None = None, what: str
     return value
 
 
+def as_whole(value) -> int | None:
+    """`value` as a Python int if it is one (a bool is not) or an integral finite float (CLI and
+    app values often arrive as 1e9), else None: the one rule behind every checker below."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating) and math.isfinite(value) and value == int(value):
+        return int(value)
+    return None
+
+
 def check_int(label: str, value, lo: int, hi: int) -> int:
     """A widget's `value` (int, float, None) as an int in [lo, hi], or ValueError saying which
     range to use."""
     if value is None:
         raise ValueError(f"{label}: enter a whole number between {lo:,} and {hi:,}.")
-    if isinstance(value, bool):
-        raise ValueError(f"{label} must be a whole number; you entered {value}.")
-    if isinstance(value, (float, np.floating)):
-        if not np.isfinite(value) or float(value) != int(value):
+    whole = as_whole(value)
+    if whole is None:
+        if isinstance(value, bool | float | np.floating):
             raise ValueError(f"{label} must be a whole number; you entered {value}.")
-        value = int(value)
-    elif isinstance(value, (int, np.integer)):
-        value = int(value)
-    else:
         try:
-            value = parse_int(str(value))
+            whole = parse_int(str(value))
         except ValueError:
             raise ValueError(f"{label} must be a whole number; you entered {clip(str(value))}.") from None
-    if not lo <= value <= hi:
-        raise ValueError(f"{label} must be between {lo:,} and {hi:,}; you entered {value:,}.")
-    return value
+    if not lo <= whole <= hi:
+        raise ValueError(f"{label} must be between {lo:,} and {hi:,}; you entered {whole:,}.")
+    return whole
+
+
+def require_int(func: str, name: str, value, lo: int | None = 0, hi: int | None = None) -> int:
+    """A library argument `value` as a Python int in [lo, hi] (inclusive; None: that end open),
+    or ValueError "func: name must be ..." (the number theory's messages name the function
+    called; with func "" they start at the name)."""
+    label = f"{func}: {name}" if func else name
+    whole = as_whole(value)
+    if whole is None:
+        raise ValueError(f"{label} must be an integer, got {value!r}")
+    if lo is not None and whole < lo:
+        raise ValueError(f"{label} must be >= {lo}, got {whole}")
+    if hi is not None and whole > hi:
+        raise ValueError(f"{label} must be <= {hi}, got {whole}")
+    return whole
+
+
+def fail(func: str, value, why: str) -> None:
+    """Raise ValueError "func: value why", showing a NumPy scalar as the plain number."""
+    if isinstance(value, np.generic):
+        value = value.item()  # show 7, not np.int64(7)
+    raise ValueError(f"{func}: {value!r} {why}")
+
+
+def first_where(arr: np.ndarray, bad: np.ndarray):
+    """The first element of `arr` (C order) where `bad` holds: the value an error message names."""
+    return arr.ravel()[int(np.argmax(bad.ravel()))]
+
+
+def _check_exact(func: str, v) -> None:
+    """ValueError unless v is an integer (or integral float) in [0, 2**53)."""
+    if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.integer | np.floating):
+        fail(func, v, "is not an integer")
+    if isinstance(v, float | np.floating):
+        if not math.isfinite(v):
+            fail(func, v, "is not a finite number")
+        if v != math.floor(v):
+            fail(func, v, "is not an integer")
+    if v < 0:
+        fail(func, v, "is negative")
+    if v >= limits.EXACT_LIMIT:
+        fail(func, v, "is >= 2**53")
+
+
+def _flatten(values):
+    for v in values:
+        if isinstance(v, list | tuple | np.ndarray):
+            yield from _flatten(v)
+        else:
+            yield v
+
+
+def exact_int_array(values, func: str) -> tuple[np.ndarray, bool]:
+    """Validate integers in [0, 2**53) and return them as an int64 array, plus "was a scalar".
+
+    Integral floats (7.0) are accepted because float64 is exact below 2**53; non-integral or
+    non-finite floats, bools, strings and anything else raise ValueError naming `func` and the
+    first offending value (in C order).
+    """
+    scalar = not isinstance(values, np.ndarray | list | tuple)
+    if scalar:
+        _check_exact(func, values)
+        return np.array([int(values)], dtype=np.int64).reshape(()), True
+    try:
+        arr = np.asarray(values)
+    except (OverflowError, ValueError):  # ragged lists, or ints beyond 64 bits
+        arr = np.asarray(values, dtype=object)
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        # something in there is not a number of a supported kind: find and name it, element
+        # by element on the original items (NumPy may have turned them all into strings)
+        items = _flatten(values) if isinstance(values, list | tuple) else arr.ravel().tolist()
+        for v in items:
+            _check_exact(func, v)
+        flat = [int(v) for v in _flatten(arr.tolist())]
+        if len(flat) != arr.size:
+            raise ValueError(f"{func}: nested lists must be rectangular")
+        return np.array(flat, dtype=np.int64).reshape(arr.shape), False
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            fail(func, first_where(arr, ~finite), "is not a finite number")
+        frac = arr != np.floor(arr)
+        if frac.any():
+            fail(func, first_where(arr, frac), "is not an integer")
+    if arr.size:
+        if arr.min() < 0:
+            fail(func, first_where(arr, arr < 0), "is negative")
+        if arr.max() >= limits.EXACT_LIMIT:
+            fail(func, first_where(arr, arr >= limits.EXACT_LIMIT), "is >= 2**53")
+    return arr.astype(np.int64, copy=False), False
+
+
+def real_array(x, func: str) -> tuple[np.ndarray, bool]:
+    """Non-negative finite reals as float64, plus "was a scalar"; ValueError naming `func`."""
+    scalar = np.ndim(x) == 0 and not isinstance(x, np.ndarray)
+    if isinstance(x, bool | np.bool_ | str | bytes):
+        fail(func, x, "is not a number")
+    arr = np.asarray(x)
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        fail(func, x if scalar else arr.dtype, "is not a number")
+    arr = arr.astype(np.float64)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        fail(func, first_where(arr, ~finite), "is not a finite number")
+    if (arr < 0).any():
+        fail(func, first_where(arr, arr < 0), "is negative")
+    return arr, scalar
 
 
 def tokens(stream, chunk: int = limits.READ_CHUNK, max_chars: int = limits.MAX_INT_DIGITS + 2) -> Iterator[str]:

@@ -337,15 +337,15 @@ def test_window_logits_fast_tables_equal_the_contract_and_fall_back_when_not_add
     r0 = A.residues(starts, SIEVE_PRIMES)
     steps = 2 * np.arange(256)
     direct = s.logits((r0[:, None, :] + steps[None, :, None]) % SIEVE_PRIMES)  # the contract, by hand
-    assert np.allclose(A._window_logits(s, starts, r0, 256), direct, rtol=0, atol=1e-9)
+    assert np.allclose(A.window_logits(s, starts, r0, 256), direct, rtol=0, atol=1e-9)
 
     class Squared(LearnedSieve):  # a sieve whose logit is not a sum over primes
         def logits(self, residues):
             return super().logits(residues) ** 2
 
-    q = Squared(SIEVE_PRIMES, s._scores, 32)
-    assert A._additive_tables(q, 64) is None
-    assert np.allclose(A._window_logits(q, starts, r0, 64), direct[:, :64] ** 2, rtol=1e-12)
+    q = Squared(SIEVE_PRIMES, s.scores, 32)
+    assert A.additive_tables(q, 64) is None
+    assert np.allclose(A.window_logits(q, starts, r0, 64), direct[:, :64] ** 2, rtol=1e-12)
 
 
 def test_tests_per_prime_chart():
@@ -378,16 +378,16 @@ def test_bench_anysize_quick_json(capfd):
 def test_window_logits_with_wide_primes_match_the_contracts_logits(width):
     """The split path (CRT tables for the small primes, one weight per dividing wide prime,
     several multiples per window when it is wider than p) equals LearnedSieve.logits."""
-    from optimus.encoding import odd_primes_upto
+    from optimus.primes import small_odd_primes
     from optimus.sampling import LearnedSieve
 
     rng = np.random.default_rng(width)
     small = np.array([3, 5, 7, 11, 13], dtype=np.int64)
-    wide = odd_primes_upto(400)[5:]
+    wide = small_odd_primes(400)[5:]
     sieve = LearnedSieve(small, rng.normal(size=int(small.sum())), 8, wide, rng.normal(size=wide.size))
     starts = [2 * int(x) + 1 for x in rng.integers(0, 10**12, 40)] + [10**150 + 2 * k + 1 for k in range(40)]
     r0 = A.residues(starts, sieve.primes)
-    fast = A._window_logits(sieve, starts, r0, width)
+    fast = A.window_logits(sieve, starts, r0, width)
     slow = np.array([[sieve.logits(np.array([(n + 2 * j) % int(p) for p in sieve.primes])) for j in range(width)]
                      for n in starts])
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)

@@ -20,7 +20,7 @@ from tests.helpers import REPO, tiny
 ODD_BELOW_2_53 = st.integers(min_value=0, max_value=2**52 - 1).map(lambda k: 2 * k + 1)
 ENCODING = DivisibilityEncoding(200)
 SIEVE = SieveWindow(1e6, 1e9, window=4, prime_max=31)
-SMALL_PRIMES = [int(p) for p in ENCODING._primes.numpy()]
+SMALL_PRIMES = [int(p) for p in primes.small_odd_primes(200)]  # what DivisibilityEncoding(200) reads
 
 
 @settings(max_examples=200, deadline=None)
@@ -114,7 +114,7 @@ def tiny_models(tmp_path_factory):
 
 
 def test_rejection_sampling_gives_up_with_a_mark(tiny_models, monkeypatch):
-    monkeypatch.setattr(evaluation, "_discriminate_reals", lambda m, reals: np.zeros(len(np.ravel(reals))))
+    monkeypatch.setattr(evaluation, "discriminate_reals", lambda m, reals: np.zeros(len(np.ravel(reals))))
     monkeypatch.setattr(evaluation, "MAX_VET_CANDIDATES", 5)
     vetted = sample(tiny_models, 40, seed=0, vet=True)
     assert (vetted["candidates"] == 5).all() and not vetted["accepted"].any()

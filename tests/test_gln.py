@@ -12,7 +12,7 @@ from optimus.gln import BernoulliGLN, build_gln  # noqa: E402
 def _tiny(**options):
     gln = build_gln(3, layer_sizes=(2,), context_dim=2, seed=7, w_max=1.5, learning_rate=0.1, **options)
     rng = np.random.default_rng(0)
-    for w in gln._weights:  # random weights, so mixing is not the trivial geometric mean
+    for w in gln.neuron_weights:  # random weights, so mixing is not the trivial geometric mean
         w.assign(rng.uniform(-1.0, 1.0, size=tuple(w.shape)).astype(np.float32))
     return gln
 
@@ -22,7 +22,7 @@ def _numpy_forward(gln, z):
     L = np.log((1 - gln.eps) / gln.eps)
     x = np.concatenate([np.clip(z, -L, L), np.full((len(z), 1), gln.bias_logit)], axis=1)
     out = []
-    for W, H, b in zip(gln._weights, gln._hyperplanes, gln._offsets, strict=True):
+    for W, H, b in zip(gln.neuron_weights, gln.hyperplanes, gln.context_offsets, strict=True):
         W, H, b = np.asarray(W), np.asarray(H), np.asarray(b)
         n_neurons = W.shape[0]
         ctx = np.zeros((len(z), n_neurons), dtype=int)
@@ -46,7 +46,7 @@ def test_gating_and_geometric_mixing_match_numpy():
     got = gln(z).numpy()
     sigmoid = 1 / (1 + np.exp(-expected[-1][2]))
     np.testing.assert_allclose(got, sigmoid, rtol=1e-5, atol=1e-6)
-    for (_, ctx, logits), (_, tctx, tlogits) in zip(expected, gln._forward(z), strict=True):
+    for (_, ctx, logits), (_, tctx, tlogits) in zip(expected, gln.layer_trace(z), strict=True):
         np.testing.assert_array_equal(ctx, tctx.numpy())
         np.testing.assert_allclose(logits, tlogits.numpy(), rtol=1e-5, atol=1e-5)
 
@@ -57,7 +57,7 @@ def test_local_update_matches_numpy(reduction):
     rng = np.random.default_rng(2)
     z = rng.standard_normal((12, 3)).astype(np.float32)
     y = (rng.random(12) > 0.5).astype(np.float32)
-    before = [np.asarray(w).copy() for w in gln._weights]
+    before = [np.asarray(w).copy() for w in gln.neuron_weights]
     trace = _numpy_forward(gln, z)
     p_out = np.clip(1 / (1 + np.exp(-trace[-1][2][:, 0])), gln.eps, 1 - gln.eps)
     expected_loss = -np.mean(y * np.log(p_out) + (1 - y) * np.log(1 - p_out))
@@ -65,7 +65,7 @@ def test_local_update_matches_numpy(reduction):
     loss = gln.update(z, y)
 
     assert float(loss) == pytest.approx(expected_loss, rel=1e-5)
-    for W, (x, ctx, logits), got in zip(before, trace, gln._weights, strict=True):
+    for W, (x, ctx, logits), got in zip(before, trace, gln.neuron_weights, strict=True):
         step = np.zeros_like(W)
         count = np.zeros(W.shape[:2])
         p = 1 / (1 + np.exp(-logits))
@@ -77,13 +77,13 @@ def test_local_update_matches_numpy(reduction):
             step /= np.maximum(count, 1)[..., None]
         expected = np.clip(W - 0.1 * step, -1.5, 1.5)
         np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
-    assert float(gln._samples_seen) == 12
+    assert gln.samples_seen == 12
 
 
 def test_learning_rate_schedule_is_min_of_eta_max_and_c_over_t():
     gln = build_gln(2, (2,), 1, learning_rate=0.5, decay_constant=10.0)
-    assert float(gln._learning_rate(tf.constant(5.0))) == pytest.approx(0.5)
-    assert float(gln._learning_rate(tf.constant(100.0))) == pytest.approx(0.1)
+    assert float(gln.learning_rate_at(tf.constant(5.0))) == pytest.approx(0.5)
+    assert float(gln.learning_rate_at(tf.constant(100.0))) == pytest.approx(0.1)
 
 
 def test_learns_a_linearly_separable_stream_online():
@@ -96,7 +96,7 @@ def test_learns_a_linearly_separable_stream_online():
         gln.update(x[start : start + 50], y[start : start + 50])
     accuracy = np.mean((gln(x[10_000:]).numpy()[:, 0] > 0.5) == y[10_000:])
     assert accuracy > 0.9
-    assert gln._update_compiled.experimental_get_tracing_count() == 1
+    assert gln.update_traces == 1
 
 
 def test_keras_file_round_trip_with_safe_mode(tmp_path):
@@ -145,11 +145,11 @@ def test_all_context_and_gather_paths_agree(monkeypatch):
     y = (rng.random(64) < 0.5).astype(np.float32)
     results = []
     for few in (True, False):
-        monkeypatch.setattr(BernoulliGLN, "_few_contexts", property(lambda self, few=few: few))
+        monkeypatch.setattr(BernoulliGLN, "ALL_CONTEXTS_MAX_DIM", 3 if few else 0)  # context_dim=3 below
         gln = build_gln(6, layer_sizes=(5, 3), context_dim=3, seed=2, learning_rate=0.05)
         before = np.asarray(gln(x))
         gln.update(x, y)
-        results.append((before, np.asarray(gln(x)), [np.asarray(w) for w in gln._weights]))
+        results.append((before, np.asarray(gln(x)), [np.asarray(w) for w in gln.neuron_weights]))
     (b1, a1, w1), (b2, a2, w2) = results
     np.testing.assert_allclose(b1, b2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a1, a2, rtol=1e-5, atol=1e-6)

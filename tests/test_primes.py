@@ -17,8 +17,9 @@ import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimus import limits
+from optimus import limits, metrics
 from optimus import primes as P
+from optimus.primes import counting, primality, sieve
 
 SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TOP = 2**53 - 1
@@ -41,9 +42,11 @@ def built_sieve(tmp_path_factory):
     path = tmp_path_factory.mktemp("sieve-cache")
     mp = pytest.MonkeyPatch()
     mp.setenv("OPTIMUS_CACHE_DIR", str(path))
-    mp.setattr(P, "_big_cache", None)
+    saved = sieve.big_sieve()
+    sieve.set_sieve(None)
     assert P.ensure_sieve() == "built"
-    cache = P._big_cache
+    cache = sieve.big_sieve()
+    sieve.set_sieve(saved)
     mp.undo()
     return path, cache
 
@@ -51,17 +54,19 @@ def built_sieve(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def no_big_sieve(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTIMUS_CACHE_DIR", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(P, "_big_cache", None)
+    saved = sieve.big_sieve()
+    sieve.set_sieve(None)
     P.clear_count_cache()
     yield
     P.clear_count_cache()
+    sieve.set_sieve(saved)
 
 
 @pytest.fixture
 def big_sieve(built_sieve, monkeypatch):
     path, cache = built_sieve
     monkeypatch.setenv("OPTIMUS_CACHE_DIR", str(path))
-    monkeypatch.setattr(P, "_big_cache", cache)
+    sieve.set_sieve(cache)  # no_big_sieve (autouse) puts back what was there before
     return cache
 
 
@@ -94,7 +99,7 @@ def test_hard_composites(with_sieve, request):
 def test_miller_rabin_alone_on_hard_composites():
     """The Miller-Rabin path on its own, including values the sieves would normally answer."""
     values = np.array(sorted(v for v in CARMICHAEL + STRONG_PSEUDOPRIMES if v % 2), dtype=np.int64)
-    assert not P._miller_rabin(values).any()
+    assert not primality.miller_rabin(values).any()
 
 
 def test_chernick_carmichael_numbers_below_2p53():
@@ -108,28 +113,28 @@ def test_chernick_carmichael_numbers_below_2p53():
             values.append(math.prod(factors))
     values = np.array(values, dtype=np.int64)
     assert len(values) > 200
-    assert not P._miller_rabin(values).any()
-    assert not any(P._is_prime_int(int(v)) for v in values if v >= P.SMALL_LIMIT)
+    assert not primality.miller_rabin(values).any()
+    assert not any(primality.is_prime_int(int(v)) for v in values if v >= P.SMALL_LIMIT)
     assert not P.is_prime(values).any()
 
 
 def test_miller_rabin_alone_on_small_odd_numbers():
     n = np.arange(3, 200_001, 2, dtype=np.int64)
-    assert np.array_equal(P._miller_rabin(n), sympy_flags(n))
+    assert np.array_equal(primality.miller_rabin(n), sympy_flags(n))
 
 
 def test_both_arithmetics_agree_below_2p32():
     rng = np.random.default_rng(7)
     n = np.sort(rng.integers(2**20, 2**31, 20_000) * 2 + 1)
-    assert np.array_equal(P._strong_probable_prime(n, 2, False), P._strong_probable_prime(n, 2, True))
+    assert np.array_equal(primality.strong_probable_prime(n, 2, False), primality.strong_probable_prime(n, 2, True))
     base = np.full(len(n), 1795265022, dtype=np.uint64)
-    assert np.array_equal(P._strong_probable_prime(n, base, False), P._strong_probable_prime(n, base, True))
+    assert np.array_equal(primality.strong_probable_prime(n, base, False), primality.strong_probable_prime(n, base, True))
 
 
 def test_mod53_products_are_exact_at_the_extremes():
     rng = np.random.default_rng(3)
     n = np.concatenate([[TOP, TOP - 2, 2**53 - 111, 2**52 + 1, 2**40 + 1], rng.integers(2**51, 2**52, 2000) * 2 + 1])
-    mod = P._Mod53(n)
+    mod = primality.Mod53(n)
     half = n // 2
     for a, b in [(half + 4, half + 4), (-half - 4, half + 4), (-half - 4, -half - 4),
                  (rng.integers(-(2**62), 2**62, len(n)) % n - half, rng.integers(-(2**62), 2**62, len(n)) % n - half)]:
@@ -143,8 +148,8 @@ def test_python_and_vectorised_paths_agree():
     rng = np.random.default_rng(13)
     values = np.concatenate([rng.integers(2**22, 2**32, 3000), rng.integers(2**32, 2**53, 3000)]) | 1
     values = np.concatenate([values, np.array([v for v in STRONG_PSEUDOPRIMES + CARMICHAEL if v >= 2**22])])
-    vectorised = P._is_prime_large(values)
-    assert [P._is_prime_int(int(v)) for v in values] == vectorised.tolist()
+    vectorised = primality.is_prime_large(values)
+    assert [primality.is_prime_int(int(v)) for v in values] == vectorised.tolist()
     assert np.array_equal(vectorised, sympy_flags(values))
 
 
@@ -155,7 +160,7 @@ def test_deterministic_bases_match_sympy_source():
     from sympy.ntheory import primetest
 
     source = inspect.getsource(primetest.isprime)
-    for bound, bases in P._MR_BASES[1:]:
+    for bound, bases in primality.MR_BASES[1:]:
         assert str(bound) in source
         assert all(str(b) in source for b in bases)
 
@@ -181,7 +186,7 @@ def test_bulk_with_the_sieve_against_sympy(big_sieve):
 
 def test_sieve_and_small_sieve_agree(big_sieve):
     n = np.arange(0, P.SMALL_LIMIT, dtype=np.int64)
-    assert np.array_equal(P._lookup_big(n, big_sieve[0]), P._lookup_small(n))
+    assert np.array_equal(sieve.lookup_big(n, big_sieve[0]), sieve.lookup_small(n))
 
 
 small_ints = st.integers(0, 10**6)
@@ -252,19 +257,19 @@ def test_errors_name_the_first_offender(bad, message):
 def test_sieve_cache_file_is_complete_and_reloads(built_sieve, monkeypatch):
     path, cache = built_sieve
     files = sorted(p.name for p in path.iterdir())
-    assert files == [P._CACHE_NAME]  # no temp file left behind
+    assert files == [sieve.CACHE_NAME]  # no temp file left behind
     monkeypatch.setenv("OPTIMUS_CACHE_DIR", str(path))
     assert P.sieve_cached() and not P.sieve_ready()
     assert P.ensure_sieve(build=False) == "loaded"
-    assert np.array_equal(P._big_cache[0], cache[0])
+    assert np.array_equal(sieve.big_sieve()[0], cache[0])
     assert P.ensure_sieve() == "memory"
 
 
 def test_corrupt_cache_file_is_ignored(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTIMUS_CACHE_DIR", str(tmp_path))
-    np.save(tmp_path / P._CACHE_NAME, np.zeros(P._SIEVE_BYTES, dtype=np.uint8))
+    np.save(tmp_path / sieve.CACHE_NAME, np.zeros(sieve.SIEVE_BYTES, dtype=np.uint8))
     assert P.ensure_sieve(build=False) == "missing"
-    (tmp_path / P._CACHE_NAME).write_bytes(b"not a numpy file")
+    (tmp_path / sieve.CACHE_NAME).write_bytes(b"not a numpy file")
     assert P.ensure_sieve(build=False) == "missing"
     values = np.arange(2**22, 2**22 + 200_000)  # enough to try to load it; must fall back
     assert np.array_equal(P.is_prime(values), sympy_flags(values))
@@ -288,12 +293,12 @@ def test_prime_pi_known_values():
 
 def test_lucy_against_the_small_sieve():
     for x in list(range(0, 2000)) + [10**5 + k for k in range(-50, 50)]:
-        assert P._pi_lucy(x) == P._pi_small(x)
+        assert counting.pi_lucy(x) == counting.pi_small(x)
 
 
 def test_segment_counts_against_sympy():
     for lo, hi in [(0, 0), (0, 2), (2, 2), (3, 100), (10**9 - 10**5, 10**9 + 10**5), (10**10 - 10**6, 10**10)]:
-        assert P._count_segment(lo, hi) == sympy.primepi(hi) - sympy.primepi(lo - 1), (lo, hi)
+        assert counting.count_segment(lo, hi) == sympy.primepi(hi) - sympy.primepi(lo - 1), (lo, hi)
 
 
 @pytest.mark.parametrize("with_sieve", [False, True])
@@ -460,25 +465,25 @@ def test_magnitude_matched_baseline_by_hand():
     # values 3, 4, 9 with 2 log bins over [3, 9]: edges 3, round(sqrt(27)) = 5, 9.
     # bin [3, 5) has odd {3}: density 1; bin [5, 9] has odd {5, 7, 9}: density 2/3.
     # shares 2/3 and 1/3 -> 2/3 * 1 + 1/3 * 2/3 = 8/9
-    assert P._log_edges(3, 9, 2) == [3, 5, 9]
-    assert P.magnitude_matched_baseline([3, 4, 9], bins=2) == pytest.approx(8 / 9)
-    assert P.magnitude_matched_baseline(np.array([1, 10]), bins=1) == pytest.approx(3 / 5)
-    assert P.magnitude_matched_baseline([7, 7, 7]) == 1.0
-    assert P.magnitude_matched_baseline([9]) == 0.0
-    assert P.magnitude_matched_baseline([0, 1]) == 0.0
-    big = P.magnitude_matched_baseline(np.array([10**6, 10**9, 10**12]), bins=20)
+    assert P.log_edges(3, 9, 2) == [3, 5, 9]
+    assert metrics.magnitude_matched_baseline([3, 4, 9], bins=2) == pytest.approx(8 / 9)
+    assert metrics.magnitude_matched_baseline(np.array([1, 10]), bins=1) == pytest.approx(3 / 5)
+    assert metrics.magnitude_matched_baseline([7, 7, 7]) == 1.0
+    assert metrics.magnitude_matched_baseline([9]) == 0.0
+    assert metrics.magnitude_matched_baseline([0, 1]) == 0.0
+    big = metrics.magnitude_matched_baseline(np.array([10**6, 10**9, 10**12]), bins=20)
     assert 0 < big < 1
     with pytest.raises(ValueError, match="no values"):
-        P.magnitude_matched_baseline([])
+        metrics.magnitude_matched_baseline([])
     with pytest.raises(ValueError, match="is negative"):
-        P.magnitude_matched_baseline([3, -5])
+        metrics.magnitude_matched_baseline([3, -5])
 
 
 def test_magnitude_matched_baseline_tracks_random_odd_integers():
     rng = np.random.default_rng(1)
     values = rng.integers(10**5, 10**7, 200_000) * 2 + 1
     expected = P.is_prime(values).mean()
-    assert P.magnitude_matched_baseline(values) == pytest.approx(expected, abs=0.004)
+    assert metrics.magnitude_matched_baseline(values) == pytest.approx(expected, abs=0.004)
 
 
 def test_density_table_rows_and_validation():
@@ -504,3 +509,17 @@ def test_small_odd_primes():
     assert len(big) == sympy.primepi(5 * 10**6) - 1 and big[-1] == sympy.prevprime(5 * 10**6 + 1)
     with pytest.raises(ValueError, match="limit must be <="):
         P.small_odd_primes(2**31)
+
+
+def test_uniform_odd_is_inclusive_and_reproduces_the_seeded_streams():
+    rng = np.random.default_rng(0)
+    draws = P.uniform_odd(4, 9, 2_000, rng)
+    assert set(draws.tolist()) == {5, 7, 9}  # both ends of [lo, hi] reachable, only odd values
+    assert P.uniform_odd(7, 7, 3, rng).tolist() == [7, 7, 7]
+    # the stream of the draws it replaced: one rng.integers(0, odd count) call
+    expected = 2**40 + 1 + 2 * np.random.default_rng([1, 104729]).integers(0, 2**52 - 2**39, size=50)
+    assert np.array_equal(P.uniform_odd(2**40, 2**53 - 1, 50, np.random.default_rng([1, 104729])), expected)
+    for lo, hi, message in [(2, 2, "contains no odd integer"), (0, 9, "lo must be >= 1"), (9, 5, "hi must be >= 9"),
+                            (1, 2**53, "hi must be <=")]:
+        with pytest.raises(ValueError, match=message):
+            P.uniform_odd(lo, hi, 1, rng)

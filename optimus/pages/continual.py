@@ -31,7 +31,7 @@ METHOD_HELP = {
     "joint": "all tasks at once, same budget: the upper bound",
     "gln": "gated linear network, local online updates, no Fisher, no replay",
 }
-ENCODINGS = ("residue", "scalar")
+ENCODINGS = ("fourier", "scalar")
 INPUTS = ("cl_family", "cl_tasks", "cl_methods", "cl_encoding", "cl_seed", "cl_seeds", "cl_budget", "cl_tune",
           "cl_lambda")
 
@@ -49,7 +49,7 @@ st.caption(
 query.init("cl_family", "factor", query.one_of(forgetting.FAMILIES))
 query.init("cl_tasks", DEFAULT_TASKS[st.session_state["cl_family"]], str)
 query.init("cl_methods", list(forgetting.METHODS), query.list_of(forgetting.METHODS))
-query.init("cl_encoding", "residue", query.one_of(ENCODINGS))
+query.init("cl_encoding", "fourier", query.one_of(ENCODINGS))
 query.init("cl_seed", 0, query.int_in(0, 2**32 - forgetting.MAX_SEEDS))
 query.init("cl_seeds", 3, query.int_in(1, forgetting.MAX_SEEDS))
 query.init("cl_budget", "quick", query.one_of(tuple(BUDGETS)))
@@ -73,7 +73,7 @@ methods = st.multiselect("Methods", forgetting.METHODS, key="cl_methods",
                          format_func=lambda m: f"{m}: {METHOD_HELP[m]}")
 c = st.columns(5)
 encoding = c[0].radio("Encoding", ENCODINGS, horizontal=True, key="cl_encoding",
-                      help="residue: cos/sin of n mod each odd prime <= 97 plus log n; scalar: the seed's n / 1e9.")
+                      help="fourier: cos/sin of n mod each odd prime <= 97 plus log n; scalar: the seed's n / 1e9.")
 seed = c[1].number_input("First seed", key="cl_seed", step=1, help="Seeds first, first + 1, ...")
 seed_count = c[2].number_input("Seeds", key="cl_seeds", step=1,
                                help=f"1 to {forgetting.MAX_SEEDS}: the spread of ACC and BWT over seeds.")

@@ -54,9 +54,10 @@ with common.user_errors():
             lo = cols[2].number_input("lo", key="disc_lo", step=1, help="Odd integers in [lo, hi], 1 <= lo <= hi < 2**53.")
             hi = cols[3].number_input("hi", key="disc_hi", step=1, help="Below 2**53.")
             lo, hi = common.check_range(lo, hi, lo_min=1, hi_max=limits.EXACT_LIMIT - 1)
-            from optimus.evaluation import uniform_odd
+            from optimus.evaluation import uniform_rng
+            from optimus.primes import uniform_odd
 
-            n_values = uniform_odd(lo, hi, count, seed)
+            n_values = uniform_odd(lo, hi, count, uniform_rng(seed))
     report, prob = common.discriminate(name, n_values)
 
 truth = np.asarray(report["truth"], dtype=bool)

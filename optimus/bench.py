@@ -307,7 +307,7 @@ def bench_batch(quick: bool = False) -> dict:
     from optimus.config import preset
     from optimus.models import build_discriminator, build_generator, discriminator_parts
     from optimus.online_batch import OnlineBatches, default_d_rows
-    from optimus.trial_division import TrialDivision
+    from optimus.primes.trial_division import TrialDivision
 
     repeat = 2 if quick else 5
     cfg = preset("default")

@@ -35,9 +35,9 @@ Where the labels come from. Every composite n has a prime factor <= sqrt(n), so 
     prime_max dividing each candidate, so "prime" is "no factor listed and n > 1": free, and
     the whole batch is one `tf.function` (candidates < out_hi + 2W <= q**2 is checked once,
     from the generator's band). Trial division of the same 32,768 candidates by the same
-    3,400 primes costs 0.26-0.72 s on the shared 2-core CPU (optimus.trial_division; NumPy's
+    3,400 primes costs 0.26-0.72 s on the shared 2-core CPU (optimus.primes.trial_division; NumPy's
     sieve lookup: 8 ms); the read-off adds nothing to the features' cost.
-  - Any other encoding (the seed's scalar input) labels by `optimus.trial_division`. The
+  - Any other encoding (the seed's scalar input) labels by `optimus.primes.trial_division`. The
     seed's dense generator has no band: its outputs are checked per batch (one scalar read)
     and beyond the bound the labels come from `optimus.primes.is_prime` (NumPy).
 Both paths share the RNG and the undersampling graph, so the same (cfg.seed, batch index)
@@ -60,8 +60,8 @@ from __future__ import annotations
 import numpy as np
 
 from optimus import primes
-from optimus.encoding import odd_primes_upto
-from optimus.trial_division import DEFAULT_PRIME_MAX, TrialDivision, first_prime_above
+from optimus.primes import small_odd_primes as odd_primes_upto
+from optimus.primes.trial_division import DEFAULT_PRIME_MAX, TrialDivision, first_prime_above
 
 EXACT_LIMIT = 2.0**52  # to_odd's input bound: n = 2*floor(x)+1 < 2**53
 

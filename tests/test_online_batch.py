@@ -1,5 +1,5 @@
 """The online batch as one graph (optimus.online_batch) and exact trial division in TensorFlow
-(optimus.trial_division): exact labels, the same batch from the graph and the NumPy path,
+(optimus.primes.trial_division): exact labels, the same batch from the graph and the NumPy path,
 deterministic per (seed, batch index), and the undersampling rule of the loop before it."""
 
 import keras
@@ -9,10 +9,10 @@ import sympy
 import tensorflow as tf
 
 from optimus import primes
-from optimus.encoding import odd_primes_upto
 from optimus.models import build_discriminator, build_generator, discriminator_parts
 from optimus.online_batch import ExactRangeError, OnlineBatches
-from optimus.trial_division import TrialDivision, first_prime_above
+from optimus.primes import small_odd_primes as odd_primes_upto
+from optimus.primes.trial_division import TrialDivision, first_prime_above
 from tests.helpers import tiny
 
 KEYS = ("latents", "z", "candidate_features", "n_pool", "labels", "chosen",

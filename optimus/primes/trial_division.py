@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimus.encoding import odd_primes_upto
+from optimus.primes.sieve import small_odd_primes as odd_primes_upto
 
 DEFAULT_PRIME_MAX = 31_623  # the default discriminator's table: the bound covers the default band
 

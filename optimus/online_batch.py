@@ -60,7 +60,7 @@ from __future__ import annotations
 import numpy as np
 
 from optimus import primes
-from optimus.primes import small_odd_primes as odd_primes_upto
+from optimus.primes import small_odd_primes
 from optimus.primes.trial_division import DEFAULT_PRIME_MAX, TrialDivision, first_prime_above
 
 EXACT_LIMIT = 2.0**52  # to_odd's input bound: n = 2*floor(x)+1 < 2**53
@@ -100,7 +100,7 @@ class OnlineBatches:
         factor = isinstance(encoding, FactorEncoding)
         self._window_factors = self.sieve and factor  # windows: [B, K] residues instead of [B*W, K]
         if factor:  # labels read off the encoding's own factor lists
-            table = odd_primes_upto(encoding.prime_max)  # the layer's own table (layers.FactorEncoding)
+            table = small_odd_primes(encoding.prime_max)  # the layer's own table (layers.FactorEncoding)
             self.bound = first_prime_above(int(table[-1])) ** 2 if table.size else 9
             self._trial = None
         else:
@@ -251,7 +251,7 @@ def _window_factor_features(encoding, n, window: int):
     layer lays it out (1-based prime indices, largest first, 0 empty), plus log n."""
     import tensorflow as tf
 
-    table_np = odd_primes_upto(encoding.prime_max)  # int64 [K], the layer's; static, so the loop unrolls
+    table_np = small_odd_primes(encoding.prime_max)  # int64 [K], the layer's; static, so the loop unrolls
     table = tf.constant(table_np, tf.int64)
     slots, num = encoding.slots, int(table_np.size)
     n0 = tf.reshape(n, (-1, window))[:, 0]

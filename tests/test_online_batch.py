@@ -11,7 +11,7 @@ import tensorflow as tf
 from optimus import primes
 from optimus.models import build_discriminator, build_generator, discriminator_parts
 from optimus.online_batch import ExactRangeError, OnlineBatches
-from optimus.primes import small_odd_primes as odd_primes_upto
+from optimus.primes import small_odd_primes
 from optimus.primes.trial_division import TrialDivision, first_prime_above
 from tests.helpers import tiny
 
@@ -43,7 +43,7 @@ def test_trial_division_every_integer_below_a_small_bound():
 
 
 def test_trial_division_edges_near_the_default_bound(default_division):
-    table = odd_primes_upto(31_623)
+    table = small_odd_primes(31_623)
     q = first_prime_above(int(table[-1]))
     assert default_division.bound == q * q == 1_000_267_129
     big = table[-6:]

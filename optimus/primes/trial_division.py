@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimus.primes.sieve import small_odd_primes as odd_primes_upto
+from optimus.primes.sieve import small_odd_primes
 
 DEFAULT_PRIME_MAX = 31_623  # the default discriminator's table: the bound covers the default band
 
@@ -50,7 +50,7 @@ class TrialDivision:
             raise ValueError(f"prime_max must be at least 3, got {prime_max}")
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
-        table = odd_primes_upto(prime_max)
+        table = small_odd_primes(prime_max)
         self.prime_max, self.chunk, self.num_primes = int(prime_max), int(chunk), int(table.size)
         self.bound = first_prime_above(int(table[-1])) ** 2  # exact for every n < bound
         # Padded to whole chunks with a prime's square larger than any n below the bound, so

@@ -89,6 +89,17 @@ def penalty_method_names() -> tuple[str, ...]:
     return tuple(m for m in continual.names() if continual.get(m).uses_lambda)
 
 
+_EXTRA_SUMMARIES = {"joint": "all tasks at once, same budget: the upper bound",
+                    "gln": "gated linear network, local online updates, no Fisher, no replay"}
+
+
+def method_summary(name: str) -> str:
+    """One line per method for menus: the registry's summary, or joint's and gln's."""
+    from optimus import continual
+
+    return _EXTRA_SUMMARIES.get(name) or continual.get(name).summary
+
+
 def __getattr__(name: str):
     if name == "METHODS":
         return method_names()

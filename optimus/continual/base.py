@@ -111,6 +111,7 @@ class ContinualMethod:
 
     def after_step(self, grads) -> None:
         """Called after each optimiser step (inside the compiled step); default: nothing."""
+        del grads  # a body AutoGraph can convert (a docstring alone makes it warn)
 
     def after_task(self, *tensors) -> None:
         """Called when a task ends, with a sample of it. Subclasses do their work, then call this."""

@@ -46,6 +46,8 @@ class _EWCBase(ContinualMethod):
         return {**super()._scalars(), "gamma": np.array(self.gamma, dtype=np.float64)}
 
     def _converted(self, state, mode):
+        if mode not in TRAINING_MODES:
+            return super()._converted(state, mode)
         return convert_state(state, self.mode, [tuple(v.shape) for v in self.variables])
 
     def after_task(self, *tensors) -> None:

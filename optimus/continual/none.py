@@ -17,6 +17,8 @@ class NoMethod(ContinualMethod):
         return {**super()._scalars(), "gamma": np.array(self.options["gamma"], dtype=np.float64)}
 
     def _converted(self, state, mode):
-        from optimus.continual.ewc import convert_state
+        from optimus.continual.ewc import TRAINING_MODES, convert_state
 
+        if mode not in TRAINING_MODES:
+            return super()._converted(state, mode)
         return convert_state(state, self.mode, [tuple(v.shape) for v in self.variables])

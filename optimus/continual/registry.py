@@ -46,3 +46,10 @@ def _load_builtins() -> None:
 
     for module in _MODULES:
         importlib.import_module(f"optimus.continual.{module}")
+
+
+def unregister(name: str) -> None:
+    """Remove a method registered at run time (a test's example plugin); built-ins stay."""
+    if name in BUILTINS:
+        raise ValueError(f"{name!r} is a built-in continual-learning method")
+    _METHODS.pop(name, None)

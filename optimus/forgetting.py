@@ -170,10 +170,11 @@ class ForgettingConfig:
 # --- task lists ----------------------------------------------------------------------------
 
 def _odd_prime(p: int) -> bool:
-    from optimus.primes import EXACT_LIMIT, is_prime
+    from optimus.primes import is_prime
 
-    # Beyond is_prime's exact range no factor task is valid anyway (MAX_FACTOR_PRIME).
-    return p >= 3 and p % 2 == 1 and (p >= EXACT_LIMIT or is_prime(p))
+    # Above MAX_FACTOR_PRIME the callers refuse the task anyway, so is_prime is not asked
+    # (it refuses values beyond its exact range).
+    return p >= 3 and p % 2 == 1 and (p > MAX_FACTOR_PRIME or is_prime(p))
 
 
 def parse_tasks(family: str, text_list) -> list:

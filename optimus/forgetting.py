@@ -64,11 +64,13 @@ LAMBDA_GRIDS = {
     "online-ewc": (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 1e2, 2e2, 5e2, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5),
     "l2": (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
     # SI's c (Zenke et al. used 0.1-1 on split MNIST). Measured, seed 0, default settings:
-    # the validation optimum is 1 on factor and the grid's bottom on range (little to forget).
+    # the validation optimum is 1 on factor; on range, where there is little to forget, the
+    # smallest value wins whatever the grid's bottom (as for EWC).
     "si": (1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e2, 1e3),
     # Replay's lam weighs the stored samples' mean loss against the current task's: 1 = equal.
     # Measured, seed 0, default settings, on a grid 0.1-10: the validation optimum sat at its
-    # top on factor (10: 0.758, 3: 0.753) and at its bottom on range, hence 0.03-100.
+    # top on factor (10: 0.758, 3: 0.753); on 0.03-100 it is 30 (0.759). On range the
+    # smallest value wins, as for every penalty.
     "replay": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
 }
 DEFAULT_LAMBDA_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 1e2, 1e3)  # a registered method without a grid here

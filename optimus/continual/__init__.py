@@ -12,7 +12,6 @@ from optimus.continual.registry import create, get, names, register, unregister
 __all__ = ["ContinualMethod", "Learner", "create", "get", "names", "register", "unregister", "from_config"]
 
 
-
 def from_config(cfg, learner):
     """The continual-learning method a TrainConfig names (`cfg.method`), protecting `learner`."""
     return create(cfg.method, learner, lam=cfg.ewc_lambda, gamma=cfg.ewc_gamma)

@@ -127,3 +127,35 @@ def magnitude_matched_baseline(n_values, bins: int = 20) -> float:
     share = np.bincount(which, minlength=len(edges) - 1) / v.size
     density = odd_prime_density_binned(edges, include_last=True, estimate_above=True)
     return float(np.dot(share, density))
+
+
+# --- continual learning: the accuracy matrix R[i][j] (task j after training on tasks 0..i) ---
+
+def _square(R) -> np.ndarray:
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] < 1:
+        raise ValueError(f"accuracy matrix must be square and non-empty, got shape {R.shape}")
+    return R
+
+
+def acc(R) -> float:
+    """Average accuracy after the last task: mean_j R[T-1][j]."""
+    return float(np.mean(_square(R)[-1]))
+
+
+def bwt(R) -> float:
+    """Backward transfer (Lopez-Paz & Ranzato 2017): mean_{j<T-1} R[T-1][j] - R[j][j].
+    Negative = forgetting. Needs T >= 2."""
+    R = _square(R)
+    if len(R) < 2:
+        raise ValueError("BWT needs at least 2 tasks")
+    return float(np.mean(R[-1, :-1] - np.diag(R)[:-1]))
+
+
+def forgetting(R) -> float:
+    """Average forgetting (Chaudhry et al. 2018): mean_{j<T-1} max_{l<T-1} R[l][j] - R[T-1][j].
+    Needs T >= 2."""
+    R = _square(R)
+    if len(R) < 2:
+        raise ValueError("forgetting needs at least 2 tasks")
+    return float(np.mean(np.max(R[:-1, :-1], axis=0) - R[-1, :-1]))

@@ -1,5 +1,6 @@
-"""EWC: penalty values by hand, vectorised Fisher against the loop, state files, no retracing,
-and a small synthetic continual-learning benchmark where EWC must beat fine-tuning."""
+"""EWC (optimus.continual.ewc) and the Fisher (optimus.fisher): penalty values by hand,
+vectorised Fisher against the loop, state files, no retracing, and a small synthetic
+continual-learning benchmark where EWC must beat fine-tuning."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from optimus.ewc import EWC, fisher_diagonal, fisher_diagonal_loop  # noqa: E402
+from optimus.continual import create  # noqa: E402
+from optimus.continual.ewc import ewc_for_mode as EWC  # noqa: E402
+from optimus.fisher import fisher_diagonal, fisher_diagonal_loop  # noqa: E402
 
 SHAPES = [(3,), (2, 2)]
 
@@ -83,13 +86,13 @@ def test_off_is_zero_and_l2_pulls_to_the_last_weights():
     rng = np.random.default_rng(4)
     variables = _variables()
     off = EWC(variables, mode="off")
-    off.consolidate()
+    off.after_task()
     assert float(off.penalty()) == 0.0 and off.tasks_seen == 1
-    l2 = EWC(variables, mode="l2", lam=4.0)
+    l2 = create("l2", variables, lam=4.0)
     assert float(l2.penalty()) == 0.0  # nothing anchored yet
     anchor = _random(rng)
     _set(variables, anchor)
-    l2.consolidate()
+    l2.after_task()
     theta = _random(rng)
     _set(variables, theta)
     assert float(l2.penalty()) == pytest.approx(2.0 * sum(np.sum((t - a) ** 2) for t, a in zip(theta, anchor, strict=True)), rel=1e-5)
@@ -99,6 +102,8 @@ def test_bad_arguments_raise():
     variables = _variables()
     with pytest.raises(ValueError, match="mode"):
         EWC(variables, mode="sometimes")
+    with pytest.raises(ValueError, match="unknown continual-learning method 'sometimes'"):
+        create("sometimes", variables)
     with pytest.raises(ValueError, match="gamma"):
         EWC(variables, mode="online", gamma=0.0)
     with pytest.raises(ValueError, match="one Fisher tensor per variable"):
@@ -175,18 +180,26 @@ def test_fisher_does_not_retrace_for_repeated_shapes_and_works_inside_tf_functio
 
 # --- state and graphs -----------------------------------------------------------------------
 
+def _method(mode, variables, **kwargs):
+    return create("l2", variables, **kwargs) if mode == "l2" else EWC(variables, mode=mode, **kwargs)
+
+
+def _end_task(method, fisher):
+    method.consolidate(fisher) if hasattr(method, "consolidate") else method.after_task()
+
+
 @pytest.mark.parametrize("mode", ["separate", "online", "off", "l2"])
 def test_state_round_trips_through_npz_without_pickle(tmp_path, mode):
     rng = np.random.default_rng(5)
     variables = _variables()
-    ewc = EWC(variables, mode=mode, lam=2.5, gamma=0.9)
+    ewc = _method(mode, variables, lam=2.5, gamma=0.9)
     for _ in range(2):
         _set(variables, _random(rng))
-        ewc.consolidate(_random(rng, positive=True))
+        _end_task(ewc, _random(rng, positive=True))
     _set(variables, _random(rng))
     np.savez(tmp_path / "ewc.npz", **ewc.state())
     with np.load(tmp_path / "ewc.npz", allow_pickle=False) as saved:
-        restored = EWC(variables, mode=mode, lam=2.5, gamma=0.9)
+        restored = _method(mode, variables, lam=2.5, gamma=0.9)
         restored.load_state(saved)
     assert restored.tasks_seen == 2
     assert float(restored.penalty()) == pytest.approx(float(ewc.penalty()), rel=1e-6)
@@ -196,13 +209,13 @@ def test_load_state_names_what_is_wrong():
     variables = _variables()
     state = EWC(variables, mode="online").state()
     bad = dict(state, fisher_1=np.zeros((10,), np.float32))
-    with pytest.raises(ValueError, match=r"EWC state: fisher_1 has shape \(10,\) but variable has \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"online-ewc state: fisher_1 has shape \(10,\) but variable has \(2, 2\)"):
         EWC(variables, mode="online").load_state(bad)
-    with pytest.raises(ValueError, match="mode is 'online' but this EWC is 'l2'"):
-        EWC(variables, mode="l2").load_state(state)  # training modes convert (tests/test_inputs.py)
+    with pytest.raises(ValueError, match="mode is 'online' but this method is 'l2'"):
+        create("l2", variables).load_state(state)  # training modes convert (tests/test_inputs.py)
     with pytest.raises(ValueError, match="missing 'anchor_0'"):
         EWC(variables, mode="online").load_state({k: v for k, v in state.items() if k != "anchor_0"})
-    with pytest.raises(ValueError, match="2 variables but this EWC has 1"):
+    with pytest.raises(ValueError, match="2 variables but this method has 1"):
         EWC(variables[:1], mode="online").load_state(state)
 
 
@@ -210,7 +223,7 @@ def test_load_state_names_what_is_wrong():
 def test_penalty_in_a_tf_function_is_traced_once_across_consolidations(mode):
     rng = np.random.default_rng(6)
     variables = _variables()
-    ewc = EWC(variables, mode=mode, lam=1.0)
+    ewc = _method(mode, variables, lam=1.0)
     traces = []
 
     @tf.function
@@ -221,7 +234,7 @@ def test_penalty_in_a_tf_function_is_traced_once_across_consolidations(mode):
     values = []
     for _ in range(4):
         _set(variables, _random(rng))
-        ewc.consolidate(_random(rng, positive=True))
+        _end_task(ewc, _random(rng, positive=True))
         _set(variables, _random(rng))
         values.append(float(penalty()))
         assert float(penalty()) == pytest.approx(float(ewc.penalty()), rel=1e-6)
@@ -271,7 +284,7 @@ def test_ewc_remembers_old_tasks_that_fine_tuning_forgets():
         for t in range(tasks):
             for _ in range(200):
                 step(*data(t, 64, gen))
-            ewc.consolidate(fisher_diagonal(log_likelihood, model.trainable_variables, *data(t, 256, gen)))
+            _end_task(ewc, fisher_diagonal(log_likelihood, model.trainable_variables, *data(t, 256, gen)))
         return [float(np.mean((model(x).numpy()[:, 0] > 0) == y)) for x, y in tests]
 
     tuned = accuracies(100.0)
@@ -285,7 +298,7 @@ def test_dense_shortcut_equals_the_loop():
     """The per-example trick for Dense layers gives the same Fisher as one tape per sample."""
     import keras
 
-    from optimus.ewc import dense_layers_of
+    from optimus.fisher import dense_layers_of
 
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(9, activation="tanh"),
@@ -308,7 +321,7 @@ def test_dense_shortcut_equals_the_loop():
 def test_dense_shortcut_falls_back_when_rows_are_not_samples():
     import keras
 
-    from optimus.ewc import dense_layers_of
+    from optimus.fisher import dense_layers_of
 
     keras.utils.set_random_seed(4)
     head = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)])

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimus import charts_continual, forgetting
-from optimus.forgetting import Task, acc, bwt, parse_tasks
+from optimus import charts_continual, forgetting, metrics
+from optimus.forgetting import Task, parse_tasks
+from optimus.metrics import acc, bwt
 
 R3 = [[0.9, 0.5, 0.4],
       [0.7, 0.8, 0.5],
@@ -23,14 +24,14 @@ def test_metrics_on_a_hand_computed_matrix():
     # BWT: ((0.6 - 0.9) + (0.9 - 0.8)) / 2
     assert bwt(R3) == pytest.approx(-0.1)
     # forgetting: task 0 peaked at 0.9 (row 0), ends 0.6; task 1 peaked at 0.8 (row 1, rows < T-1 only), ends 0.9
-    assert forgetting.forgetting(R3) == pytest.approx(((0.9 - 0.6) + (0.8 - 0.9)) / 2)
+    assert metrics.forgetting(R3) == pytest.approx(((0.9 - 0.6) + (0.8 - 0.9)) / 2)
 
 
 def test_metrics_without_forgetting_and_bad_shapes():
     perfect = np.triu(np.ones((4, 4))) * 0 + 1.0
-    assert acc(perfect) == 1.0 and bwt(perfect) == 0.0 and forgetting.forgetting(perfect) == 0.0
+    assert acc(perfect) == 1.0 and bwt(perfect) == 0.0 and metrics.forgetting(perfect) == 0.0
     two = [[1.0, 0.5], [0.75, 1.0]]
-    assert bwt(two) == pytest.approx(-0.25) and forgetting.forgetting(two) == pytest.approx(0.25)
+    assert bwt(two) == pytest.approx(-0.25) and metrics.forgetting(two) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="square"):
         acc([[1.0, 0.5]])
     with pytest.raises(ValueError, match="at least 2 tasks"):
@@ -50,7 +51,7 @@ def test_parse_tasks_accepts_primes_and_ranges():
 @pytest.mark.parametrize("family, items, match", [
     ("factor", ["3", "9"], "'9' is not an odd prime"),
     ("factor", ["2", "3"], "'2' is not an odd prime"),
-    ("factor", ["3", "x"], "'x' is not an integer"),
+    ("factor", ["3", "x"], "'x' is not a whole number"),
     ("factor", ["3", "1009"], "above 997"),
     ("factor", ["3"], "at least 2 tasks"),
     ("factor", ["3", "3"], "distinct"),
@@ -59,7 +60,7 @@ def test_parse_tasks_accepts_primes_and_ranges():
     ("range", ["90000:50000", "1:20000"], "0 < LO < HI"),
     ("range", ["1:20000000000", "1:20000"], "0 < LO < HI <= 10\\*\\*10"),
     ("range", ["1000:10999", "1:20000"], "narrower than 10000"),
-    ("range", ["1.5:20000", "1:20000"], "not an integer"),
+    ("range", ["1.5:20000", "1:20000"], "not a whole number"),
     ("cubes", ["1"], "unknown task family"),
     ("factor", [" ".join(["3"] * 21)], "at most 20 tasks"),
 ])
@@ -169,7 +170,7 @@ RESULT = {
     "config": {"family": "factor", "encoding": "residue", "seed": 0, "steps_per_task": 5, "batch_size": 32},
     "tasks": ["spf 3", "spf 5", "spf 7"],
     "methods": {
-        "none": {"R": R3, "acc": acc(R3), "bwt": bwt(R3), "forgetting": forgetting.forgetting(R3), "seconds": 1.0},
+        "none": {"R": R3, "acc": acc(R3), "bwt": bwt(R3), "forgetting": metrics.forgetting(R3), "seconds": 1.0},
         "ewc": {"R": R3, "acc": acc(R3), "bwt": bwt(R3), "forgetting": 0.1, "seconds": 2.0, "lambda": 300.0},
     },
     "ewc_lambda": {"ewc": 300.0},

@@ -271,7 +271,7 @@ def test_model_archives_are_capped_by_their_config(tmp_path):
 
 def _ewc_pair(mode, seed=0):
     tf = pytest.importorskip("tensorflow")
-    from optimus.ewc import EWC
+    from optimus.continual.ewc import ewc_for_mode as EWC
 
     rng = np.random.default_rng(seed)
     variables = [tf.Variable(rng.normal(size=(3, 2)).astype(np.float32)), tf.Variable(rng.normal(size=(2,)).astype(np.float32))]
@@ -295,7 +295,7 @@ def _penalty_and_gradient(ewc, variables):
 
 @pytest.mark.parametrize("source, target", [("separate", "online"), ("online", "separate")])
 def test_ewc_state_converts_keeping_the_penalty_gradient(source, target):
-    from optimus.ewc import EWC
+    from optimus.continual.ewc import ewc_for_mode as EWC
 
     ewc, variables = _ewc_pair(source)
     converted = EWC(variables, mode=target, lam=3.0, gamma=0.8)
@@ -312,7 +312,7 @@ def test_ewc_state_converts_keeping_the_penalty_gradient(source, target):
 
 @pytest.mark.parametrize("source", ["separate", "online"])
 def test_ewc_off_keeps_nothing_and_back_on_starts_fresh(source):
-    from optimus.ewc import EWC
+    from optimus.continual.ewc import ewc_for_mode as EWC
 
     ewc, variables = _ewc_pair(source)
     off = EWC(variables, mode="off", lam=3.0)

@@ -7,10 +7,9 @@ See `base.ContinualMethod` for the interface and README "Add a continual-learnin
 """
 
 from optimus.continual.base import ContinualMethod, Learner
-from optimus.continual.registry import create, get, names, register
+from optimus.continual.registry import create, get, names, register, unregister
 
-__all__ = ["ContinualMethod", "Learner", "create", "get", "names", "register", "from_config"]
-
+__all__ = ["ContinualMethod", "Learner", "create", "get", "names", "register", "unregister", "from_config"]
 
 
 def from_config(cfg, learner):

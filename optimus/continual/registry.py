@@ -15,16 +15,22 @@ def register(cls):
     return cls
 
 
+# The built-in methods, one module each, in the order menus show them (a plugin registered
+# elsewhere comes after them, in registration order).
+BUILTINS = ("none", "ewc", "online-ewc", "l2", "si", "replay")
+_MODULES = ("none", "ewc", "l2", "si", "replay")
+
+
 def names() -> tuple[str, ...]:
-    """Every registered method, in registration order."""
+    """Every registered method: the built-ins in BUILTINS order, then the others as registered."""
     _load_builtins()
-    return tuple(_METHODS)
+    return BUILTINS + tuple(n for n in _METHODS if n not in BUILTINS)
 
 
 def get(name: str) -> type:
     _load_builtins()
     if name not in _METHODS:
-        raise ValueError(f"unknown continual-learning method {name!r}; choose from {', '.join(_METHODS)}")
+        raise ValueError(f"unknown continual-learning method {name!r}; choose from {', '.join(names())}")
     return _METHODS[name]
 
 
@@ -36,4 +42,14 @@ def create(name: str, learner, lam: float = 1.0, **options):
 def _load_builtins() -> None:
     # The built-in methods register on import; importing them here (not at module top) keeps
     # `import optimus.continual` free of TensorFlow.
-    from optimus.continual import ewc  # noqa: F401
+    import importlib
+
+    for module in _MODULES:
+        importlib.import_module(f"optimus.continual.{module}")
+
+
+def unregister(name: str) -> None:
+    """Remove a method registered at run time (a test's example plugin); built-ins stay."""
+    if name in BUILTINS:
+        raise ValueError(f"{name!r} is a built-in continual-learning method")
+    _METHODS.pop(name, None)

@@ -23,14 +23,6 @@ DEFAULT_TASKS = {
     "factor": " ".join(str(p) for p in forgetting.FACTOR_PRIMES),
     "range": " ".join(f"{lo}:{hi}" for lo, hi in forgetting.DECADES),
 }
-METHOD_HELP = {
-    "none": "plain fine-tuning",
-    "ewc": "EWC, one penalty per past task (Kirkpatrick et al. 2017)",
-    "online-ewc": "online EWC, one decayed running Fisher (Schwarz et al. 2018)",
-    "l2": "L2 pull towards the previous weights",
-    "joint": "all tasks at once, same budget: the upper bound",
-    "gln": "gated linear network, local online updates, no Fisher, no replay",
-}
 ENCODINGS = ("fourier", "scalar")
 INPUTS = ("cl_family", "cl_tasks", "cl_methods", "cl_encoding", "cl_seed", "cl_seeds", "cl_budget", "cl_tune",
           "cl_lambda")
@@ -70,7 +62,7 @@ tasks_text = c[1].text_input(
     + f" 2 to {forgetting.MAX_TASKS} tasks, separated by spaces or commas.",
 )
 methods = st.multiselect("Methods", forgetting.METHODS, key="cl_methods",
-                         format_func=lambda m: f"{m}: {METHOD_HELP[m]}")
+                         format_func=lambda m: f"{m}: {forgetting.method_summary(m)}")
 c = st.columns(5)
 encoding = c[0].radio("Encoding", ENCODINGS, horizontal=True, key="cl_encoding",
                       help="fourier: cos/sin of n mod each odd prime <= 97 plus log n; scalar: the seed's n / 1e9.")

@@ -510,3 +510,14 @@ def test_density_page_does_not_import_tensorflow(models_root):
                          env=dict(os.environ))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_density_overlay_counts_outputs_into_the_tables_bins():
+    from optimus import overlays
+
+    values = [1, 5, 10, 15, 100, 2**70]  # Python ints of any size, as the any-size sampler returns
+    shares, outside = overlays.bin_shares(values, [0, 5, 10], 15)
+    assert shares.tolist() == pytest.approx([1 / 6, 1 / 6, 2 / 6])  # the last bin includes its upper end
+    assert outside == pytest.approx(2 / 6)
+    assert overlays.share_inside(values, 5, 15) == pytest.approx(3 / 6)
+    assert overlays.bin_shares([], [0, 5], 10)[1] == 0.0 and overlays.share_inside([], 0, 1) == 0.0

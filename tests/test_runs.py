@@ -203,7 +203,10 @@ def test_start_detached_refuse_second_then_stop(tmp_path, monkeypatch):
         while runs.live_child(model_dir) is not None and time.time() < deadline:
             time.sleep(0.05)
         assert runs.stop_training(model_dir) is False  # nothing left to stop
-        # The launch's config file is gone once the trainer has read it (it holds the lock).
+        # The launch's config file goes once the trainer has read it (it held the lock).
+        deadline = time.time() + 5
+        while list(model_dir.glob(runs.RUN_CONFIG_PREFIX + "*")) and time.time() < deadline:
+            time.sleep(0.05)
         assert not list(model_dir.glob(runs.RUN_CONFIG_PREFIX + "*"))
     finally:
         runs.forget_children()

@@ -1,7 +1,9 @@
 """Training runs seen from disk: find models, read their progress, start and stop runs.
 
-The app never trains in its own process. `start_training` spawns `python -m optimus train` as a
-detached child (its own session, output appended to `train.log`), and every view of a run is
+The app never trains in its own process. `start_training` decides the run's config with
+`checkpoint.run_config` (the rule the CLI applies), writes it to a file of that launch's own and
+spawns `python -m optimus train --config FILE` as a detached child (its own session, output
+appended to `train.log`), and every view of a run is
 read back from the files the trainer writes (`status.json`, `history.jsonl`, `runs.jsonl`,
 `train.lock`). So a page refresh, a closed tab or a second visitor sees the same run and
 cannot start a duplicate, and a restarted app finds running and finished runs again.

@@ -47,6 +47,10 @@ RUN_COLUMNS = [
 # file has, so listing and loading a model never see it.
 RUN_CONFIG_PREFIX = ".run-config-"
 START_WAIT_SECONDS = 2.0
+# How long a trainer whose run has ended may take to exit before a new start is refused.
+# Measured on the shared 2-core machine: about 1 s from the lock's release to the exit
+# (TensorFlow's teardown); a Continue clicked in that second used to be refused as "just started".
+EXIT_WAIT_SECONDS = 30.0
 
 # Children this process has spawned, by resolved model directory. A child holds the lock only
 # once it has started (importing TensorFlow takes seconds); until then this registry is what
@@ -489,6 +493,15 @@ def _reap() -> None:
                 _spawned.pop(key, None)
 
 
+def _run_ended(model_dir: Path, pid: int) -> bool:
+    """The trainer `pid` has written its run's final status (done, stopped or failed)."""
+    try:
+        status = storage.read_json(model_dir / storage.STATUS)
+    except (OSError, ValueError):
+        return False
+    return isinstance(status, dict) and status.get("pid") == pid and status.get("state") in ("done", "stopped", "failed")
+
+
 def live_child(model_dir) -> subprocess.Popen | None:
     """The trainer this process spawned for `model_dir`, while it runs (None once it exits)."""
     key = str(Path(model_dir).absolute().resolve())
@@ -534,6 +547,12 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
                 else storage.describe_holder(model_dir, holder)
             )
         child = _spawned.get(key)
+        if child is not None and child.poll() is None and _run_ended(model_dir, child.pid):
+            # Its run has ended (final status written, lock released) and the process is only
+            # exiting: Continue is offered at that moment, so wait for the exit rather than
+            # refuse it as "just started".
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=EXIT_WAIT_SECONDS)
         if child is not None and child.poll() is None:
             raise storage.LockedError(
                 f"A training run for {model_dir.name} was just started (process {child.pid}). "

@@ -212,6 +212,32 @@ def test_start_detached_refuse_second_then_stop(tmp_path, monkeypatch):
         runs.forget_children()
 
 
+ENDING_TRAINER = """
+import os, sys, time
+from optimus import storage
+model_dir = sys.argv[sys.argv.index("--model-dir") + 1]
+with storage.run_lock(model_dir):
+    storage.write_json(model_dir + "/status.json", {"run": "run-001", "state": "stopped", "pid": os.getpid(),
+                       "batches_done": 1, "batches_total": 2})
+time.sleep(1.0)  # the real trainer's teardown after it released the lock (about 1 s measured)
+"""
+
+
+def test_continue_waits_for_a_trainer_that_is_only_exiting(tmp_path, monkeypatch):
+    real = runs.train_command
+    monkeypatch.setattr(runs, "train_command", lambda *a: [sys.executable, "-c", ENDING_TRAINER] + real(*a)[4:])
+    model_dir = tmp_path / "m"
+    try:
+        first = runs.start_training(model_dir, preset="default", overrides={"batches": 2})
+        deadline = time.time() + 20
+        while runs.read_status(model_dir).get("state") != "stopped" and time.time() < deadline:
+            time.sleep(0.02)
+        assert runs.live_child(model_dir) is not None  # its run ended; the process is still exiting
+        assert runs.start_training(model_dir, preset="default", overrides={"batches": 1}) != first
+    finally:
+        runs.forget_children()
+
+
 def test_runs_module_imports_no_streamlit_or_tensorflow():
     code = "import sys, optimus.runs; print('streamlit' in sys.modules, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

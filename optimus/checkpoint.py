@@ -38,6 +38,10 @@ from optimus.config import TrainConfig
 COMMIT = "commit.json"
 FILES = (storage.GENERATOR, storage.DISCRIMINATOR, storage.STATE)
 
+# A config.json is about 2 KB (every field, disc_widths up to limits.MAX_DEPTH entries): a
+# file 32 times that size is not a config, and is refused before it is parsed.
+MAX_CONFIG_BYTES = 64 << 10
+
 # Config fields that fix the networks' shapes: a run may change anything else when it resumes.
 ARCHITECTURE_FIELDS = (
     "preset", "generator", "discriminator", "gen_depth", "gen_width", "leaky_slope",
@@ -260,19 +264,7 @@ def load_config(model_dir) -> TrainConfig:
     path = Path(model_dir) / storage.CONFIG
     if not path.exists():
         raise CheckpointError(f"{model_dir}: no {storage.CONFIG} (not a model directory, or never trained)")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object (it holds a JSON {type(data).__name__})")
-    _check_config_types(path, data)
-    try:
-        return TrainConfig.from_dict(data)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+    return read_config_file(path)
 
 
 def _read_state(path: Path, keys=None) -> dict:
@@ -413,3 +405,77 @@ def check_compatible(saved: TrainConfig, wanted: TrainConfig, source) -> None:
                 f"{source} was trained with {name}={getattr(saved, name)!r}; cannot continue it with "
                 f"{name}={getattr(wanted, name)!r} (start a new model directory instead)"
             )
+
+
+# The fields a run may be given (flags, the app's form, a --config file): every TrainConfig
+# field except the file-format version.
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "version")
+
+
+def run_config(model_dir, from_dir=None, preset: str | None = None, overrides: dict | None = None) -> TrainConfig:
+    """The one rule for which config a run trains with; the CLI, `runs` and the Train page call it.
+
+    - A new model (`model_dir` holds none, no `from_dir`): preset `preset` (default "default")
+      with `overrides` applied.
+    - Resuming `model_dir`, continuing it in place, or starting from `from_dir`'s networks: the
+      saved config.json with `overrides` applied. The preset is fixed by the saved model (a
+      different `preset` is refused); `batches` goes back to the preset's when not given (a run
+      is a number of new batches, not "as many as last time"); architecture fields
+      (ARCHITECTURE_FIELDS) that differ from the saved ones are refused.
+    `overrides`: TrainConfig fields (None values ignored); an unknown name is refused. Raises
+    ValueError (CheckpointError for the model directory's files) naming the field or file.
+    """
+    from optimus import config as config_mod
+
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(overrides) - set(RUN_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown training settings {unknown}; allowed: {sorted(RUN_FIELDS)}")
+    model_dir = Path(model_dir)
+    if from_dir is not None and Path(from_dir).absolute() == model_dir.absolute():
+        from_dir = None
+    if from_dir is not None and not Path(from_dir).is_dir():
+        raise CheckpointError(f"--from {from_dir}: no such model directory")
+    # The same rule the trainer applies under its lock: a partial directory is refused here.
+    source = Path(from_dir) if from_dir is not None else (model_dir if resumable(model_dir) else None)
+    if source is None:
+        return config_mod.preset(overrides.pop("preset", None) or preset or "default", **overrides)
+    saved = load_config(source)
+    if preset is not None and preset != saved.preset:
+        raise CheckpointError(f"{source} was trained with preset {saved.preset!r}, not {preset!r}")
+    try:
+        cfg = saved.replace(**overrides)
+        if "batches" not in overrides:
+            cfg = cfg.replace(batches=config_mod.preset(saved.preset).batches)
+    except TypeError as exc:  # a field of the wrong kind reaches dataclasses.replace
+        raise ValueError(str(exc)) from None
+    cfg.validate()
+    check_compatible(saved, cfg, source)
+    return cfg
+
+
+def read_config_file(path) -> TrainConfig:
+    """A run's config written as JSON (a model's config.json, or one the app wrote for
+    `train --config`): read at most MAX_CONFIG_BYTES, every field's JSON type checked,
+    then TrainConfig.from_dict (unknown keys, version, ranges). Missing keys take TrainConfig's
+    defaults. Raises CheckpointError naming the file and the field."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{path} is larger than {MAX_CONFIG_BYTES:,} bytes "
+                              "(optimus.checkpoint.MAX_CONFIG_BYTES): not a run's config")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object (it holds a JSON {type(data).__name__})")
+    _check_config_types(path, data)
+    try:
+        return TrainConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from None

@@ -55,6 +55,9 @@ def _add_train(sub):
     p.add_argument("--model-dir", required=True, help="where the model lives (created or resumed)")
     p.add_argument("--from", dest="from_dir", help="start from this model directory's networks")
     p.add_argument("--preset", choices=PRESETS, help="default (beats chance) or seed (the original)")
+    p.add_argument("--config", metavar="FILE",
+                   help="the run's whole config as JSON (TrainConfig's fields, as in a model's config.json); "
+                        "flags given with it override its fields; not with --preset")
     p.add_argument("--batches", type=_int)
     p.add_argument("--batch-size", type=_int)
     p.add_argument("--steps", type=_int, help="gradient steps per online batch")
@@ -79,10 +82,11 @@ def _add_train(sub):
 
 
 def _run_train(a) -> int:
+    import dataclasses
     from pathlib import Path
 
     from optimus import checkpoint
-    from optimus.config import LEGACY_EWC_MODES, preset
+    from optimus.config import LEGACY_EWC_MODES
 
     if not a.model_dir.strip():
         raise CliError("optimus train: --model-dir is empty; name a directory to train into")
@@ -94,27 +98,24 @@ def _run_train(a) -> int:
     if a.from_dir and Path(a.from_dir).absolute() == model_dir.absolute():
         a.from_dir = None
     checkpoint.refuse_existing_target(model_dir, a.from_dir)
-    # The same rule the trainer applies under its lock: a partial directory is refused here.
-    source = Path(a.from_dir) if a.from_dir else (model_dir if checkpoint.resumable(model_dir) else None)
-    overrides = {
+    overrides = {}
+    if a.config is not None:
+        # The file is the whole config (the app writes one per run); flags given with it
+        # override its fields, and --preset is refused (the file names its preset).
+        if a.preset is not None:
+            raise CliError("optimus train: --preset does not combine with --config (the file names its preset)")
+        file_config = checkpoint.read_config_file(a.config)
+        overrides = {k: v for k, v in dataclasses.asdict(file_config).items() if k in checkpoint.RUN_FIELDS}
+    flags = {
         "batches": a.batches, "batch_size": a.batch_size, "steps": a.steps,
         "method": a.method or (LEGACY_EWC_MODES[a.ewc_mode] if a.ewc_mode else None),
         "ewc_lambda": a.ewc_lambda, "seed": a.seed, "discriminator": a.discriminator,
         "apply_regularizers": a.apply_regularizers,
     }
     if a.latent_range:
-        overrides.update(latent_lo=a.latent_range[0], latent_hi=a.latent_range[1])
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if source is not None:
-        saved = checkpoint.load_config(source)
-        if a.preset and a.preset != saved.preset:
-            raise CliError(f"{source} was trained with preset {saved.preset!r}, not {a.preset!r}")
-        cfg = saved.replace(**overrides)
-        if "batches" not in overrides:
-            cfg = cfg.replace(batches=preset(saved.preset).batches)
-        cfg.validate()
-    else:
-        cfg = preset(a.preset or "default", **overrides)
+        flags.update(latent_lo=a.latent_range[0], latent_hi=a.latent_range[1])
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    cfg = checkpoint.run_config(model_dir, a.from_dir, a.preset, overrides)
     from optimus.training import train
 
     status = train(cfg, model_dir, from_dir=a.from_dir, progress=not a.quiet, device=a.device,

@@ -1,7 +1,9 @@
 """Training runs seen from disk: find models, read their progress, start and stop runs.
 
-The app never trains in its own process. `start_training` spawns `python -m optimus train` as a
-detached child (its own session, output appended to `train.log`), and every view of a run is
+The app never trains in its own process. `start_training` decides the run's config with
+`checkpoint.run_config` (the rule the CLI applies), writes it to a file of that launch's own and
+spawns `python -m optimus train --config FILE` as a detached child (its own session, output
+appended to `train.log`), and every view of a run is
 read back from the files the trainer writes (`status.json`, `history.jsonl`, `runs.jsonl`,
 `train.lock`). So a page refresh, a closed tab or a second visitor sees the same run and
 cannot start a duplicate, and a restarted app finds running and finished runs again.
@@ -11,12 +13,14 @@ No Streamlit and no TensorFlow here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -39,17 +43,14 @@ RUN_COLUMNS = [
     "run", "parent", "status", "preset", "batches_planned", "batches_done", "started", "ended",
     "hit_rate", "baseline", "lift", "d_balanced_accuracy", "message",
 ]
-# Keyword arguments of `start_training(overrides=...)` and the CLI flags they become.
-OVERRIDE_FLAGS = {
-    "batches": "--batches",
-    "batch_size": "--batch-size",
-    "steps": "--steps",
-    "method": "--method",
-    "ewc_lambda": "--ewc-lambda",
-    "seed": "--seed",
-    "discriminator": "--discriminator",
-}
+# A launch's config file in the model directory (`write_run_config`): a dot-name no model
+# file has, so listing and loading a model never see it.
+RUN_CONFIG_PREFIX = ".run-config-"
 START_WAIT_SECONDS = 2.0
+# How long a trainer whose run has ended may take to exit before a new start is refused.
+# Measured on the shared 2-core machine: about 1 s from the lock's release to the exit
+# (TensorFlow's teardown); a Continue clicked in that second used to be refused as "just started".
+EXIT_WAIT_SECONDS = 30.0
 
 # Children this process has spawned, by resolved model directory. A child holds the lock only
 # once it has started (importing TensorFlow takes seconds); until then this registry is what
@@ -109,6 +110,64 @@ def read_config(model_dir) -> dict | None:
         raise ValueError(f"{path} is damaged (it holds a JSON {type(data).__name__}, not an object); "
                          "retrain the model or restore the file.")
     return data
+
+
+def saved_config(model_dir) -> config_mod.TrainConfig:
+    """The model's saved config, validated; ValueError naming the file if missing or damaged."""
+    return checkpoint.load_config(model_dir)
+
+
+def holds_config(model_dir) -> bool:
+    """The directory holds a model's config (a model of that name exists, even a damaged one)."""
+    return (Path(model_dir) / storage.CONFIG).exists()
+
+
+def demonstrates_divergence(model_dir) -> bool:
+    """The model applied the seed's opposite L2 on purpose (the Train page's Demonstration box),
+    so a failed run is the divergence it demonstrates."""
+    try:
+        cfg = read_config(model_dir) or {}
+    except ValueError:
+        return False
+    return cfg.get("preset") == "seed" and bool(cfg.get("apply_regularizers"))
+
+
+def stop_requested(model_dir) -> bool:
+    """A stop was asked of the model's run (it saves and ends after its current step)."""
+    return storage.stop_requested(model_dir)
+
+
+def has_networks(model_dir) -> bool:
+    """The model has saved its networks (a first run saves them after its first batch)."""
+    return (Path(model_dir) / storage.GENERATOR).exists()
+
+
+def model_signature(model_dir) -> tuple:
+    """(file, mtime, size) of the files that define a model: changes whenever a run saves, so
+    caches keyed by it hold one entry per saved version."""
+    model_dir = Path(model_dir)
+    signature = []
+    for name in (storage.CONFIG, storage.GENERATOR, storage.DISCRIMINATOR, storage.STATE):
+        with contextlib.suppress(OSError):
+            stat = (model_dir / name).stat()
+            signature.append((name, stat.st_mtime_ns, stat.st_size))
+    return tuple(signature)
+
+
+def saved_evaluation(model_dir, batches: int) -> dict | None:
+    """The report `optimus evaluate --save` wrote, if it is of the model as it stands (evaluated
+    after `batches` online batches); None if there is none, it is stale or unreadable."""
+    try:
+        saved = storage.read_json(Path(model_dir) / storage.EVALUATION)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or "generator" not in saved:
+        return None
+    try:
+        trained = int(saved.get("batches_trained", -1))
+    except (TypeError, ValueError):
+        return None
+    return saved if trained == batches else None
 
 
 def read_status(model_dir) -> dict | None:
@@ -354,7 +413,7 @@ def last_failure(model_dir) -> dict | None:
     """
     model_dir = Path(model_dir)
     status = read_status(model_dir)
-    child = _live_child(str(model_dir.absolute().resolve()))
+    child = live_child(model_dir)
     if (status or {}).get("live") or child is not None:
         return None
     tail = tail_log(model_dir, lines=200)
@@ -388,37 +447,42 @@ def last_failure(model_dir) -> dict | None:
 # --- starting and stopping --------------------------------------------------------------
 
 
-def _train_command(model_dir: Path, from_dir, preset, overrides: dict) -> list[str]:
-    command = [sys.executable, "-m", "optimus", "train", "--model-dir", str(model_dir)]
+def train_command(model_dir, config_file, from_dir=None, device: str | None = None) -> list[str]:
+    """The command line that trains `model_dir` with the config written to `config_file`."""
+    command = [sys.executable, "-m", "optimus", "train", "--model-dir", str(model_dir),
+               "--config", str(config_file)]
     if from_dir is not None:
         command += ["--from", str(Path(from_dir).absolute())]
-    if preset is not None:
-        command += ["--preset", str(preset)]
-    if "latent_lo" in overrides or "latent_hi" in overrides:
-        command += ["--latent-range", str(int(overrides["latent_lo"])), str(int(overrides["latent_hi"]))]
-    for key, flag in OVERRIDE_FLAGS.items():
-        if overrides.get(key) is not None:
-            command += [flag, str(overrides[key])]
-    if overrides.get("apply_regularizers") is not None:
-        command.append("--apply-regularizers" if overrides["apply_regularizers"] else "--inert-regularizers")
+    if device is not None:
+        command += ["--device", str(device)]
     return command
 
 
-def _check_overrides(from_dir, preset, overrides: dict) -> None:
-    """ValueError naming the first bad hyper-parameter, before any process is spawned."""
-    extra = {"latent_lo", "latent_hi", "apply_regularizers"}
-    unknown = sorted(set(overrides) - set(OVERRIDE_FLAGS) - extra)
-    if unknown:
-        raise ValueError(f"unknown training settings {unknown}; allowed: {sorted(set(OVERRIDE_FLAGS) | extra)}")
-    if ("latent_lo" in overrides) != ("latent_hi" in overrides):
-        raise ValueError("give both latent_lo and latent_hi, or neither")
-    base_preset = preset
-    if from_dir is not None:
-        cfg = read_config(from_dir)
-        if cfg is None:
-            raise ValueError(f"{from_dir} has no {storage.CONFIG}; it cannot be trained further")
-        base_preset = preset or cfg.get("preset")
-    config_mod.preset(base_preset or "default", **overrides)  # validates every field
+def write_run_config(model_dir: Path, cfg: config_mod.TrainConfig) -> Path:
+    """Write `cfg` for one launch to a file of its own in `model_dir` and return its path.
+
+    A fresh name per launch (mkstemp), written in full before the child is spawned: a second
+    launch racing for the same model (another visitor, another app) writes its own file, so
+    neither child can read the other's settings. `forget_run_config` removes it once read.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=RUN_CONFIG_PREFIX, suffix=".json", dir=model_dir)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write((cfg.to_json() + "\n").encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(tmp)
+
+
+def _remove_once_read(child: subprocess.Popen, model_dir: Path, config_file: Path) -> None:
+    """Remove a launch's config file once the trainer has read it: it reads `--config` before it
+    takes the run lock, so the file goes when the child holds the lock or has exited."""
+    while child.poll() is None:
+        holder = storage.lock_holder(model_dir)
+        if holder is not None and holder.get("pid") == child.pid:
+            break
+        time.sleep(0.2)
+    with contextlib.suppress(FileNotFoundError):
+        config_file.unlink()
 
 
 def _reap() -> None:
@@ -429,7 +493,18 @@ def _reap() -> None:
                 _spawned.pop(key, None)
 
 
-def _live_child(key: str) -> subprocess.Popen | None:
+def _run_ended(model_dir: Path, pid: int) -> bool:
+    """The trainer `pid` has written its run's final status (done, stopped or failed)."""
+    try:
+        status = storage.read_json(model_dir / storage.STATUS)
+    except (OSError, ValueError):
+        return False
+    return isinstance(status, dict) and status.get("pid") == pid and status.get("state") in ("done", "stopped", "failed")
+
+
+def live_child(model_dir) -> subprocess.Popen | None:
+    """The trainer this process spawned for `model_dir`, while it runs (None once it exits)."""
+    key = str(Path(model_dir).absolute().resolve())
     child = _spawned.get(key)
     if child is not None and child.poll() is not None:  # exited: reap it
         _spawned.pop(key, None)
@@ -437,16 +512,29 @@ def _live_child(key: str) -> subprocess.Popen | None:
     return child
 
 
-def start_training(model_dir, *, from_dir=None, preset: str | None = None, overrides: dict | None = None) -> int:
-    """Spawn `python -m optimus train` for `model_dir` and return its pid.
+def forget_children(kill: bool = True) -> None:
+    """Kill (by default) and forget every trainer this process spawned: for tests' clean-up."""
+    with _spawn_lock:
+        for key, child in list(_spawned.items()):
+            if kill and child.poll() is None:
+                child.kill()
+                child.wait()
+            _spawned.pop(key, None)
 
-    Raises `storage.LockedError` if a run is live in `model_dir` (or was just started from this
-    app), ValueError for a bad setting, RuntimeError if the trainer exits at once (with the end
-    of train.log). Waits up to START_WAIT_SECONDS for the trainer to take the lock.
+
+def start_training(model_dir, *, from_dir=None, preset: str | None = None, overrides: dict | None = None,
+                   device: str | None = None) -> int:
+    """Spawn `python -m optimus train --config FILE` for `model_dir` and return its pid.
+
+    The config is decided here, by `checkpoint.run_config` (the rule the CLI applies), and
+    written for this launch only (`write_run_config`). Raises `storage.LockedError` if a run is
+    live in `model_dir` (or was just started from this app), ValueError for a bad setting,
+    RuntimeError if the trainer exits at once (with the end of train.log). Waits up to
+    START_WAIT_SECONDS for the trainer to take the lock.
     """
     model_dir = Path(model_dir).absolute()
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    _check_overrides(from_dir, preset, overrides)
+    if from_dir is not None and Path(from_dir).absolute() == model_dir:
+        from_dir = None
     key = str(model_dir.resolve())
     checkpoint.refuse_existing_target(model_dir, from_dir)
     with _spawn_lock:
@@ -458,31 +546,47 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
                 if holder.get("pid") is not None and holder.get("host") in (None, socket.gethostname())
                 else storage.describe_holder(model_dir, holder)
             )
-        child = _live_child(key)
-        if child is not None:
+        child = _spawned.get(key)
+        if child is not None and child.poll() is None and _run_ended(model_dir, child.pid):
+            # Its run has ended (final status written, lock released) and the process is only
+            # exiting: Continue is offered at that moment, so wait for the exit rather than
+            # refuse it as "just started".
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=EXIT_WAIT_SECONDS)
+        if child is not None and child.poll() is None:
             raise storage.LockedError(
                 f"A training run for {model_dir.name} was just started (process {child.pid}). "
                 "Wait for it to finish or stop it first."
             )
-        model_dir.mkdir(parents=True, exist_ok=True)
-        storage.clear_stop(model_dir)
-        command = _train_command(model_dir, from_dir, preset, overrides)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # After the lock checks: a first run in progress leaves a partial directory, which
+        # run_config would refuse with a message about files instead of "in progress".
+        cfg = checkpoint.run_config(model_dir, from_dir, preset, overrides)
         if model_dir.is_symlink():
             raise ValueError(f"{model_dir} is a symbolic link; train into a directory of the models folder itself")
-        with os.fdopen(storage.open_nofollow(model_dir / storage.LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as log:
-            log.write(f"\n$ {' '.join(command)}\n".encode())
-            log.flush()
-            child = subprocess.Popen(
-                command,
-                cwd=REPO_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=env,
-            )
+        model_dir.mkdir(parents=True, exist_ok=True)
+        storage.clear_stop(model_dir)
+        config_file = write_run_config(model_dir, cfg)
+        command = train_command(model_dir, config_file, from_dir, device)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            with os.fdopen(storage.open_nofollow(model_dir / storage.LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT),
+                           "ab") as log:
+                log.write(f"\n$ {' '.join(command)}\n".encode())
+                log.flush()
+                child = subprocess.Popen(
+                    command,
+                    cwd=REPO_ROOT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
+                )
+        except BaseException:
+            config_file.unlink(missing_ok=True)
+            raise
         _spawned[key] = child
+    threading.Thread(target=_remove_once_read, args=(child, model_dir, config_file), daemon=True).start()
     deadline = time.monotonic() + START_WAIT_SECONDS
     while time.monotonic() < deadline:
         if child.poll() is not None:
@@ -512,7 +616,7 @@ def stop_process_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
 def stop_training(model_dir) -> bool:
     """Ask the run in `model_dir` to stop after its current step; True if a run was live."""
     model_dir = Path(model_dir)
-    live = storage.lock_holder(model_dir) is not None or _live_child(str(model_dir.resolve())) is not None
+    live = storage.lock_holder(model_dir) is not None or live_child(model_dir) is not None
     if live:
         storage.request_stop(model_dir)
     return live

@@ -8,6 +8,7 @@ the repository's models/. Starting a run spawns a stand-in trainer that takes th
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,20 +88,20 @@ with storage.run_lock(model_dir):
 
 @pytest.fixture
 def fake_trainer(monkeypatch):
-    real = runs._train_command
-    commands = []
+    """Each launch's command and the config it was given (read from its --config file, which
+    exists from before the command is built until the trainer has read it)."""
+    real = runs.train_command
+    launches = []
 
     def command(*args):
         cmd = real(*args)
-        commands.append(cmd)
+        config = json.loads(Path(cmd[cmd.index("--config") + 1]).read_text())
+        launches.append({"command": cmd, "config": config})
         return [sys.executable, "-c", FAKE_TRAINER, *cmd[4:]]
 
-    monkeypatch.setattr(runs, "_train_command", command)
-    yield commands
-    for child in list(runs._spawned.values()):
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    monkeypatch.setattr(runs, "train_command", command)
+    yield launches
+    runs.forget_children()
 
 
 def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_trainer):
@@ -120,8 +121,11 @@ def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_tr
     assert_clean(at)
     assert not at.error, errors(at)
     assert any("Started training ui-run" in s.value for s in at.success)
-    assert fake_trainer[-1][fake_trainer[-1].index("--batches") + 1] == "3"
-    assert "--latent-range" in fake_trainer[-1] and "--preset" in fake_trainer[-1]
+    config = fake_trainer[-1]["config"]
+    assert config["batches"] == 3 and config["batch_size"] == 64 and config["steps"] == 2
+    assert (config["latent_lo"], config["latent_hi"]) == (1, 10**6)
+    assert config["preset"] == "default" and config["method"] == "online-ewc"
+    assert "--config" in fake_trainer[-1]["command"] and "--batches" not in fake_trainer[-1]["command"]
 
     # The page now watches the new model and finds its run from disk.
     assert at.selectbox(key="train_watch").value == "ui-run"
@@ -157,9 +161,9 @@ def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_tr
     resume[0].click()
     at.run()
     assert_clean(at)
-    command = fake_trainer[-1]
+    command, config = fake_trainer[-1]["command"], fake_trainer[-1]["config"]
     assert command[command.index("--model-dir") + 1] == str(model_dir)
-    assert command[command.index("--batches") + 1] == "2"
+    assert config["batches"] == 2
     assert "--from" not in command and "--preset" not in command
 
 
@@ -191,7 +195,7 @@ def test_train_page_refuses_existing_name_for_new_model(models_root, fake_traine
     assert "already exists" in errors(at)
 
 
-@pytest.mark.parametrize("demonstrate, flag", [(False, "--inert-regularizers"), (True, "--apply-regularizers")])
+@pytest.mark.parametrize("demonstrate, flag", [(False, "inert-regularizers"), (True, "apply-regularizers")])
 def test_train_page_seed_preset_trains_as_the_original_or_demonstrates_divergence(
         models_root, fake_trainer, demonstrate, flag):
     at = page("train").run()
@@ -207,7 +211,8 @@ def test_train_page_seed_preset_trains_as_the_original_or_demonstrates_divergenc
     at.run()
     assert_clean(at)
     assert not at.error, errors(at)
-    assert flag in fake_trainer[-1]
+    assert fake_trainer[-1]["config"]["apply_regularizers"] is demonstrate
+    assert fake_trainer[-1]["config"]["preset"] == "seed"
 
 
 def test_train_page_shows_a_demonstrated_divergence_as_expected(models_root):
@@ -505,3 +510,14 @@ def test_density_page_does_not_import_tensorflow(models_root):
                          env=dict(os.environ))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_density_overlay_counts_outputs_into_the_tables_bins():
+    from optimus import overlays
+
+    values = [1, 5, 10, 15, 100, 2**70]  # Python ints of any size, as the any-size sampler returns
+    shares, outside = overlays.bin_shares(values, [0, 5, 10], 15)
+    assert shares.tolist() == pytest.approx([1 / 6, 1 / 6, 2 / 6])  # the last bin includes its upper end
+    assert outside == pytest.approx(2 / 6)
+    assert overlays.share_inside(values, 5, 15) == pytest.approx(3 / 6)
+    assert overlays.bin_shares([], [0, 5], 10)[1] == 0.0 and overlays.share_inside([], 0, 1) == 0.0

@@ -168,3 +168,120 @@ def test_regularizer_flags_are_exclusive(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--model-dir", str(tmp_path / "s"), "--apply-regularizers",
                        "--inert-regularizers")
     assert code != 0 and "not allowed with" in err and len(err.strip().splitlines()) <= 2
+
+
+# --- train --config FILE, and the one rule for which config runs (checkpoint.run_config) ------
+
+
+@pytest.fixture
+def trained_config(monkeypatch):
+    """The config `optimus train` hands the trainer, recorded instead of training."""
+    import optimus.training
+
+    seen = {}
+
+    def fake_train(cfg, model_dir, **kwargs):
+        seen["cfg"], seen["from_dir"] = cfg, kwargs.get("from_dir")
+        return {"run": "run-001", "state": "done", "batches_done": 0, "model_batches": 0, "message": ""}
+
+    monkeypatch.setattr(optimus.training, "train", fake_train)
+    return seen
+
+
+def test_config_written_by_one_process_is_trained_by_another(capsys, tmp_path, trained_config):
+    from optimus import runs
+    from optimus.config import preset
+
+    model = tmp_path / "m"
+    model.mkdir()
+    # The app's process writes the run's config (runs.write_run_config); the trainer's reads it.
+    writer = ("import sys; from pathlib import Path; from optimus import runs; from optimus.config import preset; "
+              "print(runs.write_run_config(Path(sys.argv[1]), preset('seed', batches=3, seed=11, method='l2')))")
+    out = subprocess.run([sys.executable, "-c", writer, str(model)], capture_output=True, text=True, timeout=60,
+                         check=True)
+    path = out.stdout.strip()
+    assert path.startswith(str(model / runs.RUN_CONFIG_PREFIX))
+    code, _, err = run(capsys, "train", "--model-dir", str(model), "--config", path, "--quiet")
+    assert code == 0, err
+    assert trained_config["cfg"] == preset("seed", batches=3, seed=11, method="l2")
+    # Flags given with --config override the file's fields.
+    code, _, err = run(capsys, "train", "--model-dir", str(model), "--config", path, "--seed", "5", "--quiet")
+    assert code == 0, err
+    assert trained_config["cfg"] == preset("seed", batches=3, seed=5, method="l2")
+
+
+@pytest.mark.parametrize("content, needle", [
+    ('{"batches": "3"}', "batches must be a whole number"),
+    ('{"batches": 0}', "batches must be in"),
+    ('{"learning_rate": 0.1}', "unknown keys ['learning_rate']"),
+    ('{"ewc_lambda": 1e999}', "ewc_lambda must be a finite number"),
+    ('{"version": 9}', "version 9"),
+    ('{"preset": "default", "batch', "not valid JSON"),
+    ("[1, 2]", "does not hold a JSON object"),
+    ("{}" + " " * (70 << 10), "larger than"),
+])
+def test_bad_config_file_is_refused_naming_file_and_field(capsys, tmp_path, trained_config, content, needle):
+    path = tmp_path / "run.json"
+    path.write_text(content)
+    code, _, err = run(capsys, "train", "--model-dir", str(tmp_path / "m"), "--config", str(path), "--quiet")
+    assert code != 0 and "cfg" not in trained_config
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and needle in lines[0], err
+
+
+def test_config_file_refuses_preset_and_missing_file(capsys, tmp_path, trained_config):
+    path = tmp_path / "run.json"
+    path.write_text("{}")
+    code, _, err = run(capsys, "train", "--model-dir", str(tmp_path / "m"), "--config", str(path), "--preset", "seed")
+    assert code != 0 and "--preset does not combine with --config" in err
+    code, _, err = run(capsys, "train", "--model-dir", str(tmp_path / "m"), "--config", str(tmp_path / "none.json"))
+    assert code != 0 and "none.json cannot be read" in err and "cfg" not in trained_config
+
+
+def test_run_config_new_resumed_and_copied(model_dir, tmp_path):
+    import shutil
+
+    from optimus import checkpoint
+    from optimus.config import preset
+
+    # A new model: the preset with the overrides.
+    assert checkpoint.run_config(tmp_path / "new", None, "seed", {"batches": 2}) == preset("seed", batches=2)
+    assert checkpoint.run_config(tmp_path / "new") == preset("default")
+    saved = checkpoint.load_config(model_dir)
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    for target, source in ((copy, None), (tmp_path / "child", model_dir)):
+        # Resumed in place or started --from: the saved config; batches back to the preset's.
+        cfg = checkpoint.run_config(target, source, None, {"seed": 9})
+        assert cfg == saved.replace(seed=9, batches=preset(saved.preset).batches)
+        assert checkpoint.run_config(target, source, None, {"batches": 4}).batches == 4
+        # The preset is fixed by the saved model; architecture fields cannot change.
+        with pytest.raises(checkpoint.CheckpointError, match="was trained with preset 'default', not 'seed'"):
+            checkpoint.run_config(target, source, "seed")
+        with pytest.raises(checkpoint.CheckpointError, match="cannot continue it with discriminator='gln'"):
+            checkpoint.run_config(target, source, None, {"discriminator": "gln"})
+    with pytest.raises(ValueError, match="unknown training settings"):
+        checkpoint.run_config(copy, None, None, {"learning_rate": 1})
+    # A partial directory is refused, never silently started over.
+    (copy / "state.npz").unlink()
+    with pytest.raises(checkpoint.CheckpointError, match="partial model directory"):
+        checkpoint.run_config(copy)
+
+
+def test_cli_and_app_resume_with_the_same_config(capsys, model_dir, tmp_path, trained_config, monkeypatch):
+    import shutil
+
+    from optimus import checkpoint, runs
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    code, _, err = run(capsys, "train", "--model-dir", str(copy), "--steps", "3", "--quiet")
+    assert code == 0, err
+    assert trained_config["cfg"] == checkpoint.run_config(copy, None, None, {"steps": 3})
+    # The app writes that same config for its trainer.
+    written = []
+    monkeypatch.setattr(runs, "train_command", lambda model, config_file, *a: written.append(
+        checkpoint.read_config_file(config_file)) or [sys.executable, "-c", "pass"])
+    runs.start_training(copy, overrides={"steps": 3})
+    runs.forget_children()
+    assert written == [trained_config["cfg"]]

@@ -281,6 +281,12 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     assert list(table["run"]) == ["run-002", "run-001"]
     assert list(table["status"]) == ["stopped", "stopped"]
     assert "run-001" in table["parent"].iloc[0]  # the continued run names the run it resumed
+    # Both runs were started the one way: `train --config` with a file of the launch's own,
+    # gone once the trainer read it.
+    launches = [line for line in (model_dir / "train.log").read_text().splitlines() if line.startswith("$ ")]
+    assert len(launches) == 2 and all(" train --model-dir " in c and " --config " in c for c in launches)
+    assert "--batches" not in " ".join(launches)
+    assert not list(model_dir.glob(runs.RUN_CONFIG_PREFIX + "*"))
     history = runs.read_history(model_dir)
     assert history["divisible_share"].map(lambda d: isinstance(d, dict) and "97" in d).all()
 

@@ -108,7 +108,8 @@ def test_pages_and_cli_share_one_integer_parser():
     assert query.int_in(1, 10)("10**1") == 10
     with pytest.raises(ValueError, match="negative exponent"):
         query.int_in(None, None)("2**-1")
-    assert cli._int("10**9") == parse_int("10**9") == 10**9
+    # The CLI's integer arguments are read by the same parser.
+    assert cli.build_parser().parse_args(["density", "--lo", "10**9", "--hi", "2e9"]).lo == parse_int("10**9") == 10**9
 
 
 # --- classify's stdin (defect 11) -----------------------------------------------------------
@@ -409,7 +410,7 @@ def test_train_page_shows_a_failure_after_the_start_up_wait(tmp_path, monkeypatc
     except RuntimeError:
         pass  # it failed within the start-up wait on this machine: the page must show it anyway
     deadline = time.time() + 300
-    while runs._live_child(str(model.resolve())) is not None and time.time() < deadline:
+    while runs.live_child(model) is not None and time.time() < deadline:
         time.sleep(0.5)
     failure = runs.last_failure(model)
     assert failure is not None and "state.npz" in failure["message"], runs.tail_log(model)

@@ -131,15 +131,15 @@ def test_read_history_and_runs(tmp_path):
 # --- starting and stopping --------------------------------------------------------------
 
 
-def test_train_command_flags(tmp_path):
-    cmd = runs._train_command(tmp_path / "m", tmp_path / "base", None,
-                              {"batches": 3, "batch_size": 64, "steps": 2, "latent_lo": 1, "latent_hi": 1000,
-                               "method": "online-ewc", "ewc_lambda": 5.0, "seed": 7})
+def test_train_command_names_the_config_file(tmp_path):
+    cmd = runs.train_command(tmp_path / "m", tmp_path / "m" / "run.json", tmp_path / "base", "cpu")
     assert cmd[:4] == [sys.executable, "-m", "optimus", "train"]
-    joined = " ".join(cmd)
-    for flag in ("--model-dir", "--from", "--batches 3", "--batch-size 64", "--steps 2", "--latent-range 1 1000",
-                 "--method online-ewc", "--ewc-lambda 5.0", "--seed 7"):
-        assert flag in joined
+    assert cmd[cmd.index("--model-dir") + 1] == str(tmp_path / "m")
+    assert cmd[cmd.index("--config") + 1] == str(tmp_path / "m" / "run.json")
+    assert cmd[cmd.index("--from") + 1] == str(tmp_path / "base")
+    assert cmd[cmd.index("--device") + 1] == "cpu"
+    # No hyper-parameter travels as a flag: the config file carries them all.
+    assert not {"--batches", "--preset", "--latent-range", "--method", "--seed"} & set(cmd)
 
 
 @pytest.mark.parametrize("overrides, match", [
@@ -175,8 +175,8 @@ with storage.run_lock(model_dir):
 
 
 def test_start_detached_refuse_second_then_stop(tmp_path, monkeypatch):
-    real = runs._train_command
-    monkeypatch.setattr(runs, "_train_command",
+    real = runs.train_command
+    monkeypatch.setattr(runs, "train_command",
                         lambda *a: [sys.executable, "-c", FAKE_TRAINER] + real(*a)[4:])
     model_dir = tmp_path / "m"
     pid = runs.start_training(model_dir, preset="default", overrides={"batches": 2, "steps": 1})
@@ -200,14 +200,42 @@ def test_start_detached_refuse_second_then_stop(tmp_path, monkeypatch):
         assert "fake trainer running" in log and "fake trainer stopped" in log
         # The lock goes a moment before the process exits: wait for the exit itself.
         deadline = time.time() + 10
-        while runs._live_child(str(model_dir.resolve())) is not None and time.time() < deadline:
+        while runs.live_child(model_dir) is not None and time.time() < deadline:
             time.sleep(0.05)
         assert runs.stop_training(model_dir) is False  # nothing left to stop
+        # The launch's config file goes once the trainer has read it (it held the lock).
+        deadline = time.time() + 5
+        while list(model_dir.glob(runs.RUN_CONFIG_PREFIX + "*")) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not list(model_dir.glob(runs.RUN_CONFIG_PREFIX + "*"))
     finally:
-        child = runs._spawned.get(str(model_dir.resolve()))
-        if child is not None and child.poll() is None:
-            child.kill()
-            child.wait()
+        runs.forget_children()
+
+
+ENDING_TRAINER = """
+import os, sys, time
+from optimus import storage
+model_dir = sys.argv[sys.argv.index("--model-dir") + 1]
+with storage.run_lock(model_dir):
+    storage.write_json(model_dir + "/status.json", {"run": "run-001", "state": "stopped", "pid": os.getpid(),
+                       "batches_done": 1, "batches_total": 2})
+time.sleep(1.0)  # the real trainer's teardown after it released the lock (about 1 s measured)
+"""
+
+
+def test_continue_waits_for_a_trainer_that_is_only_exiting(tmp_path, monkeypatch):
+    real = runs.train_command
+    monkeypatch.setattr(runs, "train_command", lambda *a: [sys.executable, "-c", ENDING_TRAINER] + real(*a)[4:])
+    model_dir = tmp_path / "m"
+    try:
+        first = runs.start_training(model_dir, preset="default", overrides={"batches": 2})
+        deadline = time.time() + 20
+        while runs.read_status(model_dir).get("state") != "stopped" and time.time() < deadline:
+            time.sleep(0.02)
+        assert runs.live_child(model_dir) is not None  # its run ended; the process is still exiting
+        assert runs.start_training(model_dir, preset="default", overrides={"batches": 1}) != first
+    finally:
+        runs.forget_children()
 
 
 def test_runs_module_imports_no_streamlit_or_tensorflow():

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from optimus import runs, storage, validate
+from optimus import runs, validate
 
 SMALL_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
 COMPARE_MODELS = ("default", "seed")
@@ -94,14 +94,8 @@ def show_problem(entry: dict | None, container=st) -> None:
 
 
 def model_signature(path) -> tuple:
-    """(file, mtime, size) of the files that define a model: changes whenever a run saves."""
-    path = Path(path)
-    signature = []
-    for name in (storage.CONFIG, storage.GENERATOR, storage.DISCRIMINATOR, storage.STATE):
-        with contextlib.suppress(OSError):
-            stat = (path / name).stat()
-            signature.append((name, stat.st_mtime_ns, stat.st_size))
-    return tuple(signature)
+    """Changes whenever a run saves the model (runs.model_signature): the cache key."""
+    return runs.model_signature(path)
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model ...")

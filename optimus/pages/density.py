@@ -3,11 +3,10 @@
 No TensorFlow here unless a model's outputs are overlaid (then the model is loaded lazily).
 """
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from optimus import anysize, charts, limits
+from optimus import anysize, charts, limits, overlays
 from optimus.pages import common, query
 
 NONE = "(none)"
@@ -78,20 +77,17 @@ with common.user_errors():
     share = None
     if overlay != NONE:
         samples, _ = common.sample(overlay, OVERLAY_SAMPLES, 0)
-        values = samples["n"].to_numpy(dtype=np.float64)
-        inside = np.mean((values >= lo) & (values <= hi))
+        values = samples["n"].tolist()
+        inside = overlays.share_inside(values, lo, hi)
         source = f"{overlay}'s outputs in its own band"
         if inside < 0.5:  # the range is mostly outside the model's band: sample it there
             models = common.load_models(overlay)
             picked = sampled_at(models, common.model_signature(common.model_path(overlay)), max(lo, 1), hi,
                                 "log" if spacing == "log" else "uniform")
-            values = np.array([float(v) for v in picked])
+            values = picked
             source = (f"{overlay}'s learned sieve sampling at this size (windows placed "
                       f"{'log-uniformly' if spacing == 'log' else 'uniformly'})")
-        edges = np.append(table["bin_lo"].to_numpy(dtype=np.float64), float(table["bin_hi"].iloc[-1]))
-        counts, _ = np.histogram(values, bins=edges)
-        share = pd.Series(counts / len(values))
-        outside = 1 - share.sum()
+        share, outside = overlays.bin_shares(values, table["bin_lo"].tolist(), table["bin_hi"].iloc[-1])
         st.caption(f"Overlay: {source}." + (f" {outside:.1%} fall outside [{lo:,}, {hi:,}]." if outside > 0 else ""))
 
 if info["estimated_bins"]:

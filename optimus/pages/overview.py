@@ -1,8 +1,8 @@
 """Overview, the landing page: the original's idea, its measured truth, what Optimus's default
 model achieves and learns (the sieve), and where each page goes.
 
-Every figure comes from the models on disk: a model's `evaluation.json` (written by `python -m
-optimus evaluate`) when it matches the model's trained batches, else `evaluation.evaluate`
+Every figure comes from the models on disk: a model's saved evaluation (written by `python -m
+optimus evaluate --save`) when it matches the model's trained batches, else `evaluation.evaluate`
 computed here once per saved version of the model (st.cache_data). The sieve picture is computed
 from generator samples (`evaluation.residue_distribution`, cached).
 """
@@ -10,11 +10,10 @@ from generator samples (`evaluation.residue_distribution`, cached).
 import pandas as pd
 import streamlit as st
 
-from optimus import charts, limits, runs, storage
+from optimus import charts, limits, runs
 from optimus.pages import common, query
 from optimus.training import SIEVE_CHART_PRIMES
 
-EVALUATION = "evaluation.json"
 SIEVE_SAMPLES = 10_000
 # One line per page, in the app's order (app.py declares the pages and their titles).
 PAGES = {
@@ -39,13 +38,10 @@ def _evaluate(path: str, signature: tuple) -> dict:
 def model_figures(name: str, batches: int) -> tuple[dict, str]:
     """(the model's evaluation report, where it came from)."""
     path = common.model_path(name)
-    try:
-        saved = storage.read_json(path / EVALUATION)
-    except (OSError, ValueError):
-        saved = None
-    if saved is not None and int(saved.get("batches_trained", -1)) == batches and "generator" in saved:
-        return saved, f"{name}/{EVALUATION}"
-    return _evaluate(str(path), common.model_signature(path)), "an evaluation run now (no current evaluation.json)"
+    saved = runs.saved_evaluation(path, batches)
+    if saved is not None:
+        return saved, f"{name}'s saved evaluation (optimus evaluate --save)"
+    return _evaluate(str(path), common.model_signature(path)), "an evaluation run now (no current saved evaluation)"
 
 
 def _number(value, fmt: str) -> str:
@@ -90,7 +86,7 @@ if not models:
              "at a folder that holds models (the repository ships models/default and models/seed).")
     st.stop()
 # Models with saved networks (not damaged, not a run that has yet to save its first batch).
-choices = [n for n, m in models.items() if m["status"] != "damaged" and (m["path"] / storage.GENERATOR).exists()]
+choices = [n for n, m in models.items() if m["status"] != "damaged" and runs.has_networks(m["path"])]
 if not choices:
     st.error(f"No trained model in {common.models_root()}: train one on the Train page.")
     st.stop()

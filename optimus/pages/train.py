@@ -7,7 +7,7 @@ reads what the trainer writes to disk, so refreshing or closing the tab changes 
 import streamlit as st
 
 from optimus import charts, continual, limits, runs, storage
-from optimus.config import DISCRIMINATORS, LEGACY_EWC_MODES, PRESETS, TrainConfig, preset
+from optimus.config import DISCRIMINATORS, LEGACY_EWC_MODES, PRESETS, preset
 from optimus.pages import common, query
 
 NEW = "(new model)"
@@ -40,10 +40,7 @@ with common.user_errors():
         suggested = f"my-{preset_name}"
     else:
         base_dir = common.model_path(base)
-        saved = runs.read_config(base_dir)
-        if saved is None:
-            raise ValueError(f"Model {base!r} has no config.json; pick another model or start a new one.")
-        defaults = TrainConfig.from_dict(saved)
+        defaults = runs.saved_config(base_dir)
         preset_name = defaults.preset
         right.markdown(f"**Preset:** {preset_name} (fixed by {base})")
         suggested = base
@@ -137,7 +134,7 @@ query.publish("train_base", *(["train_preset"] if base == NEW else []), *form_de
 if submitted:
     with common.user_errors():
         model_dir = runs.resolve_model_dir(target.strip())
-        exists = (model_dir / storage.CONFIG).exists()
+        exists = runs.holds_config(model_dir)
         if base == NEW:
             from_dir = None
             if exists:
@@ -199,17 +196,8 @@ watch = st.selectbox("Watch model", names, key="train_watch",
 query.publish("train_watch")
 
 
-def _demonstrates_divergence(model_dir) -> bool:
-    """The run applied the seed's opposite L2 on purpose (the Demonstration box)."""
-    try:
-        cfg = runs.read_config(model_dir) or {}
-    except ValueError:
-        return False
-    return cfg.get("preset") == "seed" and bool(cfg.get("apply_regularizers"))
-
-
 def _continue(name: str, model_dir, remaining: int) -> None:
-    """A new incremental run from the stopped model, in place (its lineage goes to runs.jsonl)."""
+    """A new incremental run from the stopped model, in place (its lineage goes to the runs table)."""
     try:
         pid = runs.start_training(model_dir, overrides={"batches": remaining})
     except storage.LockedError as exc:
@@ -230,7 +218,7 @@ def live_view(name: str) -> None:
         model_dir = runs.resolve_model_dir(name)
     status = runs.read_status(model_dir)
     if status is None:
-        st.info(f"{name} has not been trained from this app yet (no status.json).")
+        st.info(f"{name} has not been trained from this app yet (no status file).")
     else:
         state = status.get("state", "unknown")
         done, total = int(status.get("batches_done") or 0), int(status.get("batches_total") or 0)
@@ -245,7 +233,7 @@ def live_view(name: str) -> None:
             if st.button("Stop after the current step", icon=":material/stop:", key="train_stop"):
                 runs.stop_training(model_dir)
                 st.toast(f"Asked {name} to stop after its current step.")
-            if (model_dir / storage.STOP).exists():
+            if runs.stop_requested(model_dir):
                 st.caption("Stop requested: the run saves and ends after its current step.")
         if state in ("stopped", "interrupted") and not status.get("live") and total > done:
             remaining = total - done
@@ -264,13 +252,13 @@ def live_view(name: str) -> None:
             m[3].metric("Discriminator balanced accuracy", _number(last.get("d_balanced_accuracy")))
 
     failure = runs.last_failure(model_dir)  # at any moment, from the run's files
-    if failure is not None and _demonstrates_divergence(model_dir):
+    if failure is not None and runs.demonstrates_divergence(model_dir):
         st.info(f"Diverged, as the demonstration expects: {failure['message'].rstrip('.')}. The original code never "
                 "applied its opposite L2; the seed preset without the demonstration box trains as it did.",
                 icon=":material/science:")
     elif failure is not None:
         st.error(failure["message"], icon=":material/error:")
-        with st.expander("train.log (last lines)"):
+        with st.expander("Training log (last lines)"):
             st.code(failure["log"] or "(empty)")
     history = runs.read_history(model_dir)
     top = st.columns(2)

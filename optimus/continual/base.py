@@ -117,6 +117,15 @@ class ContinualMethod:
         """Called when a task ends, with a sample of it. Subclasses do their work, then call this."""
         self._tasks_seen.assign_add(1)
 
+    def _per_variable(self, name: str, dtype=None, copy: bool = False) -> list:
+        """One non-trainable tf.Variable per protected variable, named `{name}_{i}`: zeros (of
+        `dtype`, default the variable's), or a copy of its current value. Created once, in
+        __init__, so a tf.function that reads them traces once."""
+        import tensorflow as tf
+
+        return [tf.Variable(tf.identity(v) if copy else tf.zeros(v.shape, dtype or v.dtype), trainable=False,
+                            name=f"{name}_{i}") for i, v in enumerate(self.variables)]
+
     # -- checkpointing: a flat dict of arrays for np.savez, loadable with allow_pickle=False
     def _arrays(self) -> dict:
         """name -> tf.Variable: the method's state beyond the task count (none here)."""

@@ -80,17 +80,14 @@ class EWC(_EWCBase):
         super().__init__(learner, lam=lam, **options)
         import tensorflow as tf
 
-        def zeros(v, name):
-            return tf.Variable(tf.zeros(v.shape, tf.float64), trainable=False, name=name)
-
         # Three exact running sums in float64 (see `penalty` for why float64):
         #   A = sum_t F_t, B = sum_t F_t theta*_t, C = sum_t F_t theta*_t^2,
         # plus two things derived from them at each consolidate: the importance-weighted mean
         # anchor mu = B / A and the constant K = sum(C - B^2 / A) >= 0.
-        self._sum_f = [zeros(v, f"ewc_fisher_{i}") for i, v in enumerate(self.variables)]
-        self._sum_f_anchor = [zeros(v, f"ewc_fisher_anchor_{i}") for i, v in enumerate(self.variables)]
-        self._sum_f_anchor_sq = [zeros(v, f"ewc_fisher_anchor_sq_{i}") for i, v in enumerate(self.variables)]
-        self._mean_anchor = [zeros(v, f"ewc_mean_anchor_{i}") for i, v in enumerate(self.variables)]
+        self._sum_f = self._per_variable("ewc_fisher", tf.float64)
+        self._sum_f_anchor = self._per_variable("ewc_fisher_anchor", tf.float64)
+        self._sum_f_anchor_sq = self._per_variable("ewc_fisher_anchor_sq", tf.float64)
+        self._mean_anchor = self._per_variable("ewc_mean_anchor", tf.float64)
         self._constant = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="ewc_constant")
 
     def _arrays(self):
@@ -152,12 +149,8 @@ class OnlineEWC(_EWCBase):
 
     def __init__(self, learner, lam: float = 1.0, **options):
         super().__init__(learner, lam=lam, **options)
-        import tensorflow as tf
-
-        self._fisher = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name=f"ewc_fisher_{i}")
-                        for i, v in enumerate(self.variables)]
-        self._anchor = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name=f"ewc_anchor_{i}")
-                        for i, v in enumerate(self.variables)]
+        self._fisher = self._per_variable("ewc_fisher")
+        self._anchor = self._per_variable("ewc_anchor")
 
     def _arrays(self):
         names = {}

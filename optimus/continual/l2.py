@@ -19,8 +19,7 @@ class L2(ContinualMethod):
         import tensorflow as tf
 
         super().__init__(learner, lam=lam, **options)
-        self._anchor = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name=f"l2_anchor_{i}")
-                        for i, v in enumerate(self.variables)]
+        self._anchor = self._per_variable("l2_anchor")
         # 0 until the first task ends: the zero anchors are no task's weights.
         self._active = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="l2_active")
 

@@ -29,20 +29,15 @@ class SynapticIntelligence(ContinualMethod):
 
     def __init__(self, learner, lam: float = 1.0, **options):
         super().__init__(learner, lam=lam, **options)
-        import tensorflow as tf
 
         if not float(self.options["xi"]) > 0.0:
             raise ValueError(f"si: xi must be > 0, got {self.options['xi']}")
 
-        def copy(v, name, zero=False):
-            return tf.Variable(tf.zeros(v.shape, v.dtype) if zero else tf.identity(v), trainable=False, name=name)
-
-        vs = list(enumerate(self.variables))
-        self._omega = [copy(v, f"si_omega_{i}", zero=True) for i, v in vs]  # importance Omega
-        self._path = [copy(v, f"si_path_{i}", zero=True) for i, v in vs]  # w, this task so far
-        self._anchor = [copy(v, f"si_anchor_{i}") for i, v in vs]  # theta after the latest task
-        self._start = [copy(v, f"si_start_{i}") for i, v in vs]  # theta when this task began
-        self._previous = [copy(v, f"si_previous_{i}") for i, v in vs]  # theta before the last step
+        self._omega = self._per_variable("si_omega")  # importance Omega
+        self._path = self._per_variable("si_path")  # w, this task so far
+        self._anchor = self._per_variable("si_anchor", copy=True)  # theta after the latest task
+        self._start = self._per_variable("si_start", copy=True)  # theta when this task began
+        self._previous = self._per_variable("si_previous", copy=True)  # theta before the last step
 
     def _arrays(self):
         out = {}

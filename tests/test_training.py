@@ -61,20 +61,20 @@ def test_train_writes_a_loadable_model_dir_and_resumes(name, tmp_path):
 
 
 def test_resume_continues_from_the_same_weights(tmp_path, monkeypatch):
-    from optimus import training
+    from optimus import gan
 
     cfg = tiny("default", batches=1)
     d = tmp_path / "m"
     train(cfg, d, progress=False, log=quiet)
     saved = checkpoint.load(d).discriminator.get_weights()
     seen = {}
-    real = training._Networks.__init__
+    real = gan.PrimeGAN.__init__
 
     def spy(self, cfg, generator, discriminator):
         seen["weights"] = [w.copy() for w in discriminator.get_weights()]
         real(self, cfg, generator, discriminator)
 
-    monkeypatch.setattr(training._Networks, "__init__", spy)
+    monkeypatch.setattr(gan.PrimeGAN, "__init__", spy)
     train(cfg, d, progress=False, log=quiet)
     assert all(np.array_equal(a, b) for a, b in zip(saved, seen["weights"], strict=True))
 
@@ -112,17 +112,17 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
     cfg = tiny("seed", batches=3)
     d = tmp_path / "m"
-    real = training._online_batch
+    real = training.prepare_batch
     calls = {"n": 0}
 
-    def flaky(nets, cfg, batch_index, should_stop):
+    def flaky(gan, cfg, batch_index, rng):
         calls["n"] += 1
         if calls["n"] == 2:
-            nets.g_vars[0].assign(np.full(nets.g_vars[0].shape, np.nan, dtype=np.float32))
+            gan.g_vars[0].assign(np.full(gan.g_vars[0].shape, np.nan, dtype=np.float32))
             raise TrainingDiverged(f"batch {batch_index}: weights became inf/NaN")
-        return real(nets, cfg, batch_index, should_stop)
+        return real(gan, cfg, batch_index, rng)
 
-    monkeypatch.setattr(training, "_online_batch", flaky)
+    monkeypatch.setattr(training, "prepare_batch", flaky)
     status = train(cfg, d, progress=False, log=quiet)
     assert status["state"] == "failed" and "inf/NaN" in status["message"]
     ck = checkpoint.load(d)
@@ -160,14 +160,14 @@ def test_stop_request_ends_cleanly_after_current_step(tmp_path, monkeypatch):
 
     d = tmp_path / "m"
     calls = {"n": 0}
-    real = training._online_batch
+    real = training.prepare_batch
 
-    def stopping(nets, cfg, batch_index, should_stop):
+    def stopping(gan, cfg, batch_index, rng):
         calls["n"] += 1
         storage.request_stop(d)
-        return real(nets, cfg, batch_index, should_stop)
+        return real(gan, cfg, batch_index, rng)
 
-    monkeypatch.setattr(training, "_online_batch", stopping)
+    monkeypatch.setattr(training, "prepare_batch", stopping)
     status = train(tiny("default", batches=5), d, progress=False, log=quiet)
     assert status["state"] == "stopped" and calls["n"] == 1
     assert checkpoint.load(d).batches_done == 1

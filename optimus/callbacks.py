@@ -17,8 +17,8 @@ one gradient step is a *train batch*. `on_epoch_end` receives the batch's histor
 - `RunEvents`: the start and end events in runs.jsonl.
 
 `on_train_end(logs)` receives {"state", "message", "batches_done", "model_batches", "final"};
-the loop calls each callback's on its own, so one failing (a full disk) cannot keep the others
-(or the exception that ended the run) from getting through.
+`Callbacks.on_train_end` calls each callback's on its own, so one failing (a full disk) cannot
+keep the others (or the exception that ended the run) from getting through.
 """
 
 from __future__ import annotations
@@ -38,6 +38,43 @@ from optimus import checkpoint, storage
 
 # The record's scalars that TensorBoard and the progress bar show.
 SCALARS = ("d_loss", "g_loss", "hit_rate", "distinct_rate", "baseline", "lift", "d_balanced_accuracy")
+
+
+class Callbacks:
+    """The run's callbacks, called in order with the logs as given.
+
+    Not `keras.callbacks.CallbackList`: it "pythonifies" logs on the way, flattening nested
+    dicts and turning every number into a float (seen: history.jsonl got `"batch": 1.0`, which
+    `checkpoint.read_history` rightly refuses, and `divisible_share` spread over 24 keys).
+    """
+
+    def __init__(self, callbacks, model):
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def on_train_begin(self):
+        for callback in self.callbacks:
+            callback.on_train_begin()
+
+    def on_epoch_begin(self, epoch):
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch)
+
+    def on_train_batch_end(self, step):
+        for callback in self.callbacks:
+            callback.on_train_batch_end(step)
+
+    def on_epoch_end(self, epoch, record: dict):
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, record)
+
+    def on_train_end(self, logs: dict, log=print) -> None:
+        for callback in self.callbacks:
+            try:
+                callback.on_train_end(logs)
+            except Exception as exc:  # noqa: BLE001 (reported, and the run's own outcome stands)
+                log(f"could not record the end of the run ({type(callback).__name__}): {type(exc).__name__}: {exc}")
 
 
 class StopRequest(keras.callbacks.Callback):

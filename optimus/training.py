@@ -315,7 +315,7 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
         status,
         *([cb.ProgressBar(cfg.batches)] if progress else []),
     ]
-    callback_list = keras.callbacks.CallbackList(callbacks, model=gan)
+    callback_list = cb.Callbacks(callbacks, model=gan)
     end = {"state": "done", "message": "", "final": {}}
     try:
         callback_list.on_train_begin()
@@ -347,11 +347,5 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
         raise
     finally:
         end.update(batches_done=status.status["batches_done"], model_batches=done)
-        # Each on its own: on a full disk one may fail, and the others (and the exception that
-        # ended the run) must still get through.
-        for callback in callbacks:
-            try:
-                callback.on_train_end(end)
-            except Exception as exc:  # noqa: BLE001 (reported, and the run's own outcome stands)
-                log(f"could not record the end of {run_id} ({type(callback).__name__}): {type(exc).__name__}: {exc}")
+        callback_list.on_train_end(end, log)  # each on its own (a full disk may fail one)
     return status.status

@@ -45,6 +45,8 @@ def test_train_writes_a_loadable_model_dir_and_resumes(name, tmp_path):
     assert ck.batches_done == 2
     history = storage.read_jsonl(d / "history.jsonl")
     assert [h["batch"] for h in history] == [1, 2]
+    assert [h["batch"] for h in checkpoint.read_history(d)] == [1, 2]  # whole numbers, not 1.0
+    assert all(len(h["divisible_share"]) == 24 for h in history)
     for key in ("d_loss", "g_loss", "hit_rate", "distinct_rate", "baseline", "lift", "d_balanced_accuracy"):
         assert all(np.isfinite(h[key]) for h in history), key
     assert list((d / "logs").rglob("events.out.tfevents*")), "TensorBoard event files"

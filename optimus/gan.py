@@ -57,6 +57,22 @@ def _overrides_after_step(method) -> bool:
     return type(method).after_step is not continual.ContinualMethod.after_step
 
 
+def _sum_gradients(a, b):
+    """a + b as the tape would sum them for a + b's target: None where neither reaches, and
+    an IndexedSlices kept as it is when the other is None (Keras' Adam updates only the rows an
+    IndexedSlices names: densifying it changes the training, measured)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
+
+
+def _dense(grads, variables) -> list:
+    """Zeros where a gradient is None (UnconnectedGradients.ZERO fails on Keras variables,
+    whose dtype is a string), dense tensors elsewhere."""
+    return [tf.zeros(v.shape, v.dtype) if g is None else tf.convert_to_tensor(g)
+            for g, v in zip(grads, variables, strict=True)]
+
+
 class PrimeGAN(keras.Model):
     """Generator and discriminator trained against each other on exact primality labels."""
 
@@ -200,13 +216,13 @@ class PrimeGAN(keras.Model):
             total += tf.add_n(activity) * tf.cast(share, "float32")
         return total
 
-    def _apply(self, optimizer, method, variables, tape, task, total):
+    def _apply(self, optimizer, method, variables, tape, task, penalty, total):
+        """One optimiser step on total = task + penalty (all three recorded on `tape`)."""
         if _overrides_after_step(method):  # the method reads the task loss's own gradient
-            task_grads = tape.gradient(task, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            penalty_grads = tape.gradient(total - task, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            optimizer.apply_gradients(zip([a + b for a, b in zip(task_grads, penalty_grads, strict=True)],
+            task_grads, penalty_grads = tape.gradient(task, variables), tape.gradient(penalty, variables)
+            optimizer.apply_gradients(zip([_sum_gradients(a, b) for a, b in zip(task_grads, penalty_grads, strict=True)],
                                           variables, strict=True))
-            method.after_step(task_grads)
+            method.after_step(_dense(task_grads, variables))
         else:  # one backward pass, as before the plugins
             optimizer.apply_gradients(zip(tape.gradient(total, variables), variables, strict=True))
 
@@ -223,8 +239,9 @@ class PrimeGAN(keras.Model):
             task = loss
             if self.cfg.apply_regularizers:
                 task += self._regularization(self.head, tf.cast(tf.shape(features)[0], "float32") / float(self.d_rows))
-            total = task + tf.nn.scale_regularization_loss(self.d_method.penalty())
-        self._apply(self.d_optimizer, self.d_method, self.d_vars, tape, task, total)
+            penalty = tf.nn.scale_regularization_loss(self.d_method.penalty())
+            total = task + penalty
+        self._apply(self.d_optimizer, self.d_method, self.d_vars, tape, task, penalty, total)
         return loss
 
     def _g_step(self, latents, candidate_features):
@@ -245,8 +262,9 @@ class PrimeGAN(keras.Model):
             loss = tf.nn.compute_average_loss(self.g_loss_fn(tf.ones_like(expected)[:, None], expected[:, None]),
                                               global_batch_size=batch)
             task = loss + regularizer - self.cfg.entropy_weight * tf.nn.compute_average_loss(entropy, global_batch_size=batch)
-            total = task + tf.nn.scale_regularization_loss(self.g_method.penalty())
-        self._apply(self.g_optimizer, self.g_method, self.g_vars, tape, task, total)
+            penalty = tf.nn.scale_regularization_loss(self.g_method.penalty())
+            total = task + penalty
+        self._apply(self.g_optimizer, self.g_method, self.g_vars, tape, task, penalty, total)
         return loss, regularizer
 
     # --- end of an online batch: consolidate ----------------------------------------------------

@@ -200,3 +200,70 @@ def test_stop_requested_during_start_up_is_honoured_and_stale_one_cleared(tmp_pa
     status = train(tiny("default", batches=1), d, progress=False, log=quiet)
     assert status["state"] == "done" and status["batches_done"] == 1
     assert time.time() - storage.process_start_time() >= 0
+
+
+def test_losses_are_named_by_the_config_and_older_files_read_as_before():
+    import dataclasses
+
+    import keras
+
+    from optimus.config import TrainConfig, preset
+    from optimus.gan import losses_from_config
+
+    # Before the losses had names the generator type chose them: sieve -> focal, dense -> BCE.
+    for name, expected in (("default", "focal"), ("seed", "bce")):
+        old = dataclasses.asdict(preset(name))
+        old.pop("g_loss"), old.pop("d_loss")
+        cfg = TrainConfig.from_dict(old)
+        assert (cfg.d_loss, cfg.g_loss) == ("focal", expected) == (preset(name).d_loss, preset(name).g_loss)
+    d_loss, g_loss = losses_from_config(preset("default"))
+    assert type(d_loss) is keras.losses.BinaryFocalCrossentropy and d_loss.apply_class_balancing
+    assert type(g_loss) is keras.losses.BinaryFocalCrossentropy and not g_loss.apply_class_balancing
+    assert type(losses_from_config(preset("default", g_loss="bce"))[1]) is keras.losses.BinaryCrossentropy
+    with pytest.raises(ValueError, match="g_loss must be one of"):
+        preset("default", g_loss="hinge")
+
+
+def test_a_method_with_an_after_step_hook_sees_each_step_and_changes_nothing_else():
+    """The GAN takes a second (cheap) backward pass only for a method that reads the task
+    gradients; with no penalty its updates are those of plain fine-tuning, bit for bit."""
+    import keras
+    import tensorflow as tf
+
+    from optimus import continual, training
+    from optimus.models import build_discriminator, build_generator
+
+    class CountSteps(continual.ContinualMethod):
+        name = "count-steps"
+
+        def __init__(self, learner, **options):
+            super().__init__(learner)
+            self.steps = tf.Variable(0)
+            self.grad_squares = tf.Variable(0.0)
+            self.tasks = []
+
+        def after_step(self, grads):
+            self.steps.assign_add(1)
+            self.grad_squares.assign_add(tf.add_n([tf.reduce_sum(tf.square(g)) for g in grads]))
+
+        def after_task(self, *tensors):
+            self.tasks.append([tuple(t.shape) for t in tensors])
+
+    cfg = tiny("default", method="none")
+    weights = []
+    for hooked in (False, True):
+        keras.utils.set_random_seed(cfg.seed)
+        gan = training.build_gan(cfg, build_generator(cfg), build_discriminator(cfg))
+        if hooked:
+            gan.g_method = CountSteps(continual.Learner(gan.g_vars, gan.g_log_likelihood, gan.g_sample_loss))
+            gan.d_method = CountSteps(continual.Learner(gan.d_vars, gan.d_log_likelihood, gan.d_sample_loss))
+            gan.make_train_function(force=True)
+        training.online_batch(gan, cfg, 1)
+        weights.append(gan.generator.get_weights() + gan.discriminator.get_weights())
+    for method in (gan.g_method, gan.d_method):
+        assert int(method.steps.numpy()) == cfg.steps and float(method.grad_squares.numpy()) > 0.0
+    # One task each, with the sample the Fisher would see: z and the sieve's [rows, window, features].
+    width = gan.encoding.size
+    assert gan.g_method.tasks == [[(cfg.fisher_samples, 1), (cfg.fisher_samples, cfg.window, width)]]
+    assert gan.d_method.tasks == [[(cfg.fisher_samples, width), (cfg.fisher_samples,)]]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))

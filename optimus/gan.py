@@ -60,7 +60,7 @@ def _overrides_after_step(method) -> bool:
 def _sum_gradients(a, b):
     """a + b as the tape would sum them for a + b's target: None where neither reaches, and
     an IndexedSlices kept as it is when the other is None (Keras' Adam updates only the rows an
-    IndexedSlices names: densifying it changes the training, measured)."""
+    IndexedSlices names; densified, one tiny default batch's weights came out up to 3.8 apart)."""
     if a is None or b is None:
         return b if a is None else a
     return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)

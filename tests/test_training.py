@@ -267,3 +267,23 @@ def test_a_method_with_an_after_step_hook_sees_each_step_and_changes_nothing_els
     assert gan.g_method.tasks == [[(cfg.fisher_samples, 1), (cfg.fisher_samples, cfg.window, width)]]
     assert gan.d_method.tasks == [[(cfg.fisher_samples, width), (cfg.fisher_samples,)]]
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+def test_one_failing_callback_at_the_end_does_not_keep_the_others_from_recording():
+    import keras
+
+    from optimus import callbacks
+
+    seen, messages = [], []
+
+    class Fails(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            raise OSError("No space left on device")
+
+    class Records(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            seen.append(logs["state"])
+
+    callbacks.Callbacks([Fails(), Records()], model=keras.Sequential()).on_train_end({"state": "failed"}, messages.append)
+    assert seen == ["failed"]
+    assert len(messages) == 1 and "Fails" in messages[0] and "No space left" in messages[0]

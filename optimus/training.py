@@ -81,7 +81,7 @@ def prepare_batch(gan, cfg: TrainConfig, batch_index: int, rng: np.random.Genera
     (the discriminator's undersampled rows, padded with zero weight to `gan.d_rows` so the
     compiled step never retraces; `d_total` the weighted mean's divisor), and in NumPy what the
     record and the consolidation need: `labels` (per candidate), `n_pool` (the candidates' odd
-    integers), `chosen` (indices of the undersampled candidates), `latents`.
+    integers), `chosen` (indices of the undersampled candidates).
     """
     import tensorflow as tf
 
@@ -119,7 +119,7 @@ def prepare_batch(gan, cfg: TrainConfig, batch_index: int, rng: np.random.Genera
         "d_labels": tf.constant(labels[pad].astype(np.float32)),
         "d_weights": tf.constant(weights),
         "d_total": tf.constant(max(float(len(chosen)), 1.0), dtype=tf.float32),
-        "labels": labels, "n_pool": n_pool, "chosen": chosen, "latents": latents,
+        "labels": labels, "n_pool": n_pool, "chosen": chosen,
     }
 
 
@@ -152,7 +152,8 @@ def _judge(gan, cfg: TrainConfig, batch: dict, logs: dict, batch_index: int, rng
                                + ", ".join(f"{k}={v}" for k, v in logs.items()) + ")")
     if not (_finite(gan.g_vars) and _finite(gan.d_vars)):
         raise TrainingDiverged(f"batch {batch_index}: weights became inf/NaN")
-    reals_after, logits_after = propose(gan.generator, batch["latents"])
+    # z holds the latents exactly (float64 for the sieve; the seed's float32 is its input dtype).
+    reals_after, logits_after = propose(gan.generator, np.asarray(batch["z"]).reshape(-1))
     outputs = choose(reals_after, logits_after, rng, cfg.temperature)
     if not np.all(np.isfinite(outputs)) or outputs.max() >= 2.0**52:
         raise TrainingDiverged(f"batch {batch_index}: generator outputs left the exact range (max {np.nanmax(outputs):.3g})")

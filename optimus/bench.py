@@ -116,27 +116,27 @@ def _interleaved(a, b, repeat: int) -> tuple[float, float]:
     return float(np.median(ta)), float(np.median(tb))
 
 
-def _bare_loop(nets, d_features, d_labels, z, features, steps: int):
+def _bare_loop(gan, d_features, d_labels, z, features, steps: int):
     """The same forward and backward passes as an online batch's gradient steps, with nothing
     else: no EWC penalty, no labelling, no metrics, no Fisher. The yardstick for overhead."""
     import keras
     import tensorflow as tf
 
     g_opt, d_opt = keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3)
-    g_opt.build(nets.g_vars)
-    d_opt.build(nets.d_vars)
+    g_opt.build(gan.g_vars)
+    d_opt.build(gan.d_vars)
     bce = keras.losses.BinaryCrossentropy()
 
     @tf.function
     def loop():
         for _ in tf.range(steps):
             with tf.GradientTape() as tape:
-                loss = bce(d_labels[:, None], nets.head(d_features, training=True))
-            d_opt.apply_gradients(zip(tape.gradient(loss, nets.d_vars), nets.d_vars, strict=True))
+                loss = bce(d_labels[:, None], gan.head(d_features, training=True))
+            d_opt.apply_gradients(zip(tape.gradient(loss, gan.d_vars), gan.d_vars, strict=True))
             with tf.GradientTape() as tape:
-                expected, _, _ = nets._g_terms(z, features)
+                expected = gan.expected_prime_probability(z, features)
                 loss = bce(tf.ones_like(expected)[:, None], expected[:, None])
-            g_opt.apply_gradients(zip(tape.gradient(loss, nets.g_vars), nets.g_vars, strict=True))
+            g_opt.apply_gradients(zip(tape.gradient(loss, gan.g_vars), gan.g_vars, strict=True))
         return loss
 
     return lambda: float(loop())
@@ -150,30 +150,30 @@ def bench_train(quick: bool = False) -> dict:
     from optimus import checkpoint, primes
     from optimus.config import preset
     from optimus.models import build_discriminator, build_generator, propose
-    from optimus.training import _Networks, _online_batch
+    from optimus.training import build_gan, online_batch
 
     out = {}
     for name in ("seed", "default"):
         cfg = preset(name, apply_regularizers=False) if name == "seed" else preset(name)
         g, d = build_generator(cfg), build_discriminator(cfg)
-        nets = _Networks(cfg, g, d)
+        gan = build_gan(cfg, g, d)
         counter = iter(range(1, 10**6))
         # Inputs of the same sizes for the bare loop.
         rng = np.random.default_rng(0)
         latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=cfg.batch_size)
         reals, _ = propose(g, latents)
         flat = reals.reshape(-1)
-        features = nets.encoding(flat.reshape(-1, 1))
+        features = gan.encoding(flat.reshape(-1, 1))
         labels = tf.constant(primes.is_prime(primes.to_odd(flat)).astype(np.float32))
         z = tf.constant(latents.reshape(-1, 1), dtype=g.inputs[0].dtype)
-        bare_fn = _bare_loop(nets, features, labels, z, features, cfg.steps)
+        bare_fn = _bare_loop(gan, features, labels, z, features, cfg.steps)
         # Interleaved, so both sides see the same machine load.
         batch, bare = _interleaved(
-            lambda: _online_batch(nets, cfg, next(counter), lambda: False),  # noqa: B023
+            lambda: online_batch(gan, cfg, next(counter)),  # noqa: B023
             bare_fn, 1 if quick else 3,
         )
         with tempfile.TemporaryDirectory() as tmp:
-            save = _time(lambda: checkpoint.save(tmp, g, d, {"batches_done": np.array(1), **nets.state()}), 1 if quick else 3)  # noqa: B023
+            save = _time(lambda: checkpoint.save(tmp, g, d, {"batches_done": np.array(1), **gan.state()}), 1 if quick else 3)  # noqa: B023
         out[f"online_batch_{name}_s"] = batch
         out[f"bare_loop_{name}_s"] = bare
         out[f"online_vs_bare_{name}"] = batch / bare
@@ -184,14 +184,13 @@ def bench_train(quick: bool = False) -> dict:
     cfg = preset("seed")
     d = build_discriminator(cfg)
     head = d.get_layer("head")
-    from optimus.ewc import dense_layers_of, fisher_diagonal
+    from optimus.fisher import bernoulli_log_likelihood, dense_layers_of, fisher_diagonal
 
     x = tf.constant(np.random.default_rng(1).uniform(1, 1e6, size=(1000, 1)).astype(np.float32))
     y = tf.constant((np.random.default_rng(2).random(1000) < 0.5).astype(np.float32))
 
     def log_likelihood(xb, yb):
-        p = tf.clip_by_value(tf.reshape(head(xb, training=False), (-1,)), 1e-7, 1 - 1e-7)
-        return yb * tf.math.log(p) + (1 - yb) * tf.math.log(1 - p)
+        return bernoulli_log_likelihood(head(xb, training=False), yb)
 
     @tf.function
     def batched_gradient():

@@ -17,6 +17,7 @@ PRESETS = ("default", "seed")
 LEGACY_EWC_MODES = {"separate": "ewc", "online": "online-ewc", "off": "none"}
 DISCRIMINATORS = ("dense", "residue", "gln")
 GENERATORS = ("dense", "sieve")
+LOSSES = ("focal", "bce")  # what d_loss and g_loss may name (optimus.gan.losses_from_config)
 
 
 @dataclass
@@ -47,6 +48,12 @@ class TrainConfig:
     lr_discriminator: float = 1e-3
     focal_alpha: float = 0.65
     focal_gamma: float = 2.0
+    # The losses (optimus.gan.losses_from_config): "focal" or "bce". The discriminator's is the
+    # seed's class-balanced focal loss; the generator's was plain cross-entropy in the seed and
+    # focal in the README's sieve recipe (the `default` preset). config.json files written
+    # before these fields chose by generator type; from_dict reads them that way.
+    d_loss: str = "focal"
+    g_loss: str = "bce"
 
     # Architectures.
     generator: str = "dense"
@@ -116,6 +123,8 @@ class TrainConfig:
             if mode not in LEGACY_EWC_MODES:
                 raise ValueError(f"config.json: unknown ewc_mode {mode!r}; choose from {', '.join(LEGACY_EWC_MODES)}")
             data.setdefault("method", LEGACY_EWC_MODES[mode])
+        if "g_loss" not in data:  # written before the losses were named: the generator chose
+            data["g_loss"] = "focal" if data.get("generator", "dense") == "sieve" else "bce"
         cfg = cls(**data)
         cfg.validate()
         return cfg
@@ -180,6 +189,8 @@ class TrainConfig:
             value = getattr(self, name)
             check(0.0 < value <= limits.MAX_LEARNING_RATE, f"{name} must be in (0, {limits.MAX_LEARNING_RATE:g}], got {value}")
         check(0.0 <= self.focal_alpha <= 1.0, f"focal_alpha must be in [0, 1], got {self.focal_alpha}")
+        for name in ("d_loss", "g_loss"):
+            check(getattr(self, name) in LOSSES, f"{name} must be one of {', '.join(LOSSES)}, got {getattr(self, name)!r}")
         check(0.0 <= self.focal_gamma <= 10.0, f"focal_gamma must be in [0, 10], got {self.focal_gamma}")
         check(1 <= self.gen_depth <= limits.MAX_DEPTH, f"gen_depth must be in [1, {limits.MAX_DEPTH}], got {self.gen_depth}")
         check(1 <= self.gen_width <= limits.MAX_WIDTH, f"gen_width must be in [1, {limits.MAX_WIDTH}], got {self.gen_width}")
@@ -254,7 +265,7 @@ def preset(name: str, **overrides) -> TrainConfig:
             preset="seed", generator="dense", discriminator="dense",
             batches=20, batch_size=2000, steps=75, latent_lo=1, latent_hi=10**6,
             method="ewc", ewc_lambda=1.0, fisher_samples=75,
-            lr_generator=1e-3, lr_discriminator=1e-3,
+            lr_generator=1e-3, lr_discriminator=1e-3, d_loss="focal", g_loss="bce",
             # As the original loop trained: it never added `model.losses` (ANCHORS.md), so its
             # opposite L2 never diverged. `apply_regularizers=True` demonstrates the divergence.
             apply_regularizers=False,
@@ -273,7 +284,7 @@ def preset(name: str, **overrides) -> TrainConfig:
             preset="default", generator="sieve", discriminator="residue",
             batches=30, batch_size=512, steps=20, latent_lo=1, latent_hi=10**9,
             method="online-ewc", ewc_lambda=1.0, ewc_gamma=0.9, fisher_samples=256,
-            lr_generator=0.2, lr_discriminator=0.05, focal_alpha=0.5,
+            lr_generator=0.2, lr_discriminator=0.05, focal_alpha=0.5, g_loss="focal",
             window=64, gen_wide_prime_max=31_623, out_density_power=0.75,
             disc_prime_max=31_623, disc_factor_slots=13, disc_rows=8192, entropy_weight=0.01,
         )

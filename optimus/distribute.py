@@ -8,10 +8,11 @@
 | `mirrored` | `MirroredStrategy` over every GPU of this machine (over every logical CPU device when there is no GPU) |
 | `multiworker` | `MultiWorkerMirroredStrategy` across machines, configured by the `TF_CONFIG` environment variable |
 
-The training loop (`optimus.training`) creates every variable (networks, optimisers, EWC state)
-under `strategy.scope()`, runs each gradient step with `strategy.run` on per-replica shards of
-the batch and scales the per-replica losses so that the gradients Keras sums across replicas
-equal the single-device gradient. The GLN discriminator learns by local updates
+The training loop (`optimus.training`) creates every variable (networks, optimisers,
+continual-learning state) under `strategy.scope()`; the GAN (`optimus.gan.PrimeGAN`) runs each
+step with `strategy.run` on per-replica shards of the batch (`shard`) and scales the
+per-replica losses with `tf.nn.compute_average_loss` / `tf.nn.scale_regularization_loss`, so
+the gradients Keras sums across replicas equal the single-device gradient. The GLN discriminator learns by local updates
 (`BernoulliGLN.update`), outside any gradient, so it trains on one replica only: `auto` keeps it
 on one device and `mirrored`/`multiworker` refuse it.
 

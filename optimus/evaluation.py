@@ -22,11 +22,11 @@ import numpy as np
 from optimus import limits, metrics, primes
 from optimus.config import TrainConfig
 from optimus.metrics import accuracy_by_magnitude
-from optimus.training import generator_report
+from optimus.metrics import generator_report
 from optimus.validate import check_int
 
 __all__ = [
-    "Models", "load_models", "sample", "generator_report", "discriminate", "discriminator_report",
+    "Models", "load_models", "sample", "discriminate", "discriminator_report",
     "accuracy_by_magnitude", "residue_distribution", "uniform_rng", "evaluate", "parse_integers",
     "check_band", "vetting_report",
 ]

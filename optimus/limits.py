@@ -55,4 +55,4 @@ ARCHIVE_SLACK_BYTES = 64 << 20
 # Without a config to derive them from: the caps for the largest networks allowed.
 MAX_STATE_BYTES = 2 * MAX_PARAMETERS * STATE_BYTES_PER_PARAMETER + ARCHIVE_SLACK_BYTES
 MAX_KERAS_BYTES = MAX_PARAMETERS * KERAS_BYTES_PER_PARAMETER + ARCHIVE_SLACK_BYTES
-MAX_FISHER_SAMPLES = 10_000  # per-sample gradients per Fisher estimate (chunked in optimus.ewc)
+MAX_FISHER_SAMPLES = 10_000  # per-sample gradients per Fisher estimate (chunked in optimus.fisher)

@@ -129,6 +129,37 @@ def magnitude_matched_baseline(n_values, bins: int = 20) -> float:
     return float(np.dot(share, density))
 
 
+
+def generator_report(n_values) -> dict:
+    """How good a batch of generated odd integers is, against the magnitude-matched baseline."""
+    from optimus import primes
+
+    n = np.asarray(n_values, dtype=np.int64)
+    if n.size == 0:
+        raise ValueError("no generated values to report on")
+    flags = primes.is_prime(n)
+    distinct = np.unique(n)
+    distinct_primes = np.unique(n[flags])
+    baseline = magnitude_matched_baseline(n)
+    lo, hi = int(n.min()), int(n.max())
+    distinct_prime_rate = len(distinct_primes) / n.size
+    try:  # exact prime counting stops at 10**10; the magnitude-matched baseline estimates above
+        same_range = primes.odd_prime_density(lo, hi)
+    except ValueError:
+        same_range = float("nan")
+    return {
+        "count": int(n.size),
+        "hit_rate": float(flags.mean()),
+        "distinct_rate": len(distinct) / n.size,
+        "distinct_prime_rate": distinct_prime_rate,
+        "same_range_probability": same_range,
+        "baseline": float(baseline),
+        "lift": float(distinct_prime_rate / baseline) if baseline > 0 else float("nan"),
+        "lo": lo,
+        "hi": hi,
+    }
+
+
 # --- continual learning: the accuracy matrix R[i][j] (task j after training on tasks 0..i) ---
 
 def _square(R) -> np.ndarray:

@@ -51,15 +51,15 @@ def test_missing_dir(tmp_path):
 
 
 def test_fisher_of_wrong_shape_is_reported(copy):
-    from optimus.training import _Networks
+    from optimus.training import build_gan
 
     ck = checkpoint.load(copy)
     state = dict(ck.state)
     key = next(k for k in state if k.startswith("ewc_d/") and state[k].ndim == 2)
     state[key] = np.zeros((3, 3), dtype=np.float32)
-    nets = _Networks(ck.config, ck.generator, ck.discriminator)
+    gan = build_gan(ck.config, ck.generator, ck.discriminator)
     with pytest.raises(checkpoint.CheckpointError, match="ewc_d"):
-        nets.load_state(state)
+        gan.load_state(state)
 
 
 def test_state_has_no_pickles(trained):

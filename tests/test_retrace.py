@@ -1,58 +1,89 @@
-"""The compiled training steps are traced once per run, not once per online batch.
+"""The compiled training step and the consolidation are traced once per run, not once per
+online batch.
 
 A retrace costs far more than a batch of a tiny model (tracing plus graph optimisation), and a
 shape that changes from batch to batch also makes `reduce_retracing` fall back to an unknown
-batch size, which turns off the per-example Dense shortcut in the Fisher (optimus.ewc).
+batch size, which turns off the per-example Dense shortcut in the Fisher (optimus.fisher).
+
+The GAN's step is one tf.function (`gan.train_function`): its tracing count. The
+consolidation belongs to the continual-learning method, which compiles it as it likes; what
+the GAN controls is that the likelihoods it hands over see the same shapes every batch, so
+their Python bodies run while tracing only: counted by wrapping them.
 """
+
+import functools
 
 import keras
 import pytest
 
+from optimus import gan as gan_module
 from optimus import training
 from optimus.models import build_discriminator, build_generator
-from optimus.training import _Networks, _online_batch
 from tests.helpers import tiny
 
-STEPS = ("d_step", "g_step", "d_fisher", "g_fisher")
+LIKELIHOODS = ("d_log_likelihood", "g_log_likelihood")
 
 
-def tracing_counts(nets) -> dict:
-    return {name: getattr(nets, name).experimental_get_tracing_count() for name in STEPS}
+@pytest.fixture
+def python_calls(monkeypatch):
+    """How often each likelihood's Python body ran (once per trace, never per batch)."""
+    calls = dict.fromkeys(LIKELIHOODS, 0)
+    for name in LIKELIHOODS:
+        real = getattr(gan_module.PrimeGAN, name)
+
+        @functools.wraps(real)
+        def counted(self, *tensors, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(self, *tensors)
+
+        monkeypatch.setattr(gan_module.PrimeGAN, name, counted)
+    return calls
 
 
-def networks(cfg) -> _Networks:
+def compiled_gan(cfg):
     keras.utils.set_random_seed(cfg.seed)
-    return _Networks(cfg, build_generator(cfg), build_discriminator(cfg))
+    return training.build_gan(cfg, build_generator(cfg), build_discriminator(cfg))
 
 
 @pytest.mark.parametrize("name", ["default", "seed"])
-def test_online_batches_trace_each_step_once(name):
+def test_online_batches_trace_each_step_once(name, python_calls):
     cfg = tiny(name)
-    nets = networks(cfg)
-    for batch in (1, 2, 3):
-        _online_batch(nets, cfg, batch, lambda: False)
-        assert tracing_counts(nets) == dict.fromkeys(STEPS, 1), f"after batch {batch}"
+    gan = compiled_gan(cfg)
+    training.online_batch(gan, cfg, 1)
+    after_first = dict(python_calls)
+    assert all(after_first.values()), after_first  # the consolidation used both likelihoods
+    for batch in (2, 3):
+        training.online_batch(gan, cfg, batch)
+        assert gan.train_function.experimental_get_tracing_count() == 1, f"after batch {batch}"
+        assert python_calls == after_first, f"after batch {batch}"
 
 
 @pytest.mark.parametrize("name", ["default", "seed"])
-def test_train_traces_each_step_once(name, tmp_path, monkeypatch):
+def test_train_traces_each_step_once(name, tmp_path, monkeypatch, python_calls):
     """The same through train(): checkpoints, TensorBoard and status writes in between."""
     made = []
+    real = training.build_gan
 
-    class Recorded(_Networks):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(self)
+    def recorded(*args):
+        made.append(real(*args))
+        return made[-1]
 
-    monkeypatch.setattr(training, "_Networks", Recorded)
-    status = training.train(tiny(name, batches=3), tmp_path / name, progress=False, log=lambda *_: None)
+    monkeypatch.setattr(training, "build_gan", recorded)
+    status = training.train(tiny(name, batches=3), tmp_path / "one", progress=False, log=lambda *_: None)
     assert status["state"] == "done" and status["batches_done"] == 3
-    assert tracing_counts(made[0]) == dict.fromkeys(STEPS, 1)
+    assert made[0].train_function.experimental_get_tracing_count() == 1
+    per_run = dict(python_calls)
+    status = training.train(tiny(name, batches=6), tmp_path / "two", progress=False, log=lambda *_: None)
+    assert status["state"] == "done"
+    # A second run traces anew (new variables), but no more than the first for twice the batches.
+    assert {k: v - per_run[k] for k, v in python_calls.items()} == per_run
 
 
-def test_d_fisher_keeps_its_shape_when_fisher_samples_exceed_the_batch():
+def test_d_fisher_keeps_its_shape_when_fisher_samples_exceed_the_batch(python_calls):
     cfg = tiny("default", fisher_samples=256)  # about 80 undersampled candidates per batch
-    nets = networks(cfg)
-    for batch in (1, 2, 3):
-        _online_batch(nets, cfg, batch, lambda: False)
-    assert tracing_counts(nets)["d_fisher"] == 1
+    gan = compiled_gan(cfg)
+    training.online_batch(gan, cfg, 1)
+    after_first = python_calls["d_log_likelihood"]
+    for batch in (2, 3):
+        training.online_batch(gan, cfg, batch)
+    assert python_calls["d_log_likelihood"] == after_first

@@ -45,6 +45,8 @@ def test_train_writes_a_loadable_model_dir_and_resumes(name, tmp_path):
     assert ck.batches_done == 2
     history = storage.read_jsonl(d / "history.jsonl")
     assert [h["batch"] for h in history] == [1, 2]
+    assert [h["batch"] for h in checkpoint.read_history(d)] == [1, 2]  # whole numbers, not 1.0
+    assert all(len(h["divisible_share"]) == 24 for h in history)
     for key in ("d_loss", "g_loss", "hit_rate", "distinct_rate", "baseline", "lift", "d_balanced_accuracy"):
         assert all(np.isfinite(h[key]) for h in history), key
     assert list((d / "logs").rglob("events.out.tfevents*")), "TensorBoard event files"
@@ -61,20 +63,20 @@ def test_train_writes_a_loadable_model_dir_and_resumes(name, tmp_path):
 
 
 def test_resume_continues_from_the_same_weights(tmp_path, monkeypatch):
-    from optimus import training
+    from optimus import gan
 
     cfg = tiny("default", batches=1)
     d = tmp_path / "m"
     train(cfg, d, progress=False, log=quiet)
     saved = checkpoint.load(d).discriminator.get_weights()
     seen = {}
-    real = training._Networks.__init__
+    real = gan.PrimeGAN.__init__
 
     def spy(self, cfg, generator, discriminator):
         seen["weights"] = [w.copy() for w in discriminator.get_weights()]
         real(self, cfg, generator, discriminator)
 
-    monkeypatch.setattr(training._Networks, "__init__", spy)
+    monkeypatch.setattr(gan.PrimeGAN, "__init__", spy)
     train(cfg, d, progress=False, log=quiet)
     assert all(np.array_equal(a, b) for a, b in zip(saved, seen["weights"], strict=True))
 
@@ -112,17 +114,17 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
     cfg = tiny("seed", batches=3)
     d = tmp_path / "m"
-    real = training._online_batch
+    real = training.prepare_batch
     calls = {"n": 0}
 
-    def flaky(nets, cfg, batch_index, should_stop):
+    def flaky(gan, cfg, batch_index):
         calls["n"] += 1
         if calls["n"] == 2:
-            nets.g_vars[0].assign(np.full(nets.g_vars[0].shape, np.nan, dtype=np.float32))
+            gan.g_vars[0].assign(np.full(gan.g_vars[0].shape, np.nan, dtype=np.float32))
             raise TrainingDiverged(f"batch {batch_index}: weights became inf/NaN")
-        return real(nets, cfg, batch_index, should_stop)
+        return real(gan, cfg, batch_index)
 
-    monkeypatch.setattr(training, "_online_batch", flaky)
+    monkeypatch.setattr(training, "prepare_batch", flaky)
     status = train(cfg, d, progress=False, log=quiet)
     assert status["state"] == "failed" and "inf/NaN" in status["message"]
     ck = checkpoint.load(d)
@@ -160,14 +162,14 @@ def test_stop_request_ends_cleanly_after_current_step(tmp_path, monkeypatch):
 
     d = tmp_path / "m"
     calls = {"n": 0}
-    real = training._online_batch
+    real = training.prepare_batch
 
-    def stopping(nets, cfg, batch_index, should_stop):
+    def stopping(gan, cfg, batch_index):
         calls["n"] += 1
         storage.request_stop(d)
-        return real(nets, cfg, batch_index, should_stop)
+        return real(gan, cfg, batch_index)
 
-    monkeypatch.setattr(training, "_online_batch", stopping)
+    monkeypatch.setattr(training, "prepare_batch", stopping)
     status = train(tiny("default", batches=5), d, progress=False, log=quiet)
     assert status["state"] == "stopped" and calls["n"] == 1
     assert checkpoint.load(d).batches_done == 1
@@ -198,3 +200,90 @@ def test_stop_requested_during_start_up_is_honoured_and_stale_one_cleared(tmp_pa
     status = train(tiny("default", batches=1), d, progress=False, log=quiet)
     assert status["state"] == "done" and status["batches_done"] == 1
     assert time.time() - storage.process_start_time() >= 0
+
+
+def test_losses_are_named_by_the_config_and_older_files_read_as_before():
+    import dataclasses
+
+    import keras
+
+    from optimus.config import TrainConfig, preset
+    from optimus.gan import losses_from_config
+
+    # Before the losses had names the generator type chose them: sieve -> focal, dense -> BCE.
+    for name, expected in (("default", "focal"), ("seed", "bce")):
+        old = dataclasses.asdict(preset(name))
+        old.pop("g_loss"), old.pop("d_loss")
+        cfg = TrainConfig.from_dict(old)
+        assert (cfg.d_loss, cfg.g_loss) == ("focal", expected) == (preset(name).d_loss, preset(name).g_loss)
+    d_loss, g_loss = losses_from_config(preset("default"))
+    assert type(d_loss) is keras.losses.BinaryFocalCrossentropy and d_loss.apply_class_balancing
+    assert type(g_loss) is keras.losses.BinaryFocalCrossentropy and not g_loss.apply_class_balancing
+    assert type(losses_from_config(preset("default", g_loss="bce"))[1]) is keras.losses.BinaryCrossentropy
+    with pytest.raises(ValueError, match="g_loss must be one of"):
+        preset("default", g_loss="hinge")
+
+
+def test_a_method_with_an_after_step_hook_sees_each_step_and_changes_nothing_else():
+    """The GAN takes a second (cheap) backward pass only for a method that reads the task
+    gradients; with no penalty its updates are those of plain fine-tuning, bit for bit."""
+    import keras
+    import tensorflow as tf
+
+    from optimus import continual, training
+    from optimus.models import build_discriminator, build_generator
+
+    class CountSteps(continual.ContinualMethod):
+        name = "count-steps"
+
+        def __init__(self, learner, **options):
+            super().__init__(learner)
+            self.steps = tf.Variable(0)
+            self.grad_squares = tf.Variable(0.0)
+            self.tasks = []
+
+        def after_step(self, grads):
+            self.steps.assign_add(1)
+            self.grad_squares.assign_add(tf.add_n([tf.reduce_sum(tf.square(g)) for g in grads]))
+
+        def after_task(self, *tensors):
+            self.tasks.append([tuple(t.shape) for t in tensors])
+
+    cfg = tiny("default", method="none")
+    weights = []
+    for hooked in (False, True):
+        keras.utils.set_random_seed(cfg.seed)
+        gan = training.build_gan(cfg, build_generator(cfg), build_discriminator(cfg))
+        if hooked:
+            gan.g_method = CountSteps(continual.Learner(gan.g_vars, gan.g_log_likelihood, gan.g_sample_loss))
+            gan.d_method = CountSteps(continual.Learner(gan.d_vars, gan.d_log_likelihood, gan.d_sample_loss))
+            gan.make_train_function(force=True)
+        training.online_batch(gan, cfg, 1)
+        weights.append(gan.generator.get_weights() + gan.discriminator.get_weights())
+    for method in (gan.g_method, gan.d_method):
+        assert int(method.steps.numpy()) == cfg.steps and float(method.grad_squares.numpy()) > 0.0
+    # One task each, with the sample the Fisher would see: z and the sieve's [rows, window, features].
+    width = gan.encoding.size
+    assert gan.g_method.tasks == [[(cfg.fisher_samples, 1), (cfg.fisher_samples, cfg.window, width)]]
+    assert gan.d_method.tasks == [[(cfg.fisher_samples, width), (cfg.fisher_samples,)]]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+def test_one_failing_callback_at_the_end_does_not_keep_the_others_from_recording():
+    import keras
+
+    from optimus import callbacks
+
+    seen, messages = [], []
+
+    class Fails(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            raise OSError("No space left on device")
+
+    class Records(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            seen.append(logs["state"])
+
+    callbacks.Callbacks([Fails(), Records()], model=keras.Sequential()).on_train_end({"state": "failed"}, messages.append)
+    assert seen == ["failed"]
+    assert len(messages) == 1 and "Fails" in messages[0] and "No space left" in messages[0]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from optimus import runs, validate
+from optimus import metrics, runs, validate
 
 SMALL_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
 COMPARE_MODELS = ("default", "seed")
@@ -124,7 +124,7 @@ def _sample(path: str, signature: tuple, count: int, seed: int) -> tuple[pd.Data
     from optimus import evaluation
 
     table = evaluation.sample(_load_models(path, signature), count, seed=seed)
-    report = evaluation.generator_report(table["n"].to_numpy())
+    report = metrics.generator_report(table["n"].to_numpy())
     return table, report
 
 

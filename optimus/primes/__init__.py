@@ -50,18 +50,12 @@ from optimus.primes.sieve import (
 )
 
 
-def magnitude_matched_baseline(n_values, bins: int = 20) -> float:
-    """Kept for callers from before the move: the lift's baseline lives in optimus.metrics."""
-    from optimus.metrics import magnitude_matched_baseline as baseline
-
-    return baseline(n_values, bins)
-
 
 __all__ = [
     "AUTOLOAD_MIN", "BASELINE_EXACT_HI", "EXACT_LIMIT", "PI_SIEVE_LIMIT", "SIEVE_LIMIT", "SMALL_LIMIT",
     "TRIAL_LIMIT", "binned_prime_counts", "cache_dir", "clear_count_cache", "count_primes",
     "count_seconds", "density_table", "ensure_sieve", "is_prime", "li", "linear_edges", "log_edges",
-    "magnitude_matched_baseline", "odd_prime_density", "odd_prime_density_binned", "prime_pi",
+    "odd_prime_density", "odd_prime_density_binned", "prime_pi",
     "release_sieve", "sieve_cache_path", "sieve_cached", "sieve_ready", "small_odd_primes", "to_odd",
     "uniform_odd", "x_over_ln_x",
 ]

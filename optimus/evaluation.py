@@ -21,8 +21,7 @@ import numpy as np
 
 from optimus import limits, metrics, primes
 from optimus.config import TrainConfig
-from optimus.metrics import accuracy_by_magnitude
-from optimus.metrics import generator_report
+from optimus.metrics import accuracy_by_magnitude, generator_report
 from optimus.validate import check_int
 
 __all__ = [

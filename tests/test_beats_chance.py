@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from optimus import evaluation, primes
 from optimus.evaluation import load_models, sample, vetting_report
-from optimus.metrics import generator_report
 from optimus.layers import DivisibilityEncoding, SieveWindow, odd_from_real
+from optimus.metrics import generator_report
 from optimus.sampling import learned_sieve
 from optimus.training import train
 from tests.helpers import REPO, tiny

@@ -49,8 +49,6 @@ from optimus.primes.sieve import (
     small_odd_primes,
 )
 
-
-
 __all__ = [
     "AUTOLOAD_MIN", "BASELINE_EXACT_HI", "EXACT_LIMIT", "PI_SIEVE_LIMIT", "SIEVE_LIMIT", "SMALL_LIMIT",
     "TRIAL_LIMIT", "binned_prime_counts", "cache_dir", "clear_count_cache", "count_primes",

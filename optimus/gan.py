@@ -53,10 +53,6 @@ def losses_from_config(cfg):
     return d_loss, g_loss
 
 
-def _overrides_after_step(method) -> bool:
-    return type(method).after_step is not continual.ContinualMethod.after_step
-
-
 def _sum_gradients(a, b):
     """a + b as the tape would sum them for a + b's target: None where neither reaches, and
     an IndexedSlices kept as it is when the other is None (Keras' Adam updates only the rows an
@@ -220,20 +216,22 @@ class PrimeGAN(keras.Model):
 
     def _apply(self, optimizer, method, variables, tape, task, penalty, total):
         """One optimiser step on total = task + penalty (all three recorded on `tape`)."""
-        if _overrides_after_step(method):  # the method reads the task loss's own gradient
+        if method.needs_step_gradients:  # the method reads the task loss's own gradient
             task_grads, penalty_grads = tape.gradient(task, variables), tape.gradient(penalty, variables)
             optimizer.apply_gradients(zip([_sum_gradients(a, b) for a, b in zip(task_grads, penalty_grads, strict=True)],
                                           variables, strict=True))
             method.after_step(_dense(task_grads, variables))
         else:  # one backward pass, as before the plugins
-            optimizer.apply_gradients(zip(tape.gradient(total, variables), variables, strict=True))
+            grads = tape.gradient(total, variables)
+            optimizer.apply_gradients(zip(grads, variables, strict=True))
+            method.after_step(grads)
 
     def _d_step(self, features, labels, weights, total_weight):
         """`total_weight`: max(sum of the weights over the whole batch, 1), the mean's divisor."""
         if self.gln:  # the GLN's online local update on the undersampled rows (they come first)
             k = tf.reduce_sum(tf.cast(weights > 0, tf.int32))
             return self.head.update(features[:k], labels[:k])
-        persistent = _overrides_after_step(self.d_method)
+        persistent = self.d_method.needs_step_gradients
         with tf.GradientTape(persistent=persistent) as tape:
             prob = self.head(features, training=True)
             loss = tf.nn.compute_average_loss(self.d_loss_fn(labels[:, None], prob), sample_weight=weights,
@@ -247,7 +245,7 @@ class PrimeGAN(keras.Model):
         return loss
 
     def _g_step(self, latents, candidate_features):
-        persistent = _overrides_after_step(self.g_method)
+        persistent = self.g_method.needs_step_gradients
         batch = self.cfg.batch_size
         with tf.GradientTape(persistent=persistent) as tape:
             if self.sieve:

@@ -238,7 +238,7 @@ def test_a_method_with_an_after_step_hook_sees_each_step_and_changes_nothing_els
     from optimus.models import build_discriminator, build_generator
 
     class CountSteps(continual.ContinualMethod):
-        name = "count-steps"
+        name, needs_step_gradients = "count-steps", True
 
         def __init__(self, learner, **options):
             super().__init__(learner)

@@ -219,7 +219,8 @@ model_dir = sys.argv[sys.argv.index("--model-dir") + 1]
 with storage.run_lock(model_dir):
     storage.write_json(model_dir + "/status.json", {"run": "run-001", "state": "stopped", "pid": os.getpid(),
                        "batches_done": 1, "batches_total": 2})
-time.sleep(1.0)  # the real trainer's teardown after it released the lock (about 1 s measured)
+time.sleep(5.0)  # the real trainer's teardown after it released the lock (about 1 s measured; longer here
+# so it outlasts start_training's 2 s start-up wait on any machine)
 """
 
 

@@ -256,7 +256,7 @@ def _split_bucket(n: np.ndarray) -> np.ndarray:
     return (z % np.uint64(10)).astype(np.int64)
 
 
-def _in_split(n: np.ndarray, split: str) -> np.ndarray:
+def in_split(n: np.ndarray, split: str) -> np.ndarray:
     lo, hi = SPLITS[split]
     b = _split_bucket(n)
     return (b >= lo) & (b < hi)
@@ -277,7 +277,7 @@ def _draw_primes(task: Task, count: int, split: str, rng) -> np.ndarray:
         if have >= count:
             break
         n = uniform_odd(task.lo, task.hi - 1, int(1.3 * (count - have) / rate) + 1024, rng)
-        n = n[_in_split(n, split)]
+        n = n[in_split(n, split)]
         n = n[is_prime(n)]
         out.append(n)
         have += len(n)
@@ -297,7 +297,7 @@ def _draw_composites(task: Task, count: int, split: str, rng) -> np.ndarray:
         size = int(1.5 * (count - have) / (_split_fraction(split) * 0.16)) + 1024
         if task.factor is None:
             n = uniform_odd(task.lo, task.hi - 1, size, rng)
-            n = n[_in_split(n, split) & (n > 1)]
+            n = n[in_split(n, split) & (n > 1)]
             n = n[~is_prime(n)]
         else:
             # n = p m with m odd, m > 1 and free of primes below p: smallest factor exactly p.
@@ -308,7 +308,7 @@ def _draw_composites(task: Task, count: int, split: str, rng) -> np.ndarray:
                 if is_prime(q):
                     m = m[m % q != 0]
             n = p * m
-            n = n[_in_split(n, split) & (n >= task.lo) & (n < task.hi)]
+            n = n[in_split(n, split) & (n >= task.lo) & (n < task.hi)]
         out.append(n)
         have += len(n)
     if have < count:

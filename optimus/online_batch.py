@@ -114,6 +114,11 @@ class OnlineBatches:
         self._whole = tf.function(self._whole_fn)
 
     # --- the public call ------------------------------------------------------------------
+    def tracing_counts(self) -> dict[str, int]:
+        """How often each compiled piece has been traced (tests check: once per run)."""
+        return {name: fn.experimental_get_tracing_count()
+                for name, fn in (("whole", self._whole), ("propose", self._propose), ("finish", self._finish))}
+
     def seed(self, batch_index: int):
         """The stateless RNG seed of a batch: int64 [2] (cfg.seed, batch_index)."""
         import tensorflow as tf

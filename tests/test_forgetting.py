@@ -99,7 +99,7 @@ def test_task_samples_are_balanced_labelled_by_is_prime_and_split_disjointly():
 
 def test_split_hash_does_not_bias_residues():
     n = np.arange(10**6 + 1, 10**6 + 2 * 60_000, 2, dtype=np.int64)
-    test = n[forgetting._in_split(n, "test")]
+    test = n[forgetting.in_split(n, "test")]
     assert abs(len(test) / len(n) - 0.2) < 0.01
     for p in (3, 5, 7):  # each residue class keeps its share
         shares = np.bincount(test % p, minlength=p) / len(test)

@@ -119,7 +119,7 @@ def test_default_batch_is_one_graph_identical_to_the_numpy_path():
     # Deterministic: a fresh builder, the same (seed, batch index); another index differs.
     _assert_same(a, _numpy(OnlineBatches(graph.generator, graph.encoding, cfg, d_rows=d_rows, graph=True)(5)))
     assert not np.array_equal(a["latents"], graph(6)["latents"].numpy())
-    assert graph._whole.experimental_get_tracing_count() == 1
+    assert graph.tracing_counts()["whole"] == 1
 
 
 def test_band_beyond_the_table_falls_back_to_numpy_labels():
@@ -154,7 +154,8 @@ def test_seed_batch_decided_per_batch_from_the_actual_maximum():
     with pytest.raises(ExactRangeError):
         graph(1)
     # Graph path and NumPy path share one trace of each piece (no retrace per batch).
-    assert graph._propose.experimental_get_tracing_count() == graph._finish.experimental_get_tracing_count() == 1
+    counts = graph.tracing_counts()
+    assert counts["propose"] == counts["finish"] == 1
 
 
 def test_bench_batch_table_shows_both_preparations_and_their_ratio():

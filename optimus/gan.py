@@ -114,12 +114,25 @@ class PrimeGAN(keras.Model):
         self.d_optimizer.build(self.d_vars)
         from optimus.fisher import dense_layers_of
 
+        g_spec, d_spec = self._sample_specs()
         self.g_method = continual.from_config(self.cfg, continual.Learner(
-            self.g_vars, self.g_log_likelihood, self.g_sample_loss, dense_layers_of(self.generator)))
+            self.g_vars, self.g_log_likelihood, self.g_sample_loss, dense_layers_of(self.generator), g_spec))
         self.d_method = continual.from_config(self.cfg, continual.Learner(
-            self.d_vars, self.d_log_likelihood, self.d_sample_loss, [] if self.gln else dense_layers_of(self.head)))
+            self.d_vars, self.d_log_likelihood, self.d_sample_loss, [] if self.gln else dense_layers_of(self.head),
+            d_spec))
         self.train_function = None
         self.make_train_function()
+
+    def _sample_specs(self):
+        """Per-sample specs of what `consolidate` hands each method's `after_task` (replay
+        allocates its buffers from them): the generator's (z, [window, features]) or (z,), the
+        discriminator's (features, label)."""
+        raw = self.discriminator.inputs[0]
+        features = self.encoding(tf.ones([1, *raw.shape[1:]], raw.dtype))
+        f_spec = tf.TensorSpec(features.shape[1:], features.dtype)
+        z_spec = tf.TensorSpec([1], self.generator.inputs[0].dtype)
+        g_spec = (z_spec, tf.TensorSpec([self.cfg.window, *f_spec.shape], f_spec.dtype)) if self.sieve else (z_spec,)
+        return g_spec, (f_spec, tf.TensorSpec([], tf.float32))
 
     # --- what the discriminator and generator compute ----------------------------------------
     def candidate_probabilities(self, latents, candidate_features, training=True):

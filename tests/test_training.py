@@ -291,3 +291,17 @@ def test_one_failing_callback_at_the_end_does_not_keep_the_others_from_recording
     callbacks.Callbacks([Fails(), Records()], model=keras.Sequential()).on_train_end({"state": "failed"}, messages.append)
     assert seen == ["failed"]
     assert len(messages) == 1 and "Fails" in messages[0] and "No space left" in messages[0]
+
+
+@pytest.mark.parametrize("name, method", [("default", "si"), ("default", "replay"), ("seed", "replay")])
+def test_the_gan_trains_and_resumes_under_the_new_continual_methods(tmp_path, name, method):
+    """Every method of the registry protects the GAN too (`--method`): replay stores the very
+    samples consolidate hands over (its buffers sized from the GAN's sample specs), SI reads the
+    task gradients; both carry their state across a resume."""
+    d = tmp_path / "m"
+    assert train(tiny(name, method=method, batches=1), d, progress=False, log=quiet)["state"] == "done"
+    state = checkpoint.load(d).state
+    assert str(state["ewc_g/mode"]) == method and int(state["ewc_d/tasks_seen"]) == 1
+    status = train(tiny(name, method=method, batches=1), d, progress=False, log=quiet)
+    assert status["state"] == "done" and status["model_batches"] == 2
+    assert int(checkpoint.load(d).state["ewc_g/tasks_seen"]) == 2

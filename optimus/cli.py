@@ -371,7 +371,8 @@ def _add_forgetting(sub):
     p.add_argument("--family", choices=("factor", "range"), default="factor")
     p.add_argument("--tasks", nargs="+", help="primes (factor) or LO:HI pairs (range)")
     p.add_argument("--methods", nargs="+")
-    p.add_argument("--encoding", choices=("scalar", "residue"), default="residue")
+    p.add_argument("--encoding", choices=("fourier", "scalar", "residue"), default="fourier",
+                   help="fourier: cos/sin of 2 pi n / p for small p (\"residue\", its older name, means the same); scalar: n itself")
     p.add_argument("--ewc-lambda", type=_float)
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--json", action="store_true")

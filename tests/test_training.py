@@ -51,8 +51,9 @@ def test_train_writes_a_loadable_model_dir_and_resumes(name, tmp_path):
         assert all(np.isfinite(h[key]) for h in history), key
     assert list((d / "logs").rglob("events.out.tfevents*")), "TensorBoard event files"
     # Resume: starts from the saved weights, appends, records its parent.
-    # Both networks: the seed's generator sees the discriminator through floor(x) (to_odd), so
-    # its task gradient is zero and only the EWC pull can move it (by ~1e-7, or not at all).
+    # Both networks: the tiny seed discriminator is flat in x at the start (measured: D = 0.5247
+    # for every output, its ReLUs off for inputs x / 1e9), so the seed generator's task gradient
+    # is exactly zero and only the EWC pull can move it (by ~1e-7, or not at all).
     before = [w.copy() for w in ck.generator.get_weights() + ck.discriminator.get_weights()]
     status = train(cfg.replace(batches=1), d, progress=False, log=quiet)
     assert status["model_batches"] == 3

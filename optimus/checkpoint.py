@@ -387,7 +387,8 @@ def check_archives(model_dir, config: TrainConfig) -> None:
     caps = {
         storage.GENERATOR: params["generator"] * limits.KERAS_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
         storage.DISCRIMINATOR: params["discriminator"] * limits.KERAS_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
-        storage.STATE: sum(params.values()) * limits.STATE_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
+        storage.STATE: (sum(params.values()) * limits.STATE_BYTES_PER_PARAMETER + 2 * limits.MAX_REPLAY_BYTES
+                        + limits.ARCHIVE_SLACK_BYTES),
     }
     for name, cap in caps.items():
         if (Path(model_dir) / name).exists():

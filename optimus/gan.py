@@ -62,6 +62,16 @@ def _sum_gradients(a, b):
     return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
 
 
+def _apply_gradients(optimizer, grads, variables) -> None:
+    """Apply the gradients that reach their variable (Keras skips the others too). When none
+    does, nothing is applied: the seed's dense generator through a residue or GLN
+    discriminator sees it only through floor(x), and with a penalty that is zero before the
+    first task (replay, none) Keras would raise "No gradients provided for any variable"."""
+    pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+    if pairs:
+        optimizer.apply_gradients(pairs)
+
+
 def _dense(grads, variables) -> list:
     """Zeros where a gradient is None (UnconnectedGradients.ZERO fails on Keras variables,
     whose dtype is a string), dense tensors elsewhere."""
@@ -231,12 +241,12 @@ class PrimeGAN(keras.Model):
         """One optimiser step on total = task + penalty (all three recorded on `tape`)."""
         if method.needs_step_gradients:  # the method reads the task loss's own gradient
             task_grads, penalty_grads = tape.gradient(task, variables), tape.gradient(penalty, variables)
-            optimizer.apply_gradients(zip([_sum_gradients(a, b) for a, b in zip(task_grads, penalty_grads, strict=True)],
-                                          variables, strict=True))
+            _apply_gradients(optimizer, [_sum_gradients(a, b) for a, b in zip(task_grads, penalty_grads, strict=True)],
+                             variables)
             method.after_step(_dense(task_grads, variables))
         else:  # one backward pass, as before the plugins
             grads = tape.gradient(total, variables)
-            optimizer.apply_gradients(zip(grads, variables, strict=True))
+            _apply_gradients(optimizer, grads, variables)
             method.after_step(grads)
 
     def _d_step(self, features, labels, weights, total_weight):

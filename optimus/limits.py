@@ -52,7 +52,11 @@ MAX_TEMPERATURE = 1e6
 STATE_BYTES_PER_PARAMETER = 36
 KERAS_BYTES_PER_PARAMETER = 8
 ARCHIVE_SLACK_BYTES = 64 << 20
+# A replay buffer (optimus.continual.replay), per network: its capacity shrinks to fit. The
+# default generator's sample through a GLN discriminator (a 64-candidate window of 3,400
+# divisibility bits) is 0.9 MB, so 500 of them made a 442 MB state.npz that no cap admitted.
+MAX_REPLAY_BYTES = 32 << 20
 # Without a config to derive them from: the caps for the largest networks allowed.
-MAX_STATE_BYTES = 2 * MAX_PARAMETERS * STATE_BYTES_PER_PARAMETER + ARCHIVE_SLACK_BYTES
+MAX_STATE_BYTES = 2 * MAX_PARAMETERS * STATE_BYTES_PER_PARAMETER + 2 * MAX_REPLAY_BYTES + ARCHIVE_SLACK_BYTES
 MAX_KERAS_BYTES = MAX_PARAMETERS * KERAS_BYTES_PER_PARAMETER + ARCHIVE_SLACK_BYTES
 MAX_FISHER_SAMPLES = 10_000  # per-sample gradients per Fisher estimate (chunked in optimus.fisher)

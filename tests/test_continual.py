@@ -149,6 +149,22 @@ def test_bad_states_and_learners_are_refused():
         continual.create("si", learner, lam=-1.0)
 
 
+def test_replay_buffers_fit_their_byte_budget(monkeypatch):
+    """A buffer never outgrows optimus.limits.MAX_REPLAY_BYTES (the checkpoint's cap counts on
+    it): capacity shrinks to fit; a single sample past the budget is refused."""
+    from optimus import limits
+
+    learner = _learner()
+    sample = DIM * 4 + 4  # float32 features and label
+    monkeypatch.setattr(limits, "MAX_REPLAY_BYTES", 10 * sample)
+    assert continual.create("replay", learner, capacity=500).capacity == 10
+    monkeypatch.setattr(limits, "MAX_REPLAY_BYTES", sample)
+    assert continual.create("replay", learner, capacity=500).capacity == 1
+    monkeypatch.setattr(limits, "MAX_REPLAY_BYTES", sample - 1)
+    with pytest.raises(ValueError, match="one sample is"):
+        continual.create("replay", learner)
+
+
 def test_replay_keeps_a_uniform_reservoir_of_every_task():
     learner = _learner()
     replay = continual.create("replay", learner, capacity=100, seed=3)

@@ -306,3 +306,14 @@ def test_the_gan_trains_and_resumes_under_the_new_continual_methods(tmp_path, na
     status = train(tiny(name, method=method, batches=1), d, progress=False, log=quiet)
     assert status["state"] == "done" and status["model_batches"] == 2
     assert int(checkpoint.load(d).state["ewc_g/tasks_seen"]) == 2
+
+
+@pytest.mark.parametrize("method", ["none", "replay"])
+def test_a_generator_no_gradient_reaches_still_trains_its_discriminator(tmp_path, method):
+    """The seed's dense generator sees a residue discriminator only through floor(x): with no
+    penalty gradient either (none; replay before its first task) nothing reaches it, and the
+    step applies nothing to it instead of failing with "No gradients provided"."""
+    cfg = tiny("seed", discriminator="residue", method=method, batches=1)
+    d = tmp_path / "m"
+    assert train(cfg, d, progress=False, log=quiet)["state"] == "done"
+    assert checkpoint.load(d).batches_done == 1

@@ -8,7 +8,8 @@ capacity / offered, whatever task it came from); the penalty is lam * mean(learn
 the training loss re-applied to the stored samples, so lam is the weight of old tasks against
 the current one.
 
-The buffers are tf.Variables of shape [capacity, *sample_spec[k].shape], allocated up front
+The buffers are tf.Variables of shape [capacity, *sample_spec[k].shape] (capacity shrunk to
+fit optimus.limits.MAX_REPLAY_BYTES), allocated up front
 from `Learner.sample_spec`, so a compiled penalty is traced once; the reservoir's random
 generator state is part of `state()`, so a resumed run draws what an unbroken one would.
 """
@@ -32,9 +33,17 @@ class Replay(ContinualMethod):
             raise ValueError("replay needs the learner's per-sample loss (Learner.loss) to re-apply to stored samples")
         if not self.learner.sample_spec:
             raise ValueError("replay needs Learner.sample_spec: the per-sample shape and dtype of each tensor after_task gets")
+        from optimus import limits
+
         self.capacity = int(self.options["capacity"])
         if not 1 <= self.capacity <= 1_000_000:
             raise ValueError(f"replay: capacity must be in [1, 1000000], got {self.capacity}")
+        sample_bytes = sum(spec.shape.num_elements() * spec.dtype.size for spec in self.learner.sample_spec)
+        if sample_bytes > limits.MAX_REPLAY_BYTES:
+            raise ValueError(f"replay: one sample is {sample_bytes:,} bytes, more than the buffer's "
+                             f"{limits.MAX_REPLAY_BYTES:,} (optimus.limits.MAX_REPLAY_BYTES)")
+        # As many samples as fit the byte budget (the checkpoint's size cap counts on it).
+        self.capacity = min(self.capacity, limits.MAX_REPLAY_BYTES // max(sample_bytes, 1))
         self._buffers = [tf.Variable(tf.zeros([self.capacity, *spec.shape], spec.dtype), trainable=False,
                                      name=f"replay_buffer_{k}") for k, spec in enumerate(self.learner.sample_spec)]
         self._filled = tf.Variable(0, dtype=tf.int64, trainable=False, name="replay_filled")

@@ -243,7 +243,6 @@ def _prepare_numpy(generator, encoding, cfg, d_rows: int, batch_index: int) -> d
 
     from optimus import primes
     from optimus.models import propose
-    from optimus.training import undersample
 
     rng = np.random.default_rng([cfg.seed, batch_index])
     latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=cfg.batch_size)
@@ -254,7 +253,12 @@ def _prepare_numpy(generator, encoding, cfg, d_rows: int, batch_index: int) -> d
         features = encoding.window_features(n_pool[:: cfg.window], cfg.window)
     else:
         features = encoding(reals.reshape(-1, 1))
-    chosen = undersample(labels, cfg.prime_ratio, cfg.min_batch, rng)
+    # The old NumPy undersampling, kept here only as this reference's (online_batch.undersample
+    # is the rule the loop runs): all primes, then composites to the ratio, at least min_batch.
+    prime_idx, comp_idx = np.flatnonzero(labels), np.flatnonzero(~labels)
+    keep = int(round(len(prime_idx) * (1.0 - cfg.prime_ratio) / cfg.prime_ratio))
+    keep = min(max(keep, min(cfg.min_batch, len(labels)) - len(prime_idx), 0), len(comp_idx))
+    chosen = np.sort(np.concatenate([prime_idx, rng.choice(comp_idx, size=keep, replace=False)]))
     if len(chosen) > d_rows:
         chosen = np.sort(rng.choice(chosen, size=d_rows, replace=False))
     pad = np.zeros(d_rows, dtype=np.int64)

@@ -60,6 +60,7 @@ from __future__ import annotations
 import numpy as np
 
 from optimus import primes
+from optimus.layers import odd_from_real
 from optimus.primes import small_odd_primes
 from optimus.primes.trial_division import DEFAULT_PRIME_MAX, TrialDivision, first_prime_above
 
@@ -145,7 +146,7 @@ class OnlineBatches:
             finite = bool(tf.reduce_all(tf.math.is_finite(reals)))  # reduce_max may skip a NaN
             top = float(tf.reduce_max(reals))
             if finite and 0 <= float(tf.reduce_min(reals)) and 2 * np.floor(top) + 1 < self.bound:
-                n = _to_odd(reals)
+                n = odd_from_real(reals)
                 labels, features = self._label_features(n, reals)
                 return self._finish(seed, latents, z, n, labels, features, tf.constant(True))
         return self._numpy_labels(seed, latents, z, reals)
@@ -183,7 +184,7 @@ class OnlineBatches:
         import tensorflow as tf
 
         latents, z, reals = self._propose_fn(seed)
-        n = _to_odd(reals)
+        n = odd_from_real(reals)
         labels, features = self._label_features_fn(n, reals)
         return self._finish_fn(seed, latents, z, n, labels, features, tf.constant(True))
 
@@ -207,7 +208,7 @@ class OnlineBatches:
         import tensorflow as tf
 
         s_keep, s_rows = tf.unstack(tf.random.experimental.stateless_split(seed, 3)[1:])
-        chosen = _undersample(labels, self.cfg.prime_ratio, self.cfg.min_batch, s_keep)
+        chosen = undersample(labels, self.cfg.prime_ratio, self.cfg.min_batch, s_keep)
         # At most d_rows of them, a uniform subset: the smallest random keys.
         keys = tf.random.stateless_uniform(tf.shape(chosen), s_rows)
         k = tf.minimum(tf.size(chosen), self.d_rows)
@@ -225,16 +226,11 @@ class OnlineBatches:
         }
 
 
-def _to_odd(reals):
-    import tensorflow as tf
 
-    return 2 * tf.cast(tf.floor(reals), tf.int64) + 1
-
-
-def _undersample(labels, prime_ratio: float, min_batch: int, seed):
-    """Indices (sorted, int64) of all primes plus a uniform subset of the composites, so that
-    primes make up `prime_ratio`, never fewer than min(min_batch, all) rows in all: the rule
-    of `training.undersample`, with a stateless draw."""
+def undersample(labels, prime_ratio: float, min_batch: int, seed):
+    """Indices (sorted, int64 tensor) of all primes plus a uniform subset of the composites
+    (stateless draw from `seed`, int64 [2]), so that primes make up `prime_ratio`, never fewer
+    than min(min_batch, all) rows in all: only composites are dropped."""
     import tensorflow as tf
 
     total = tf.size(labels, out_type=tf.int64)

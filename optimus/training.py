@@ -42,22 +42,6 @@ class TrainingDiverged(RuntimeError):
     """Losses or weights became inf/NaN, or outputs left the exact range."""
 
 
-def undersample(labels, prime_ratio: float, min_batch: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a subset where primes make up `prime_ratio`, dropping composites only.
-
-    All primes are kept; composites are dropped at random until the ratio is reached, but the
-    subset never shrinks below `min_batch` (or the whole set, if smaller). Returned sorted.
-    """
-    labels = np.asarray(labels, dtype=bool)
-    prime_idx = np.flatnonzero(labels)
-    comp_idx = np.flatnonzero(~labels)
-    n_primes = len(prime_idx)
-    keep_comp = int(round(n_primes * (1.0 - prime_ratio) / prime_ratio))
-    keep_comp = max(keep_comp, min(min_batch, len(labels)) - n_primes)
-    keep_comp = min(max(keep_comp, 0), len(comp_idx))
-    chosen = rng.choice(comp_idx, size=keep_comp, replace=False) if keep_comp else comp_idx[:0]
-    return np.sort(np.concatenate([prime_idx, chosen]))
-
 
 def build_gan(cfg: TrainConfig, generator, discriminator):
     """The run's `gan.PrimeGAN`, compiled: Adam for each network, the losses cfg names, and

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from optimus import primes
 from optimus.models import build_discriminator, build_generator, discriminator_parts
-from optimus.online_batch import ExactRangeError, OnlineBatches
+from optimus.online_batch import ExactRangeError, OnlineBatches, undersample
 from optimus.primes import small_odd_primes
 from optimus.primes.trial_division import TrialDivision, first_prime_above
 from tests.helpers import tiny
@@ -85,7 +85,7 @@ def _assert_same(a, b):
 
 
 def _assert_consistent(batch, cfg, d_rows):
-    """Exact labels, and the undersampling rule of training.undersample, then d_rows rows."""
+    """Exact labels, and the undersampling rule (online_batch.undersample), then d_rows rows."""
     n, labels, chosen = batch["n_pool"], batch["labels"], batch["chosen"]
     np.testing.assert_array_equal(labels, primes.is_prime(n))
     assert np.all(n % 2 == 1)
@@ -174,3 +174,24 @@ def test_bench_batch_table_shows_both_preparations_and_their_ratio():
     assert "32,768 candidates: trial division by 3,400 primes 260 ms, sieve lookup 8.0 ms, identical: True" in text
     assert "seed preset preparation: NumPy 15.1 ms, graph 13.2 ms (graph/NumPy 0.87; labels in the graph: True)" in text
     assert "batch" in bench.BENCHES
+
+
+SEED = tf.constant([0, 1], tf.int64)  # a stateless draw for the undersampling rule
+
+
+@pytest.mark.parametrize("ratio,min_batch", [(0.5, 10), (0.25, 10), (0.5, 200), (0.9, 1)])
+def test_undersample_invariants(ratio, min_batch):
+    labels = np.random.default_rng(1).random(500) < 0.12
+    idx = undersample(labels, ratio, min_batch, SEED).numpy()
+    assert np.all(np.diff(idx) > 0)  # sorted, no duplicates
+    assert set(np.flatnonzero(labels)) <= set(idx.tolist())  # only composites are dropped
+    kept_primes = labels[idx].sum()
+    if len(idx) > min_batch:
+        assert kept_primes / len(idx) == pytest.approx(ratio, abs=0.02)
+    else:
+        assert len(idx) == min(min_batch, len(labels))
+
+
+def test_undersample_all_primes_or_none():
+    assert undersample(np.ones(10, bool), 0.5, 4, SEED).numpy().tolist() == list(range(10))
+    assert len(undersample(np.zeros(10, bool), 0.5, 4, SEED)) == 4

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from optimus import checkpoint, storage
-from optimus.training import TrainingDiverged, train, undersample
+from optimus.training import TrainingDiverged, train
 from tests.helpers import tiny
 
 
@@ -12,24 +12,6 @@ def quiet(*_):
     pass
 
 
-@pytest.mark.parametrize("ratio,min_batch", [(0.5, 10), (0.25, 10), (0.5, 200), (0.9, 1)])
-def test_undersample_invariants(ratio, min_batch):
-    rng = np.random.default_rng(1)
-    labels = rng.random(500) < 0.12
-    idx = undersample(labels, ratio, min_batch, rng)
-    assert np.all(np.diff(idx) > 0)  # sorted, no duplicates
-    assert set(np.flatnonzero(labels)) <= set(idx.tolist())  # only composites are dropped
-    kept_primes = labels[idx].sum()
-    if len(idx) > min_batch:
-        assert kept_primes / len(idx) == pytest.approx(ratio, abs=0.02)
-    else:
-        assert len(idx) == min(min_batch, len(labels))
-
-
-def test_undersample_all_primes_or_none():
-    rng = np.random.default_rng(0)
-    assert undersample(np.ones(10, bool), 0.5, 4, rng).tolist() == list(range(10))
-    assert len(undersample(np.zeros(10, bool), 0.5, 4, rng)) == 4
 
 
 @pytest.mark.parametrize("name", ["default", "seed"])

@@ -1,7 +1,7 @@
 """A training run's bookkeeping, as Keras callbacks.
 
-`optimus.training.train` drives them through a `keras.callbacks.CallbackList` with Keras'
-hooks read this way: one online batch (one continual-learning task) is an *epoch*, numbered
+`optimus.training.train` drives them through `Callbacks` (below: not Keras' `CallbackList`), with
+Keras' hooks read this way: one online batch (one continual-learning task) is an *epoch*, numbered
 by the model's batch count (`epoch` = batches the model has trained after this one), and
 one gradient step is a *train batch*. `on_epoch_end` receives the batch's history record.
 

@@ -150,12 +150,44 @@ def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, resum
     checkpoint.check_compatible(ck.config, cfg, source)
     runs = storage.read_jsonl(source / storage.RUNS)
     parent = {"model_dir": str(source), "run": runs[-1].get("run") if runs else None, "batches_done": ck.batches_done}
-    if source != model_dir:
-        # Carry the lineage and history over; the parent directory itself is never touched.
-        for name in (storage.HISTORY, storage.RUNS):
-            if (source / name).exists() and not (model_dir / name).exists():
-                shutil.copyfile(source / name, model_dir / name)
     return ck.generator, ck.discriminator, ck.state, parent
+
+
+LINEAGE = (storage.HISTORY, storage.RUNS)
+
+
+def _carry_lineage(source: Path, model_dir: Path) -> None:
+    """Copy `source`'s history and runs into `model_dir` (a branch's target, which holds no
+    model: `checkpoint.refuse_existing_target`), each atomically; the source is never touched.
+    Called only once every check has passed. Copies left there by an earlier attempt are
+    replaced, never continued: they may be of an older state of `source`."""
+    for name in LINEAGE:
+        if (source / name).exists():
+            with storage.atomic_path(model_dir / name) as tmp:
+                shutil.copyfile(source / name, tmp)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                (model_dir / name).unlink()
+
+
+def _discard_branch(model_dir: Path) -> None:
+    """A branch that failed before its first checkpoint was committed: remove what it wrote (the
+    lineage copies and config.json), so that no later run continues from them."""
+    if (model_dir / checkpoint.COMMIT).exists() or any((model_dir / n).exists() for n in checkpoint.FILES):
+        return  # a checkpoint is (being) committed: leave it to `checkpoint.recover`
+    for name in (*LINEAGE, storage.CONFIG):
+        with contextlib.suppress(FileNotFoundError):
+            (model_dir / name).unlink()
+
+
+def _new_dirs(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist, deepest first."""
+    out = []
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            break
+        out.append(p)
+    return out
 
 
 def _next_run_id(previous_runs: list[dict]) -> str:
@@ -194,12 +226,20 @@ def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log
     info = distribute.describe(strategy, device)
     if not distribute.is_chief(strategy):
         return _train_worker(cfg, model_dir, from_dir, log, strategy, info)
-    with storage.run_lock(model_dir):
-        # Only the lock holder may finish or discard an interrupted commit and clear temp files.
-        checkpoint.recover(model_dir)
-        checkpoint.refuse_existing_target(model_dir, from_dir)
-        resume = checkpoint.resumable(model_dir) if from_dir is None else False
-        return _train_locked(cfg, model_dir, from_dir, progress, log, strategy, info, resume=resume)
+    created = _new_dirs(model_dir)
+    try:
+        with storage.run_lock(model_dir):
+            # Only the lock holder may finish or discard an interrupted commit and clear temp files.
+            checkpoint.recover(model_dir)
+            checkpoint.refuse_existing_target(model_dir, from_dir)
+            resume = checkpoint.resumable(model_dir) if from_dir is None else False
+            return _train_locked(cfg, model_dir, from_dir, progress, log, strategy, info, resume=resume)
+    except BaseException:
+        # A refused run leaves no directory behind that it made (rmdir removes empty ones only).
+        for d in created:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
 
 
 def _train_worker(cfg, model_dir: Path, from_dir: Path | None, log, strategy, info) -> dict:
@@ -244,15 +284,23 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
         generator, discriminator, state, parent = _prepare_dir(cfg, model_dir, from_dir, resume)
         gan = build_gan(cfg, generator, discriminator)
         if state:
-            gan.load_state(state)
+            gan.load_state(state)  # the last check (a method switch): nothing is written before it
     done = int(state.get("batches_done", 0)) if state else 0
-    # config.json first: a run killed before its first save leaves config.json alone, which
-    # `checkpoint.resumable` reads as "nothing trained yet".
-    storage.write_bytes(model_dir / storage.CONFIG, (cfg.to_json() + "\n").encode())  # allow_nan=False
+    branch = from_dir is not None and from_dir != model_dir
     saver = cb.Checkpoint(model_dir)
     saver.set_model(gan)
-    if not state or from_dir is not None:
-        saver.save(done)  # a new (or newly branched) directory holds a loadable version at once
+    try:
+        if branch:  # carry the lineage and history over, now that every check has passed
+            _carry_lineage(from_dir, model_dir)
+        # config.json first: a run killed before its first save leaves config.json alone, which
+        # `checkpoint.resumable` reads as "nothing trained yet".
+        storage.write_bytes(model_dir / storage.CONFIG, (cfg.to_json() + "\n").encode())  # allow_nan=False
+        if not state or from_dir is not None:
+            saver.save(done)  # a new (or newly branched) directory holds a loadable version at once
+    except BaseException:
+        if branch:
+            _discard_branch(model_dir)
+        raise
     run_id = _next_run_id(storage.read_jsonl(model_dir / storage.RUNS))
     log(f"{run_id}: training {model_dir} from batch {done} for {cfg.batches} batches")
     if info and info.get("replicas", 1) * info.get("workers", 1) > 1:

@@ -389,6 +389,47 @@ def test_from_into_an_existing_model_is_refused(capsys, model, trained, tmp_path
     assert hashes(model) == before
 
 
+def test_a_refused_from_leaves_nothing_a_later_run_reuses(capsys, tmp_path):
+    """Issue 21.2: a `--from` refused for its method used to copy history.jsonl and runs.jsonl
+    into the target first; the next `--from` then continued on those stale copies."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    for _ in range(2):  # two runs: run-001 and run-002, batches 1..2
+        train(tiny("default", batches=1), a, **QUIET)
+    a_history, a_runs = storage.read_jsonl(a / storage.HISTORY), storage.read_jsonl(a / storage.RUNS)
+    code, _, err = run_cli(capsys, "train", "--model-dir", b, "--from", a, "--method", "si",
+                           "--batches", "1", "--quiet")
+    assert code != 0 and "only between ewc, online-ewc and none" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not b.exists(), sorted(p.name for p in b.iterdir())
+    train(tiny("default", batches=1), a, **QUIET)  # A moves on: run-003, batch 3
+    a_history, a_runs = storage.read_jsonl(a / storage.HISTORY), storage.read_jsonl(a / storage.RUNS)
+    code, _, err = run_cli(capsys, "train", "--model-dir", b, "--from", a, "--method", "ewc",
+                           "--batches", "1", "--quiet")
+    assert code == 0, err
+    history, events = storage.read_jsonl(b / storage.HISTORY), storage.read_jsonl(b / storage.RUNS)
+    assert history[:len(a_history)] == a_history
+    assert [r["batch"] for r in history] == [1, 2, 3, 4]
+    assert events[:len(a_runs)] == a_runs
+    start = [e for e in events[len(a_runs):] if e.get("event") == "start"]
+    assert [e["run"] for e in start] == ["run-004"]
+    assert start[0]["parent"]["run"] == "run-003" and start[0]["parent"]["batches_done"] == 3
+
+
+def test_a_refused_from_started_by_the_app_copies_nothing(model, tmp_path):
+    """The app's start_training runs the same trainer: its refused `--from` writes no lineage."""
+    target = tmp_path / "B"
+    try:
+        runs.start_training(target, from_dir=model, overrides={"method": "si", "batches": 1})
+    except RuntimeError as exc:  # the trainer refused before start_training returned
+        assert "only between" in str(exc), exc
+    child = runs.live_child(target)
+    if child is not None:
+        assert child.wait(timeout=120) != 0
+    assert "only between" in runs.tail_log(target)
+    assert not (target / storage.HISTORY).exists() and not (target / storage.RUNS).exists()
+    assert not checkpoint.holds_model(target)
+
+
 @pytest.mark.parametrize("name", ["", "   "])
 def test_an_empty_model_dir_is_refused(capsys, tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)

@@ -158,13 +158,16 @@ def _add_sample(sub):
                    help="the discriminator vets picks before the primality test (numbers below 2^53 only)")
     p.add_argument("--placement", choices=("uniform", "log"), default="uniform",
                    help="where windows of candidates are placed in the range")
-    p.add_argument("--output", help="write the CSV/JSON to this file (atomically) instead of stdout")
+    p.add_argument("--output", help="write the CSV/JSON to this file (atomically; a character device or pipe is "
+                                    "written into, a symbolic link or directory refused) instead of stdout")
 
 
 def _run_sample(a) -> int:
     from optimus import storage
     from optimus.evaluation import load_models, sample
 
+    if a.output:
+        storage.check_user_file(a.output)  # a link or a directory is refused before any work
     size = _size_of(a)
     if size is None:
         if a.primes_only or a.vet or a.placement != "uniform":
@@ -188,7 +191,7 @@ def _run_sample(a) -> int:
                     for r in df.to_dict(orient="records")]
             text = json.dumps({"summary": summary, "samples": rows}, indent=1) + "\n"
     if a.output:
-        storage.write_bytes(a.output, text.encode())
+        storage.write_user_file(a.output, text.encode())
     else:
         sys.stdout.write(text)
     return 0
@@ -234,13 +237,15 @@ def _run_evaluate(a) -> int:
     size = _size_of(a)
     if size is not None:
         return _evaluate_at(a, size)
+    if a.save:
+        from pathlib import Path
+
+        storage.check_user_file(Path(a.model_dir) / storage.EVALUATION)  # before any work
     lo, hi = a.uniform_range or (None, None)
     band_lo, band_hi = a.band or (None, None)
     res = evaluate(a.model_dir, a.n, a.seed, lo, hi, a.uniform_count, band_lo, band_hi, vet=not a.no_vet)
     if a.save:
-        from pathlib import Path
-
-        storage.write_json(Path(a.model_dir) / storage.EVALUATION, res)
+        storage.write_user_file(Path(a.model_dir) / storage.EVALUATION, storage.json_bytes(res))
     if a.json:
         print(json.dumps(res, indent=2))
     else:

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -86,8 +87,61 @@ def write_bytes(path, data: bytes) -> None:
         Path(tmp).write_bytes(data)
 
 
+def json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
 def write_json(path, obj) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes(path, json_bytes(obj))
+
+
+def check_user_file(path) -> int | None:
+    """The rule for every file the command line writes on request (`sample --output`,
+    `evaluate --save`), checked before any work and again by `write_user_file`:
+
+    - a new name or a regular file: written atomically (`write_bytes`: a temporary file renamed
+      over it), so an interrupted write leaves the old file whole;
+    - a character device or a FIFO (a pipe): written into directly, never replaced;
+    - a symbolic link, a directory or any other kind of file: refused (OSError, one line).
+    Returns the file's st_mode, or None if there is none."""
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
+    if stat.S_ISLNK(mode):
+        raise OSError(f"{path} is a symbolic link; refusing to write through it (nothing was written)")
+    if stat.S_ISDIR(mode):
+        raise OSError(f"{path} is a directory; name a file to write (nothing was written)")
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        raise OSError(f"{path} is neither a regular file, a character device nor a pipe; "
+                      "refusing to write to it (nothing was written)")
+    return mode
+
+
+def write_user_file(path, data: bytes) -> None:
+    """Write `data` to a file the user named, by `check_user_file`'s rule. Raises OSError with
+    one line naming `path` (a full device: "No space left on device")."""
+    path = Path(path)
+    mode = check_user_file(path)
+    try:
+        if mode is None or stat.S_ISREG(mode):
+            write_bytes(path, data)
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))  # no O_CREAT: it is there
+        try:
+            kind = os.fstat(fd).st_mode
+            if not (stat.S_ISCHR(kind) or stat.S_ISFIFO(kind)):  # replaced since the lstat
+                raise OSError(errno.EINVAL, "it was replaced while being opened (nothing was written)")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def read_json(path):

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -471,6 +472,85 @@ def test_symlinks_are_not_followed(model, tmp_path):
         with storage.run_lock(model):
             pass
     assert target.read_text() == "keep me"
+
+
+# --- 13b. files the user names: devices and pipes written into, links and folders refused --
+
+
+def _one_line_failure(code: int, err: str, expected: str) -> None:
+    assert code != 0 and expected in err and len(err.strip().splitlines()) == 1, (code, err)
+    assert "Traceback" not in err
+
+
+def _device(tmp_path: Path, name: str, minor: int) -> Path:
+    """A character device node of our own (1, minor): 3 is null, 7 is full. Never a real /dev file."""
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    node = tmp_path / name
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+    return node
+
+
+def test_sample_output_to_a_character_device_writes_into_it(capsys, trained, tmp_path):
+    """Issue 21.1: `--output /dev/full` became a regular file holding the CSV."""
+    node = _device(tmp_path, "null", 3)
+    code, out, err = run_cli(capsys, "sample", "--model-dir", trained, "-n", "3", "--output", node)
+    assert code == 0 and out == "", err
+    assert stat.S_ISCHR(os.lstat(node).st_mode) and os.lstat(node).st_rdev == os.makedev(1, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]  # no temporary file left
+
+
+def test_sample_output_to_a_full_device_fails_in_one_line(capsys, trained, tmp_path):
+    node = _device(tmp_path, "full", 7)
+    code, _, err = run_cli(capsys, "sample", "--model-dir", trained, "-n", "3", "--output", node)
+    _one_line_failure(code, err, "No space left on device")
+    assert str(node) in err
+    assert stat.S_ISCHR(os.lstat(node).st_mode) and os.lstat(node).st_rdev == os.makedev(1, 7)
+
+
+def test_sample_output_to_a_fifo_writes_into_it(capsys, trained, tmp_path):
+    code, expected, err = run_cli(capsys, "sample", "--model-dir", trained, "-n", "3")
+    assert code == 0, err
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    try:
+        code, out, err = run_cli(capsys, "sample", "--model-dir", trained, "-n", "3", "--output", fifo)
+    finally:
+        if reader.is_alive():  # the command never opened the pipe: release the reader
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=30)
+    assert code == 0 and out == "", err
+    assert got == [expected.encode()]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_sample_output_and_evaluate_save_refuse_links_and_directories(capsys, model, tmp_path):
+    target = tmp_path / "target.csv"
+    target.write_text("keep\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    code, _, err = run_cli(capsys, "sample", "--model-dir", model, "-n", "3", "--output", link)
+    _one_line_failure(code, err, "symbolic link")
+    assert link.is_symlink() and target.read_text() == "keep\n"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    code, _, err = run_cli(capsys, "sample", "--model-dir", model, "-n", "3", "--output", folder)
+    _one_line_failure(code, err, "is a directory")
+    assert list(folder.iterdir()) == []
+    # evaluate --save writes evaluation.json by the same rule
+    (model / storage.EVALUATION).symlink_to(target)
+    before = hashes(model)
+    code, _, err = run_cli(capsys, "evaluate", "--model-dir", model, "-n", "10", "--save")
+    _one_line_failure(code, err, "symbolic link")
+    assert (model / storage.EVALUATION).is_symlink() and target.read_text() == "keep\n"
+    assert hashes(model) == before
+    # and the atomic write of a regular file is unchanged
+    out = tmp_path / "out.csv"
+    code, _, err = run_cli(capsys, "sample", "--model-dir", model, "-n", "3", "--output", out)
+    assert code == 0 and out.read_text().count("\n") == 4, err
 
 
 # --- 14. temp files of killed runs are cleaned up by the next lock holder -----------------

@@ -22,7 +22,7 @@ from optimus.store import runs, storage
 from tests.helpers import models_env, shipped_or_tiny_models
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = REPO / "optimus" / "pages"
+PAGES = REPO / "optimus" / "app" / "pages"
 TIMEOUT = 180  # the first run of a page loads TensorFlow and the model
 
 

@@ -2,18 +2,18 @@
 
 import streamlit as st
 
-from optimus.pages.guard import check_host
+from optimus.app.guard import check_host
 
 st.set_page_config(page_title="Optimus", page_icon=":material/function:", layout="wide")
-check_host()  # DNS rebinding: refuse sessions for other host names (optimus/pages/guard.py)
+check_host()  # DNS rebinding: refuse sessions for other host names (optimus/app/guard.py)
 
 st.navigation(
     [
-        st.Page("optimus/pages/overview.py", title="Overview", icon=":material/home:", default=True),
-        st.Page("optimus/pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("optimus/pages/sample.py", title="Sample primes", icon=":material/casino:"),
-        st.Page("optimus/pages/discriminator.py", title="Discriminator vs sympy", icon=":material/rule:"),
-        st.Page("optimus/pages/density.py", title="Prime density", icon=":material/show_chart:"),
-        st.Page("optimus/pages/continual.py", title="Continual learning", icon=":material/history:"),
+        st.Page("optimus/app/pages/overview.py", title="Overview", icon=":material/home:", default=True),
+        st.Page("optimus/app/pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("optimus/app/pages/sample.py", title="Sample primes", icon=":material/casino:"),
+        st.Page("optimus/app/pages/discriminator.py", title="Discriminator vs sympy", icon=":material/rule:"),
+        st.Page("optimus/app/pages/density.py", title="Prime density", icon=":material/show_chart:"),
+        st.Page("optimus/app/pages/continual.py", title="Continual learning", icon=":material/history:"),
     ]
 ).run()

@@ -49,7 +49,7 @@ def _float(text: str) -> float:
 def _add_train(sub):
     from optimus import continual
     from optimus.config import LEGACY_EWC_MODES, PRESETS
-    from optimus.distribute import DEVICES
+    from optimus.training.distribute import DEVICES
 
     p = sub.add_parser("train", help="online training with EWC into a model directory")
     p.add_argument("--model-dir", required=True, help="where the model lives (created or resumed)")
@@ -85,8 +85,8 @@ def _run_train(a) -> int:
     import dataclasses
     from pathlib import Path
 
-    from optimus import checkpoint
     from optimus.config import LEGACY_EWC_MODES
+    from optimus.store import checkpoint
 
     if not a.model_dir.strip():
         raise CliError("optimus train: --model-dir is empty; name a directory to train into")
@@ -116,7 +116,7 @@ def _run_train(a) -> int:
         flags.update(latent_lo=a.latent_range[0], latent_hi=a.latent_range[1])
     overrides.update({k: v for k, v in flags.items() if v is not None})
     cfg = checkpoint.run_config(model_dir, a.from_dir, a.preset, overrides)
-    from optimus.training import train
+    from optimus.training.loop import train
 
     status = train(cfg, model_dir, from_dir=a.from_dir, progress=not a.quiet, device=a.device,
                    log=(lambda *_: None) if a.quiet else (lambda m: print(m, file=sys.stderr)))
@@ -137,7 +137,7 @@ def _add_size(p, what: str):
 
 def _size_of(a):
     """(lo, hi, label) from --digits/--bits/--range, or None when none is given."""
-    from optimus import anysize
+    from optimus.sampling import anysize
 
     if a.digits is None and a.bits is None and a.range is None:
         return None
@@ -163,8 +163,8 @@ def _add_sample(sub):
 
 
 def _run_sample(a) -> int:
-    from optimus import storage
-    from optimus.evaluation import load_models, sample
+    from optimus.evaluation.report import load_models, sample
+    from optimus.store import storage
 
     if a.output:
         storage.check_user_file(a.output)  # a link or a directory is refused before any work
@@ -175,7 +175,7 @@ def _run_sample(a) -> int:
         df = sample(load_models(a.model_dir), a.n, a.seed)
         text = df.to_csv(index=False) if a.format == "csv" else df.to_json(orient="records") + "\n"
     else:
-        from optimus import anysize
+        from optimus.sampling import anysize
 
         lo, hi, label = size
         df, summary = anysize.sample_models(load_models(a.model_dir), lo, hi, a.n, a.seed,
@@ -207,7 +207,7 @@ def _run_classify(a) -> int:
 
     # Read and check all of stdin before loading the model: a bad token costs no TensorFlow.
     n = read_integers(sys.stdin)
-    from optimus.evaluation import discriminate, load_models
+    from optimus.evaluation.report import discriminate, load_models
 
     prob = discriminate(load_models(a.model_dir), n)
     sys.stdout.write("".join(f"{int(v)},{p:.6f}\n" for v, p in zip(n, prob, strict=True)))
@@ -231,8 +231,8 @@ def _add_evaluate(sub):
 
 
 def _run_evaluate(a) -> int:
-    from optimus import storage
-    from optimus.evaluation import evaluate
+    from optimus.evaluation.report import evaluate
+    from optimus.store import storage
 
     size = _size_of(a)
     if size is not None:
@@ -269,8 +269,8 @@ def _run_evaluate(a) -> int:
 
 
 def _evaluate_at(a, size) -> int:
-    from optimus import anysize
-    from optimus.evaluation import load_models
+    from optimus.evaluation.report import load_models
+    from optimus.sampling import anysize
 
     if a.save or a.uniform_range:
         raise CliError("optimus evaluate: --save and --uniform-range do not combine with --digits/--bits/--range")
@@ -384,7 +384,7 @@ def _add_forgetting(sub):
 
 
 def _run_forgetting(a) -> int:
-    from optimus import forgetting
+    from optimus.experiments import forgetting
 
     tasks = forgetting.parse_tasks(a.family, a.tasks) if a.tasks else None
     res = forgetting.run_benchmark(

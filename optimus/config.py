@@ -17,7 +17,7 @@ PRESETS = ("default", "seed")
 LEGACY_EWC_MODES = {"separate": "ewc", "online": "online-ewc", "off": "none"}
 DISCRIMINATORS = ("dense", "residue", "gln")
 GENERATORS = ("dense", "sieve")
-LOSSES = ("focal", "bce")  # what d_loss and g_loss may name (optimus.gan.losses_from_config)
+LOSSES = ("focal", "bce")  # what d_loss and g_loss may name (optimus.training.gan.losses_from_config)
 
 
 @dataclass
@@ -48,7 +48,7 @@ class TrainConfig:
     lr_discriminator: float = 1e-3
     focal_alpha: float = 0.65
     focal_gamma: float = 2.0
-    # The losses (optimus.gan.losses_from_config): "focal" or "bce". The discriminator's is the
+    # The losses (optimus.training.gan.losses_from_config): "focal" or "bce". The discriminator's is the
     # seed's class-balanced focal loss; the generator's was plain cross-entropy in the seed and
     # focal in the README's sieve recipe (the `default` preset). config.json files written
     # before these fields chose by generator type; from_dict reads them that way.
@@ -245,7 +245,7 @@ class TrainConfig:
             disc = sum((a + 1) * b for a, b in zip(widths, widths[1:], strict=False))
         elif self.discriminator == "residue":
             disc = (features + 1) * (self.disc_hidden + 1) + self.disc_hidden + 1
-        else:  # gln: fixed layer sizes (optimus.gln.build_gln), 2**4 contexts per neuron
+        else:  # gln: fixed layer sizes (optimus.nets.gln.build_gln), 2**4 contexts per neuron
             disc = (features + 1) * 32 * 16 + 33 * 16 * 16 + 17 * 16
         return {"generator": gen, "discriminator": disc}
 

@@ -59,4 +59,4 @@ MAX_REPLAY_BYTES = 32 << 20
 # Without a config to derive them from: the caps for the largest networks allowed.
 MAX_STATE_BYTES = 2 * MAX_PARAMETERS * STATE_BYTES_PER_PARAMETER + 2 * MAX_REPLAY_BYTES + ARCHIVE_SLACK_BYTES
 MAX_KERAS_BYTES = MAX_PARAMETERS * KERAS_BYTES_PER_PARAMETER + ARCHIVE_SLACK_BYTES
-MAX_FISHER_SAMPLES = 10_000  # per-sample gradients per Fisher estimate (chunked in optimus.fisher)
+MAX_FISHER_SAMPLES = 10_000  # per-sample gradients per Fisher estimate (chunked in optimus.continual.fisher)

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from optimus import storage
 from optimus.config import preset
+from optimus.store import storage
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,7 @@ def shipped_or_tiny_models(dest: Path) -> Path:
 @contextlib.contextmanager
 def models_env(root: Path):
     """$OPTIMUS_MODELS_DIR pointing at `root` for the block (the app's models root), restored after."""
-    from optimus import runs
+    from optimus.store import runs
 
     old = os.environ.get(runs.MODELS_ENV)
     os.environ[runs.MODELS_ENV] = str(root)

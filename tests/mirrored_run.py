@@ -26,8 +26,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 import numpy as np  # noqa: E402
 
-from optimus import checkpoint, storage  # noqa: E402
-from optimus.training import train  # noqa: E402
+from optimus.store import checkpoint, storage  # noqa: E402
+from optimus.training.loop import train  # noqa: E402
 from tests.helpers import tiny  # noqa: E402
 
 # Dropout draws different masks per replica than over the whole batch, so the comparison turns

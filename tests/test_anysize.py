@@ -10,10 +10,10 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimus import anysize as A
 from optimus import limits
 from optimus.cli import main
-from optimus.sampling import LearnedSieve
+from optimus.sampling import anysize as A
+from optimus.sampling.sieve import LearnedSieve
 from tests.helpers import REPO, tiny
 
 SIEVE_PRIMES = np.array(list(sympy.primerange(3, 98)), dtype=np.int64)
@@ -185,12 +185,12 @@ def test_vetting_skips_what_the_discriminator_rejects():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """The shipped sieve model (read only: loading it takes a second), else a tiny one."""
-    from optimus import storage
+    from optimus.store import storage
 
     shipped = REPO / "models" / "default"
     if (shipped / storage.CONFIG).exists() and storage.lock_holder(shipped) is None:
         return shipped
-    from optimus.training import train
+    from optimus.training.loop import train
 
     d = tmp_path_factory.mktemp("anysize") / "m"
     train(tiny("default", batches=1), d, progress=False, log=lambda *_: None)
@@ -283,7 +283,7 @@ def models_root(tmp_path_factory):
 def sample_page(**params):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(REPO / "optimus" / "pages" / "sample.py"), default_timeout=180)
+    at = AppTest.from_file(str(REPO / "optimus" / "app" / "pages" / "sample.py"), default_timeout=180)
     for k, v in params.items():
         at.query_params[k] = str(v)
     return at.run()
@@ -349,7 +349,7 @@ def test_window_logits_fast_tables_equal_the_contract_and_fall_back_when_not_add
 
 
 def test_tests_per_prime_chart():
-    from optimus import charts
+    from optimus.app import charts
 
     lo, hi, _ = A.size_range(digits=40)
     summary = A.sample_any(sieve(), lo, hi, 20, seed=1, primes_only=True).summary
@@ -379,7 +379,7 @@ def test_window_logits_with_wide_primes_match_the_contracts_logits(width):
     """The split path (CRT tables for the small primes, one weight per dividing wide prime,
     several multiples per window when it is wider than p) equals LearnedSieve.logits."""
     from optimus.primes import small_odd_primes
-    from optimus.sampling import LearnedSieve
+    from optimus.sampling.sieve import LearnedSieve
 
     rng = np.random.default_rng(width)
     small = np.array([3, 5, 7, 11, 13], dtype=np.int64)

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from optimus import runs, storage
+from optimus.store import runs, storage
 from tests.helpers import models_env, shipped_or_tiny_models
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = REPO / "optimus" / "pages"
+PAGES = REPO / "optimus" / "app" / "pages"
 TIMEOUT = 180  # the first run of a page loads TensorFlow and the model
 
 
@@ -63,11 +63,11 @@ def assert_clean(at: AppTest):
 
 def test_app_declares_all_pages(models_root):
     if not (PAGES / "continual.py").exists():
-        pytest.skip("optimus/pages/continual.py is not written yet")
+        pytest.skip("optimus/app/pages/continual.py is not written yet")
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
     assert_clean(at)
     assert at.title[0].value.startswith("Optimus")  # the Overview is the landing page
-    at.switch_page("optimus/pages/density.py").run()
+    at.switch_page("optimus/app/pages/density.py").run()
     assert_clean(at)
     assert at.title[0].value == "Prime density"
 
@@ -76,7 +76,7 @@ def test_app_declares_all_pages(models_root):
 
 FAKE_TRAINER = """
 import sys, time
-from optimus import storage
+from optimus.store import storage
 model_dir = sys.argv[sys.argv.index("--model-dir") + 1]
 with storage.run_lock(model_dir):
     storage.write_json(model_dir + "/status.json", {"run": "run-001", "state": "running", "pid": __import__("os").getpid(),
@@ -505,7 +505,7 @@ def test_density_page_does_not_import_tensorflow(models_root):
 
 
 def test_density_overlay_counts_outputs_into_the_tables_bins():
-    from optimus import overlays
+    from optimus.app import overlays
 
     values = [1, 5, 10, 15, 100, 2**70]  # Python ints of any size, as the any-size sampler returns
     shares, outside = overlays.bin_shares(values, [0, 5, 10], 15)

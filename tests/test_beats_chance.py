@@ -10,12 +10,13 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimus import evaluation, primes
-from optimus.evaluation import load_models, sample, vetting_report
-from optimus.layers import DivisibilityEncoding, SieveWindow, odd_from_real
-from optimus.metrics import generator_report
-from optimus.sampling import learned_sieve
-from optimus.training import train
+from optimus import primes
+from optimus.evaluation import report as evaluation
+from optimus.evaluation.metrics import generator_report
+from optimus.evaluation.report import load_models, sample, vetting_report
+from optimus.nets.layers import DivisibilityEncoding, SieveWindow, odd_from_real
+from optimus.sampling.sieve import learned_sieve
+from optimus.training.loop import train
 from tests.helpers import REPO, tiny
 
 ODD_BELOW_2_53 = st.integers(min_value=0, max_value=2**52 - 1).map(lambda k: 2 * k + 1)

@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from optimus import charts
+from optimus.app import charts
 
 
 def _history(n=5):
@@ -177,7 +177,7 @@ def test_density_chart_rejects_unknown_measure():
 def test_charts_module_imports_no_streamlit_or_tensorflow():
     import subprocess
 
-    code = "import sys, optimus.charts; print('streamlit' in sys.modules, 'tensorflow' in sys.modules)"
+    code = "import sys, optimus.app.charts; print('streamlit' in sys.modules, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -188,7 +188,7 @@ def test_charts_module_imports_no_streamlit_or_tensorflow():
 def test_sieve_frame_and_chart_compare_with_chance_and_a_perfect_sieve():
     import numpy as np
 
-    from optimus.evaluation import residue_distribution
+    from optimus.evaluation.report import residue_distribution
 
     odd = np.arange(10**6 + 1, 10**6 + 2 * 3 * 5 * 7 * 100, 2)  # every residue equally often
     sieved = odd[(odd % 3 != 0) & (odd % 5 != 0)]  # a generator that avoids multiples of 3 and 5

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from optimus import checkpoint, storage
-from optimus.training import train
+from optimus.store import checkpoint, storage
+from optimus.training.loop import train
 from tests.helpers import tiny
 
 
@@ -51,7 +51,7 @@ def test_missing_dir(tmp_path):
 
 
 def test_fisher_of_wrong_shape_is_reported(copy):
-    from optimus.training import build_gan
+    from optimus.training.loop import build_gan
 
     ck = checkpoint.load(copy)
     state = dict(ck.state)

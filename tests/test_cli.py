@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from optimus.cli import main
-from optimus.training import train
+from optimus.training.loop import train
 from tests.helpers import tiny
 
 
@@ -151,7 +151,7 @@ def test_module_entry_point_runs():
     (["--inert-regularizers"], False),
 ])
 def test_seed_preset_regularizers_flags(capsys, monkeypatch, tmp_path, flags, applied):
-    import optimus.training
+    import optimus.training.loop
 
     seen = {}
 
@@ -159,7 +159,7 @@ def test_seed_preset_regularizers_flags(capsys, monkeypatch, tmp_path, flags, ap
         seen["cfg"] = cfg
         return {"run": "run-001", "state": "done", "batches_done": 0, "model_batches": 0, "message": ""}
 
-    monkeypatch.setattr(optimus.training, "train", fake_train)
+    monkeypatch.setattr(optimus.training.loop, "train", fake_train)
     code, _, _ = run(capsys, "train", "--model-dir", str(tmp_path / "s"), "--preset", "seed", "--quiet", *flags)
     assert code == 0 and seen["cfg"].apply_regularizers is applied
 
@@ -176,7 +176,7 @@ def test_regularizer_flags_are_exclusive(capsys, tmp_path):
 @pytest.fixture
 def trained_config(monkeypatch):
     """The config `optimus train` hands the trainer, recorded instead of training."""
-    import optimus.training
+    import optimus.training.loop
 
     seen = {}
 
@@ -184,13 +184,13 @@ def trained_config(monkeypatch):
         seen["cfg"], seen["from_dir"] = cfg, kwargs.get("from_dir")
         return {"run": "run-001", "state": "done", "batches_done": 0, "model_batches": 0, "message": ""}
 
-    monkeypatch.setattr(optimus.training, "train", fake_train)
+    monkeypatch.setattr(optimus.training.loop, "train", fake_train)
     return seen
 
 
 def test_config_written_by_one_process_is_trained_by_another(capsys, tmp_path, trained_config):
-    from optimus import runs
     from optimus.config import preset
+    from optimus.store import runs
 
     model = tmp_path / "m"
     model.mkdir()
@@ -241,8 +241,8 @@ def test_config_file_refuses_preset_and_missing_file(capsys, tmp_path, trained_c
 def test_run_config_new_resumed_and_copied(model_dir, tmp_path):
     import shutil
 
-    from optimus import checkpoint
     from optimus.config import preset
+    from optimus.store import checkpoint
 
     # A new model: the preset with the overrides.
     assert checkpoint.run_config(tmp_path / "new", None, "seed", {"batches": 2}) == preset("seed", batches=2)
@@ -271,7 +271,7 @@ def test_run_config_new_resumed_and_copied(model_dir, tmp_path):
 def test_cli_and_app_resume_with_the_same_config(capsys, model_dir, tmp_path, trained_config, monkeypatch):
     import shutil
 
-    from optimus import checkpoint, runs
+    from optimus.store import checkpoint, runs
 
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)

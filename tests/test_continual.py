@@ -11,7 +11,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from optimus import continual, forgetting  # noqa: E402
+from optimus import continual  # noqa: E402
+from optimus.experiments import forgetting  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 4

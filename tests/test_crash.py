@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from optimus import checkpoint, storage
+from optimus.store import checkpoint, storage
 
 KILLS = 20
 

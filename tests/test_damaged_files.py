@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimus import cli, runs, storage
-from optimus.training import train
+from optimus import cli
+from optimus.store import runs, storage
+from optimus.training.loop import train
 from tests.helpers import tiny
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,7 +109,7 @@ def test_the_sample_page_names_the_damaged_file(trained, tmp_path, monkeypatch, 
     damage(root / "bad", name, how, 0.5, 4, storage.STATUS)
     before = hashes(root / "bad")
     monkeypatch.setenv(runs.MODELS_ENV, str(root))
-    at = AppTest.from_file(str(REPO / "optimus" / "pages" / "sample.py"), default_timeout=180).run()
+    at = AppTest.from_file(str(REPO / "optimus" / "app" / "pages" / "sample.py"), default_timeout=180).run()
     at.selectbox(key="sample_model").set_value("bad").run()
     assert not at.exception, [e.value for e in at.exception]
     shown = " ".join(e.value for e in [*at.error, *at.warning])

@@ -92,7 +92,7 @@ def density_page(**params):
 
     from tests.helpers import REPO
 
-    at = AppTest.from_file(str(REPO / "optimus" / "pages" / "density.py"), default_timeout=180)
+    at = AppTest.from_file(str(REPO / "optimus" / "app" / "pages" / "density.py"), default_timeout=180)
     for k, v in params.items():
         at.query_params[k] = str(v)
     return at.run()
@@ -120,7 +120,7 @@ def test_density_page_refuses_or_marks_estimates(monkeypatch):
 def test_density_page_overlays_a_model_beyond_its_band(tmp_path):
     import os
 
-    from optimus import runs
+    from optimus.store import runs
     from tests.helpers import shipped_or_tiny_models
 
     root = shipped_or_tiny_models(tmp_path / "models")

@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
-from optimus import distribute, storage
-from optimus.training import train
+from optimus.store import storage
+from optimus.training import distribute
+from optimus.training.loop import train
 from tests.helpers import tiny
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from optimus import runs, storage
+from optimus.store import runs, storage
 from tests.helpers import shipped_or_tiny_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from optimus.encoding import ENCODINGS, encode, encoding_name
+from optimus.nets.encoding import ENCODINGS, encode, encoding_name
 
 
 def test_old_residue_name_reads_as_fourier_and_unknown_names_fail():

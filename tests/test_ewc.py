@@ -1,4 +1,4 @@
-"""EWC (optimus.continual.ewc) and the Fisher (optimus.fisher): penalty values by hand,
+"""EWC (optimus.continual.ewc) and the Fisher (optimus.continual.fisher): penalty values by hand,
 vectorised Fisher against the loop, state files, no retracing, and a small synthetic
 continual-learning benchmark where EWC must beat fine-tuning."""
 
@@ -10,7 +10,7 @@ keras = pytest.importorskip("keras")
 
 from optimus.continual import create  # noqa: E402
 from optimus.continual.ewc import ewc_for_mode as EWC  # noqa: E402
-from optimus.fisher import fisher_diagonal, fisher_diagonal_loop  # noqa: E402
+from optimus.continual.fisher import fisher_diagonal, fisher_diagonal_loop  # noqa: E402
 
 SHAPES = [(3,), (2, 2)]
 
@@ -298,7 +298,7 @@ def test_dense_shortcut_equals_the_loop():
     """The per-example trick for Dense layers gives the same Fisher as one tape per sample."""
     import keras
 
-    from optimus.fisher import dense_layers_of
+    from optimus.continual.fisher import dense_layers_of
 
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((7,)), keras.layers.Dense(9, activation="tanh"),
@@ -321,7 +321,7 @@ def test_dense_shortcut_equals_the_loop():
 def test_dense_shortcut_falls_back_when_rows_are_not_samples():
     import keras
 
-    from optimus.fisher import dense_layers_of
+    from optimus.continual.fisher import dense_layers_of
 
     keras.utils.set_random_seed(4)
     head = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)])

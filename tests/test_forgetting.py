@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimus import charts_continual, forgetting, metrics
-from optimus.forgetting import Task, parse_tasks
-from optimus.metrics import acc, bwt
+from optimus.app import charts_continual
+from optimus.evaluation import metrics
+from optimus.evaluation.metrics import acc, bwt
+from optimus.experiments import forgetting
+from optimus.experiments.forgetting import Task, parse_tasks
 
 R3 = [[0.9, 0.5, 0.4],
       [0.7, 0.8, 0.5],
@@ -226,17 +228,17 @@ def test_run_seeds_averages_and_spreads_over_seeds():
         forgetting.run_seeds([0, 0], methods=["none"])
 
 
-PAGE = Path(__file__).resolve().parent.parent / "optimus" / "pages" / "continual.py"
+PAGE = Path(__file__).resolve().parent.parent / "optimus" / "app" / "pages" / "continual.py"
 TINY = {"cl_tasks": "3 5", "cl_methods": "none,ewc", "cl_budget": "tiny", "cl_tune": "false", "cl_seeds": "2"}
 
 
 @pytest.fixture
 def results_root(tmp_path, monkeypatch):
-    from optimus import runs
+    from optimus.store import runs
 
     monkeypatch.setenv(runs.MODELS_ENV, str(tmp_path))
     yield tmp_path
-    from optimus import benchmark_runs
+    from optimus.experiments import background as benchmark_runs
 
     for record in benchmark_runs.list_runs():
         if record["live"]:
@@ -257,7 +259,7 @@ def _page(params=None):
 def _wait_until_finished(timeout=240):
     import time
 
-    from optimus import benchmark_runs
+    from optimus.experiments import background as benchmark_runs
 
     deadline = time.time() + timeout
     while any(r["live"] for r in benchmark_runs.list_runs()) and time.time() < deadline:
@@ -324,7 +326,7 @@ def test_page_runs_the_benchmark_in_the_background_and_lists_its_result(results_
 
 @pytest.mark.slow
 def test_stop_ends_a_running_benchmark_and_records_it(results_root):
-    from optimus import benchmark_runs
+    from optimus.experiments import background as benchmark_runs
 
     # Minutes of work if it were not stopped, so it cannot finish first on a busy machine.
     run_id = benchmark_runs.start({"family": "factor", "tasks": ["3 5 7 11 13"], "methods": ["none", "ewc", "gln"],
@@ -341,7 +343,8 @@ def test_stop_ends_a_running_benchmark_and_records_it(results_root):
 
 
 def test_a_record_whose_process_died_reads_as_interrupted(results_root):
-    from optimus import benchmark_runs, storage
+    from optimus.experiments import background as benchmark_runs
+    from optimus.store import storage
 
     folder = benchmark_runs.results_root()
     folder.mkdir()

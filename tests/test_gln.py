@@ -6,7 +6,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from optimus.gln import BernoulliGLN, build_gln  # noqa: E402
+from optimus.nets.gln import BernoulliGLN, build_gln  # noqa: E402
 
 
 def _tiny(**options):
@@ -138,7 +138,7 @@ def test_bad_options_raise(kwargs, match):
 
 def test_all_context_and_gather_paths_agree(monkeypatch):
     """The two equivalent ways of evaluating and updating active weights give the same numbers."""
-    from optimus.gln import BernoulliGLN
+    from optimus.nets.gln import BernoulliGLN
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(64, 6)).astype(np.float32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from optimus.pages.guard import host_allowed, host_name
+from optimus.app.guard import host_allowed, host_name
 
 
 @pytest.mark.parametrize("header, name", [

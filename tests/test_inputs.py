@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimus import cli, limits, runs, storage
+from optimus import cli, limits
 from optimus.config import TrainConfig, preset
+from optimus.store import runs, storage
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 2**20
@@ -101,7 +102,7 @@ def test_huge_power_is_refused_before_it_is_computed():
 
 
 def test_pages_and_cli_share_one_integer_parser():
-    from optimus.pages import common, query
+    from optimus.app import common, query
     from optimus.validate import check_int, parse_int
 
     assert common.check_int is check_int
@@ -147,7 +148,7 @@ def test_classify_refuses_a_huge_token_without_echoing_it(tmp_path):
     ("", "no integers given"),
 ])
 def test_pasted_lists(text, message):
-    from optimus.evaluation import parse_integers
+    from optimus.evaluation.report import parse_integers
 
     with pytest.raises(ValueError) as info:
         parse_integers(text)
@@ -253,7 +254,7 @@ def test_model_archives_are_capped_by_their_config(tmp_path):
     name before it is inflated; before, np.load inflated every member."""
     import zipfile
 
-    from optimus import checkpoint
+    from optimus.store import checkpoint
 
     model = tmp_path / "m"
     code, _, err, _ = _optimus("train", "--model-dir", model, "--batches", "1", "--batch-size", "64",
@@ -395,7 +396,7 @@ def test_train_page_shows_a_failure_after_the_start_up_wait(tmp_path, monkeypatc
 
     from streamlit.testing.v1 import AppTest
 
-    from optimus import checkpoint
+    from optimus.store import checkpoint
 
     root = tmp_path / "models"
     root.mkdir()
@@ -417,7 +418,7 @@ def test_train_page_shows_a_failure_after_the_start_up_wait(tmp_path, monkeypatc
     assert isinstance(checkpoint.CheckpointError("x"), ValueError)
 
     monkeypatch.setenv(runs.MODELS_ENV, str(root))
-    at = AppTest.from_file(str(REPO / "optimus" / "pages" / "train.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "optimus" / "app" / "pages" / "train.py"), default_timeout=120)
     at.session_state["train_watch"] = "broken"
     at.run()
     assert not at.exception

@@ -15,7 +15,7 @@ from optimus.config import preset
 from optimus.validate import parse_int
 from tests.helpers import REPO, models_env, shipped_or_tiny_models
 
-PAGES = REPO / "optimus" / "pages"
+PAGES = REPO / "optimus" / "app" / "pages"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from optimus import primes
 from optimus.config import preset
-from optimus.layers import (
+from optimus.nets.layers import (
     DivisibilityEncoding,
     FactorDense,
     FactorEncoding,
@@ -13,7 +13,12 @@ from optimus.layers import (
     SieveWindow,
     odd_from_real,
 )
-from optimus.models import build_discriminator, build_generator, generate, residue_preferences
+from optimus.nets.networks import (
+    build_discriminator,
+    build_generator,
+    generate,
+    residue_preferences,
+)
 from optimus.primes import small_odd_primes
 from tests.helpers import tiny
 

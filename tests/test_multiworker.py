@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimus import checkpoint, storage
+from optimus.store import checkpoint, storage
 from tests.helpers import tiny
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ def _train(*args, env=None, **popen):
 
 
 def test_two_workers_match_one_device_write_once_and_stop_together(tmp_path):
-    from optimus.training import train
+    from optimus.training.loop import train
 
     base = tmp_path / "base"
     train(tiny("default", batches=1, disc_dropout=0.0), base, progress=False, log=lambda *_: None, device="cpu")

@@ -1,4 +1,4 @@
-"""The online batch as one graph (optimus.online_batch) and exact trial division in TensorFlow
+"""The online batch as one graph (optimus.training.online_batch) and exact trial division in TensorFlow
 (optimus.primes.trial_division): exact labels, the same batch from the graph and the NumPy path,
 deterministic per (seed, batch index), and the undersampling rule of the loop before it."""
 
@@ -9,10 +9,10 @@ import sympy
 import tensorflow as tf
 
 from optimus import primes
-from optimus.models import build_discriminator, build_generator, discriminator_parts
-from optimus.online_batch import ExactRangeError, OnlineBatches, undersample
+from optimus.nets.networks import build_discriminator, build_generator, discriminator_parts
 from optimus.primes import small_odd_primes
 from optimus.primes.trial_division import TrialDivision, first_prime_above
+from optimus.training.online_batch import ExactRangeError, OnlineBatches, undersample
 from tests.helpers import tiny
 
 KEYS = ("latents", "z", "candidate_features", "n_pool", "labels", "chosen",

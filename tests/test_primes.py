@@ -17,8 +17,9 @@ import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimus import limits, metrics
+from optimus import limits
 from optimus import primes as P
+from optimus.evaluation import metrics
 from optimus.primes import counting, primality, sieve
 
 SETTINGS = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimus import checkpoint, cli, runs, storage
-from optimus.training import train
+from optimus import cli
+from optimus.store import checkpoint, runs, storage
+from optimus.training.loop import train
 from tests.helpers import tiny
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,7 +89,7 @@ def test_readers_never_change_a_model_directory(model):
 READER_TRAINER_BATCHES = 30
 TINY_TRAINER = """
 import sys
-from optimus.training import train
+from optimus.training.loop import train
 from tests.helpers import tiny
 train(tiny("default", batches=int(sys.argv[2]), steps=1), sys.argv[1], progress=False, log=lambda *_: None)
 """
@@ -155,7 +156,7 @@ def test_a_partial_model_directory_is_refused_by_train_and_loaders(capsys, model
 
 
 def test_every_registering_module_is_in_the_registry():
-    from optimus import serialisables
+    from optimus.nets import serialisables
 
     registering = sorted(
         f"optimus.{p.stem}" for p in (REPO / "optimus").glob("*.py")
@@ -194,7 +195,7 @@ def test_each_kind_trained_by_the_cli_samples_in_a_new_process(capsys, tmp_path)
 STARTER = """
 import contextlib, fcntl, os, sys, time
 from pathlib import Path
-from optimus import storage
+from optimus.store import storage
 root, me, trials = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 with contextlib.ExitStack() as held:  # a holder keeps each trial's lock until the very end
     for t in range(trials):
@@ -343,7 +344,7 @@ def test_no_page_crashes_on_damaged_models(trained, tmp_path, monkeypatch, page)
 
     root = damaged_root(trained, tmp_path / "models")
     monkeypatch.setenv(runs.MODELS_ENV, str(root))
-    at = AppTest.from_file(str(REPO / "optimus" / "pages" / f"{page}.py"), default_timeout=180).run()
+    at = AppTest.from_file(str(REPO / "optimus" / "app" / "pages" / f"{page}.py"), default_timeout=180).run()
     assert not at.exception, [e.value for e in at.exception]
     if page == "sample":
         at.selectbox(key="sample_model").set_value("config-list").run()

@@ -3,7 +3,7 @@ online batch.
 
 A retrace costs far more than a batch of a tiny model (tracing plus graph optimisation), and a
 shape that changes from batch to batch also makes `reduce_retracing` fall back to an unknown
-batch size, which turns off the per-example Dense shortcut in the Fisher (optimus.fisher).
+batch size, which turns off the per-example Dense shortcut in the Fisher (optimus.continual.fisher).
 
 The GAN's step is one tf.function (`gan.train_function`): its tracing count. The
 consolidation belongs to the continual-learning method, which compiles it as it likes; what
@@ -16,9 +16,9 @@ import functools
 import keras
 import pytest
 
-from optimus import gan as gan_module
-from optimus import training
-from optimus.models import build_discriminator, build_generator
+from optimus.nets.networks import build_discriminator, build_generator
+from optimus.training import gan as gan_module
+from optimus.training import loop as training
 from tests.helpers import tiny
 
 LIKELIHOODS = ("d_log_likelihood", "g_log_likelihood")
@@ -49,11 +49,11 @@ def compiled_gan(cfg):
 def test_online_batches_trace_each_step_once(name, python_calls):
     cfg = tiny(name)
     gan = compiled_gan(cfg)
-    training.online_batch(gan, cfg, 1)
+    training.run_online_batch(gan, cfg, 1)
     after_first = dict(python_calls)
     assert all(after_first.values()), after_first  # the consolidation used both likelihoods
     for batch in (2, 3):
-        training.online_batch(gan, cfg, batch)
+        training.run_online_batch(gan, cfg, batch)
         assert gan.train_function.experimental_get_tracing_count() == 1, f"after batch {batch}"
         assert python_calls == after_first, f"after batch {batch}"
 
@@ -82,8 +82,8 @@ def test_train_traces_each_step_once(name, tmp_path, monkeypatch, python_calls):
 def test_d_fisher_keeps_its_shape_when_fisher_samples_exceed_the_batch(python_calls):
     cfg = tiny("default", fisher_samples=256)  # about 80 undersampled candidates per batch
     gan = compiled_gan(cfg)
-    training.online_batch(gan, cfg, 1)
+    training.run_online_batch(gan, cfg, 1)
     after_first = python_calls["d_log_likelihood"]
     for batch in (2, 3):
-        training.online_batch(gan, cfg, batch)
+        training.run_online_batch(gan, cfg, batch)
     assert python_calls["d_log_likelihood"] == after_first

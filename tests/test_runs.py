@@ -12,8 +12,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from optimus import runs, storage
 from optimus.config import preset
+from optimus.store import runs, storage
 
 
 def _make_model(root, name, preset_name="default", batches=0, status=None):
@@ -164,7 +164,7 @@ def test_start_refused_while_a_live_lock_exists(tmp_path):
 
 FAKE_TRAINER = """
 import sys, time
-from optimus import storage
+from optimus.store import storage
 model_dir = sys.argv[sys.argv.index("--model-dir") + 1]
 with storage.run_lock(model_dir):
     print("fake trainer running", flush=True)
@@ -214,7 +214,7 @@ def test_start_detached_refuse_second_then_stop(tmp_path, monkeypatch):
 
 ENDING_TRAINER = """
 import os, sys, time
-from optimus import storage
+from optimus.store import storage
 model_dir = sys.argv[sys.argv.index("--model-dir") + 1]
 with storage.run_lock(model_dir):
     storage.write_json(model_dir + "/status.json", {"run": "run-001", "state": "stopped", "pid": os.getpid(),
@@ -240,7 +240,7 @@ def test_continue_waits_for_a_trainer_that_is_only_exiting(tmp_path, monkeypatch
 
 
 def test_runs_module_imports_no_streamlit_or_tensorflow():
-    code = "import sys, optimus.runs; print('streamlit' in sys.modules, 'tensorflow' in sys.modules)"
+    code = "import sys, optimus.store.runs; print('streamlit' in sys.modules, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

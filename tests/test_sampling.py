@@ -1,11 +1,12 @@
-"""The fast sampling path (optimus.sampling) draws exactly what the Keras forward draws."""
+"""The fast sampling path (optimus.sampling.sieve) draws exactly what the Keras forward draws."""
 
 import numpy as np
 import pytest
 
-from optimus import primes, sampling
+from optimus import primes
 from optimus.config import preset
-from optimus.models import build_generator, choose, generate, propose
+from optimus.nets.networks import build_generator, choose, generate, propose
+from optimus.sampling import sieve as sampling
 
 
 def trained_like(seed: int = 0, **overrides):

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from optimus import checkpoint, storage
-from optimus.training import TrainingDiverged, train
+from optimus.store import checkpoint, storage
+from optimus.training.loop import TrainingDiverged, train
 from tests.helpers import tiny
 
 
@@ -50,7 +50,7 @@ def test_train_writes_a_loadable_model_dir_and_resumes(name, tmp_path):
 
 
 def test_resume_continues_from_the_same_weights(tmp_path, monkeypatch):
-    from optimus import gan
+    from optimus.training import gan
 
     cfg = tiny("default", batches=1)
     d = tmp_path / "m"
@@ -89,7 +89,7 @@ def test_same_seed_same_weights(tmp_path):
     for x, y in zip(wa.generator.get_weights() + wa.discriminator.get_weights(),
                     wb.generator.get_weights() + wb.discriminator.get_weights(), strict=True):
         assert np.array_equal(x, y)
-    from optimus.evaluation import load_models, sample
+    from optimus.evaluation.report import load_models, sample
 
     sa = sample(load_models(tmp_path / "a"), 500, seed=9)
     sb = sample(load_models(tmp_path / "b"), 500, seed=9)
@@ -97,7 +97,7 @@ def test_same_seed_same_weights(tmp_path):
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    from optimus import training
+    from optimus.training import loop as training
 
     cfg = tiny("seed", batches=3)
     d = tmp_path / "m"
@@ -145,7 +145,7 @@ def test_stale_lock_is_cleared(tmp_path):
 
 
 def test_stop_request_ends_cleanly_after_current_step(tmp_path, monkeypatch):
-    from optimus import training
+    from optimus.training import loop as training
 
     d = tmp_path / "m"
     calls = {"n": 0}
@@ -195,7 +195,7 @@ def test_losses_are_named_by_the_config_and_older_files_read_as_before():
     import keras
 
     from optimus.config import TrainConfig, preset
-    from optimus.gan import losses_from_config
+    from optimus.training.gan import losses_from_config
 
     # Before the losses had names the generator type chose them: sieve -> focal, dense -> BCE.
     for name, expected in (("default", "focal"), ("seed", "bce")):
@@ -217,8 +217,9 @@ def test_a_method_with_an_after_step_hook_sees_each_step_and_changes_nothing_els
     import keras
     import tensorflow as tf
 
-    from optimus import continual, training
-    from optimus.models import build_discriminator, build_generator
+    from optimus import continual
+    from optimus.nets.networks import build_discriminator, build_generator
+    from optimus.training import loop as training
 
     class CountSteps(continual.ContinualMethod):
         name, needs_step_gradients = "count-steps", True
@@ -245,7 +246,7 @@ def test_a_method_with_an_after_step_hook_sees_each_step_and_changes_nothing_els
             gan.g_method = CountSteps(continual.Learner(gan.g_vars, gan.g_log_likelihood, gan.g_sample_loss))
             gan.d_method = CountSteps(continual.Learner(gan.d_vars, gan.d_log_likelihood, gan.d_sample_loss))
             gan.make_train_function(force=True)
-        training.online_batch(gan, cfg, 1)
+        training.run_online_batch(gan, cfg, 1)
         weights.append(gan.generator.get_weights() + gan.discriminator.get_weights())
     for method in (gan.g_method, gan.d_method):
         assert int(method.steps.numpy()) == cfg.steps and float(method.grad_squares.numpy()) > 0.0
@@ -259,7 +260,7 @@ def test_a_method_with_an_after_step_hook_sees_each_step_and_changes_nothing_els
 def test_one_failing_callback_at_the_end_does_not_keep_the_others_from_recording():
     import keras
 
-    from optimus import callbacks
+    from optimus.training import callbacks
 
     seen, messages = [], []
 

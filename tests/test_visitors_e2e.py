@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from optimus import bench, runs
+from optimus import bench
+from optimus.store import runs
 from tests.helpers import shipped_or_tiny_models
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

@@ -45,7 +45,7 @@ class Learner:
     # (*tensors) -> [B] the training loss per sample (what replay re-applies to stored samples);
     # None: a method that needs it refuses this learner.
     loss: Callable | None = None
-    # Dense layers that take the Fisher's per-example shortcut (optimus.fisher.dense_layers_of).
+    # Dense layers that take the Fisher's per-example shortcut (optimus.continual.fisher.dense_layers_of).
     dense_layers: Sequence = field(default_factory=tuple)
     # One tf.TensorSpec per tensor `after_task` receives, *without* the batch axis (replay
     # allocates its buffers from them up front, so a compiled penalty is traced once).
@@ -71,7 +71,7 @@ class ContinualMethod:
     def __init__(self, learner, lam: float = 1.0, **options):
         import tensorflow as tf
 
-        from optimus.fisher import as_tf_variable
+        from optimus.continual.fisher import as_tf_variable
 
         if not isinstance(learner, Learner):
             learner = Learner(list(learner))  # bare variables: importances are given directly

@@ -2,7 +2,7 @@
 
 EWC (Kirkpatrick et al. 2017) keeps a network from forgetting an old task by pulling each
 weight back towards the value it had after that task, in proportion to how much the task's
-log-likelihood depends on it: the diagonal of the Fisher information (optimus.fisher:
+log-likelihood depends on it: the diagonal of the Fisher information (optimus.continual.fisher:
 per-sample, vectorised). Options follow Avalanche's `EWCPlugin`, made explicit:
 
 - "ewc" (mode "separate"): one penalty per past task, sum_t lam/2 sum_i F_t,i (theta_i - theta*_t,i)^2.
@@ -51,7 +51,7 @@ class _EWCBase(ContinualMethod):
         return convert_state(state, self.mode, [tuple(v.shape) for v in self.variables])
 
     def after_task(self, *tensors) -> None:
-        from optimus.fisher import fisher_diagonal
+        from optimus.continual.fisher import fisher_diagonal
 
         if self.learner.log_likelihood is None:
             raise ValueError(f"{self.name} needs the learner's log_likelihood for its Fisher "
@@ -61,7 +61,7 @@ class _EWCBase(ContinualMethod):
 
     def consolidate(self, fisher) -> None:
         """End a task: anchor the current values of the variables with importances `fisher`
-        (one tensor per variable, as `optimus.fisher.fisher_diagonal` returns)."""
+        (one tensor per variable, as `optimus.continual.fisher.fisher_diagonal` returns)."""
         if fisher is None or len(fisher) != len(self.variables):
             got = "None" if fisher is None else f"{len(fisher)} tensors"
             raise ValueError(f"EWC consolidate: need one Fisher tensor per variable ({len(self.variables)}), got {got}")

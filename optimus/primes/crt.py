@@ -3,7 +3,7 @@
 By the CRT, n mod m determines n mod p for every p in a group, so one table indexed by n mod m
 answers for the whole group: trial division tests a value against a group with one floor
 division by m (primality), and the generator's sampler reads a window's logits for a group from
-one table row (optimus.sampling). The bound keeps each table within the cache.
+one table row (optimus.sampling.sieve). The bound keeps each table within the cache.
 """
 
 from __future__ import annotations

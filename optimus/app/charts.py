@@ -1,0 +1,575 @@
+"""Altair chart builders for the app: small pure functions from data to a chart spec.
+
+Each function takes plain data (a pandas DataFrame, a dict or a list of numbers) and returns an
+`altair` chart; nothing here reads files, imports Streamlit or TensorFlow, or computes primes,
+so every chart can be built and checked in a unit test with `chart.to_dict()`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import pandas as pd
+
+WIDTH = "container"
+HEIGHT = 220
+
+# Series colours kept the same on every page: a model keeps its colour across charts.
+MODEL_COLORS = {"default": "#6c3bd1", "seed": "#9e9e9e"}
+CHANCE_COLOR = "#e4572e"
+
+
+def _model_scale(models) -> alt.Scale:
+    """A colour scale that gives `default` and `seed` their fixed colours."""
+    names = list(dict.fromkeys(models))
+    palette = ["#2a9d8f", "#e9c46a", "#264653", "#f4a261", "#8ab17d"]
+    extra = iter(palette * 4)
+    return alt.Scale(domain=names, range=[MODEL_COLORS.get(m) or next(extra) for m in names])
+
+
+def _empty(message: str) -> alt.Chart:
+    """A chart that only says why there is nothing to draw."""
+    return (
+        alt.Chart(pd.DataFrame({"text": [message]}))
+        .mark_text(size=14, color="#888")
+        .encode(text="text:N")
+        .properties(width=WIDTH, height=60)
+    )
+
+
+# --- training history -------------------------------------------------------------------
+
+
+def _history_lines(history: pd.DataFrame, columns: dict[str, str], title: str, y_title: str,
+                   rule: float | None = None, y_domain=None) -> alt.Chart:
+    """Lines of several `history` columns against the global batch number.
+
+    `columns` maps a column name to its legend label. `rule` draws a dashed reference line.
+    """
+    present = [c for c in columns if c in history.columns]
+    if history.empty or not present:
+        return _empty(f"{title}: no batches yet")
+    long = history[["batch", *present]].melt("batch", var_name="series", value_name="value")
+    long["series"] = long["series"].map(columns)
+    y = alt.Y("value:Q", title=y_title)
+    if y_domain is not None:
+        y = alt.Y("value:Q", title=y_title, scale=alt.Scale(domain=list(y_domain)))
+    lines = (
+        alt.Chart(long)
+        .mark_line(point=len(history) <= 30)
+        .encode(
+            x=alt.X("batch:Q", title="online batch", axis=alt.Axis(tickMinStep=1)),
+            y=y,
+            color=alt.Color("series:N", title=None, sort=list(columns.values())),
+            tooltip=["batch:Q", "series:N", alt.Tooltip("value:Q", format=".4f")],
+        )
+    )
+    chart = lines
+    if rule is not None:
+        chart = lines + alt.Chart(pd.DataFrame({"y": [rule]})).mark_rule(
+            strokeDash=[4, 4], color=CHANCE_COLOR
+        ).encode(y="y:Q")
+    return chart.properties(title=title, width=WIDTH, height=HEIGHT)
+
+
+def losses_chart(history: pd.DataFrame) -> alt.Chart:
+    """Discriminator and generator loss per online batch."""
+    return _history_lines(
+        history, {"d_loss": "discriminator loss", "g_loss": "generator loss"}, "Losses", "loss"
+    )
+
+
+def hit_rate_chart(history: pd.DataFrame) -> alt.Chart:
+    """Share of the generator's outputs that are prime, against the chance baseline."""
+    return _history_lines(
+        history,
+        {"hit_rate": "prime hit rate", "baseline": "chance baseline"},
+        "Prime hit rate vs chance",
+        "share of outputs",
+    )
+
+
+def lift_chart(history: pd.DataFrame) -> alt.Chart:
+    """Hit rate divided by the baseline; the dashed line at 1 is chance."""
+    return _history_lines(history, {"lift": "lift"}, "Lift over chance", "hit rate / baseline", rule=1.0)
+
+
+def balanced_accuracy_chart(history: pd.DataFrame) -> alt.Chart:
+    """The discriminator's balanced accuracy; the dashed line at 0.5 is chance."""
+    return _history_lines(
+        history,
+        {"d_balanced_accuracy": "balanced accuracy"},
+        "Discriminator balanced accuracy",
+        "balanced accuracy",
+        rule=0.5,
+        y_domain=(0, 1),
+    )
+
+
+# --- the generator's outputs ------------------------------------------------------------
+
+
+def log_bin_edges(lo: float, hi: float, bins: int) -> list[float]:
+    """`bins` + 1 edges spaced evenly in log10 between lo and hi (lo >= 1)."""
+    lo, hi = max(float(lo), 1.0), max(float(hi), 1.0)
+    if hi <= lo:
+        hi = lo * 1.01 + 1
+    a, b = math.log10(lo), math.log10(hi)
+    return [10 ** (a + (b - a) * i / bins) for i in range(bins + 1)]
+
+
+def output_histogram(samples: pd.DataFrame, bins: int | None = None) -> alt.Chart:
+    """Outputs per magnitude bin (log bins), with the prime share among them and the chance curve.
+
+    `samples` has columns `n` and `is_prime`. Bars: outputs per bin (left axis). Lines (right
+    axis): the share of the bin's outputs that are prime, and 2 / ln(x), the density of primes
+    among odd integers near x (the prime number theorem), which is what random odd numbers of
+    that size would give.
+    """
+    if samples.empty:
+        return _empty("no samples")
+    if bins is None:  # about 4 outputs per bin's prime share at least, at most 30 bins
+        bins = int(min(30, max(5, math.sqrt(len(samples)) / 2)))
+    n = samples["n"].astype("float64").clip(lower=1.0)
+    edges = log_bin_edges(n.min(), n.max() * 1.000001 + 1, bins)
+    cut = pd.cut(n, edges, include_lowest=True, right=False, labels=False)
+    grouped = (
+        pd.DataFrame({"bin": cut, "is_prime": samples["is_prime"].astype(bool)})
+        .groupby("bin", observed=True)["is_prime"]
+        .agg(["size", "mean"])
+        .reindex(range(bins), fill_value=0)
+    )
+    table = pd.DataFrame(
+        {
+            "bin_lo": edges[:-1],
+            "bin_hi": edges[1:],
+            "outputs": grouped["size"].to_numpy(),
+            "prime share": grouped["mean"].where(grouped["size"] > 0).to_numpy(),
+        }
+    )
+    table["mid"] = [math.sqrt(a * b) for a, b in zip(table["bin_lo"], table["bin_hi"], strict=True)]
+    table["chance (2 / ln x)"] = [min(1.0, 2.0 / math.log(m)) if m > math.e else 1.0 for m in table["mid"]]
+    x_scale = alt.Scale(type="log")
+    bars = (
+        alt.Chart(table)
+        .mark_bar(opacity=0.55, color="#6c3bd1")
+        .encode(
+            x=alt.X("bin_lo:Q", title="output n (log scale)", scale=x_scale),
+            x2="bin_hi:Q",
+            y=alt.Y("outputs:Q", title="outputs per bin"),
+            y2=alt.datum(0),  # without it a bar with x and x2 is a horizontal range
+            tooltip=[
+                alt.Tooltip("bin_lo:Q", format=",.0f", title="from"),
+                alt.Tooltip("bin_hi:Q", format=",.0f", title="to"),
+                "outputs:Q",
+                alt.Tooltip("prime share:Q", format=".3f"),
+            ],
+        )
+    )
+    shares = table.melt(
+        id_vars=["mid"], value_vars=["prime share", "chance (2 / ln x)"], var_name="curve", value_name="share"
+    ).dropna()
+    lines = (
+        alt.Chart(shares)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("mid:Q", scale=x_scale),
+            y=alt.Y("share:Q", title="share prime", axis=alt.Axis(format="%")),
+            color=alt.Color(
+                "curve:N",
+                title=None,
+                scale=alt.Scale(domain=["prime share", "chance (2 / ln x)"], range=["#2a9d8f", CHANCE_COLOR]),
+            ),
+            tooltip=[alt.Tooltip("mid:Q", format=",.0f", title="x"), "curve:N", alt.Tooltip("share:Q", format=".3f")],
+        )
+    )
+    return (
+        alt.layer(bars, lines)
+        .resolve_scale(y="independent")
+        .properties(title="Outputs over magnitude", width=WIDTH, height=HEIGHT + 40)
+    )
+
+
+def residue_chart(residues: pd.DataFrame) -> alt.Chart:
+    """"What the network learned": share of outputs in each residue class mod small primes.
+
+    `residues` has columns model, p, residue, share (one row per model, prime and residue).
+    One heatmap per model, side by side: a row per prime p, a column per residue r, coloured by
+    share * p, the share relative to chance (random odd integers put 1/p in every class, so 1.0
+    is chance). Residue 0 (a multiple of p: never prime unless n == p) is outlined; a generator
+    that learned divisibility by p leaves that cell near 0.
+    """
+    if residues.empty:
+        return _empty("no outputs")
+    data = residues.copy()
+    data["vs_chance"] = data["share"] * data["p"]
+    data["class"] = data["residue"].map(lambda r: "0: multiple of p" if r == 0 else "non-zero")
+    models = list(dict.fromkeys(data["model"]))
+    primes = sorted(int(p) for p in data["p"].unique())
+    base = alt.Chart().encode(
+        x=alt.X("residue:O", title="n mod p", axis=alt.Axis(labelAngle=0, labelFontSize=9)),
+        y=alt.Y("p:O", title="p", sort=primes, axis=alt.Axis(labelOverlap=False)),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "vs_chance:Q",
+            title=["share / chance", "(1 = random)"],
+            scale=alt.Scale(scheme="purpleorange", domain=[0, 2], domainMid=1, clamp=True, reverse=True),
+        ),
+        tooltip=["model:N", "p:O", "residue:O", "class:N", alt.Tooltip("share:Q", format=".2%"),
+                 alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance")],
+    )
+    zero = (
+        base.transform_filter(alt.datum.residue == 0)
+        .mark_rect(fill=None, stroke=CHANCE_COLOR, strokeWidth=2)
+    )
+    return (
+        alt.layer(cells, zero, data=data)
+        .properties(width=alt.Step(13 if len(models) <= 2 else 8), height=alt.Step(18))
+        .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
+        .properties(title="Share of outputs per residue class, relative to chance (residue 0 outlined)")
+    )
+
+
+def model_comparison_chart(table: pd.DataFrame,
+                           metrics=("hit_rate", "distinct_prime_rate", "baseline")) -> alt.Chart:
+    """Grouped bars of a few generator metrics for several models.
+
+    `table` has a `model` column and one column per metric.
+    """
+    present = [m for m in metrics if m in table.columns]
+    if table.empty or not present:
+        return _empty("nothing to compare")
+    long = table[["model", *present]].melt("model", var_name="metric", value_name="value")
+    models = list(dict.fromkeys(table["model"]))
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("metric:N", title=None, sort=list(present), axis=alt.Axis(labelAngle=0)),
+            xOffset=alt.XOffset("model:N", sort=models),
+            y=alt.Y("value:Q", title=None),
+            color=alt.Color("model:N", scale=_model_scale(models)),
+            tooltip=["model:N", "metric:N", alt.Tooltip("value:Q", format=".4f")],
+        )
+        .properties(title="Models side by side", width=WIDTH, height=HEIGHT)
+    )
+
+
+# --- the discriminator ------------------------------------------------------------------
+
+
+def confusion_heatmap(confusion: dict) -> alt.Chart:
+    """2 x 2 heatmap of {tp, fp, fn, tn}, actual (sympy) in rows, predicted in columns."""
+    cells = [
+        ("prime", "prime", "tp"),
+        ("prime", "not prime", "fn"),
+        ("not prime", "prime", "fp"),
+        ("not prime", "not prime", "tn"),
+    ]
+    data = pd.DataFrame(
+        [{"actual": a, "predicted": p, "cell": c.upper(), "count": int(confusion.get(c, 0))} for a, p, c in cells]
+    )
+    total = max(int(data["count"].sum()), 1)
+    data["share"] = data["count"] / total
+    data["label"] = [f"{c}: {k:,}" for c, k in zip(data["cell"], data["count"], strict=True)]
+    order = ["prime", "not prime"]
+    base = alt.Chart(data).encode(
+        x=alt.X("predicted:N", sort=order, title="predicted (discriminator)", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("actual:N", sort=order, title="actual (sympy)"),
+    )
+    heat = base.mark_rect().encode(
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="purples"), legend=None),
+        tooltip=["actual:N", "predicted:N", "count:Q", alt.Tooltip("share:Q", format=".2%")],
+    )
+    text = base.mark_text(fontSize=16).encode(
+        text="label:N",
+        color=alt.condition(alt.datum.share > 0.4, alt.value("white"), alt.value("black")),
+    )
+    return (heat + text).properties(title="Confusion matrix", width=WIDTH, height=HEIGHT)
+
+
+def roc_chart(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> alt.Chart:
+    """ROC curves, one per model: `rocs` maps a model name to {fpr, tpr, threshold}."""
+    frames = []
+    for model, roc in rocs.items():
+        label = model
+        if aucs and model in aucs and aucs[model] == aucs[model]:
+            label = f"{model} (AUC {aucs[model]:.3f})"
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": label,
+                    "fpr": roc["fpr"],
+                    "tpr": roc["tpr"],
+                    "threshold": roc.get("threshold", [None] * len(roc["fpr"])),
+                }
+            )
+        )
+    if not frames:
+        return _empty("no ROC curve")
+    data = pd.concat(frames, ignore_index=True)
+    labels = list(dict.fromkeys(data["model"]))
+    names = list(rocs)
+    scale = _model_scale(names)
+    scale = alt.Scale(domain=labels, range=list(scale.range))
+    curve = (
+        alt.Chart(data)
+        .mark_line(interpolate="step-after")
+        .encode(
+            x=alt.X("fpr:Q", title="false positive rate", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("tpr:Q", title="true positive rate (recall)", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("model:N", title=None, scale=scale),
+            order="threshold:Q",
+            tooltip=["model:N", alt.Tooltip("threshold:Q", format=".2f"), alt.Tooltip("fpr:Q", format=".3f"),
+                     alt.Tooltip("tpr:Q", format=".3f")],
+        )
+    )
+    diagonal = (
+        alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]}))
+        .mark_line(strokeDash=[4, 4], color=CHANCE_COLOR)
+        .encode(x="fpr:Q", y="tpr:Q")
+    )
+    return (curve + diagonal).properties(title="ROC curve", width=WIDTH, height=HEIGHT + 40)
+
+
+def accuracy_by_magnitude_chart(rows: pd.DataFrame, metric: str = "balanced_accuracy") -> alt.Chart:
+    """Accuracy per magnitude bin, one line per model.
+
+    `rows` has columns model, bin_lo, bin_hi, count and `metric` (accuracy or balanced_accuracy).
+    """
+    if rows.empty or metric not in rows.columns:
+        return _empty("no magnitude bins")
+    data = rows.copy()
+    data["mid"] = [math.sqrt(max(a, 1) * max(b, 1)) for a, b in zip(data["bin_lo"], data["bin_hi"], strict=True)]
+    models = list(dict.fromkeys(data["model"]))
+    log = float(data["bin_hi"].max()) >= 10 * max(float(data["bin_lo"].min()), 1.0)
+    chart = (
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("mid:Q", title="n (bin centre)", scale=alt.Scale(type="log" if log else "linear")),
+            y=alt.Y(f"{metric}:Q", title=metric.replace("_", " "), scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("model:N", scale=_model_scale(models)),
+            tooltip=["model:N", alt.Tooltip("bin_lo:Q", format=",.0f"), alt.Tooltip("bin_hi:Q", format=",.0f"),
+                     "count:Q", alt.Tooltip(f"{metric}:Q", format=".3f")],
+        )
+    )
+    rule = alt.Chart(pd.DataFrame({"y": [0.5]})).mark_rule(strokeDash=[4, 4], color=CHANCE_COLOR).encode(y="y:Q")
+    return (chart + rule).properties(title=f"{metric.replace('_', ' ').capitalize()} by magnitude",
+                                     width=WIDTH, height=HEIGHT)
+
+
+# --- prime density ----------------------------------------------------------------------
+
+
+def density_chart(table: pd.DataFrame, measure: str = "count", log_x: bool = False,
+                  model_share: pd.Series | None = None, model_name: str | None = None) -> alt.Chart:
+    """Exact primes per bin against x/ln x and li(x), optionally with a model's outputs.
+
+    `table` has columns bin_lo, bin_hi, count, expected_x_ln_x, expected_li (expected counts per
+    bin) and width. `measure` is "count" (primes per bin) or "density" (primes per integer).
+    `model_share` (same length as `table`) is the share of the model's outputs in each bin,
+    drawn on its own right-hand axis.
+    """
+    if measure not in ("count", "density"):
+        raise ValueError(f"measure must be 'count' or 'density', got {measure!r}")
+    if table.empty:
+        return _empty("no bins")
+    data = pd.DataFrame({"bin_lo": table["bin_lo"], "bin_hi": table["bin_hi"]})
+    width = table["width"] if "width" in table.columns else (table["bin_hi"] - table["bin_lo"])
+    width = width.astype("float64").where(width > 0, 1.0)
+    divide = width if measure == "density" else 1.0
+    data["exact (sympy / sieve)"] = table["count"] / divide
+    # bins the counting budget left to li(x) are drawn lighter and say so
+    data["count kind"] = (table["exact"].map({True: "exact", False: "li(x) estimate"})
+                          if "exact" in table.columns else "exact")
+    data["x / ln x"] = table["expected_x_ln_x"] / divide
+    data["li(x)"] = table["expected_li"] / divide
+    data["mid"] = (data["bin_lo"] + data["bin_hi"]) / 2
+    y_title = "primes per bin" if measure == "count" else "primes per integer"
+    x_scale = alt.Scale(type="log") if log_x else alt.Scale(zero=False)
+    bars = (
+        alt.Chart(data)
+        .mark_bar(color="#6c3bd1")
+        .encode(
+            x=alt.X("bin_lo:Q", title="x", scale=x_scale),
+            x2="bin_hi:Q",
+            y=alt.Y("exact (sympy / sieve):Q", title=y_title),
+            y2=alt.datum(0),
+            opacity=alt.Opacity("count kind:N", title=None, scale=alt.Scale(
+                domain=["exact", "li(x) estimate"], range=[0.35, 0.12])),
+            tooltip=[alt.Tooltip("bin_lo:Q", format=",.0f", title="from"),
+                     alt.Tooltip("bin_hi:Q", format=",.0f", title="to"),
+                     alt.Tooltip("exact (sympy / sieve):Q", format=",.6g", title="count"),
+                     alt.Tooltip("count kind:N", title="count is"),
+                     alt.Tooltip("x / ln x:Q", format=",.6g"), alt.Tooltip("li(x):Q", format=",.6g")],
+        )
+    )
+    curves = data.melt(id_vars=["mid"], value_vars=["exact (sympy / sieve)", "x / ln x", "li(x)"],
+                       var_name="series", value_name="value")
+    lines = (
+        alt.Chart(curves)
+        .mark_line(point=len(data) <= 40)
+        .encode(
+            x=alt.X("mid:Q", scale=x_scale),
+            y=alt.Y("value:Q", title=y_title),
+            color=alt.Color("series:N", title=None,
+                            scale=alt.Scale(domain=["exact (sympy / sieve)", "x / ln x", "li(x)"],
+                                            range=["#6c3bd1", CHANCE_COLOR, "#2a9d8f"])),
+            strokeDash=alt.StrokeDash("series:N", title=None,
+                                      scale=alt.Scale(domain=["exact (sympy / sieve)", "x / ln x", "li(x)"],
+                                                      range=[[1, 0], [6, 3], [2, 2]])),
+            tooltip=[alt.Tooltip("mid:Q", format=",.0f", title="x"), "series:N",
+                     alt.Tooltip("value:Q", format=",.6g")],
+        )
+    )
+    chart = alt.layer(bars, lines)
+    if model_share is not None:
+        overlay = pd.DataFrame({"mid": data["mid"], "share": list(model_share)})
+        label = f"{model_name or 'model'} outputs"
+        overlay["series"] = label
+        model_line = (
+            alt.Chart(overlay)
+            .mark_line(point=alt.OverlayMarkDef(color="#f4a261"), color="#f4a261")
+            .encode(
+                x=alt.X("mid:Q", scale=x_scale),
+                y=alt.Y("share:Q", title=f"share of {label} per bin", axis=alt.Axis(format="%", titleColor="#f4a261")),
+                tooltip=[alt.Tooltip("mid:Q", format=",.0f", title="x"), "series:N",
+                         alt.Tooltip("share:Q", format=".3%")],
+            )
+        )
+        chart = alt.layer(alt.layer(bars, lines), model_line).resolve_scale(y="independent")
+    title = "Primes per bin" if measure == "count" else "Prime density"
+    return chart.properties(title=f"{title}: exact vs x/ln x and li(x)", width=WIDTH, height=HEIGHT + 140)
+
+
+# --- the learned sieve (Overview, Train) --------------------------------------------------
+
+
+def sieve_frame(residues: pd.DataFrame) -> pd.DataFrame:
+    """From `residue_distribution` rows (model, p, residue, share): one row per model and prime
+    with `divisible` (share of outputs that are multiples of p), `chance` (1/p, what random odd
+    integers give) and `vs_chance` (divisible * p: 1 = chance, 0 = a perfect sieve)."""
+    zero = residues[residues["residue"] == 0]
+    frame = pd.DataFrame({"model": zero["model"].to_numpy(), "p": zero["p"].astype(int).to_numpy(),
+                          "divisible": zero["share"].astype(float).to_numpy()})
+    frame["chance"] = 1.0 / frame["p"]
+    frame["vs_chance"] = frame["divisible"] * frame["p"]
+    return frame.reset_index(drop=True)
+
+
+def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
+    """"The learned sieve" in one picture: for each small odd prime p, the share of each model's
+    outputs divisible by p (a line of points per model), drawn relative to chance: 1 (the dashed line)
+    is random odd integers' 1/p, 0 is a perfect sieve. Drawn raw, the shares of p > 30 (below
+    1/30) would vanish beside p = 3's 1/3; the raw share and 1/p are in the tooltip.
+    `sieve` is `sieve_frame`'s output."""
+    if sieve.empty:
+        return _empty("no outputs")
+    models = list(dict.fromkeys(sieve["model"]))
+    primes = sorted(int(p) for p in sieve["p"].unique())
+    bars = (
+        alt.Chart(sieve)
+        .mark_line(point=alt.OverlayMarkDef(size=60, filled=True), strokeWidth=2)
+        .encode(
+            x=alt.X("p:O", title="odd prime p", sort=primes, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("vs_chance:Q", title="multiples of p / chance", scale=alt.Scale(domainMin=0)),
+            color=alt.Color("model:N", title="generator", scale=_model_scale(models), sort=models),
+            tooltip=["model:N", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
+                     alt.Tooltip("chance:Q", format=".2%", title="chance 1/p"),
+                     alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance")],
+        )
+    )
+    chance = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["chance: 1 in p"]})).mark_rule(
+        strokeDash=[4, 4], color=CHANCE_COLOR).encode(y="y:Q", tooltip=["label:N"])
+    return (bars + chance).properties(
+        title="The learned sieve (1 = chance 1/p, 0 = a perfect sieve)",
+        width=WIDTH, height=HEIGHT,
+    )
+
+
+def divisible_share_frame(history: pd.DataFrame) -> pd.DataFrame:
+    """Long form of the history's per-batch `divisible_share` ({"3": share, ...}): one row per
+    (batch, p) with `divisible` and `vs_chance` = divisible * p. Batches recorded before the
+    history had the field are left out."""
+    rows = []
+    if "divisible_share" in history.columns:
+        for batch, shares in zip(history["batch"], history["divisible_share"], strict=True):
+            if not isinstance(shares, dict):
+                continue
+            for p, share in shares.items():
+                if share is None or share != share:
+                    continue
+                rows.append({"batch": int(batch), "p": int(p), "divisible": float(share),
+                             "vs_chance": float(share) * int(p)})
+    return pd.DataFrame(rows, columns=["batch", "p", "divisible", "vs_chance"])
+
+
+def sieve_heatmap(history: pd.DataFrame) -> alt.Chart:
+    """The sieve emerging batch by batch: a cell per (online batch, prime p) coloured by the
+    share of that batch's outputs divisible by p relative to chance (share * p): 1 = chance,
+    0 = the generator avoids every multiple of p (a perfect sieve)."""
+    frame = divisible_share_frame(history)
+    if frame.empty:
+        return _empty("Learned preferences: no batches with divisible_share yet")
+    primes = sorted(frame["p"].unique().tolist())
+    return (
+        alt.Chart(frame)
+        .mark_rect()
+        .encode(
+            x=alt.X("batch:O", title="online batch",
+                    axis=alt.Axis(labelAngle=0, labelOverlap=True)),
+            y=alt.Y("p:O", title="p", sort=primes, axis=alt.Axis(labelOverlap=False)),
+            color=alt.Color(
+                "vs_chance:Q", title=["multiples of p", "/ chance"],
+                scale=alt.Scale(scheme="purpleorange", domain=[0, 2], domainMid=1, clamp=True, reverse=True),
+            ),
+            tooltip=["batch:O", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
+                     alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance (1 = chance, 0 = sieve)")],
+        )
+        .properties(title="Learned preferences: multiples of p per batch (1 = chance, 0 = perfect sieve)",
+                    width=WIDTH, height=alt.Step(11))
+    )
+
+
+# --- primes of any size ------------------------------------------------------------------
+
+
+TESTS_SERIES = ("random odd candidates", "learned sieve", "classic sieve (same primes)")
+
+
+def tests_per_prime_chart(summary: dict) -> alt.Chart:
+    """Primality tests per prime found: random odd candidates, the model's learned sieve and a
+    classic trial-division sieve by the same primes, with the tests the learned sieve saves.
+
+    `summary` is `optimus.sampling.anysize.sample_any(...).summary` (keys tests_per_prime,
+    random_odd_tests_per_prime, sieve_tests_per_prime, density_exact).
+    """
+    learned = summary.get("tests_per_prime")
+    if not learned:
+        return _empty("no prime found: no tests-per-prime figure")
+    random_odd = summary["random_odd_tests_per_prime"]
+    note = "" if summary.get("density_exact") else " (li(x) estimate)"
+    data = pd.DataFrame({
+        "method": list(TESTS_SERIES),
+        "tests": [random_odd, learned, summary["sieve_tests_per_prime"]],
+        "saved": [0.0, random_odd - learned, random_odd - summary["sieve_tests_per_prime"]],
+        "kind": [f"expected{note}", "measured", f"expected{note}"],
+    })
+    saved = random_odd - learned
+    return (
+        alt.Chart(data)
+        .mark_bar(size=22)
+        .encode(
+            x=alt.X("tests:Q", title="primality tests per prime found"),
+            y=alt.Y("method:N", sort=list(TESTS_SERIES), title=None, axis=alt.Axis(labelLimit=220)),
+            color=alt.Color("method:N", legend=None, scale=alt.Scale(
+                domain=list(TESTS_SERIES), range=[CHANCE_COLOR, MODEL_COLORS["default"], "#2a9d8f"])),
+            tooltip=["method:N", alt.Tooltip("tests:Q", format=",.1f"),
+                     alt.Tooltip("saved:Q", format=",.1f", title="tests saved vs random"), "kind:N"],
+        )
+        .properties(title=f"Tests per prime: the learned sieve saves {saved:,.1f} of {random_odd:,.1f}",
+                    width=WIDTH, height=alt.Step(34))
+    )

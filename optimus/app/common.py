@@ -1,0 +1,197 @@
+"""What the pages share: the model picker, cached model loading and sampling, input checks and
+the rule that a bad input shows `st.error` with what to change, never a traceback.
+
+TensorFlow is imported only inside the cached loaders (through `optimus.evaluation.report`), so a
+page that never loads a model never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from optimus import validate
+from optimus.evaluation import metrics
+from optimus.store import runs
+
+SMALL_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
+COMPARE_MODELS = ("default", "seed")
+COMPARE_SAMPLES = 10_000  # outputs per model in the side-by-side comparisons
+
+
+# --- errors and input checks ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn a ValueError (bad input, damaged model) into `st.error` and stop the page."""
+    try:
+        yield
+    except ValueError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+
+
+check_int = validate.check_int
+
+
+def check_range(lo: int, hi: int, *, lo_min: int, hi_max: int, what: str = "range") -> tuple[int, int]:
+    """(lo, hi) with lo_min <= lo <= hi <= hi_max, or ValueError saying what to change."""
+    lo = check_int(f"The {what}'s lower end", lo, lo_min, hi_max)
+    hi = check_int(f"The {what}'s upper end", hi, lo_min, hi_max)
+    if lo > hi:
+        raise ValueError(f"The {what}'s lower end ({lo:,}) is above its upper end ({hi:,}): swap them or lower lo.")
+    return lo, hi
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+def models_root() -> Path:
+    return runs.models_root()
+
+
+def list_models() -> list[dict]:
+    return runs.list_models()
+
+
+def _describe(entry: dict) -> str:
+    extra = [entry["preset"] or "?", f"{entry['batches']:,} batches"]
+    if entry["status"] not in ("done", "ready"):
+        extra.append(entry["status"])
+    return f"{entry['name']} ({', '.join(extra)})"
+
+
+def model_picker(label: str = "Model", *, key: str, default: str = "default", container=st) -> str:
+    """A selectbox over the models root; stops the page with st.error if it holds no model."""
+    models = list_models()
+    if not models:
+        st.error(
+            f"No models in {models_root()}. Train one on the Train page, or point "
+            f"{runs.MODELS_ENV} at a folder that holds models (the repository ships models/default)."
+        )
+        st.stop()
+    names = [m["name"] for m in models]
+    labels = {m["name"]: _describe(m) for m in models}
+    index = names.index(default) if default in names else 0
+    name = container.selectbox(label, names, index=index, key=key, format_func=labels.get)
+    show_problem(next((m for m in models if m["name"] == name), None), container)
+    return name
+
+
+def show_problem(entry: dict | None, container=st) -> None:
+    """A damaged model stops the page with what is wrong (runs.list_models found it); a model
+    with damaged records only gets a warning: it still loads."""
+    if entry is None:
+        return
+    if entry["status"] == "damaged":
+        container.error(f"Model {entry['name']} is damaged: {entry['error']}", icon=":material/error:")
+        st.stop()
+    if entry.get("problem"):
+        container.warning(f"Model {entry['name']}: {entry['problem']}", icon=":material/warning:")
+
+
+def model_signature(path) -> tuple:
+    """Changes whenever a run saves the model (runs.model_signature): the cache key."""
+    return runs.model_signature(path)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model ...")
+def _load_models(path: str, signature: tuple):
+    from optimus.evaluation import report as evaluation  # imports TensorFlow
+
+    return evaluation.load_models(path)
+
+
+def model_path(name: str) -> Path:
+    """The model's directory, or ValueError if the name is bad or the model is gone."""
+    path = runs.resolve_model_dir(name)
+    if not path.is_dir():
+        raise ValueError(f"Model {name!r} does not exist in {models_root()}; pick another or train it first.")
+    return path
+
+
+def load_models(name: str):
+    """The model's networks, loaded once per saved version (CheckpointError is a ValueError)."""
+    path = model_path(name)
+    return _load_models(str(path), model_signature(path))
+
+
+@st.cache_data(max_entries=24, show_spinner="Sampling ...")
+def _sample(path: str, signature: tuple, count: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    from optimus.evaluation import report as evaluation
+
+    table = evaluation.sample(_load_models(path, signature), count, seed=seed)
+    report = metrics.generator_report(table["n"].to_numpy())
+    return table, report
+
+
+def sample(name: str, count: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    """`count` generator samples (latent, n, is_prime, d_prob) and their generator_report."""
+    path = model_path(name)
+    return _sample(str(path), model_signature(path), int(count), int(seed))
+
+
+@st.cache_data(max_entries=24, show_spinner="Generating primes ...")
+def _primes_of_size(path: str, signature: tuple, lo: int, hi: int, count: int, seed: int):
+    from optimus.sampling import anysize
+
+    return anysize.sample_models(_load_models(path, signature), lo, hi, count, seed, primes_only=True)
+
+
+def generate_primes(name: str, digits: int, count: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    """`count` verified primes of `digits` digits from the model's learned sieve: (table, summary)
+    as `anysize.sample_models` gives them (n as decimal strings, certainty, tests per prime)."""
+    from optimus.sampling import anysize
+
+    lo, hi, _ = anysize.size_range(digits=digits)
+    path = model_path(name)
+    return _primes_of_size(str(path), model_signature(path), lo, hi, int(count), int(seed))
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def _residues(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> pd.DataFrame:
+    from optimus.evaluation import report as evaluation
+
+    table, _ = _sample(path, signature, count, seed)
+    return evaluation.residue_distribution(table["n"].to_numpy(), list(primes))
+
+
+def residues(name: str, count: int, seed: int, primes=SMALL_PRIMES) -> pd.DataFrame:
+    """Share of the model's outputs in each residue class mod each of `primes`."""
+    path = model_path(name)
+    return _residues(str(path), model_signature(path), int(count), int(seed), tuple(primes))
+
+
+@st.cache_data(max_entries=24, show_spinner="Classifying ...")
+def _discriminate(path: str, signature: tuple, n_values: np.ndarray) -> tuple[dict, np.ndarray]:
+    from optimus.evaluation import report as evaluation
+
+    report = evaluation.discriminator_report(_load_models(path, signature), n_values)
+    return report, np.asarray(report["prob"], dtype=np.float64)
+
+
+def discriminate(name: str, n_values: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The discriminator's report on `n_values` and its probabilities."""
+    path = model_path(name)
+    return _discriminate(str(path), model_signature(path), np.asarray(n_values, dtype=np.int64))
+
+
+def comparison_models(selected: str | None = None) -> list[str]:
+    """`selected` followed by the shipped default and seed models that exist, without repeats."""
+    names = {m["name"] for m in list_models()}
+    wanted = [selected, *COMPARE_MODELS] if selected else list(COMPARE_MODELS)
+    return [n for n in dict.fromkeys(wanted) if n in names]
+
+
+def format_seconds(seconds) -> str:
+    if seconds is None or seconds != seconds:
+        return "unknown"
+    seconds = int(round(float(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"

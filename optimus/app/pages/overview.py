@@ -1,0 +1,165 @@
+"""Overview, the landing page: the original's idea, its measured truth, what Optimus's default
+model achieves and learns (the sieve), and where each page goes.
+
+Every figure comes from the models on disk: a model's saved evaluation (written by `python -m
+optimus evaluate --save`) when it matches the model's trained batches, else `evaluation.evaluate`
+computed here once per saved version of the model (st.cache_data). The sieve picture is computed
+from generator samples (`evaluation.residue_distribution`, cached).
+"""
+
+import pandas as pd
+import streamlit as st
+
+from optimus import limits
+from optimus.app import charts, common, query
+from optimus.store import runs
+from optimus.training.loop import SIEVE_CHART_PRIMES
+
+SIEVE_SAMPLES = 10_000
+# One line per page, in the app's order (app.py declares the pages and their titles).
+PAGES = {
+    "optimus/app/pages/train.py": "Train a model from the browser and watch it learn: losses, lift over chance, "
+                              "and the sieve emerging batch by batch. Stop, then continue.",
+    "optimus/app/pages/sample.py": "Draw integers from a generator, each checked for primality, next to random odd "
+                               "integers of the same size.",
+    "optimus/app/pages/discriminator.py": "The discriminator's isPrime against exact primality: accuracy, ROC, "
+                                      "confusion, and every disagreement.",
+    "optimus/app/pages/density.py": "How many primes there are: exact counts per bin against x/ln x and li(x).",
+    "optimus/app/pages/continual.py": "Does a primality classifier forget old tasks, and do EWC and a GLN stop it?",
+}
+
+
+@st.cache_data(max_entries=8, show_spinner="Evaluating the model against exact primality ...")
+def _evaluate(path: str, signature: tuple) -> dict:
+    from optimus.evaluation import report as evaluation  # imports TensorFlow
+
+    return evaluation.evaluate(path)
+
+
+def model_figures(name: str, batches: int) -> tuple[dict, str]:
+    """(the model's evaluation report, where it came from)."""
+    path = common.model_path(name)
+    saved = runs.saved_evaluation(path, batches)
+    if saved is not None:
+        return saved, f"{name}'s saved evaluation (optimus evaluate --save)"
+    return _evaluate(str(path), common.model_signature(path)), "an evaluation run now (no current saved evaluation)"
+
+
+def _number(value, fmt: str) -> str:
+    return "-" if value is None or value != value else format(value, fmt)
+
+
+def show_figures(name: str, entry: dict, heading: str) -> None:
+    """One row: the model's name and source, then its four figures."""
+    cols = st.columns([1.6, 1, 1, 1, 1], vertical_alignment="center")
+    try:
+        report, source = model_figures(name, entry["batches"])
+    except ValueError as exc:
+        cols[0].markdown(heading)
+        st.error(f"{name}: {exc}", icon=":material/error:")
+        return
+    gen, disc = report["generator"], report["discriminator_on_uniform"]
+    cols[0].markdown(heading)
+    cols[0].caption(f"{entry['preset'] or '?'} preset, {entry['batches']:,} batches · from {source}")
+    cols[1].metric("Prime hit rate", _number(gen.get("hit_rate"), ".1%"),
+                   help=f"Share of {gen.get('count', 0):,} sampled outputs, in [{gen.get('lo', 0):,}, "
+                        f"{gen.get('hi', 0):,}], that are prime (exact).")
+    cols[2].metric("Lift over chance", _number(gen.get("lift"), ".2f"),
+                   help="Hit rate / the prime share of random odd integers of the same magnitudes (1 = chance).")
+    cols[3].metric("Distinct outputs", _number(gen.get("distinct_rate"), ".1%"))
+    cols[4].metric("Discriminator", _number(disc.get("balanced_accuracy"), ".3f"),
+                   help="Balanced accuracy of isPrime against exact primality on uniform odd integers of the "
+                        "generator's range (0.5 = chance).")
+
+
+st.title("Optimus: a neural prime generator")
+st.markdown(
+    "**The idea** (the original Optimus): a *generator* network turns latent integers into odd integers, a "
+    "*discriminator* learns isPrime on them from exact primality, and both train online with Elastic Weight "
+    "Consolidation. **The measured truth**: the original design is no better than chance (lift about 1) and its "
+    "discriminator calls everything one class. Optimus's `default` design learns the sieve of Eratosthenes "
+    "from the discriminator alone."
+)
+
+models = {m["name"]: m for m in common.list_models()}
+if not models:
+    st.error(f"No models in {common.models_root()}. Train one on the Train page, or point {runs.MODELS_ENV} "
+             "at a folder that holds models (the repository ships models/default and models/seed).")
+    st.stop()
+# Models with saved networks (not damaged, not a run that has yet to save its first batch).
+choices = [n for n, m in models.items() if m["status"] != "damaged" and runs.has_networks(m["path"])]
+if not choices:
+    st.error(f"No trained model in {common.models_root()}: train one on the Train page.")
+    st.stop()
+fallback = "default" if "default" in choices else choices[0]
+query.init("overview_model", fallback, query.one_of(choices))
+query.init("overview_seed", 0, query.int_in(0, 2**32 - 1))
+
+shown = st.session_state["overview_model"]
+with st.container(border=True):
+    show_figures(shown, models[shown], f"**Optimus: `{shown}`**")
+    if "seed" in choices and shown != "seed":
+        show_figures("seed", models["seed"], "**The original design: `seed`**")
+    elif shown != "seed":
+        st.caption("The shipped `seed` model is not in the models folder, so the original's figures are not shown.")
+
+# --- generate primes now ----------------------------------------------------------------
+
+GENERATE_MAX = 1_000  # primes per click on the landing page (the Sample page goes further)
+query.init("overview_digits", 30, query.int_in(limits.MIN_DIGITS, limits.MAX_DIGITS))
+query.init("overview_count", 10, query.int_in(1, GENERATE_MAX))
+with st.container(border=True):
+    st.markdown(f"**Generate primes now** with `{shown}`'s learned sieve, each one verified")
+    g1, g2, g3 = st.columns([1, 1, 2])
+    g1.number_input("Digits", key="overview_digits", step=1,
+                    help=f"{limits.MIN_DIGITS} to {limits.MAX_DIGITS} decimal digits.")
+    g2.number_input("How many", key="overview_count", step=1, help=f"1 to {GENERATE_MAX:,}.")
+    query.publish("overview_digits", "overview_count")
+    with common.user_errors():
+        digits = common.check_int("Digits", st.session_state["overview_digits"], limits.MIN_DIGITS, limits.MAX_DIGITS)
+        count = common.check_int("How many", st.session_state["overview_count"], 1, GENERATE_MAX)
+        primes_table, summary = common.generate_primes(shown, digits, count, st.session_state["overview_seed"])
+    g3.metric("Tests per prime", f"{summary['tests_per_prime']:,.1f}",
+              delta=f"random odd numbers need {summary['random_odd_tests_per_prime']:,.1f}", delta_color="off",
+              help="Primality tests the learned sieve needed per prime found, against random odd candidates.")
+    st.code("\n".join(primes_table["n"]), language=None)
+    st.caption(f"Certainty: {summary['certainty']}. Copy the list with the button at its top right, or download it:")
+    st.download_button("Download CSV", data=primes_table.to_csv(index=False),
+                       file_name=f"optimus-{shown}-{digits}-digit-primes-{count}.csv", mime="text/csv",
+                       icon=":material/download:", on_click="ignore", key="overview_download")
+
+# --- the learned sieve and the pages ----------------------------------------------------
+
+chart_col, links_col = st.columns([3, 2])
+with chart_col:
+    frames = []
+    for name in dict.fromkeys([shown, "seed"]):
+        if name not in choices:
+            continue
+        try:  # one model that cannot be loaded must not hide the rest of the page
+            residues = common.residues(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
+                                       st.session_state["overview_seed"], SIEVE_CHART_PRIMES)
+        except ValueError as exc:
+            st.warning(f"{name}: {exc}", icon=":material/error:")
+            continue
+        frames.append(residues.assign(model=name))
+    if frames:
+        st.altair_chart(charts.sieve_chart(charts.sieve_frame(pd.concat(frames, ignore_index=True))),
+                        width="stretch")
+    o1, o2 = st.columns(2)
+    o1.selectbox("Model", choices, key="overview_model",
+                 help="The model whose figures and sieve are shown, next to the seed model.")
+    o2.number_input("Sampling seed", key="overview_seed", min_value=0, max_value=2**32 - 1, step=1,
+                    help=f"The {SIEVE_SAMPLES:,} generator samples behind the sieve chart.")
+    query.publish("overview_model", "overview_seed")
+    st.caption(
+        f"From {SIEVE_SAMPLES:,} samples of each generator. Random odd integers put 1 in p among multiples of p "
+        "(the dashed line); a perfect sieve puts none. The default generator is never told about divisibility: "
+        "it learns one score per residue class mod p from the discriminator's verdicts, and residue 0 sinks."
+    )
+
+with links_col:
+    st.markdown("**The pages**")
+    for path, line in PAGES.items():
+        st.page_link(path)
+        st.caption(line)

@@ -1,0 +1,289 @@
+"""Train: start an online training run, watch it live, stop it, and see past runs.
+
+Training runs outside this script in its own process (`runs.start_training`); this page only
+reads what the trainer writes to disk, so refreshing or closing the tab changes nothing.
+"""
+
+import streamlit as st
+
+from optimus import continual, limits
+from optimus.app import charts, common, query
+from optimus.config import DISCRIMINATORS, LEGACY_EWC_MODES, PRESETS, preset
+from optimus.store import runs, storage
+
+NEW = "(new model)"
+REFRESH_SECONDS = 1.5
+
+st.title("Train")
+st.caption(
+    "Online training with EWC: every batch of latent integers is a new task. The run goes on in "
+    "a process of its own; this page watches it from disk."
+)
+
+# --- start a run ------------------------------------------------------------------------
+
+models = common.list_models()
+names = [m["name"] for m in models]
+query.init("train_base", NEW, query.one_of([NEW, *names]))
+query.init("train_preset", PRESETS[0], query.one_of(PRESETS))
+left, right = st.columns(2)
+base = left.selectbox(
+    "Start from", [NEW, *names], key="train_base",
+    help="A new model from a preset, or an existing model whose networks and EWC state training continues.",
+)
+with common.user_errors():
+    if base == NEW:
+        preset_name = right.radio(
+            "Preset", PRESETS, horizontal=True, key="train_preset",
+            help="default: the design that beats chance. seed: the original Optimus.",
+        )
+        defaults = preset(preset_name)
+        suggested = f"my-{preset_name}"
+    else:
+        base_dir = common.model_path(base)
+        defaults = runs.saved_config(base_dir)
+        preset_name = defaults.preset
+        right.markdown(f"**Preset:** {preset_name} (fixed by {base})")
+        suggested = base
+
+# The form's widgets take their values from the URL on the first visit, and the chosen base
+# model's or preset's values whenever the base or preset changes.
+form_defaults = {
+    "train_name": (suggested, str),
+    "train_batches": (defaults.batches, query.int_in(1, limits.MAX_BATCHES)),
+    "train_batch_size": (defaults.batch_size, query.int_in(16, limits.MAX_BATCH_SIZE)),
+    "train_steps": (defaults.steps, query.int_in(1, limits.MAX_STEPS)),
+    "train_latent_lo": (defaults.latent_lo, query.int_in(1, limits.MAX_LATENT)),
+    "train_latent_hi": (defaults.latent_hi, query.int_in(1, limits.MAX_LATENT)),
+    "train_seed": (defaults.seed, query.int_in(0, 2**32 - 1)),
+    "train_method": (defaults.method, query.one_of(continual.names())),
+    "train_ewc_lambda": (float(defaults.ewc_lambda), query.float_in(0.0, limits.MAX_EWC_LAMBDA)),
+    "train_discriminator": (defaults.discriminator, query.one_of(DISCRIMINATORS)),
+    "train_regularizers": (defaults.apply_regularizers, query.boolean),
+}
+if "train_ewc_mode" in st.query_params and "train_method" not in st.query_params:  # links made before
+    legacy = LEGACY_EWC_MODES.get(st.query_params["train_ewc_mode"])
+    if legacy:
+        st.query_params["train_method"] = legacy
+    del st.query_params["train_ewc_mode"]
+source = (base, preset_name)
+if st.session_state.get("train_form_source", source) != source:
+    for key, (value, _) in form_defaults.items():
+        st.session_state[key] = value
+else:
+    for key, (value, parse) in form_defaults.items():
+        query.init(key, value, parse)
+st.session_state["train_form_source"] = source
+
+apply_regularizers = False
+if preset_name == "seed":
+    apply_regularizers = st.checkbox(
+        "Demonstration: apply the README's opposite L2 (training diverges)", key="train_regularizers",
+        help="The original README describes an 'opposite L2' (coefficient -1e6) on the generator; the "
+             "original code never added it to the loss, so it never acted. Applied, the loss is unbounded "
+             "below: expect the run to stop within its first batch with an inf/NaN message.",
+    )
+    if apply_regularizers:
+        st.warning(
+            "Demonstration of the divergence: with the opposite L2 applied, the generator's loss has no lower "
+            "bound, so training stops in its first batch (inf/NaN) and keeps the last good checkpoint. This is "
+            "the expected outcome, not a fault; untick the box to train as the original code did.",
+            icon=":material/science:",
+        )
+    else:
+        st.caption("The seed preset trains as the original code did: its regularisers inert (never added to the loss).")
+
+with st.form("train_form"):
+    target = st.text_input(
+        "Model name (saved as)", key="train_name",
+        help="Letters, digits, '_', '.', '-' (up to 64). The base model's own name continues it in place; "
+             "another name trains a copy and leaves the base untouched.",
+    )
+    c1, c2, c3 = st.columns(3)
+    batches = c1.number_input("Batches", key="train_batches", step=1,
+                              help=f"Online batches in this run: 1 to {limits.MAX_BATCHES:,}.")
+    batch_size = c2.number_input("Batch size", key="train_batch_size", step=64,
+                                 help=f"Latent integers per batch: 16 to {limits.MAX_BATCH_SIZE:,}.")
+    steps = c3.number_input("Steps per batch", key="train_steps", step=1,
+                            help=f"Gradient steps per batch, for each network: 1 to {limits.MAX_STEPS:,}.")
+    c4, c5, c6 = st.columns(3)
+    latent_lo = c4.number_input("Latent lo", key="train_latent_lo", step=1,
+                                help=f"Latent integers are drawn from [lo, hi], 1 <= lo <= hi <= {limits.MAX_LATENT:,}.")
+    latent_hi = c5.number_input("Latent hi", key="train_latent_hi", step=1,
+                                help=f"At most {limits.MAX_LATENT:,}.")
+    seed = c6.number_input("Seed", key="train_seed", step=1, help="0 to 2**32 - 1.")
+    c7, c8, c9 = st.columns(3)
+    method = c7.selectbox("Continual-learning method", continual.names(), key="train_method",
+                          help="; ".join(f"{name}: {continual.get(name).summary}" for name in continual.names()))
+    ewc_lambda = c8.number_input("EWC lambda", key="train_ewc_lambda", step=1.0, format="%g",
+                                 help=f"Strength of the EWC penalty: 0 to {limits.MAX_EWC_LAMBDA:g}.")
+    discriminator = c9.selectbox(
+        "Discriminator", DISCRIMINATORS, key="train_discriminator",
+        disabled=base != NEW,
+        help="dense: the seed's MLP on the raw real; residue: divisibility bits + wide & deep head; "
+             "gln: a Bernoulli Gated Linear Network on the same bits, learning by local updates. "
+             "Fixed for an existing model.",
+    )
+    st.caption(
+        f"Limits: batches 1-{limits.MAX_BATCHES:,}; batch size 16-{limits.MAX_BATCH_SIZE:,}; "
+        f"steps 1-{limits.MAX_STEPS:,}; latent range within [1, {limits.MAX_LATENT:,}]; "
+        f"EWC lambda 0-{limits.MAX_EWC_LAMBDA:g}. One run at a time per model."
+    )
+    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+query.publish("train_base", *(["train_preset"] if base == NEW else []), *form_defaults)
+
+if submitted:
+    with common.user_errors():
+        model_dir = runs.resolve_model_dir(target.strip())
+        exists = runs.holds_config(model_dir)
+        if base == NEW:
+            from_dir = None
+            if exists:
+                raise ValueError(
+                    f"A model named {target!r} already exists: choose it under 'Start from' to continue "
+                    "training it, or enter a new name."
+                )
+        else:
+            from_dir = None if model_dir == base_dir.resolve() else base_dir
+            if from_dir is not None and exists:
+                raise ValueError(
+                    f"A model named {target!r} already exists: enter a new name for the copy of {base!r}, "
+                    f"or {base!r} itself to continue it in place."
+                )
+        overrides = {
+            "batches": common.check_int("Batches", batches, 1, limits.MAX_BATCHES),
+            "batch_size": common.check_int("Batch size", batch_size, 16, limits.MAX_BATCH_SIZE),
+            "steps": common.check_int("Steps per batch", steps, 1, limits.MAX_STEPS),
+            "seed": common.check_int("Seed", seed, 0, 2**32 - 1),
+            "method": method,
+            "ewc_lambda": float(ewc_lambda),
+        }
+        if preset_name == "seed":
+            overrides["apply_regularizers"] = bool(apply_regularizers)
+        if base == NEW and discriminator != defaults.discriminator:
+            overrides["discriminator"] = discriminator
+        overrides["latent_lo"], overrides["latent_hi"] = common.check_range(
+            latent_lo, latent_hi, lo_min=1, hi_max=limits.MAX_LATENT, what="latent range")
+        try:
+            pid = runs.start_training(model_dir, from_dir=from_dir,
+                                      preset=preset_name if base == NEW else None, overrides=overrides)
+        except storage.LockedError as exc:
+            st.error(str(exc), icon=":material/lock:")
+        except RuntimeError as exc:
+            st.error(f"Training did not start: {exc}")
+        else:
+            st.session_state["train_watch"] = model_dir.name
+            st.success(f"Started training {model_dir.name} (process {pid}).", icon=":material/rocket_launch:")
+
+# --- watch runs -------------------------------------------------------------------------
+
+st.divider()
+st.subheader("Runs")
+models = common.list_models()
+names = [m["name"] for m in models]
+watched = st.session_state.get("train_watch")
+if watched and watched not in names:
+    names.append(watched)
+if not names:
+    st.info("No models yet: start a run above.")
+    st.stop()
+query.init("train_watch", watched if watched in names else None, query.one_of(names))
+watched = st.session_state.get("train_watch")
+if watched not in names:
+    live = [m["name"] for m in models if m["live"]]
+    st.session_state["train_watch"] = (live or ["default" if "default" in names else names[0]])[0]
+watch = st.selectbox("Watch model", names, key="train_watch",
+                     help="Running and finished runs are found from the files in the model's folder.")
+query.publish("train_watch")
+
+
+def _continue(name: str, model_dir, remaining: int) -> None:
+    """A new incremental run from the stopped model, in place (its lineage goes to the runs table)."""
+    try:
+        pid = runs.start_training(model_dir, overrides={"batches": remaining})
+    except storage.LockedError as exc:
+        st.error(str(exc), icon=":material/lock:")
+    except (RuntimeError, ValueError) as exc:
+        st.error(f"Training did not continue: {exc}")
+    else:
+        st.toast(f"Continuing {name} for {remaining:,} batches (process {pid}).", icon=":material/play_arrow:")
+
+
+def _number(value, fmt: str = ".3f") -> str:
+    return "-" if value is None or value != value else format(value, fmt)
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live_view(name: str) -> None:
+    with common.user_errors():
+        model_dir = runs.resolve_model_dir(name)
+    status = runs.read_status(model_dir)
+    if status is None:
+        st.info(f"{name} has not been trained from this app yet (no status file).")
+    else:
+        state = status.get("state", "unknown")
+        done, total = int(status.get("batches_done") or 0), int(status.get("batches_total") or 0)
+        eta = status.get("eta_seconds") if state == "running" else 0
+        text = f"{status.get('run') or ''} {state}: batch {done:,} of {total:,}".strip()
+        if state == "starting":
+            text = "starting: the trainer is loading TensorFlow and the networks"
+        if state == "running":
+            text += f" - ETA {common.format_seconds(eta)}"
+        st.progress(min(done / total, 1.0) if total else 0.0, text=text)
+        if status.get("live"):
+            if st.button("Stop after the current step", icon=":material/stop:", key="train_stop"):
+                runs.stop_training(model_dir)
+                st.toast(f"Asked {name} to stop after its current step.")
+            if runs.stop_requested(model_dir):
+                st.caption("Stop requested: the run saves and ends after its current step.")
+        if state in ("stopped", "interrupted") and not status.get("live") and total > done:
+            remaining = total - done
+            if st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:",
+                         key="train_continue", type="primary",
+                         help="A new run from the stopped model, in place; the runs table records its parent."):
+                _continue(name, model_dir, remaining)
+        if status.get("message") and state not in ("starting", "failed", "interrupted"):
+            st.caption(status["message"])
+        last = status.get("last") or {}
+        if last:
+            m = st.columns(4)
+            m[0].metric("Prime hit rate", _number(last.get("hit_rate")))
+            m[1].metric("Baseline", _number(last.get("baseline")))
+            m[2].metric("Lift", _number(last.get("lift"), ".2f"))
+            m[3].metric("Discriminator balanced accuracy", _number(last.get("d_balanced_accuracy")))
+
+    failure = runs.last_failure(model_dir)  # at any moment, from the run's files
+    if failure is not None and runs.demonstrates_divergence(model_dir):
+        st.info(f"Diverged, as the demonstration expects: {failure['message'].rstrip('.')}. The original code never "
+                "applied its opposite L2; the seed preset without the demonstration box trains as it did.",
+                icon=":material/science:")
+    elif failure is not None:
+        st.error(failure["message"], icon=":material/error:")
+        with st.expander("Training log (last lines)"):
+            st.code(failure["log"] or "(empty)")
+    history = runs.read_history(model_dir)
+    top = st.columns(2)
+    top[0].altair_chart(charts.losses_chart(history), width="stretch")
+    top[1].altair_chart(charts.hit_rate_chart(history), width="stretch")
+    bottom = st.columns(2)
+    bottom[0].altair_chart(charts.lift_chart(history), width="stretch")
+    bottom[1].altair_chart(charts.balanced_accuracy_chart(history), width="stretch")
+    st.altair_chart(charts.sieve_heatmap(history), width="stretch")
+
+    st.markdown("**Past runs** (newest first; parent = the model and run it started from)")
+    table = runs.read_runs(model_dir)
+    if table.empty:
+        st.caption("No runs recorded yet.")
+    else:
+        st.dataframe(
+            table, hide_index=True, width="stretch",
+            column_config={
+                "hit_rate": st.column_config.NumberColumn("hit rate", format="%.4f"),
+                "baseline": st.column_config.NumberColumn(format="%.4f"),
+                "lift": st.column_config.NumberColumn(format="%.2f"),
+                "d_balanced_accuracy": st.column_config.NumberColumn("disc. balanced acc.", format="%.3f"),
+            },
+        )
+
+
+live_view(watch)

@@ -1,0 +1,131 @@
+"""Input encodings of odd integers for discriminators, in NumPy (exact, no TensorFlow).
+
+Two views of residues live here and keep apart names: `fourier_features` (cos/sin of n mod p,
+the forgetting benchmark's "fourier" encoding) and `divisibility_features` (one bit per prime:
+the discriminator="residue" models' FactorEncoding, a name saved in shipped config.json files).
+
+The seed fed the discriminator the raw real x; a network cannot read divisibility from a single
+float, and float32 cannot even resolve integers above 2**24. These encodings expose exact
+residues instead, computed in int64 (exact for every n < 2**53).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimus.primes import small_odd_primes
+
+ENCODINGS = ("scalar", "fourier")
+# "residue" was this Fourier encoding's first name (forgetting-benchmark settings, saved results
+# and --encoding links use it); "residue" now means divisibility bits (discriminator="residue"),
+# so the old name is read as "fourier" and never written
+_OLD_NAMES = {"residue": "fourier"}
+
+
+def residues(n, primes) -> np.ndarray:
+    """n mod p for every n (rows) and every p (columns), exact in int64."""
+    n = np.asarray(n, dtype=np.int64).reshape(-1, 1)
+    return np.mod(n, np.asarray(primes, dtype=np.int64).reshape(1, -1))
+
+
+def fourier_features(n, primes) -> np.ndarray:
+    """[cos(2 pi r/p), sin(2 pi r/p)] per prime: a smooth, periodic view of each residue."""
+    r = residues(n, primes).astype(np.float64)
+    angle = 2.0 * np.pi * r / np.asarray(primes, dtype=np.float64)
+    return np.concatenate([np.cos(angle), np.sin(angle)], axis=1).astype(np.float32)
+
+
+def divisibility_features(n, primes) -> np.ndarray:
+    """1 where p divides n. By Dirichlet's theorem the non-zero residues of a large n carry no
+    information about its primality, so this one bit per prime is all a residue says."""
+    return (residues(n, primes) == 0).astype(np.float32)
+
+
+def log_magnitude(n, lo: float = 1.0, hi: float = 2.0**53) -> np.ndarray:
+    """log(n) scaled to about [0, 1] over [lo, hi]: prime density falls like 1/ln n."""
+    n = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
+    return ((np.log(n) - np.log(lo)) / (np.log(hi) - np.log(lo))).astype(np.float32).reshape(-1, 1)
+
+
+def scalar_features(n, scale: float = 1e9) -> np.ndarray:
+    """The seed's view: the integer itself as one real, scaled to O(1)."""
+    return (np.asarray(n, dtype=np.float64) / scale).astype(np.float32).reshape(-1, 1)
+
+
+def encoding_name(encoding: str) -> str:
+    """The current name of an encoding ('scalar' or 'fourier'; the old 'residue' reads as
+    'fourier'), or ValueError listing the choices."""
+    name = _OLD_NAMES.get(encoding, encoding)
+    if name not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
+    return name
+
+
+def encode(n, encoding: str, prime_max: int = 97) -> np.ndarray:
+    """Features for `n` under a named encoding: 'scalar' or 'fourier' (cos/sin of n mod each
+    odd prime <= prime_max, plus log size)."""
+    if encoding_name(encoding) == "scalar":
+        return scalar_features(n)
+    primes = small_odd_primes(prime_max)
+    return np.concatenate([fourier_features(n, primes), log_magnitude(n)], axis=1)
+
+
+def window_factor_lists(n0, window: int, primes, slots: int) -> np.ndarray:
+    """FactorEncoding's factor lists for windows of consecutive odd candidates, in NumPy.
+
+    n0 [B] (odd, int64): first candidates; the windows hold n0 + 2j, j < window. Returns int32
+    [B * window, slots]: per candidate, the 1-based indices into `primes` of the primes that
+    divide it (n != p), largest index first, 0 for an empty slot, exactly as
+    optimus.nets.layers.FactorEncoding lays them out. A prime p divides the candidates at
+    j = (-n0) * 2^-1 mod p, then every p further, so a window costs [B, K] residues instead of
+    the [B * window, K] that arbitrary integers need (measured: 32,768 candidates x 3,400
+    primes in 0.13 s, against 0.5-0.8 s for the layer, on the shared 2-core machine).
+    """
+    n0 = np.asarray(n0, dtype=np.int64).reshape(-1)
+    primes = np.asarray(primes, dtype=np.int64)
+    rows_total = n0.size * window
+    if rows_total == 0 or primes.size == 0:
+        return np.zeros((rows_total, slots), dtype=np.int32)
+    first = ((primes - n0[:, None] % primes) * ((primes + 1) // 2)) % primes  # [B, K]
+    rows, cols = [], []
+    small = int(np.searchsorted(primes, window))  # primes below the window may divide several
+    for m in range((window - 1) // int(primes[0]) + 1):
+        ks = slice(None) if m == 0 else slice(0, small)
+        j = first[:, ks] + m * primes[ks]
+        b, k = np.nonzero(j < window)
+        row = b * window + j[b, k]
+        keep = n0[b] + 2 * j[b, k] != primes[k]
+        rows.append(row[keep])
+        cols.append(k[keep])
+    return _layout(np.concatenate(rows), np.concatenate(cols), rows_total, slots)
+
+
+def factor_lists(n, primes, slots: int, chunk: int = 2048) -> np.ndarray:
+    """FactorEncoding's factor lists for any odd n [B] (int64, < 2**53), in NumPy: int32
+    [B, slots], the 1-based indices of the primes dividing n (n != p), largest first, 0 for
+    an empty slot. NumPy's int64 mod is about 3x TensorFlow's here (measured: 10,000 n x 3,400
+    primes in 0.09 s against 0.27 s)."""
+    n = np.asarray(n, dtype=np.int64).reshape(-1)
+    primes = np.asarray(primes, dtype=np.int64)
+    rows, cols = [], []
+    for start in range(0, n.size, chunk):
+        part = n[start : start + chunk, None]
+        b, k = np.nonzero((part % primes == 0) & (part != primes))
+        rows.append(start + b)
+        cols.append(k)
+    if not rows:
+        return np.zeros((0, slots), dtype=np.int32)
+    return _layout(np.concatenate(rows), np.concatenate(cols), n.size, slots)
+
+
+def _layout(rows: np.ndarray, cols: np.ndarray, rows_total: int, slots: int) -> np.ndarray:
+    """(row, prime index) pairs -> [rows_total, slots] int32, per row the largest indices
+    first (+1; 0 = empty): the order of FactorEncoding's top_k."""
+    out = np.zeros((rows_total, slots), dtype=np.int32)
+    order = np.lexsort((-cols, rows))  # by row, then the largest prime index first
+    rows, cols = rows[order], cols[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    rank = np.arange(rows.size) - starts
+    keep = rank < slots
+    out[rows[keep], rank[keep]] = cols[keep] + 1
+    return out

@@ -1,0 +1,357 @@
+"""Online adversarial training, one continual-learning task per online batch.
+
+Every online batch of latent integers is a task (as in the seed): the generator proposes
+reals, exact primality labels their odd integers, the discriminator trains on an undersampled
+(balanced) set of them and the generator trains towards "prime" through the discriminator
+(`optimus.training.gan.PrimeGAN`, a Keras model with its own `train_step`); then each network's
+continual-learning method consolidates on the batch (EWC: the Fisher information, and the
+weights anchored, so later batches pay lambda/2 * sum F_i (theta_i - theta*_i)**2 for moving
+what mattered).
+
+`train()` is the whole loop, top to bottom (`_train_locked`); the run's bookkeeping (history,
+checkpoint, status, stop request, TensorBoard, progress bar) are Keras callbacks
+(`optimus.training.callbacks`). The CLI (`python -m optimus train`) and the app's Train page both run
+it, the app in a child process so a closed tab doesn't stop it.
+
+`train(..., device=...)` runs under a `tf.distribute.Strategy` (`optimus.training.distribute`): the
+GAN's step runs per replica on shards of the batch (`PrimeGAN.distribute_batch`; the losses are
+scaled with `tf.nn.compute_average_loss`); on one device, the default strategy, nothing changes.
+
+Public seams for the benchmark and the tests: `build_gan`, `prepare_batch`, `run_online_batch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from optimus import primes
+from optimus.config import TrainConfig
+from optimus.evaluation.metrics import generator_report
+from optimus.store import checkpoint, storage
+
+# Primes whose multiples the history tracks in every batch record (`divisible_share`).
+SIEVE_CHART_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
+
+
+class TrainingDiverged(RuntimeError):
+    """Losses or weights became inf/NaN, or outputs left the exact range."""
+
+
+
+def build_gan(cfg: TrainConfig, generator, discriminator):
+    """The run's `gan.PrimeGAN`, compiled: Adam for each network, the losses cfg names, and
+    the continual-learning method cfg.method for each. Call under the strategy's scope."""
+    import keras
+
+    from optimus.training.gan import PrimeGAN, losses_from_config
+
+    gan = PrimeGAN(cfg, generator, discriminator)
+    d_loss, g_loss = losses_from_config(cfg)
+    gan.compile(d_optimizer=keras.optimizers.Adam(cfg.lr_discriminator),
+                g_optimizer=keras.optimizers.Adam(cfg.lr_generator), d_loss=d_loss, g_loss=g_loss)
+    return gan
+
+
+def prepare_batch(gan, cfg: TrainConfig, batch_index: int) -> dict:
+    """Online batch `batch_index` (`optimus.training.online_batch`: one compiled graph where the range
+    allows): the step's tensors `z`, `candidate_features`, `d_features`, `d_labels`,
+    `d_weights`, `d_total`, and in NumPy what the record and the consolidation read: `labels`
+    (per candidate), `n_pool` (the candidates' odd integers), `chosen` (the undersampled rows)."""
+    from optimus.training.online_batch import ExactRangeError, OnlineBatches
+
+    if getattr(gan, "batches", None) is None:  # built once per run: its graphs trace once
+        gan.batches = OnlineBatches(gan.generator, gan.encoding, cfg, d_rows=gan.d_rows)
+    try:
+        batch = dict(gan.batches(batch_index))
+    except ExactRangeError as exc:
+        raise TrainingDiverged(
+            f"batch {batch_index}: {exc}" + (
+                "; the seed's opposite-L2 term is unbounded below and drives weights without limit"
+                if cfg.opposite_l2 and cfg.generator == "dense" else "")
+        ) from None
+    for key in ("labels", "n_pool", "chosen"):
+        batch[key] = batch[key].numpy()
+    return batch
+
+
+def run_online_batch(gan, cfg: TrainConfig, batch_index: int, callbacks=None) -> dict:
+    """One online batch (one continual-learning task): prepare it, `cfg.steps` GAN steps
+    (fewer when a callback sets `gan.stop_training`), judge the generator, consolidate.
+    Returns the batch's history record."""
+    rng = np.random.default_rng([cfg.seed, batch_index])
+    batch = prepare_batch(gan, cfg, batch_index)
+    inputs = gan.distribute_batch(batch)
+    for step in range(cfg.steps):
+        logs = gan.train_function(inputs)
+        if callbacks is not None:
+            callbacks.on_train_batch_end(step)
+        if gan.stop_training:
+            break
+    record = _judge(gan, cfg, batch, {k: float(v) for k, v in logs.items()}, batch_index, rng)
+    gan.consolidate(batch, rng)
+    return record
+
+
+def _judge(gan, cfg: TrainConfig, batch: dict, logs: dict, batch_index: int, rng) -> dict:
+    """The divergence checks, and the batch's record: what the generator now produces for this
+    batch's latents, judged by exact primality, and how well the discriminator separates them."""
+    from optimus.evaluation.metrics import balanced_accuracy
+    from optimus.nets.networks import choose, propose
+
+    if not all(math.isfinite(v) for v in logs.values()):
+        raise TrainingDiverged(f"batch {batch_index}: loss became inf/NaN ("
+                               + ", ".join(f"{k}={v}" for k, v in logs.items()) + ")")
+    if not (_finite(gan.g_vars) and _finite(gan.d_vars)):
+        raise TrainingDiverged(f"batch {batch_index}: weights became inf/NaN")
+    # z holds the latents exactly (float64 for the sieve; the seed's float32 is its input dtype).
+    reals_after, logits_after = propose(gan.generator, np.asarray(batch["z"]).reshape(-1))
+    outputs = choose(reals_after, logits_after, rng, cfg.temperature)
+    if not np.all(np.isfinite(outputs)) or outputs.max() >= 2.0**52:
+        raise TrainingDiverged(f"batch {batch_index}: generator outputs left the exact range (max {np.nanmax(outputs):.3g})")
+    odd_outputs = primes.to_odd(outputs)
+    report = generator_report(odd_outputs)
+    d_prob = np.asarray(gan.head(batch["candidate_features"], training=False)).reshape(-1)
+    return {
+        "d_loss": logs["d_loss"], "g_loss": logs["g_loss"], "g_regularizer": logs["g_regularizer"],
+        "hit_rate": report["hit_rate"], "distinct_rate": report["distinct_rate"],
+        "distinct_prime_rate": report["distinct_prime_rate"], "baseline": report["baseline"],
+        "lift": report["lift"], "d_balanced_accuracy": float(balanced_accuracy(batch["labels"], d_prob)),
+        # The penalties paid during this batch (after consolidating they restart from zero).
+        "ewc_penalty_g": float(gan.g_method.penalty()), "ewc_penalty_d": float(gan.d_method.penalty()),
+        "out_lo": report["lo"], "out_hi": report["hi"],
+        # The sieve as it emerges, batch by batch: share of this batch's outputs divisible by
+        # each small odd prime p (chance: 1/p; a perfect sieve: 0). Any generator has it.
+        "divisible_share": {str(p): float(np.mean(odd_outputs % p == 0)) for p in SIEVE_CHART_PRIMES},
+    }
+
+
+def _finite(variables) -> bool:
+    return all(np.all(np.isfinite(np.asarray(v))) for v in variables)
+
+def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, resume: bool):
+    """Networks to start from (new, resumed, or copied from --from) and the run's parent.
+
+    `resume`: `model_dir` holds a complete model (`checkpoint.resumable`). Sources are read
+    only (`checkpoint.load` never writes), so a non-chief worker may read its chief's directory.
+    """
+    from optimus.nets.networks import build_discriminator, build_generator
+
+    source = from_dir if from_dir is not None else (model_dir if resume else None)
+    if source is None:
+        return build_generator(cfg), build_discriminator(cfg), {}, None
+    # The same calls on every worker: under MultiWorkerMirroredStrategy each variable's creation
+    # is a collective, so all workers must create the same variables in the same order.
+    ck = checkpoint.load(source)
+    checkpoint.check_compatible(ck.config, cfg, source)
+    runs = storage.read_jsonl(source / storage.RUNS)
+    parent = {"model_dir": str(source), "run": runs[-1].get("run") if runs else None, "batches_done": ck.batches_done}
+    return ck.generator, ck.discriminator, ck.state, parent
+
+
+LINEAGE = (storage.HISTORY, storage.RUNS)
+
+
+def _carry_lineage(source: Path, model_dir: Path) -> None:
+    """Copy `source`'s history and runs into `model_dir` (a branch's target, which holds no
+    model: `checkpoint.refuse_existing_target`), each atomically; the source is never touched.
+    Called only once every check has passed. Copies left there by an earlier attempt are
+    replaced, never continued: they may be of an older state of `source`."""
+    for name in LINEAGE:
+        if (source / name).exists():
+            with storage.atomic_path(model_dir / name) as tmp:
+                shutil.copyfile(source / name, tmp)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                (model_dir / name).unlink()
+
+
+def _discard_branch(model_dir: Path) -> None:
+    """A branch that failed before its first checkpoint was committed: remove what it wrote (the
+    lineage copies and config.json), so that no later run continues from them."""
+    if (model_dir / checkpoint.COMMIT).exists() or any((model_dir / n).exists() for n in checkpoint.FILES):
+        return  # a checkpoint is (being) committed: leave it to `checkpoint.recover`
+    for name in (*LINEAGE, storage.CONFIG):
+        with contextlib.suppress(FileNotFoundError):
+            (model_dir / name).unlink()
+
+
+def _new_dirs(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist, deepest first."""
+    out = []
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            break
+        out.append(p)
+    return out
+
+
+def _next_run_id(previous_runs: list[dict]) -> str:
+    """One past the highest run number on record: a count would reuse an id whose start event
+    was lost (a torn line), and with it the run's logs/ folder."""
+    numbers = [0]
+    for event in previous_runs:
+        run = event.get("run")
+        if isinstance(run, str) and run.startswith("run-") and run[4:].isdigit():
+            numbers.append(int(run[4:]))
+    return f"run-{max(numbers) + 1:03d}"
+
+
+def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log=print, device="auto") -> dict:
+    """Run `cfg.batches` online batches into `model_dir`; returns the final status dict.
+
+    `device`: auto, cpu, gpu, mirrored or multiworker (`optimus.training.distribute`), or a
+    `tf.distribute.Strategy`. It is recorded in the run's start event in runs.jsonl, not in
+    config.json, so a model resumes on any machine. Under multi-worker training only the
+    chief writes `model_dir`; the other workers run the same steps and write into a temporary
+    directory that is removed at the end.
+    """
+    from optimus.training import distribute
+
+    cfg.validate()
+    if not str(model_dir).strip():
+        raise ValueError("the model directory is empty: name a directory to train into")
+    model_dir = Path(model_dir)
+    if model_dir.is_symlink():
+        raise ValueError(f"{model_dir} is a symbolic link; train into the directory itself (links are never written through)")
+    from_dir = Path(from_dir) if from_dir is not None else None
+    if from_dir is not None and from_dir.resolve() == model_dir.resolve():
+        from_dir = None
+    # First, before TensorFlow initialises its devices (hiding GPUs only works then).
+    strategy = distribute.strategy_for(device, local_updates=cfg.discriminator == "gln")
+    info = distribute.describe(strategy, device)
+    if not distribute.is_chief(strategy):
+        return _train_worker(cfg, model_dir, from_dir, log, strategy, info)
+    created = _new_dirs(model_dir)
+    try:
+        with storage.run_lock(model_dir):
+            # Only the lock holder may finish or discard an interrupted commit and clear temp files.
+            checkpoint.recover(model_dir)
+            checkpoint.refuse_existing_target(model_dir, from_dir)
+            resume = checkpoint.resumable(model_dir) if from_dir is None else False
+            return _train_locked(cfg, model_dir, from_dir, progress, log, strategy, info, resume=resume)
+    except BaseException:
+        # A refused run leaves no directory behind that it made (rmdir removes empty ones only).
+        for d in created:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+
+
+def _train_worker(cfg, model_dir: Path, from_dir: Path | None, log, strategy, info) -> dict:
+    """A non-chief worker: the chief's computation, written into a temporary directory."""
+    import tempfile
+
+    source = from_dir if from_dir is not None else model_dir
+    # Let the chief finish or discard an interrupted commit before reading its directory.
+    deadline = time.time() + 300
+    while (source / checkpoint.COMMIT).exists() or any((source / f"{n}.new").exists() for n in checkpoint.FILES):
+        if time.time() > deadline:
+            raise RuntimeError(f"{source}: a checkpoint commit is still pending after 300 s")
+        time.sleep(0.2)
+    if not checkpoint.resumable(source):
+        source = None
+    scratch = Path(tempfile.mkdtemp(prefix=f"optimus-worker-{info['task'] or 'x'}-".replace(":", "")))
+    log(f"worker {info['task']}: not the chief, writing into {scratch} (removed at the end)")
+    try:
+        with storage.run_lock(scratch):
+            return _train_locked(cfg, scratch, source, False, log, strategy, info, resume=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, progress: bool, log,
+                  strategy=None, info=None, resume: bool = False) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from optimus.training import callbacks as cb
+    from optimus.training import distribute
+
+    strategy = strategy if strategy is not None else tf.distribute.get_strategy()
+    info = info or {}
+    storage.clear_stale_stop(model_dir)
+    keras.utils.set_random_seed(cfg.seed)
+    # Every variable (networks, optimisers, continual state) is created, or loaded, under the
+    # strategy's scope (the default strategy needs none). The loop runs outside it: the step
+    # enters it through strategy.run, and the consolidation, a per-batch side job on the whole
+    # batch, reads the mirrored variables from the cross-replica context.
+    with contextlib.nullcontext() if distribute.is_default(strategy) else strategy.scope():
+        generator, discriminator, state, parent = _prepare_dir(cfg, model_dir, from_dir, resume)
+        gan = build_gan(cfg, generator, discriminator)
+        if state:
+            gan.load_state(state)  # the last check (a method switch): nothing is written before it
+    done = int(state.get("batches_done", 0)) if state else 0
+    branch = from_dir is not None and from_dir != model_dir
+    saver = cb.Checkpoint(model_dir)
+    saver.set_model(gan)
+    try:
+        if branch:  # carry the lineage and history over, now that every check has passed
+            _carry_lineage(from_dir, model_dir)
+        # config.json first: a run killed before its first save leaves config.json alone, which
+        # `checkpoint.resumable` reads as "nothing trained yet".
+        storage.write_bytes(model_dir / storage.CONFIG, (cfg.to_json() + "\n").encode())  # allow_nan=False
+        if not state or from_dir is not None:
+            saver.save(done)  # a new (or newly branched) directory holds a loadable version at once
+    except BaseException:
+        if branch:
+            _discard_branch(model_dir)
+        raise
+    run_id = _next_run_id(storage.read_jsonl(model_dir / storage.RUNS))
+    log(f"{run_id}: training {model_dir} from batch {done} for {cfg.batches} batches")
+    if info and info.get("replicas", 1) * info.get("workers", 1) > 1:
+        log(f"device: {info['strategy']}, {info['replicas']} replicas on {info['workers']} worker(s): "
+            f"{', '.join(info['devices'])}")
+    log(cfg.to_json())
+
+    workers = distribute.num_workers(strategy)
+    status = cb.RunStatus(model_dir, run_id, cfg.batches, done)
+    callbacks = [
+        cb.RunEvents(model_dir, run_id, cfg, done, parent, info),
+        # Mid-batch stops only on one worker: several must run the same number of steps.
+        cb.StopRequest(model_dir, mid_batch=workers == 1),
+        cb.History(model_dir),  # the record first, then the checkpoint
+        saver,
+        cb.TensorBoard(model_dir / storage.TENSORBOARD / run_id),
+        status,
+        *([cb.ProgressBar(cfg.batches)] if progress else []),
+    ]
+    callback_list = cb.Callbacks(callbacks, model=gan)
+    end = {"state": "done", "message": "", "final": {}}
+    try:
+        callback_list.on_train_begin()
+        for _ in range(cfg.batches):
+            callback_list.on_epoch_begin(done)
+            # Every worker stops at the same batch, or the collectives hang.
+            if distribute.any_worker(strategy, gan.stop_training):
+                end.update(state="stopped", message=f"stopped by request after {status.status['batches_done']} batches")
+                break
+            t0 = time.time()
+            record = run_online_batch(gan, cfg, done + 1, callback_list)
+            done += 1
+            record.update({"run": run_id, "batch": done, "time": time.time(), "seconds": time.time() - t0})
+            callback_list.on_epoch_end(done, record)  # history, checkpoint, TensorBoard, status, bar
+            end["final"] = record
+            if gan.stop_training:
+                end.update(state="stopped", message=f"stopped by request during batch {done}; saved")
+                break
+    except TrainingDiverged as exc:
+        end.update(state="failed", message=f"{exc}. The last good checkpoint (batch {done}) is kept.")
+        log(end["message"])
+    except KeyboardInterrupt:
+        end.update(state="stopped", message=f"aborted; the last good checkpoint (batch {done}) is kept")
+    except BaseException as exc:
+        # A full disk, a damaged file, a bug: the run failed, whatever it was; say so, then let
+        # the exception go on (a non-zero exit).
+        end.update(state="failed", message=f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                   + f" (the last good checkpoint, batch {done}, is kept)")
+        raise
+    finally:
+        end.update(batches_done=status.status["batches_done"], model_batches=done)
+        callback_list.on_train_end(end, log)  # each on its own (a full disk may fail one)
+    return status.status

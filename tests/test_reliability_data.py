@@ -159,7 +159,7 @@ def test_every_registering_module_is_in_the_registry():
     from optimus.nets import serialisables
 
     registering = sorted(
-        f"optimus.{p.stem}" for p in (REPO / "optimus").glob("*.py")
+        ".".join(p.relative_to(REPO).with_suffix("").parts) for p in (REPO / "optimus").rglob("*.py")
         if "register_keras_serializable" in p.read_text() and p.stem != "serialisables"
     )
     assert sorted(serialisables.MODULES) == registering

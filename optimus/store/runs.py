@@ -14,6 +14,7 @@ No Streamlit and no TensorFlow here.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import signal
@@ -103,9 +104,14 @@ def read_config(model_dir) -> dict | None:
     if not path.exists():
         return None
     try:
-        data = storage.read_json(path)
+        data = storage.read_json(path, huge=storage.HugeNumber)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path} is damaged ({exc}); retrain the model or restore the file.") from exc
+    for key, value in data.items() if isinstance(data, dict) else ():
+        huge = storage.huge_number(value)
+        if huge is not None:
+            raise ValueError(f"{path} is damaged ({key} holds a number of {huge.digits:,} digits); "
+                             "retrain the model or restore the file.")
     if not isinstance(data, dict):
         raise ValueError(f"{path} is damaged (it holds a JSON {type(data).__name__}, not an object); "
                          "retrain the model or restore the file.")
@@ -170,6 +176,52 @@ def saved_evaluation(model_dir, batches: int) -> dict | None:
     return saved if trained == batches else None
 
 
+STATUS_STATES = ("starting", "running", "done", "stopped", "failed", "interrupted")
+_LAST_FIELDS = ("hit_rate", "baseline", "lift", "d_balanced_accuracy", "distinct_rate", "d_loss", "g_loss")
+_MAX_COUNT = 10**12  # batches: far above limits.MAX_BATCHES, far below what breaks a format
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(value) -> bool:  # NaN included: a diverged run's loss is one
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_status(status: dict) -> tuple[dict, list[str]]:
+    """status.json's fields with their JSON types checked: (the fields that are right, a note per
+    field that is not). A wrong field is left out, so a page shows what it can."""
+    checks = {
+        "state": (lambda v: v in STATUS_STATES, f"one of {', '.join(STATUS_STATES)}"),
+        "run": (lambda v: isinstance(v, str) and len(v) <= 64, "a run name"),
+        "pid": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**22, "a process id"),
+        "batches_done": (_whole, "a whole number of batches"),
+        "batches_total": (_whole, "a whole number of batches"),
+        "model_batches": (_whole, "a whole number of batches"),
+        "eta_seconds": (lambda v: v is None or (_finite(v) and v >= 0), "a number of seconds"),
+        "started": (_finite, "a time"),
+        "updated": (_finite, "a time"),
+        "message": (lambda v: isinstance(v, str), "text"),
+        "last": (lambda v: isinstance(v, dict) and all(_number(v[k]) or v[k] is None for k in _LAST_FIELDS if k in v),
+                 "the last batch's figures (numbers)"),
+    }
+    clean, notes = {}, []
+    for key, value in status.items():
+        check = checks.get(key)
+        if check is None:
+            continue
+        if check[0](value):
+            clean[key] = value
+        else:
+            notes.append(f"{key} is not {check[1]}")
+    return clean, notes
+
+
 def read_status(model_dir) -> dict | None:
     """status.json with `live` added (a process holds the lock), or None if never trained.
 
@@ -186,6 +238,13 @@ def read_status(model_dir) -> dict | None:
         status = None
     except (OSError, ValueError) as exc:
         status = {"state": "unknown", "message": f"status.json is damaged ({str(exc)[:120]})"}
+    else:
+        if status is not None:
+            status, notes = check_status(status)
+            if notes:
+                status["damaged"] = f"{storage.STATUS} is damaged ({'; '.join(notes)})"
+                status.setdefault("state", "unknown")
+                status["message"] = status["damaged"]
     holder = storage.lock_holder(model_dir)
     if status is None and holder is None:
         return None
@@ -308,6 +367,10 @@ def model_problems(model_dir) -> list[str]:
         status = storage.read_json(model_dir / storage.STATUS)
         if not isinstance(status, dict):
             problems.append(f"{storage.STATUS} holds a JSON {type(status).__name__}, not an object")
+        else:
+            notes = check_status(status)[1]
+            if notes:
+                problems.append(f"{storage.STATUS} is damaged ({'; '.join(notes)})")
     except FileNotFoundError:
         pass
     except (OSError, ValueError) as exc:

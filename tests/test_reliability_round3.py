@@ -12,11 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 from markdown_it import MarkdownIt
 
+from optimus.app import charts, charts_continual
 from optimus.experiments import background
 from optimus.store import checkpoint, runs, storage
 
@@ -29,7 +31,9 @@ HUGE = "9" * 5000
 def _page(name: str, params: dict | None = None, timeout: float = 120):
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=timeout)
+    # The overview is the landing page: it runs as app.py (its page links need the navigation).
+    path = REPO / "app.py" if name == "overview" else PAGES / f"{name}.py"
+    at = AppTest.from_file(str(path), default_timeout=timeout)
     at.query_params.update(params or {})
     return at
 
@@ -397,9 +401,16 @@ JSON_VALUES = hst.recursive(
     max_leaves=20,
 )
 FIELD_NAMES = ["state", "pid", "batches_done", "batches_total", "last", "run", "message", "progress", "settings",
-               "seeds", "started", "result", "eta_seconds", "batch", "event", "config", "hit_rate", "preset"]
-# Records shaped like the real ones, with any field replaced: reaches the type checks, not only the parser.
-RECORDS = hst.dictionaries(hst.sampled_from(FIELD_NAMES), JSON_VALUES, max_size=6)
+               "seeds", "started", "result", "eta_seconds", "batch", "event", "config", "hit_rate", "preset",
+               "time", "status", "final", "parent", "batches_planned", "divisible_share", "d_loss", "lift",
+               "generator", "batches_trained", "updated", "model_batches"]
+# Records shaped like the real ones (a run event, a history batch, a status, a benchmark), with
+# any fields replaced: they reach the type checks, not only the parser.
+SHAPES = hst.sampled_from([{}, {"run": "run-001", "event": "start"}, {"run": "run-001", "event": "end"},
+                           {"batch": 1}, {"run": "run-001", "batch": 1, "divisible_share": {"3": 0.1}},
+                           {"state": "done", "run": "run-001"}, {"state": "done", "progress": 1.0}])
+RECORDS = hst.builds(lambda shape, fields: {**shape, **fields}, SHAPES,
+                     hst.dictionaries(hst.sampled_from(FIELD_NAMES), JSON_VALUES, max_size=5))
 CONTENT = (JSON_VALUES.map(lambda v: json.dumps(v).encode()) | RECORDS.map(lambda v: json.dumps(v).encode())
            | hst.binary(max_size=64) | hst.sampled_from([DEEP.encode(), ("[" + HUGE + "]").encode()]))
 FILES = [storage.STATUS, storage.CONFIG, storage.HISTORY, storage.RUNS, storage.EVALUATION, storage.LOCK, "bench"]
@@ -430,17 +441,28 @@ def _read_everything(root: Path) -> list[str]:
     problems = [m["problem"] or "" for m in runs.list_models(root)] + [m["error"] or "" for m in runs.list_models(root)]
     if model.exists():
         runs.read_status(model)
-        runs.read_runs(model)
-        runs.read_history(model)
+        pyarrow.Table.from_pandas(runs.read_runs(model))  # what st.dataframe sends
+        history = runs.read_history(model)
+        for chart in (charts.losses_chart, charts.hit_rate_chart, charts.lift_chart, charts.balanced_accuracy_chart,
+                      charts.sieve_heatmap):
+            chart(history).to_dict()
         runs.last_failure(model)
         runs.saved_evaluation(model, 0)
         with __import__("contextlib").suppress(ValueError):
             checkpoint.load_config(model)
-    problems += [r["message"] for r in background.list_runs(root) if r["state"] == "damaged"]
+    for record in background.list_runs(root):
+        if record["state"] == "damaged":
+            problems.append(record["message"])
+        elif record["state"] == "done":  # what the Continual page draws of it
+            saved = record["result"]
+            charts_continual.spread_chart(saved).to_dict()
+            charts_continual.task_curves_chart(saved["mean"]).to_dict()
+            charts_continual.accuracy_matrices_chart(saved["mean"]).to_dict()
+            charts_continual.summary_frame(saved["mean"])
     return problems
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(file=hst.sampled_from(FILES), content=CONTENT)
 def test_any_json_file_content_never_crashes_a_reader(tmp_path_factory, shipped, file, content):

@@ -27,8 +27,12 @@ MAX_TEXT = 200  # longest URL value echoed back in an error message
 # that address (issue 21). These characters start markup anywhere in a line; escaped, each is
 # shown as itself. (Quotes, commas, periods and parentheses start nothing on their own: left
 # as they are, messages read the same in tests and logs.)
-_INLINE_MARKUP = frozenset("\\`*_[]<>&$~|:@{}")
-_BLOCK_START = re.compile(r"^(\s*)([-+=#>]|\d+[.)])")  # a list, heading, quote or rule at a line's start
+_INLINE_MARKUP = frozenset("\\`*[]<&$~|@{}")
+# Also escaped where they could start markup: `_` at a word's edge (emphasis; snake_case is
+# plain), `:` before a letter, digit or `/` (a directive `:red[..]`, an emoji code, http://),
+# `-+=#>` and `1.` at a line's start (a list, heading, rule or quote).
+_CONTEXT_MARKUP = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|:(?=[A-Za-z0-9/+:])")
+_BLOCK_START = re.compile(r"^(\s*)([-+=#>]|\d+[.)])")
 _WWW = re.compile(r"(?i)\bwww\.")  # GFM turns a bare www.host into a link
 
 
@@ -38,7 +42,9 @@ def _printable(text: str) -> str:
 
 
 def _escape_line(line: str) -> str:
-    line = "".join("\\" + c if c in _INLINE_MARKUP else c for c in _printable(line))
+    line = _printable(line)
+    marked = {m.start() for m in _CONTEXT_MARKUP.finditer(line)}
+    line = "".join("\\" + c if c in _INLINE_MARKUP or i in marked else c for i, c in enumerate(line))
     line = _WWW.sub(lambda m: m.group(0)[:3] + "\\.", line)
     return _BLOCK_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], line)
 

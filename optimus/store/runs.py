@@ -261,9 +261,25 @@ def read_status(model_dir) -> dict | None:
     return status
 
 
+def _checked_history_record(record: dict) -> dict:
+    """A history.jsonl record with its fields' types checked: a figure that is not a number
+    becomes None (a missing point), a `divisible_share` keeps only {"p": number} entries."""
+    record = dict(record)
+    for column in HISTORY_COLUMNS[2:]:
+        if column in record and not (_number(record[column]) or record[column] is None):
+            record[column] = None
+    if not isinstance(record.get("run"), (str, type(None))):
+        record["run"] = None
+    shares = record.get("divisible_share")
+    if shares is not None:
+        record["divisible_share"] = ({p: v for p, v in shares.items() if p.isdigit() and len(p) < 10 and _number(v)}
+                                     if isinstance(shares, dict) else None)
+    return record
+
+
 def read_history(model_dir) -> pd.DataFrame:
     """history.jsonl as a DataFrame, one row per online batch, sorted by global batch."""
-    records = checkpoint.read_history(model_dir)
+    records = [_checked_history_record(r) for r in checkpoint.read_history(model_dir)]
     frame = pd.DataFrame.from_records(records)
     for column in HISTORY_COLUMNS:
         if column not in frame.columns:
@@ -273,6 +289,19 @@ def read_history(model_dir) -> pd.DataFrame:
     if not frame.empty:
         frame = frame.sort_values("batch", kind="stable").reset_index(drop=True)
     return frame
+
+
+# runs.jsonl fields, type-checked where they are read: a wrong one reads as missing.
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value) -> int | None:
+    return value if _whole(value) else None
+
+
+def _time(value) -> float | None:
+    return value if _finite(value) and 0 <= value < 9e9 else None  # (pandas' datetimes end in 2262)
 
 
 def _parent_label(parent) -> str:
@@ -302,19 +331,20 @@ def read_runs(model_dir) -> pd.DataFrame:
             cfg = event.get("config") if isinstance(event.get("config"), dict) else {}
             row.update(
                 parent=_parent_label(event.get("parent")),
-                preset=cfg.get("preset"),
-                batches_planned=event.get("batches_planned", cfg.get("batches")),
-                started=event.get("time"),
+                preset=_text(cfg.get("preset")),
+                batches_planned=_count(event.get("batches_planned", cfg.get("batches"))),
+                started=_time(event.get("time")),
                 status="running",
             )
         elif event.get("event") == "end":
             final = event.get("final") if isinstance(event.get("final"), dict) else {}
             row.update(
-                status=event.get("status"),
-                batches_done=event.get("batches_done"),
-                ended=event.get("time"),
-                message=event.get("message"),
-                **{k: final.get(k) for k in ("hit_rate", "baseline", "lift", "d_balanced_accuracy")},
+                status=_text(event.get("status")) or "unknown",
+                batches_done=_count(event.get("batches_done")),
+                ended=_time(event.get("time")),
+                message=_text(event.get("message")),
+                **{k: final.get(k) if _number(final.get(k)) else None
+                   for k in ("hit_rate", "baseline", "lift", "d_balanced_accuracy")},
             )
     if any(r["status"] == "running" for r in rows.values()):
         status = read_status(model_dir) or {}
@@ -536,16 +566,21 @@ def write_run_config(model_dir: Path, cfg: config_mod.TrainConfig) -> Path:
     return Path(tmp)
 
 
-def _remove_once_read(child: subprocess.Popen, model_dir: Path, config_file: Path) -> None:
+def _remove_once_read(child: subprocess.Popen, model_dir: Path, config_file: Path, launch: int | None = None) -> None:
     """Remove a launch's config file once the trainer has read it: it reads `--config` before it
-    takes the run lock, so the file goes when the child holds the lock or has exited."""
-    while child.poll() is None:
-        holder = storage.lock_holder(model_dir)
-        if holder is not None and holder.get("pid") == child.pid:
-            break
-        time.sleep(0.2)
-    with contextlib.suppress(FileNotFoundError):
-        config_file.unlink()
+    takes the run lock, so the file goes when the child holds the lock or has exited. Then
+    release the launch lock (storage.launch_lock), if given."""
+    try:
+        while child.poll() is None:
+            holder = storage.lock_holder(model_dir)
+            if holder is not None and holder.get("pid") == child.pid:
+                break
+            time.sleep(0.2)
+        with contextlib.suppress(FileNotFoundError):
+            config_file.unlink()
+    finally:
+        if launch is not None:
+            os.close(launch)
 
 
 def _reap() -> None:
@@ -600,7 +635,7 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
         from_dir = None
     key = str(model_dir.resolve())
     checkpoint.refuse_existing_target(model_dir, from_dir)
-    with _spawn_lock:
+    with _spawn_lock, storage.launching(model_dir) as launch:  # held until the trainer holds the run lock
         holder = storage.lock_holder(model_dir)
         if holder is not None:
             raise storage.LockedError(
@@ -649,7 +684,7 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
             config_file.unlink(missing_ok=True)
             raise
         _spawned[key] = child
-    threading.Thread(target=_remove_once_read, args=(child, model_dir, config_file), daemon=True).start()
+    threading.Thread(target=_remove_once_read, args=(child, model_dir, config_file, launch), daemon=True).start()
     deadline = time.monotonic() + START_WAIT_SECONDS
     while time.monotonic() < deadline:
         if child.poll() is not None:

@@ -373,6 +373,40 @@ def run_lock(model_dir):
         os.close(fd)
 
 
+def launch_lock(model_dir) -> int:
+    """Take the launch lock of `model_dir` (an exclusive flock on `<models root>/.NAME.launch`)
+    and return its descriptor; close it to release. LockedError if another process holds it.
+
+    A trainer takes the run lock only once TensorFlow is loaded, seconds after its launch. Two
+    app servers on one models folder (behind a load balancer) each saw no lock in that gap and
+    each started a trainer for the same new model: the launcher holds this lock from its checks
+    until its trainer holds the run lock (or has exited), so the second launcher is refused.
+    flock must work across the servers: one machine, or a file system whose locks are shared.
+    """
+    model_dir = Path(model_dir)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    fd = open_nofollow(model_dir.parent / f".{model_dir.name}.launch", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LockedError(f"A training run for {model_dir.name} was just started (from this app, or another app "
+                          "server on this models folder): wait for it or stop it first.") from None
+    return fd
+
+
+@contextlib.contextmanager
+def launching(model_dir):
+    """launch_lock for a block that hands the lock on: yields its descriptor, which the block's
+    owner closes once the trainer holds the run lock; closed here if the block raises."""
+    fd = launch_lock(model_dir)
+    try:
+        yield fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def request_stop(model_dir) -> None:
     """Ask a running training to finish its current step, save, and exit."""
     fd = open_nofollow(Path(model_dir, STOP), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)

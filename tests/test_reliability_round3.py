@@ -298,7 +298,7 @@ def test_a_done_record_with_a_broken_result_is_damaged_and_the_page_draws_the_go
     at = _page("continual").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="cl_result").value == "good"
-    assert at.selectbox(key="cl_result").options == ["good"]
+    assert len(at.selectbox(key="cl_result").options) == 1  # the broken one is not offered
 
 
 # --- 9. URL values are shown as literal text ---------------------------------------------------

@@ -201,7 +201,7 @@ def check_record(record) -> dict:
     _Damaged (a ValueError) naming the first field that does not."""
     _need(isinstance(record, dict), "the record", "a JSON object")
     _need(record.get("state") in STATES[:-1], "state", f"one of {', '.join(STATES[:-1])}")
-    _need(record.get("pid") is None or _is_whole(record["pid"], 1, 2**22), "pid", "a process id")
+    _need(record.get("pid") is None or _is_whole(record["pid"], 1, 2**31 - 1), "pid", "a process id")
     _need(_is_number(record.get("progress", 0.0)) and 0 <= record.get("progress", 0.0) <= 1, "progress",
           "a fraction from 0 to 1")
     _need(isinstance(record.get("message", ""), str), "message", "text")

@@ -167,13 +167,20 @@ def saved_evaluation(model_dir, batches: int) -> dict | None:
         saved = storage.read_json(Path(model_dir) / storage.EVALUATION)
     except (OSError, ValueError):
         return None
-    if not isinstance(saved, dict) or "generator" not in saved:
-        return None
-    try:
-        trained = int(saved.get("batches_trained", -1))
-    except (TypeError, ValueError):
-        return None
-    return saved if trained == batches else None
+    if not isinstance(saved, dict) or not _evaluation_ok(saved):
+        return None  # damaged or hand-edited: the page evaluates the model afresh
+    return saved if saved.get("batches_trained") == batches else None
+
+
+def _evaluation_ok(saved: dict) -> bool:
+    """The fields of evaluation.json the Overview shows have their JSON types."""
+    gen, disc = saved.get("generator"), saved.get("discriminator_on_uniform")
+    if not isinstance(gen, dict) or not isinstance(disc, dict) or not _whole(saved.get("batches_trained")):
+        return False
+    figures = [gen.get(k) for k in ("hit_rate", "lift", "distinct_rate")] + [disc.get("balanced_accuracy")]
+    counts = [gen.get(k, 0) for k in ("count", "lo", "hi")]
+    return all(v is None or _number(v) for v in figures) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in counts)
 
 
 STATUS_STATES = ("starting", "running", "done", "stopped", "failed", "interrupted")
@@ -199,7 +206,7 @@ def check_status(status: dict) -> tuple[dict, list[str]]:
     checks = {
         "state": (lambda v: v in STATUS_STATES, f"one of {', '.join(STATUS_STATES)}"),
         "run": (lambda v: isinstance(v, str) and len(v) <= 64, "a run name"),
-        "pid": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**22, "a process id"),
+        "pid": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31, "a process id"),
         "batches_done": (_whole, "a whole number of batches"),
         "batches_total": (_whole, "a whole number of batches"),
         "model_batches": (_whole, "a whole number of batches"),

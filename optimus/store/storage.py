@@ -390,6 +390,10 @@ def launch_lock(model_dir) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
+        holder = lock_holder(model_dir)  # the trainer took the run lock; its launcher lets go next
+        if holder is not None and holder.get("pid") is not None:
+            raise LockedError(f"A training run is already in progress in {model_dir.name} (process "
+                              f"{holder['pid']}). Wait for it to finish or stop it first.") from None
         raise LockedError(f"A training run for {model_dir.name} was just started (from this app, or another app "
                           "server on this models folder): wait for it or stop it first.") from None
     return fd

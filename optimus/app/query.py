@@ -41,8 +41,16 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+# A URL or an address in plain text: Streamlit's GFM turns it into a link after parsing, whatever
+# escapes it holds; a word holding one is shown as a code span instead (never a link).
+_LINKABLE = re.compile(r"(?i)://|www\.|@")
+
+
 def _escape_line(line: str) -> str:
     line = _printable(line)
+    if _LINKABLE.search(line):
+        return "".join(code(word) if _LINKABLE.search(word) else _escape_line(word)
+                       for word in re.split(r"(\s+)", line) if word)
     marked = {m.start() for m in _CONTEXT_MARKUP.finditer(line)}
     line = "".join("\\" + c if c in _INLINE_MARKUP or i in marked else c for i, c in enumerate(line))
     line = _WWW.sub(lambda m: m.group(0)[:3] + "\\.", line)

@@ -462,7 +462,7 @@ def _read_everything(root: Path) -> list[str]:
     return problems
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(file=hst.sampled_from(FILES), content=CONTENT)
 def test_any_json_file_content_never_crashes_a_reader(tmp_path_factory, shipped, file, content):

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -158,7 +159,8 @@ def loads_json(data: bytes | str, *, huge=None, max_depth: int = MAX_JSON_DEPTH)
 
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-        value = json.loads(text, parse_int=parse_int)
+        # (a Python parse_int costs a call per number: only where a huge one is to be kept)
+        value = json.loads(text, parse_int=parse_int) if huge is not None else json.loads(text)
     except RecursionError:
         raise ValueError(f"it is nested more than {max_depth} levels deep") from None
     except UnicodeDecodeError as exc:
@@ -166,8 +168,13 @@ def loads_json(data: bytes | str, *, huge=None, max_depth: int = MAX_JSON_DEPTH)
     except json.JSONDecodeError:
         raise
     except (ValueError, OverflowError, TypeError, MemoryError) as exc:
+        digits = re.search(r"value has (\d+) digits", str(exc))  # Python's int() limit, reworded
+        if digits:
+            raise ValueError(f"it holds a number of {int(digits.group(1)):,} digits (at most {limit:,} "
+                             "convert)") from None
         raise ValueError(str(exc)[:200] or type(exc).__name__) from None
-    _check_depth(value, max_depth)
+    if text.count("[") + text.count("{") > max_depth:  # else it cannot nest that deep
+        _check_depth(value, max_depth)
     return value
 
 

@@ -580,9 +580,9 @@ def _remove_once_read(child: subprocess.Popen, model_dir: Path, config_file: Pat
     try:
         while child.poll() is None:
             holder = storage.lock_holder(model_dir)
-            if holder is not None and holder.get("pid") == child.pid:
-                break
-            time.sleep(0.2)
+            if (holder is not None and holder.get("pid") == child.pid) or _run_ended(model_dir, child.pid):
+                break  # (a run that ended had held the lock: a short one may end between two looks)
+            time.sleep(0.05)
         with contextlib.suppress(FileNotFoundError):
             config_file.unlink()
     finally:

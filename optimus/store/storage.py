@@ -380,7 +380,7 @@ def run_lock(model_dir):
         os.close(fd)
 
 
-def launch_lock(model_dir) -> int:
+def launch_lock(model_dir, wait: float = 1.0) -> int:
     """Take the launch lock of `model_dir` (an exclusive flock on `<models root>/.NAME.launch`)
     and return its descriptor; close it to release. LockedError if another process holds it.
 
@@ -393,17 +393,22 @@ def launch_lock(model_dir) -> int:
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     fd = open_nofollow(model_dir.parent / f".{model_dir.name}.launch", os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        holder = lock_holder(model_dir)  # the trainer took the run lock; its launcher lets go next
-        if holder is not None and holder.get("pid") is not None:
-            raise LockedError(f"A training run is already in progress in {model_dir.name} (process "
-                              f"{holder['pid']}). Wait for it to finish or stop it first.") from None
-        raise LockedError(f"A training run for {model_dir.name} was just started (from this app, or another app "
-                          "server on this models folder): wait for it or stop it first.") from None
-    return fd
+    deadline = time.monotonic() + wait  # a launcher lets go within moments of its trainer's start
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            holder = lock_holder(model_dir)  # the trainer took the run lock; its launcher lets go next
+            if (holder is not None and holder.get("pid") is not None) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+    os.close(fd)
+    if holder is not None and holder.get("pid") is not None:
+        raise LockedError(f"A training run is already in progress in {model_dir.name} (process "
+                          f"{holder['pid']}). Wait for it to finish or stop it first.")
+    raise LockedError(f"A training run for {model_dir.name} was just started (from this app, or another app "
+                      "server on this models folder): wait for it or stop it first.")
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from optimus import validate
+from optimus.app import query
 from optimus.evaluation import metrics
 from optimus.store import runs
 
@@ -26,13 +27,23 @@ COMPARE_SAMPLES = 10_000  # outputs per model in the side-by-side comparisons
 # --- errors and input checks ------------------------------------------------------------
 
 
+def error(message, icon: str = ":material/error:", container=st) -> None:
+    """`st.error` showing `message` as literal text: messages echo what a visitor typed or put in
+    a URL, which Streamlit would otherwise render as Markdown (an image it fetches, a link)."""
+    container.error(query.literal(message), icon=icon)
+
+
+def warning(message, icon: str = ":material/warning:", container=st) -> None:
+    container.warning(query.literal(message), icon=icon)
+
+
 @contextlib.contextmanager
 def user_errors():
     """Turn a ValueError (bad input, damaged model) into `st.error` and stop the page."""
     try:
         yield
     except ValueError as exc:
-        st.error(str(exc), icon=":material/error:")
+        error(str(exc))
         st.stop()
 
 
@@ -89,10 +100,10 @@ def show_problem(entry: dict | None, container=st) -> None:
     if entry is None:
         return
     if entry["status"] == "damaged":
-        container.error(f"Model {entry['name']} is damaged: {entry['error']}", icon=":material/error:")
+        error(f"Model {entry['name']} is damaged: {entry['error']}", container=container)
         st.stop()
     if entry.get("problem"):
-        container.warning(f"Model {entry['name']}: {entry['problem']}", icon=":material/warning:")
+        warning(f"Model {entry['name']}: {entry['problem']}", container=container)
 
 
 def model_signature(path) -> tuple:

@@ -13,6 +13,7 @@ page's normal error (`st.error` naming the parameter), and the default is used i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import streamlit as st
@@ -20,6 +21,56 @@ import streamlit as st
 from optimus import validate
 
 MAX_TEXT = 200  # longest URL value echoed back in an error message
+
+# Streamlit renders st.error's text as Markdown (CommonMark + GFM + directives + math), so
+# `![p](http://host/x.png)` in a URL value echoed back unescaped made the visitor's browser fetch
+# that address (issue 21). These characters start markup anywhere in a line; escaped, each is
+# shown as itself. (Quotes, commas, periods and parentheses start nothing on their own: left
+# as they are, messages read the same in tests and logs.)
+_INLINE_MARKUP = frozenset("\\`*[]<&$~|@{}")
+# Also escaped where they could start markup: `_` at a word's edge (emphasis; snake_case is
+# plain), `:` before a letter, digit or `/` (a directive `:red[..]`, an emoji code, http://),
+# `-+=#>` and `1.` at a line's start (a list, heading, rule or quote).
+_CONTEXT_MARKUP = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|:(?=[A-Za-z0-9/+:])")
+_BLOCK_START = re.compile(r"^(\s*)([-+=#>]|\d+[.)])")
+_WWW = re.compile(r"(?i)\bwww\.")  # GFM turns a bare www.host into a link
+
+
+def _printable(text: str) -> str:
+    """Control characters (a newline would end a Markdown paragraph) as their escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# A URL or an address in plain text: Streamlit's GFM turns it into a link after parsing, whatever
+# escapes it holds; a word holding one is shown as a code span instead (never a link).
+_LINKABLE = re.compile(r"(?i)://|www\.|@")
+
+
+def _escape_line(line: str) -> str:
+    line = _printable(line)
+    if _LINKABLE.search(line):
+        return "".join(code(word) if _LINKABLE.search(word) else _escape_line(word)
+                       for word in re.split(r"(\s+)", line) if word)
+    marked = {m.start() for m in _CONTEXT_MARKUP.finditer(line)}
+    line = "".join("\\" + c if c in _INLINE_MARKUP or i in marked else c for i, c in enumerate(line))
+    line = _WWW.sub(lambda m: m.group(0)[:3] + "\\.", line)
+    return _BLOCK_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], line)
+
+
+def literal(text) -> str:
+    """`text` as Markdown that shows exactly `text`: every character that could start Markdown
+    escaped, so no link, image, HTML, code, emphasis, heading, list, LaTeX or directive can be made
+    of it. Lines stay lines (hard breaks within one paragraph)."""
+    lines = str(text).replace("\r\n", "\n").split("\n")
+    return "  \n".join(_escape_line(line) for line in lines)
+
+
+def code(text) -> str:
+    """`text` as a Markdown code span (shown literally, in a fixed font), whatever backticks it holds."""
+    text = _printable(str(text))
+    fence = "`" * (max((len(ticks) for ticks in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _default_parser(default) -> Callable[[str], object]:
@@ -43,8 +94,8 @@ def init(key: str, default, parse: Callable[[str], object] | None = None) -> Non
             value = (parse or _default_parser(default))(raw)
         except (TypeError, ValueError) as exc:
             shown = raw if len(raw) <= MAX_TEXT else raw[:MAX_TEXT] + "..."
-            st.error(f"The link's `{key}={shown}` is not valid: {exc}. Using {default!r} instead.",
-                     icon=":material/link_off:")
+            st.error(f"The link's {code(f'{key}={shown}')} is not valid: {literal(exc)}. "
+                     f"Using {literal(repr(default))} instead.", icon=":material/link_off:")
     st.session_state[key] = value
 
 

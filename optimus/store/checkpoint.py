@@ -235,6 +235,10 @@ def _check_config_types(path: Path, data: dict) -> None:
     """CheckpointError naming the first config.json field whose JSON type is wrong."""
     defaults = {f.name: f for f in dataclasses.fields(TrainConfig)}
     for key, value in data.items():
+        huge = storage.huge_number(value)
+        if huge is not None:
+            raise CheckpointError(f"{path}: {key} holds a number of {huge.digits:,} digits; "
+                                  "no setting takes more than a few")
         field = defaults.get(key)
         if field is None:
             continue  # from_dict names unknown keys
@@ -258,6 +262,7 @@ def _check_config_types(path: Path, data: dict) -> None:
             continue
         if not ok:
             raise CheckpointError(f"{path}: {key} must be {want}, got {json.dumps(value)[:60]}")
+
 
 
 def load_config(model_dir) -> TrainConfig:
@@ -470,8 +475,8 @@ def read_config_file(path) -> TrainConfig:
         raise CheckpointError(f"{path} is larger than {MAX_CONFIG_BYTES:,} bytes "
                               "(optimus.store.checkpoint.MAX_CONFIG_BYTES): not a run's config")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = storage.loads_json(raw, huge=storage.HugeNumber)  # a huge number: named with its field below
+    except ValueError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} does not hold a JSON object (it holds a JSON {type(data).__name__})")

@@ -14,6 +14,7 @@ No Streamlit and no TensorFlow here.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import signal
@@ -103,9 +104,14 @@ def read_config(model_dir) -> dict | None:
     if not path.exists():
         return None
     try:
-        data = storage.read_json(path)
+        data = storage.read_json(path, huge=storage.HugeNumber)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path} is damaged ({exc}); retrain the model or restore the file.") from exc
+    for key, value in data.items() if isinstance(data, dict) else ():
+        huge = storage.huge_number(value)
+        if huge is not None:
+            raise ValueError(f"{path} is damaged ({key} holds a number of {huge.digits:,} digits); "
+                             "retrain the model or restore the file.")
     if not isinstance(data, dict):
         raise ValueError(f"{path} is damaged (it holds a JSON {type(data).__name__}, not an object); "
                          "retrain the model or restore the file.")
@@ -161,13 +167,66 @@ def saved_evaluation(model_dir, batches: int) -> dict | None:
         saved = storage.read_json(Path(model_dir) / storage.EVALUATION)
     except (OSError, ValueError):
         return None
-    if not isinstance(saved, dict) or "generator" not in saved:
-        return None
-    try:
-        trained = int(saved.get("batches_trained", -1))
-    except (TypeError, ValueError):
-        return None
-    return saved if trained == batches else None
+    if not isinstance(saved, dict) or not _evaluation_ok(saved):
+        return None  # damaged or hand-edited: the page evaluates the model afresh
+    return saved if saved.get("batches_trained") == batches else None
+
+
+def _evaluation_ok(saved: dict) -> bool:
+    """The fields of evaluation.json the Overview shows have their JSON types."""
+    gen, disc = saved.get("generator"), saved.get("discriminator_on_uniform")
+    if not isinstance(gen, dict) or not isinstance(disc, dict) or not _whole(saved.get("batches_trained")):
+        return False
+    figures = [gen.get(k) for k in ("hit_rate", "lift", "distinct_rate")] + [disc.get("balanced_accuracy")]
+    counts = [gen.get(k, 0) for k in ("count", "lo", "hi")]
+    return all(v is None or _number(v) for v in figures) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in counts)
+
+
+STATUS_STATES = ("starting", "running", "done", "stopped", "failed", "interrupted")
+_LAST_FIELDS = ("hit_rate", "baseline", "lift", "d_balanced_accuracy", "distinct_rate", "d_loss", "g_loss")
+_MAX_COUNT = 10**12  # batches: far above limits.MAX_BATCHES, far below what breaks a format
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_COUNT
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(value) -> bool:  # NaN included: a diverged run's loss is one
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_status(status: dict) -> tuple[dict, list[str]]:
+    """status.json's fields with their JSON types checked: (the fields that are right, a note per
+    field that is not). A wrong field is left out, so a page shows what it can."""
+    checks = {
+        "state": (lambda v: v in STATUS_STATES, f"one of {', '.join(STATUS_STATES)}"),
+        "run": (lambda v: isinstance(v, str) and len(v) <= 64, "a run name"),
+        "pid": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**31, "a process id"),
+        "batches_done": (_whole, "a whole number of batches"),
+        "batches_total": (_whole, "a whole number of batches"),
+        "model_batches": (_whole, "a whole number of batches"),
+        "eta_seconds": (lambda v: v is None or (_finite(v) and v >= 0), "a number of seconds"),
+        "started": (_finite, "a time"),
+        "updated": (_finite, "a time"),
+        "message": (lambda v: isinstance(v, str), "text"),
+        "last": (lambda v: isinstance(v, dict) and all(_number(v[k]) or v[k] is None for k in _LAST_FIELDS if k in v),
+                 "the last batch's figures (numbers)"),
+    }
+    clean, notes = {}, []
+    for key, value in status.items():
+        check = checks.get(key)
+        if check is None:
+            continue
+        if check[0](value):
+            clean[key] = value
+        else:
+            notes.append(f"{key} is not {check[1]}")
+    return clean, notes
 
 
 def read_status(model_dir) -> dict | None:
@@ -186,6 +245,13 @@ def read_status(model_dir) -> dict | None:
         status = None
     except (OSError, ValueError) as exc:
         status = {"state": "unknown", "message": f"status.json is damaged ({str(exc)[:120]})"}
+    else:
+        if status is not None:
+            status, notes = check_status(status)
+            if notes:
+                status["damaged"] = f"{storage.STATUS} is damaged ({'; '.join(notes)})"
+                status.setdefault("state", "unknown")
+                status["message"] = status["damaged"]
     holder = storage.lock_holder(model_dir)
     if status is None and holder is None:
         return None
@@ -202,9 +268,25 @@ def read_status(model_dir) -> dict | None:
     return status
 
 
+def _checked_history_record(record: dict) -> dict:
+    """A history.jsonl record with its fields' types checked: a figure that is not a number
+    becomes None (a missing point), a `divisible_share` keeps only {"p": number} entries."""
+    record = dict(record)
+    for column in HISTORY_COLUMNS[2:]:
+        if column in record and not (_number(record[column]) or record[column] is None):
+            record[column] = None
+    if not isinstance(record.get("run"), (str, type(None))):
+        record["run"] = None
+    shares = record.get("divisible_share")
+    if shares is not None:
+        record["divisible_share"] = ({p: v for p, v in shares.items() if p.isdigit() and len(p) < 10 and _number(v)}
+                                     if isinstance(shares, dict) else None)
+    return record
+
+
 def read_history(model_dir) -> pd.DataFrame:
     """history.jsonl as a DataFrame, one row per online batch, sorted by global batch."""
-    records = checkpoint.read_history(model_dir)
+    records = [_checked_history_record(r) for r in checkpoint.read_history(model_dir)]
     frame = pd.DataFrame.from_records(records)
     for column in HISTORY_COLUMNS:
         if column not in frame.columns:
@@ -214,6 +296,19 @@ def read_history(model_dir) -> pd.DataFrame:
     if not frame.empty:
         frame = frame.sort_values("batch", kind="stable").reset_index(drop=True)
     return frame
+
+
+# runs.jsonl fields, type-checked where they are read: a wrong one reads as missing.
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value) -> int | None:
+    return value if _whole(value) else None
+
+
+def _time(value) -> float | None:
+    return value if _finite(value) and 0 <= value < 9e9 else None  # (pandas' datetimes end in 2262)
 
 
 def _parent_label(parent) -> str:
@@ -243,19 +338,20 @@ def read_runs(model_dir) -> pd.DataFrame:
             cfg = event.get("config") if isinstance(event.get("config"), dict) else {}
             row.update(
                 parent=_parent_label(event.get("parent")),
-                preset=cfg.get("preset"),
-                batches_planned=event.get("batches_planned", cfg.get("batches")),
-                started=event.get("time"),
+                preset=_text(cfg.get("preset")),
+                batches_planned=_count(event.get("batches_planned", cfg.get("batches"))),
+                started=_time(event.get("time")),
                 status="running",
             )
         elif event.get("event") == "end":
             final = event.get("final") if isinstance(event.get("final"), dict) else {}
             row.update(
-                status=event.get("status"),
-                batches_done=event.get("batches_done"),
-                ended=event.get("time"),
-                message=event.get("message"),
-                **{k: final.get(k) for k in ("hit_rate", "baseline", "lift", "d_balanced_accuracy")},
+                status=_text(event.get("status")) or "unknown",
+                batches_done=_count(event.get("batches_done")),
+                ended=_time(event.get("time")),
+                message=_text(event.get("message")),
+                **{k: final.get(k) if _number(final.get(k)) else None
+                   for k in ("hit_rate", "baseline", "lift", "d_balanced_accuracy")},
             )
     if any(r["status"] == "running" for r in rows.values()):
         status = read_status(model_dir) or {}
@@ -308,6 +404,10 @@ def model_problems(model_dir) -> list[str]:
         status = storage.read_json(model_dir / storage.STATUS)
         if not isinstance(status, dict):
             problems.append(f"{storage.STATUS} holds a JSON {type(status).__name__}, not an object")
+        else:
+            notes = check_status(status)[1]
+            if notes:
+                problems.append(f"{storage.STATUS} is damaged ({'; '.join(notes)})")
     except FileNotFoundError:
         pass
     except (OSError, ValueError) as exc:
@@ -473,16 +573,21 @@ def write_run_config(model_dir: Path, cfg: config_mod.TrainConfig) -> Path:
     return Path(tmp)
 
 
-def _remove_once_read(child: subprocess.Popen, model_dir: Path, config_file: Path) -> None:
+def _remove_once_read(child: subprocess.Popen, model_dir: Path, config_file: Path, launch: int | None = None) -> None:
     """Remove a launch's config file once the trainer has read it: it reads `--config` before it
-    takes the run lock, so the file goes when the child holds the lock or has exited."""
-    while child.poll() is None:
-        holder = storage.lock_holder(model_dir)
-        if holder is not None and holder.get("pid") == child.pid:
-            break
-        time.sleep(0.2)
-    with contextlib.suppress(FileNotFoundError):
-        config_file.unlink()
+    takes the run lock, so the file goes when the child holds the lock or has exited. Then
+    release the launch lock (storage.launch_lock), if given."""
+    try:
+        while child.poll() is None:
+            holder = storage.lock_holder(model_dir)
+            if (holder is not None and holder.get("pid") == child.pid) or _run_ended(model_dir, child.pid):
+                break  # (a run that ended had held the lock: a short one may end between two looks)
+            time.sleep(0.05)
+        with contextlib.suppress(FileNotFoundError):
+            config_file.unlink()
+    finally:
+        if launch is not None:
+            os.close(launch)
 
 
 def _reap() -> None:
@@ -537,7 +642,7 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
         from_dir = None
     key = str(model_dir.resolve())
     checkpoint.refuse_existing_target(model_dir, from_dir)
-    with _spawn_lock:
+    with _spawn_lock, storage.launching(model_dir) as launch:  # held until the trainer holds the run lock
         holder = storage.lock_holder(model_dir)
         if holder is not None:
             raise storage.LockedError(
@@ -586,7 +691,7 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
             config_file.unlink(missing_ok=True)
             raise
         _spawned[key] = child
-    threading.Thread(target=_remove_once_read, args=(child, model_dir, config_file), daemon=True).start()
+    threading.Thread(target=_remove_once_read, args=(child, model_dir, config_file, launch), daemon=True).start()
     deadline = time.monotonic() + START_WAIT_SECONDS
     while time.monotonic() < deadline:
         if child.poll() is not None:

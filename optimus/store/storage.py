@@ -12,8 +12,10 @@ import errno
 import fcntl
 import json
 import os
+import re
 import socket
 import stat
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -144,9 +146,100 @@ def write_user_file(path, data: bytes) -> None:
         raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+# --- reading JSON from disk ----------------------------------------------------------------
+#
+# Every JSON file the app and the CLI read comes through `loads_json`: a file anyone can edit
+# must never raise anything but ValueError (json.loads raises RecursionError for "[" * 30000,
+# and Python's own "Exceeds the limit (4300 digits)" for a 5,000-digit number). Nothing we
+# write nests deeper than a benchmark result (5 levels), so MAX_JSON_DEPTH is generous.
+
+MAX_JSON_DEPTH = 64
+
+
+class HugeNumber:
+    """A JSON number too long for int() (`loads_json(..., huge=HugeNumber)`): kept as a marker,
+    so a reader that checks field types can name the field that holds it."""
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<a number of {self.digits:,} digits>"
+
+
+def huge_number(value) -> HugeNumber | None:
+    """The first HugeNumber inside a JSON value (read with huge=HugeNumber), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, HugeNumber):
+            return item
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _int_limit() -> int:
+    get = getattr(sys, "get_int_max_str_digits", None)
+    return (get() or 0) if get is not None else 0
+
+
+def _check_depth(value, limit: int) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                raise ValueError(f"it is nested more than {limit} levels deep")
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+
+
+def loads_json(data: bytes | str, *, huge=None, max_depth: int = MAX_JSON_DEPTH):
+    """The JSON value in `data`; ValueError (json.JSONDecodeError where the text is not JSON)
+    with a one-line reason for anything else wrong with it: not UTF-8, nested more than
+    `max_depth` levels, a number too long to convert (unless `huge`, then `huge(digits)` stands
+    for it). Never RecursionError or OverflowError."""
+    limit = _int_limit()
+
+    def parse_int(text: str):
+        digits = len(text.lstrip("-"))
+        if limit and digits > limit:
+            if huge is not None:
+                return huge(digits)
+            raise ValueError(f"it holds a number of {digits:,} digits (at most {limit:,} convert)")
+        return int(text)
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+        # (a Python parse_int costs a call per number: only where a huge one is to be kept)
+        value = json.loads(text, parse_int=parse_int) if huge is not None else json.loads(text)
+    except RecursionError:
+        raise ValueError(f"it is nested more than {max_depth} levels deep") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, OverflowError, TypeError, MemoryError) as exc:
+        digits = re.search(r"value has (\d+) digits", str(exc))  # Python's int() limit, reworded
+        if digits:
+            raise ValueError(f"it holds a number of {int(digits.group(1)):,} digits (at most {limit:,} "
+                             "convert)") from None
+        raise ValueError(str(exc)[:200] or type(exc).__name__) from None
+    if text.count("[") + text.count("{") > max_depth:  # else it cannot nest that deep
+        _check_depth(value, max_depth)
+    return value
+
+
+def read_json(path, max_bytes: int | None = None, huge=None):
+    """The JSON value in file `path`: FileNotFoundError if there is none, OSError if it cannot
+    be read, ValueError (see loads_json) if it is damaged. The one way a JSON file is read."""
+    with open(path, "rb") as fh:
+        data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ValueError(f"it is larger than {max_bytes:,} bytes")
+    return loads_json(data, huge=huge)
 
 
 def open_nofollow(path, flags: int, mode: int = 0o644) -> int:
@@ -197,15 +290,19 @@ def read_jsonl(path, problems: list | None = None) -> list[dict]:
         if not raw.strip():
             continue
         try:
-            text = raw.decode("utf-8")
+            raw.decode("utf-8")
         except UnicodeDecodeError:
             if problems is not None:
                 problems.append(f"{path.name} line {number} is not UTF-8 text")
             continue
         try:
-            value = json.loads(text)
+            value = loads_json(raw)
         except json.JSONDecodeError:
             continue  # a torn line from a killed run
+        except ValueError as exc:  # valid JSON we refuse to hold (nested too deep, a huge number)
+            if problems is not None:
+                problems.append(f"{path.name} line {number} is damaged ({exc})")
+            continue
         if isinstance(value, dict):
             records.append(value)
         elif problems is not None:
@@ -242,7 +339,7 @@ def _lock_info(fd: int) -> dict:
     are None (a holder may be between taking the lock and writing them)."""
     try:
         os.lseek(fd, 0, os.SEEK_SET)
-        info = json.loads(os.read(fd, 4096).decode("utf-8"))
+        info = loads_json(os.read(fd, 4096))
     except (OSError, ValueError):
         info = None
     info = info if isinstance(info, dict) else {}
@@ -335,6 +432,49 @@ def run_lock(model_dir):
         with contextlib.suppress(OSError):
             os.unlink(path)  # while still holding it (see the inode check above)
         os.close(fd)
+
+
+def launch_lock(model_dir, wait: float = 1.0) -> int:
+    """Take the launch lock of `model_dir` (an exclusive flock on `<models root>/.NAME.launch`)
+    and return its descriptor; close it to release. LockedError if another process holds it.
+
+    A trainer takes the run lock only once TensorFlow is loaded, seconds after its launch. Two
+    app servers on one models folder (behind a load balancer) each saw no lock in that gap and
+    each started a trainer for the same new model: the launcher holds this lock from its checks
+    until its trainer holds the run lock (or has exited), so the second launcher is refused.
+    flock must work across the servers: one machine, or a file system whose locks are shared.
+    """
+    model_dir = Path(model_dir)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    fd = open_nofollow(model_dir.parent / f".{model_dir.name}.launch", os.O_RDWR | os.O_CREAT)
+    deadline = time.monotonic() + wait  # a launcher lets go within moments of its trainer's start
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            holder = lock_holder(model_dir)  # the trainer took the run lock; its launcher lets go next
+            if (holder is not None and holder.get("pid") is not None) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+    os.close(fd)
+    if holder is not None and holder.get("pid") is not None:
+        raise LockedError(f"A training run is already in progress in {model_dir.name} (process "
+                          f"{holder['pid']}). Wait for it to finish or stop it first.")
+    raise LockedError(f"A training run for {model_dir.name} was just started (from this app, or another app "
+                      "server on this models folder): wait for it or stop it first.")
+
+
+@contextlib.contextmanager
+def launching(model_dir):
+    """launch_lock for a block that hands the lock on: yields its descriptor, which the block's
+    owner closes once the trainer holds the run lock; closed here if the block raises."""
+    fd = launch_lock(model_dir)
+    try:
+        yield fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def request_stop(model_dir) -> None:

@@ -92,9 +92,9 @@ if st.button("Run in the background", type="primary", icon=":material/play_arrow
         try:
             run_id = benchmark_runs.start(settings, range(first, first + count))
         except storage.LockedError as exc:
-            st.error(str(exc), icon=":material/lock:")
+            common.error(str(exc), icon=":material/lock:")
         except RuntimeError as exc:
-            st.error(f"The benchmark did not start: {exc}")
+            common.error(f"The benchmark did not start: {exc}")
         else:
             st.success(f"Started benchmark {run_id} over {count} seed(s).", icon=":material/rocket_launch:")
 

@@ -79,7 +79,7 @@ for other in common.comparison_models(name)[1:]:
     try:
         other_report, _ = common.discriminate(other, n_values)
     except ValueError as exc:
-        st.warning(f"{other}: {exc}")
+        common.warning(f"{other}: {exc}")
         continue
     rocs[other], aucs[other] = other_report["roc"], other_report["roc_auc"]
     rows += [{"model": other, **row} for row in other_report["by_magnitude"]]

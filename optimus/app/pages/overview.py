@@ -56,7 +56,7 @@ def show_figures(name: str, entry: dict, heading: str) -> None:
         report, source = model_figures(name, entry["batches"])
     except ValueError as exc:
         cols[0].markdown(heading)
-        st.error(f"{name}: {exc}", icon=":material/error:")
+        common.error(f"{name}: {exc}")
         return
     gen, disc = report["generator"], report["discriminator_on_uniform"]
     cols[0].markdown(heading)
@@ -140,7 +140,7 @@ with chart_col:
             residues = common.residues(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
                                        st.session_state["overview_seed"], SIEVE_CHART_PRIMES)
         except ValueError as exc:
-            st.warning(f"{name}: {exc}", icon=":material/error:")
+            common.warning(f"{name}: {exc}", icon=":material/error:")
             continue
         frames.append(residues.assign(model=name))
     if frames:

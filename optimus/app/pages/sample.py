@@ -143,7 +143,7 @@ for other in compare[1:]:  # cached per model version: changing the seed or coun
         _, rep = common.sample(other, common.COMPARE_SAMPLES, 0)
         res = common.residues(other, common.COMPARE_SAMPLES, 0)
     except ValueError as exc:
-        st.warning(f"{other}: {exc}")
+        common.warning(f"{other}: {exc}")
         continue
     reports.append({"model": other, "samples": common.COMPARE_SAMPLES, **{k: rep[k] for k in FIGURES}})
     frames.append(res.assign(model=other))

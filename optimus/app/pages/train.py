@@ -168,9 +168,9 @@ if submitted:
             pid = runs.start_training(model_dir, from_dir=from_dir,
                                       preset=preset_name if base == NEW else None, overrides=overrides)
         except storage.LockedError as exc:
-            st.error(str(exc), icon=":material/lock:")
+            common.error(str(exc), icon=":material/lock:")
         except RuntimeError as exc:
-            st.error(f"Training did not start: {exc}")
+            common.error(f"Training did not start: {exc}")
         else:
             st.session_state["train_watch"] = model_dir.name
             st.success(f"Started training {model_dir.name} (process {pid}).", icon=":material/rocket_launch:")
@@ -202,9 +202,9 @@ def _continue(name: str, model_dir, remaining: int) -> None:
     try:
         pid = runs.start_training(model_dir, overrides={"batches": remaining})
     except storage.LockedError as exc:
-        st.error(str(exc), icon=":material/lock:")
+        common.error(str(exc), icon=":material/lock:")
     except (RuntimeError, ValueError) as exc:
-        st.error(f"Training did not continue: {exc}")
+        common.error(f"Training did not continue: {exc}")
     else:
         st.toast(f"Continuing {name} for {remaining:,} batches (process {pid}).", icon=":material/play_arrow:")
 
@@ -258,7 +258,7 @@ def live_view(name: str) -> None:
                 "applied its opposite L2; the seed preset without the demonstration box trains as it did.",
                 icon=":material/science:")
     elif failure is not None:
-        st.error(failure["message"], icon=":material/error:")
+        common.error(failure["message"])
         with st.expander("Training log (last lines)"):
             st.code(failure["log"] or "(empty)")
     history = runs.read_history(model_dir)

@@ -1,10 +1,15 @@
 """Optimus in the browser: `streamlit run app.py`. This file only declares the pages."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from optimus.app.guard import check_host
 
-st.set_page_config(page_title="Optimus", page_icon=":material/function:", layout="wide")
+# A file served by this server: a `:material/...:` page icon makes every browser fetch it from
+# fonts.gstatic.com, and an emoji icon from a CDN (a venue may be offline; issue 18).
+st.set_page_config(page_title="Optimus", page_icon=str(Path(__file__).parent / "optimus" / "app" / "icon.png"),
+                   layout="wide")
 check_host()  # DNS rebinding: refuse sessions for other host names (optimus/app/guard.py)
 
 st.navigation(

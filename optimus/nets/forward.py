@@ -39,9 +39,11 @@ import numpy as np
 from optimus.nets.encoding import factor_lists
 from optimus.primes import small_odd_primes
 
-# Rows per block of a discriminator's forward: [rows x primes] int64 residues for the
-# divisibility bits (rows 4,096 x 3,400 primes: 111 MB) stay far below the 1 GB a request may use.
+# Rows per block of a forward, at most; fewer for wide encodings, so that a block's
+# [rows x primes] int64 residues stay within BLOCK_BYTES (disc_prime_max 100,000: 9,591 primes,
+# 874 rows): a request's peak stays far below the 1 GB it may use (issue 18).
 ROWS = 4096
+BLOCK_BYTES = 64 << 20
 MAX_JSON_BYTES = 1 << 20
 # Doubles per SIMD packet of the installed TensorFlow's CPU kernels (AVX, no AVX-512)
 PACKET = 4  # a network's config.json (the GLN's is the largest, about 3 KB)
@@ -262,6 +264,11 @@ def _expect(arrays: list, shapes: list, what: str) -> list:
     return arrays
 
 
+def block_rows(width: int) -> int:
+    """Rows per block for an encoding of `width` int64 columns (see BLOCK_BYTES)."""
+    return int(max(64, min(ROWS, BLOCK_BYTES // (8 * max(width, 1)))))
+
+
 class Layer:
     """A layer's NumPy forward: `outputs = layer(inputs)`; built from its saved config and vars."""
 
@@ -354,7 +361,8 @@ class FactorEncoding(Layer):
 
     def features(self, n):
         n = np.asarray(n, dtype=np.int64).reshape(-1)
-        return np.concatenate([factor_lists(n, self.primes, self.slots).astype(np.float32), _log_feature(n)], axis=1)
+        factors = factor_lists(n, self.primes, self.slots, chunk=block_rows(len(self.primes)))
+        return np.concatenate([factors.astype(np.float32), _log_feature(n)], axis=1)
 
     def __call__(self, x):
         return self.features(_odd(x))
@@ -567,13 +575,14 @@ class Discriminator:
         """float64 [B] for odd integers n (int64): the encoding reads n itself, never a real."""
         n = np.asarray(n, dtype=np.int64).reshape(-1)
         out = np.empty(n.size, dtype=np.float64)
-        for i in range(0, n.size, ROWS):
-            part = n[i : i + ROWS]
+        rows = block_rows(len(getattr(self.encoding, "primes", ())))
+        for i in range(0, n.size, rows):
+            part = n[i : i + rows]
             if hasattr(self.encoding, "features"):
                 prob = self.head(self.encoding.features(part))
             else:  # the seed's ScalarInput reads the real x = (n - 1)/2 + 1/2
                 prob = self.head(self.encoding(((part - 1) // 2).astype(np.float64) + 0.5))
-            out[i : i + ROWS] = np.asarray(prob, dtype=np.float64).reshape(-1)
+            out[i : i + rows] = np.asarray(prob, dtype=np.float64).reshape(-1)
         return out
 
     def __call__(self, reals):

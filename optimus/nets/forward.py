@@ -286,7 +286,8 @@ class Identity(Layer):  # InputLayer, Dropout (inference)
 
 class InputLayer(Layer):
     def __call__(self, x):
-        return np.asarray(x, dtype=self.config.get("dtype", "float32")).reshape(-1, *self.config["batch_shape"][1:])
+        shape = self.config.get("batch_shape") or self.config.get("batch_input_shape")
+        return np.asarray(x, dtype=self.config.get("dtype", "float32")).reshape(-1, *shape[1:])
 
 
 class Dense(Layer):

@@ -74,3 +74,14 @@ def test_a_replaced_file_with_the_same_size_and_mtime_is_read_again(root):
     listed = runs.list_models(root)
     default = next(m for m in listed if m["name"] == "default")
     assert default["problem"] and storage.STATUS in default["problem"]
+
+
+def test_the_saved_evaluation_is_read_once_per_version(root):
+    """The Overview reads each model's evaluation.json on every run: only when it changed."""
+    model = root / "default"
+    batches = runs.list_models(root)[[m["name"] for m in runs.list_models(root)].index("default")]["batches"]
+    first, opened = _opens_under(root, lambda: runs.saved_evaluation(model, batches))
+    again, opened_again = _opens_under(root, lambda: runs.saved_evaluation(model, batches))
+    assert first is not None and again == first and opened_again == []
+    (model / storage.EVALUATION).write_text('{"generator": {}, "batches_trained": -5}')
+    assert runs.saved_evaluation(model, batches) is None  # a new version: read, and stale

@@ -154,11 +154,27 @@ def model_signature(model_dir) -> tuple:
     return tuple(signature)
 
 
+# Files every page run would read again while unchanged, cached by (inode, mtime, size): the
+# model listing (list_models) and evaluation.json (the Overview's figures; read-only to callers).
+_listing_lock = threading.Lock()
+_evaluations: dict[Path, tuple[tuple, object]] = {}
+
+
 def saved_evaluation(model_dir, batches: int) -> dict | None:
     """The report `optimus evaluate --save` wrote, if it is of the model as it stands (evaluated
     after `batches` online batches); None if there is none, it is stale or unreadable."""
+    path = Path(model_dir) / storage.EVALUATION
     try:
-        saved = storage.read_json(Path(model_dir) / storage.EVALUATION)
+        st = os.stat(path)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with _listing_lock:
+            cached = _evaluations.get(path)
+        if cached is not None and cached[0] == key:
+            saved = cached[1]
+        else:
+            saved = storage.read_json(path)
+            with _listing_lock:
+                _evaluations[path] = (key, saved)
     except (OSError, ValueError):
         return None
     if not isinstance(saved, dict) or "generator" not in saved:
@@ -325,7 +341,6 @@ _LISTED_FILES = (storage.CONFIG, storage.GENERATOR, storage.DISCRIMINATOR, stora
                  storage.HISTORY, storage.RUNS, storage.LOCK, checkpoint.COMMIT,
                  *(f"{name}.new" for name in checkpoint.FILES))
 _listing: dict[Path, tuple[tuple, dict]] = {}
-_listing_lock = threading.Lock()
 
 
 def _listing_signature(path: Path) -> tuple:

@@ -187,3 +187,29 @@ def test_shipped_models_load_without_tensorflow():
     if not (REPO / "models" / "default").exists():
         pytest.skip("no shipped models")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)
+
+
+def test_the_pages_top_level_imports_leave_tensorflow_out():
+    """Every module app.py and the pages import at top level, in a fresh process: no TensorFlow
+    (the e2e test, tests/test_server_e2e.py, checks the running server after every page)."""
+    import ast
+
+    names = set()
+    for path in [REPO / "app.py", *sorted((REPO / "optimus" / "app" / "pages").glob("*.py"))]:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.update(f"{node.module}.{alias.name}" if node.module == "optimus" or
+                             node.module.startswith("optimus.") else node.module for alias in node.names)
+    code = textwrap.dedent(f"""
+        import importlib, sys
+        for name in {sorted(names)!r}:
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError:  # `from optimus.x import CONSTANT`: the module is x
+                importlib.import_module(name.rsplit(".", 1)[0])
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        assert not bad, bad[:10]
+    """)
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)

@@ -213,3 +213,27 @@ def test_the_pages_top_level_imports_leave_tensorflow_out():
         assert not bad, bad[:10]
     """)
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)
+
+
+def test_a_weight_stored_in_another_file_is_refused(tmp_path):
+    """An HDF5 dataset can keep its data in any file on disk (external storage): never read."""
+    import zipfile
+
+    import h5py
+
+    src = REPO / "models" / "seed" / "generator.keras"
+    if not src.exists():
+        pytest.skip("no shipped seed model")
+    with zipfile.ZipFile(src) as z:
+        config = z.read("config.json")
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\1" * 400)
+    h5 = tmp_path / "w.h5"
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("layers/dense/vars/0", shape=(1, 100), dtype="<f4", external=[(str(secret), 0, 400)])
+    path = tmp_path / "generator.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", config)
+        z.write(h5, "model.weights.h5")
+    with pytest.raises(forward.ForwardError, match="not a plain numeric array"):
+        forward.load_network(path, limits.MAX_KERAS_BYTES)

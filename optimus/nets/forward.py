@@ -224,11 +224,19 @@ def read_archive(path, max_bytes: int) -> tuple[dict, dict[str, list[np.ndarray]
             def visit(name, obj):
                 if isinstance(obj, h5py.Group) and name.endswith("vars"):
                     keys = sorted(obj.keys(), key=int)
-                    variables[name[: -len("vars")].rstrip("/")] = [np.asarray(obj[k]) for k in keys]
+                    variables[name[: -len("vars")].rstrip("/")] = [_numbers(obj[k], path) for k in keys]
             h5.visititems(visit)
     except (OSError, ValueError) as exc:
         raise ForwardError(f"{path}: model.weights.h5 is damaged ({type(exc).__name__}: {exc})") from None
     return config, variables
+
+
+def _numbers(dataset, path) -> np.ndarray:
+    """A weight's values: plain numbers stored in the file itself (an HDF5 dataset may instead
+    point at other files on disk, external or virtual storage, or hold objects: refused)."""
+    if dataset.external or dataset.is_virtual or dataset.dtype.kind not in "fiub":
+        raise ForwardError(f"{path}: weight {dataset.name} is not a plain numeric array in the file")
+    return np.asarray(dataset)
 
 
 def _activation(spec):

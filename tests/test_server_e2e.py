@@ -79,6 +79,12 @@ def memory_mb(pid: int) -> dict:
     return {k: int(status[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process, all threads (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def visit(url: str, pages=PAGES) -> dict:
     """Open each page in a new browser session; {page: [request URLs]} and any exception text."""
     from playwright.sync_api import sync_playwright
@@ -156,10 +162,11 @@ if __name__ == "__main__":  # python tests/test_server_e2e.py [REPO]: the figure
     shutil.copytree(repo / "models", work / "models", ignore=shutil.ignore_patterns("logs", "*.lock", "STOP"))
     proc, url, log = start_server(repo, work / "models", work / "streamlit.log")
     try:
-        t0 = time.time()
+        t0, cpu0 = time.time(), cpu_seconds(proc.pid)
         result = visit(url)
         print(json.dumps({
             "repo": str(repo), "seconds": round(time.time() - t0, 1), "errors": result["errors"],
+            "server_cpu_seconds_for_the_visit": round(cpu_seconds(proc.pid) - cpu0, 1),
             "memory_mb_after_every_page": memory_mb(proc.pid),
             "tensorflow_files_mapped": len(tensorflow_mapped(proc.pid)),
             "foreign_requests": {k: sorted(set(v))[:5] for k, v in foreign(url, result["requests"]).items()},

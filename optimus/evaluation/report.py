@@ -36,6 +36,9 @@ RESIDUE_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
 
 @dataclass
 class Models:
+    """A model directory loaded for inference: its networks as NumPy forwards
+    (optimus.nets.forward.Generator / Discriminator; `checkpoint.load` gives the Keras models)."""
+
     generator: object
     discriminator: object
     config: TrainConfig

@@ -61,9 +61,10 @@ def _values(variable) -> np.ndarray:
 def sieve_layer(generator):
     """The SieveWindow of a generator built by `build_generator` (input -> sieve), else None.
     For a NumPy forward (optimus.nets.forward.Generator), its NumPy SieveWindow (or None)."""
-    if getattr(generator, "numpy_forward", False):
-        return generator if getattr(generator, "sieve", None) is None and hasattr(generator, "position") \
-            else generator.sieve
+    if getattr(generator, "numpy_forward", False):  # a Generator, or its SieveWindow itself
+        if hasattr(generator, "sieve"):
+            return generator.sieve
+        return generator if hasattr(generator, "position") else None
     import keras
 
     from optimus.nets.layers import SieveWindow

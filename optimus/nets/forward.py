@@ -44,9 +44,9 @@ from optimus.primes import small_odd_primes
 # 874 rows): a request's peak stays far below the 1 GB it may use (issue 18).
 ROWS = 4096
 BLOCK_BYTES = 64 << 20
-MAX_JSON_BYTES = 1 << 20
+MAX_JSON_BYTES = 1 << 20  # a network's config.json (the GLN's is the largest, about 3 KB)
 # Doubles per SIMD packet of the installed TensorFlow's CPU kernels (AVX, no AVX-512)
-PACKET = 4  # a network's config.json (the GLN's is the largest, about 3 KB)
+PACKET = 4
 
 
 class ForwardError(ValueError):

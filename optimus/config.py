@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass, field
 
 CONFIG_VERSION = 1
+# The odd primes whose multiples the charts and the run history count among generator outputs
+# (the learned sieve's chart); here, not in optimus.training, so pages import it cheaply.
+SIEVE_CHART_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
 PRESETS = ("default", "seed")
 # What `ewc_mode` in config.json files written before the continual-learning plugins meant.
 LEGACY_EWC_MODES = {"separate": "ewc", "online": "online-ewc", "off": "none"}

@@ -1,8 +1,9 @@
 """What the pages share: the model picker, cached model loading and sampling, input checks and
 the rule that a bad input shows `st.error` with what to change, never a traceback.
 
-TensorFlow is imported only inside the cached loaders (through `optimus.evaluation.report`), so a
-page that never loads a model never imports it.
+The server never imports TensorFlow: models load as NumPy forwards (`optimus.nets.forward`,
+through `optimus.evaluation.report`); training and benchmarks run in child processes.
+tests/test_server_e2e.py opens every page and checks the server never mapped TensorFlow.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def model_signature(path) -> tuple:
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model ...")
 def _load_models(path: str, signature: tuple):
-    from optimus.evaluation import report as evaluation  # imports TensorFlow
+    from optimus.evaluation import report as evaluation
 
     return evaluation.load_models(path)
 

@@ -36,6 +36,9 @@ RESIDUE_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
 
 @dataclass
 class Models:
+    """A model directory loaded for inference: its networks as NumPy forwards
+    (optimus.nets.forward.Generator / Discriminator; `checkpoint.load` gives the Keras models)."""
+
     generator: object
     discriminator: object
     config: TrainConfig
@@ -45,11 +48,76 @@ class Models:
 
 
 def load_models(model_dir) -> Models:
-    """Load a model directory for inference (raises checkpoint.CheckpointError if damaged)."""
+    """Load a model directory for inference, as NumPy forwards (optimus.nets.forward: no
+    TensorFlow, so the Streamlit server never imports it); checkpoint.CheckpointError if the
+    directory is damaged, its archives exceed their caps, or its networks do not match
+    config.json. Reads the committed version of a live run, as `checkpoint.load` does, and
+    only `batches_done` of state.npz (the optimiser and EWC state stay on disk)."""
+    from optimus.nets import forward
+    from optimus.store import checkpoint, storage
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise checkpoint.CheckpointError(f"{model_dir} does not exist or is not a directory")
+    if not checkpoint.resumable(model_dir):
+        raise checkpoint.CheckpointError(
+            f"{model_dir} holds no model ({', '.join(checkpoint.missing_files(model_dir))} missing)")
+    config = checkpoint.load_config(model_dir)
+    checkpoint.check_archives(model_dir, config)
+    caps = config.parameter_counts()
+
+    def read(paths):
+        networks = []
+        for name, role in ((storage.GENERATOR, "generator"), (storage.DISCRIMINATOR, "discriminator")):
+            cap = caps[role] * limits.KERAS_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES
+            try:
+                network = forward.load_network(paths[name], min(cap, limits.MAX_KERAS_BYTES))
+            except ValueError as exc:  # ForwardError, or over the archive cap
+                raise checkpoint.CheckpointError(str(exc).replace(f"{name}.new", name)) from None
+            if network.name != role:
+                raise checkpoint.CheckpointError(
+                    f"{model_dir / name} holds a network named {network.name!r}, not an Optimus {role}")
+            networks.append(network)
+        try:
+            state = checkpoint._read_state(paths[storage.STATE], keys=("batches_done",))
+        except checkpoint.CheckpointError as exc:
+            raise checkpoint.CheckpointError(str(exc).replace(f"{storage.STATE}.new", storage.STATE)) from None
+        return networks[0], networks[1], int(state["batches_done"])
+
+    generator, discriminator, batches = checkpoint._read_committed(model_dir, read)
+    _check_matches(model_dir, config, generator, discriminator)
+    return Models(generator, discriminator, config, model_dir.name, model_dir, batches)
+
+
+def _check_matches(model_dir, config: TrainConfig, generator, discriminator) -> None:
+    """The networks are the kinds config.json names, with its shapes (else the files come
+    from different models): what `checkpoint.load` checks by building the Keras models."""
+    from optimus.nets import forward
     from optimus.store import checkpoint
 
-    ck = checkpoint.load(model_dir)
-    return Models(ck.generator, ck.discriminator, ck.config, Path(model_dir).name, Path(model_dir), ck.batches_done)
+    sieve = generator.sieve
+    kinds = {
+        "dense": forward.ScalarInput, "residue": (forward.FactorEncoding if config.disc_factor_slots
+                                                  else forward.DivisibilityEncoding),
+        "gln": forward.DivisibilityEncoding,
+    }
+    encoding = discriminator.encoding
+    problems = []
+    if (config.generator == "sieve") != (sieve is not None):
+        problems.append("generator kind")
+    elif sieve is not None and (sieve.window, sieve.prime_max, sieve.wide_prime_max, sieve.out_lo, sieve.out_hi,
+                                sieve.density_power) != (config.window, config.gen_prime_max,
+                                                         config.gen_wide_prime_max, config.out_lo, config.out_hi,
+                                                         config.out_density_power):
+        problems.append("sieve settings")
+    if not isinstance(encoding, kinds[config.discriminator]):
+        problems.append("discriminator kind")
+    elif config.discriminator != "dense" and int(encoding.config["prime_max"]) != config.disc_prime_max:
+        problems.append("disc_prime_max")
+    if problems:
+        raise checkpoint.CheckpointError(
+            f"{model_dir}: the saved networks do not match config.json (preset {config.preset!r}: "
+            f"{', '.join(problems)}): the files come from different models")
 
 
 # Discriminator rejection sampling gives up on an output after this many candidates (keeping
@@ -74,7 +142,7 @@ def check_band(models: Models, out_lo, out_hi) -> tuple[float, float] | tuple[No
 
 
 def _draw(models: Models, rng, count: int, band):
-    from optimus.nets.networks import generate
+    from optimus.nets.forward import generate
 
     cfg = models.config
     latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=count)
@@ -126,21 +194,10 @@ def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None
 
 
 def discriminate_reals(models: Models, reals) -> np.ndarray:
-    reals = np.asarray(reals, dtype=np.float64).reshape(-1, 1)
-    out = np.empty(len(reals), dtype=np.float64)
-    chunk = 20_000
-    from optimus.nets.networks import discriminator_parts
-
-    encoding, head = discriminator_parts(models.discriminator)
-    fast = hasattr(encoding, "features")  # FactorEncoding: the same features, from NumPy
-    for i in range(0, len(reals), chunk):
-        part = reals[i : i + chunk]
-        if fast:
-            prob = head(encoding.features(primes.to_odd(part.reshape(-1))), training=False)
-        else:
-            prob = models.discriminator(part, training=False)
-        out[i : i + chunk] = np.asarray(prob).reshape(-1)
-    return out
+    """The discriminator's probabilities for reals x (it reads n = 2*floor(x)+1), in row
+    blocks (optimus.nets.forward.ROWS) so a request's memory stays bounded."""
+    odd = primes.to_odd(np.asarray(reals, dtype=np.float64).reshape(-1))
+    return models.discriminator.probabilities(np.asarray(odd, dtype=np.int64).reshape(-1))
 
 
 def discriminate(models: Models, n_values) -> np.ndarray:

@@ -5,7 +5,9 @@
 * `encoding`: the discriminators' exact input features in NumPy (Fourier, divisibility bits,
   factor lists);
 * `gln`: the Bernoulli Gated Linear Network discriminator;
-* `serialisables`: every module that registers Keras serialisables (the loader imports them).
+* `serialisables`: every module that registers Keras serialisables (the loader imports them);
+* `forward`: the saved networks' forward passes in NumPy, read from `.keras` files without
+  Keras (what the Streamlit server runs; equal to the Keras forward, tests/test_forward.py).
 
-Everything here imports TensorFlow except `encoding`.
+Everything here imports TensorFlow except `encoding` and `forward`.
 """

@@ -53,8 +53,18 @@ _lock = threading.Lock()
 _tables: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> (scores bytes, tables)
 
 
+def _values(variable) -> np.ndarray:
+    """A Keras variable's values, or the array a NumPy forward (optimus.nets.forward) holds."""
+    return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
+
+
 def sieve_layer(generator):
-    """The SieveWindow of a generator built by `build_generator` (input -> sieve), else None."""
+    """The SieveWindow of a generator built by `build_generator` (input -> sieve), else None.
+    For a NumPy forward (optimus.nets.forward.Generator), its NumPy SieveWindow (or None)."""
+    if getattr(generator, "numpy_forward", False):  # a Generator, or its SieveWindow itself
+        if hasattr(generator, "sieve"):
+            return generator.sieve
+        return generator if hasattr(generator, "position") else None
     import keras
 
     from optimus.nets.layers import SieveWindow
@@ -89,7 +99,7 @@ def build_tables(scores: np.ndarray, primes: np.ndarray, window: int) -> list[tu
 
 
 def _tables_of(layer) -> list[tuple[int, np.ndarray]]:
-    scores = np.asarray(layer.scores.numpy())
+    scores = _values(layer.scores)
     key = scores.tobytes()
     with _lock:
         cached = _tables.get(layer)
@@ -112,11 +122,14 @@ def first_candidates(layer, latents, out_lo=None, out_hi=None) -> np.ndarray:
     float64 floormod is the slow step of the layer's version: about 65 ns per latent, against
     3 ns here.) out_lo/out_hi: the band, as in `layer.first_candidates`.
     """
-    import tensorflow as tf
-
     z = np.asarray(latents, dtype=np.float64).reshape(-1, 1)
     u = np.mod(z * layer.PHI, 1.0)
-    x0 = layer.position(tf.constant(u), out_lo, out_hi).numpy()
+    if getattr(layer, "numpy_forward", False):  # Eigen's exp/pow transcribed (optimus.nets.forward)
+        x0 = layer.position(u, out_lo, out_hi)
+    else:
+        import tensorflow as tf
+
+        x0 = layer.position(tf.constant(u), out_lo, out_hi).numpy()
     return (2 * np.floor(x0).astype(np.int64) + 1).reshape(-1)
 
 
@@ -124,7 +137,7 @@ def _wide_of(layer) -> tuple[np.ndarray, np.ndarray] | None:
     """(wide primes, their w_p in float64), or None for a layer without wide primes."""
     if getattr(layer, "wide_weights", None) is None:
         return None
-    a, b = (float(v) for v in np.asarray(layer.wide_weights.numpy(), dtype=np.float64))
+    a, b = (float(v) for v in _values(layer.wide_weights).astype(np.float64))
     wide = layer.wide_primes
     # the layer holds t_p in float32: the same rounding keeps the draws bit-identical to it
     position = layer.wide_position(wide).astype(np.float32).astype(np.float64)
@@ -302,10 +315,13 @@ class LearnedSieve:
 def learned_sieve(generator) -> LearnedSieve | None:
     """The learned sieve of a sieve generator (a model from `build_generator`, or its layer),
     else None (the seed's dense generator has none)."""
-    from optimus.nets.layers import SieveWindow
+    if getattr(generator, "numpy_forward", False):
+        layer = sieve_layer(generator)
+    else:
+        from optimus.nets.layers import SieveWindow
 
-    layer = generator if isinstance(generator, SieveWindow) else sieve_layer(generator)
+        layer = generator if isinstance(generator, SieveWindow) else sieve_layer(generator)
     if layer is None:
         return None
     wide = _wide_of(layer)
-    return LearnedSieve(layer.primes, layer.scores.numpy(), layer.window, *(wide or (None, None)))
+    return LearnedSieve(layer.primes, _values(layer.scores), layer.window, *(wide or (None, None)))

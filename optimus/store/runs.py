@@ -160,11 +160,27 @@ def model_signature(model_dir) -> tuple:
     return tuple(signature)
 
 
+# Files every page run would read again while unchanged, cached by (inode, mtime, size): the
+# model listing (list_models) and evaluation.json (the Overview's figures; read-only to callers).
+_listing_lock = threading.Lock()
+_evaluations: dict[Path, tuple[tuple, object]] = {}
+
+
 def saved_evaluation(model_dir, batches: int) -> dict | None:
     """The report `optimus evaluate --save` wrote, if it is of the model as it stands (evaluated
     after `batches` online batches); None if there is none, it is stale or unreadable."""
+    path = Path(model_dir) / storage.EVALUATION
     try:
-        saved = storage.read_json(Path(model_dir) / storage.EVALUATION)
+        st = os.stat(path)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with _listing_lock:
+            cached = _evaluations.get(path)
+        if cached is not None and cached[0] == key:
+            saved = cached[1]
+        else:
+            saved = storage.read_json(path)
+            with _listing_lock:
+                _evaluations[path] = (key, saved)
     except (OSError, ValueError):
         return None
     if not isinstance(saved, dict) or not _evaluation_ok(saved):
@@ -417,6 +433,27 @@ def model_problems(model_dir) -> list[str]:
     return problems
 
 
+# The files a model's listing entry is read from: while none of them changes (inode, mtime,
+# size) and no run holds the lock, list_models answers from its cache without opening them.
+# Every page lists every model on every run: reading each state.npz in full cost about 0.17 s
+# per page run with the two shipped models (issue 18).
+_LISTED_FILES = (storage.CONFIG, storage.GENERATOR, storage.DISCRIMINATOR, storage.STATE, storage.STATUS,
+                 storage.HISTORY, storage.RUNS, storage.LOCK, checkpoint.COMMIT,
+                 *(f"{name}.new" for name in checkpoint.FILES))
+_listing: dict[Path, tuple[tuple, dict]] = {}
+
+
+def _listing_signature(path: Path) -> tuple:
+    out = []
+    for name in _LISTED_FILES:
+        try:
+            st = os.stat(path / name, follow_symlinks=False)
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
 def list_models(root: str | os.PathLike | None = None) -> list[dict]:
     """Every model directory under the root, sorted by name.
 
@@ -425,43 +462,67 @@ def list_models(root: str | os.PathLike | None = None) -> list[dict]:
     or None), problem (everything found wrong with its files, each naming the file, or None).
     A directory counts as a model when it holds a config, weights or a status file. Symbolic
     links are not listed: nothing is read or written through them.
+
+    Entries are cached by the size, mtime and inode of the files they are read from; a model
+    whose run holds the lock is read afresh every time (its files change batch by batch).
     """
     base = models_root(root)
     if not base.is_dir():
         return []
-    models = []
+    _reap()
+    models, seen = [], set()
     for path in sorted(base.iterdir()):
         if path.is_symlink() or not path.is_dir() or not NAME_PATTERN.fullmatch(path.name) or ".." in path.name:
             continue
-        markers = (storage.CONFIG, storage.GENERATOR, storage.STATUS, storage.LOCK)
-        if not any((path / m).exists() for m in markers):
+        signature = _listing_signature(path)
+        if not any(signature[_LISTED_FILES.index(m)] for m in (storage.CONFIG, storage.GENERATOR, storage.STATUS,
+                                                                storage.LOCK)):
             continue
-        entry = {"name": path.name, "path": path, "preset": None, "batches": 0, "status": "untrained",
-                 "live": False, "error": None, "problem": None}
-        try:
-            cfg = read_config(path)
-            if cfg is None:
-                raise ValueError(f"{path / storage.CONFIG} is missing")
-            entry["preset"] = cfg.get("preset") if isinstance(cfg.get("preset"), str) else None
-        except ValueError as exc:
-            entry["error"] = str(exc)
-        status = read_status(path)
-        if status is not None:
-            state = status.get("state", "unknown")
-            entry["status"] = state if isinstance(state, str) else "unknown"
-            entry["live"] = bool(status.get("live"))
-        elif entry["error"] is None and (path / storage.GENERATOR).exists():
-            entry["status"] = "ready"
-        problems = [] if entry["live"] else model_problems(path)
-        if problems:
-            entry["problem"] = "; ".join(problems)
-            if entry["error"] is None and _unusable(problems):
-                entry["error"] = problems[0]
-        if entry["error"] is not None and not entry["live"]:
-            entry["status"] = "damaged"
-        entry["batches"] = _batches_trained(path, status)
+        seen.add(path)
+        live = signature[_LISTED_FILES.index(storage.LOCK)] is not None and storage.lock_holder(path) is not None
+        with _listing_lock:
+            cached = None if live else _listing.get(path)
+        if cached is not None and cached[0] == signature:
+            models.append(dict(cached[1]))
+            continue
+        entry = _list_entry(path)
+        if not entry["live"] and _listing_signature(path) == signature:  # unchanged while read
+            with _listing_lock:
+                _listing[path] = (signature, dict(entry))
         models.append(entry)
+    with _listing_lock:
+        for path in [p for p in _listing if p.parent == base and p not in seen]:
+            del _listing[path]
     return models
+
+
+def _list_entry(path: Path) -> dict:
+    """list_models' entry for one model directory, read from its files."""
+    entry = {"name": path.name, "path": path, "preset": None, "batches": 0, "status": "untrained",
+             "live": False, "error": None, "problem": None}
+    try:
+        cfg = read_config(path)
+        if cfg is None:
+            raise ValueError(f"{path / storage.CONFIG} is missing")
+        entry["preset"] = cfg.get("preset") if isinstance(cfg.get("preset"), str) else None
+    except ValueError as exc:
+        entry["error"] = str(exc)
+    status = read_status(path)
+    if status is not None:
+        state = status.get("state", "unknown")
+        entry["status"] = state if isinstance(state, str) else "unknown"
+        entry["live"] = bool(status.get("live"))
+    elif entry["error"] is None and (path / storage.GENERATOR).exists():
+        entry["status"] = "ready"
+    problems = [] if entry["live"] else model_problems(path)
+    if problems:
+        entry["problem"] = "; ".join(problems)
+        if entry["error"] is None and _unusable(problems):
+            entry["error"] = problems[0]
+    if entry["error"] is not None and not entry["live"]:
+        entry["status"] = "damaged"
+    entry["batches"] = _batches_trained(path, status)
+    return entry
 
 
 def _unusable(problems: list[str]) -> bool:

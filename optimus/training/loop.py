@@ -31,12 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from optimus import primes
-from optimus.config import TrainConfig
+from optimus.config import SIEVE_CHART_PRIMES, TrainConfig
 from optimus.evaluation.metrics import generator_report
 from optimus.store import checkpoint, storage
 
 # Primes whose multiples the history tracks in every batch record (`divisible_share`).
-SIEVE_CHART_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
 
 
 class TrainingDiverged(RuntimeError):

@@ -12,8 +12,8 @@ import streamlit as st
 
 from optimus import limits
 from optimus.app import charts, common, query
+from optimus.config import SIEVE_CHART_PRIMES
 from optimus.store import runs
-from optimus.training.loop import SIEVE_CHART_PRIMES
 
 SIEVE_SAMPLES = 10_000
 # One line per page, in the app's order (app.py declares the pages and their titles).
@@ -31,7 +31,7 @@ PAGES = {
 
 @st.cache_data(max_entries=8, show_spinner="Evaluating the model against exact primality ...")
 def _evaluate(path: str, signature: tuple) -> dict:
-    from optimus.evaluation import report as evaluation  # imports TensorFlow
+    from optimus.evaluation import report as evaluation  # NumPy forwards: no TensorFlow
 
     return evaluation.evaluate(path)
 

@@ -28,7 +28,6 @@ Equal to the Keras forward (tests/test_forward.py, on models trained in another 
 from __future__ import annotations
 
 import io
-import json
 import math
 import re
 import zipfile
@@ -38,6 +37,7 @@ import numpy as np
 
 from optimus.nets.encoding import factor_lists
 from optimus.primes import small_odd_primes
+from optimus.store import storage
 
 # Rows per block of a forward, at most; fewer for wide encodings, so that a block's
 # [rows x primes] int64 residues stay within BLOCK_BYTES (disc_prime_max 100,000: 9,591 primes,
@@ -214,9 +214,9 @@ def read_archive(path, max_bytes: int) -> tuple[dict, dict[str, list[np.ndarray]
                 raise ForwardError(f"{path} is not a Keras 3 archive (no config.json or model.weights.h5)")
             if archive.getinfo("config.json").file_size > MAX_JSON_BYTES:
                 raise ForwardError(f"{path}: config.json is larger than {MAX_JSON_BYTES:,} bytes")
-            config = json.loads(archive.read("config.json"))
+            config = storage.loads_json(archive.read("config.json"))
             weights = archive.read("model.weights.h5")
-    except (zipfile.BadZipFile, json.JSONDecodeError, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
         raise ForwardError(f"{path} is damaged or truncated ({type(exc).__name__}: {exc})") from None
     variables: dict[str, list[np.ndarray]] = {}
     try:

@@ -2,10 +2,12 @@
 
 import streamlit as st
 
+from optimus.app import presenter
 from optimus.app.guard import check_host
 
 st.set_page_config(page_title="Optimus", page_icon=":material/function:", layout="wide")
 check_host()  # DNS rebinding: refuse sessions for other host names (optimus/app/guard.py)
+presenter.announce()  # beyond 127.0.0.1: the presenter key (optimus/app/presenter.py)
 
 st.navigation(
     [

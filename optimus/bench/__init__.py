@@ -4,7 +4,8 @@ Each bench is a function `bench_<name>(quick: bool = False) -> dict` of plain nu
 registered in BENCHES; `format_table` turns a {name: results} dict into text for the CLI. One
 module per section: primes, train (train, batch), sample, density (density, count), app (app,
 app-load); timing holds the shared ways to time, server the Streamlit server and Chromium that
-the app sections and the browser tests drive.
+the app sections and the browser tests drive, visitors the many-visitors scenario of
+tests/test_visitors_e2e.py. The anysize section stays here until it has a module of its own.
 """
 
 from __future__ import annotations

@@ -219,11 +219,16 @@ async def _flow(browser, server, pages, seed: int, times: list | None = None) ->
     Streamlit session, as a page opened from a link is)."""
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
     problems = []
     try:
         for i, spec in enumerate(pages):
             t0 = time.perf_counter()
-            problems += await load(page, server.url + spec.path.format(seed=seed * 100 + i), spec)
+            try:
+                problems += await load(page, server.url + spec.path.format(seed=seed * 100 + i), spec)
+            except PlaywrightTimeout:  # counted as an answer at the time limit, and reported
+                problems.append(f"no answer within {PAGE_TIMEOUT_MS / 1000:.0f} s: {spec.name}")
             if times is not None:
                 times.append(time.perf_counter() - t0)
     finally:

@@ -81,7 +81,7 @@ def copy_models(dest: Path) -> list[str]:
 async def load(page, url: str, spec: PageLoad, timeout_ms: int = PAGE_TIMEOUT_MS) -> list[str]:
     """Open `url` in `page` and wait until `spec`'s page is drawn and its script run is over;
     returns the exceptions the page shows."""
-    await page.goto(url)
+    await page.goto(url, timeout=timeout_ms)
     await page.get_by_text(spec.ready).first.wait_for(timeout=timeout_ms)
     if spec.charts:
         await page.locator('[data-testid="stVegaLiteChart"]').nth(spec.charts - 1).wait_for(timeout=timeout_ms)

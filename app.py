@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from optimus.app import presenter
 from optimus.app.guard import check_host
 
 # A file served by this server: a `:material/...:` page icon makes every browser fetch it from
@@ -13,6 +14,7 @@ from optimus.app.guard import check_host
 st.set_page_config(page_title="Optimus", page_icon=str(Path(__file__).parent / "optimus" / "app" / "icon.png"),
                    layout="wide")
 check_host()  # DNS rebinding: refuse sessions for other host names (optimus/app/guard.py)
+presenter.announce()  # beyond 127.0.0.1: the presenter key (optimus/app/presenter.py)
 
 
 def _release_freed_memory() -> None:

@@ -380,16 +380,43 @@ def _add_forgetting(sub):
                    help="fourier: cos/sin of 2 pi n / p for small p (\"residue\", its older name, means the same); scalar: n itself")
     p.add_argument("--ewc-lambda", type=_float)
     p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--seeds", type=_int, default=1, help="seeds --seed, --seed + 1, ...: the spread over seeds")
+    p.add_argument("--steps-per-task", type=_int, default=150)
+    p.add_argument("--batch-size", type=_int, default=256)
+    p.add_argument("--save", metavar="ID",
+                   help="write the finished result to models/continual/ID.json: the Continual learning page "
+                        "shows it (read-only) on a fresh clone")
     p.add_argument("--json", action="store_true")
 
 
 def _run_forgetting(a) -> int:
     from optimus.experiments import forgetting
 
+    if a.save or a.seeds != 1:
+        from optimus.experiments import background
+
+        settings = {"family": a.family, "tasks": a.tasks, "methods": a.methods, "encoding": a.encoding,
+                    "ewc_lambda": a.ewc_lambda, "steps_per_task": a.steps_per_task, "batch_size": a.batch_size}
+        settings = {k: v for k, v in settings.items() if v is not None}
+        parsed = forgetting.parse_tasks(a.family, a.tasks) if a.tasks else None
+        seeds = range(a.seed, a.seed + a.seeds)
+        forgetting.check_settings(**{**settings, "tasks": parsed, "seed": a.seed})
+
+        def progress(fraction, message):
+            print(f"[{fraction:5.1%}] {message}", file=sys.stderr)
+
+        if a.save:
+            path = background.ship(settings, seeds, a.save, progress=progress)
+            print(f"saved {path}", file=sys.stderr)
+            res = json.loads(path.read_text())["result"]["mean"]
+        else:
+            res = forgetting.run_seeds(seeds, progress=progress, **{**settings, "tasks": parsed})["mean"]
+        print(json.dumps(res, indent=2) if a.json else forgetting.format_table(res))
+        return 0
     tasks = forgetting.parse_tasks(a.family, a.tasks) if a.tasks else None
     res = forgetting.run_benchmark(
         family=a.family, tasks=tasks, methods=a.methods, encoding=a.encoding, seed=a.seed,
-        ewc_lambda=a.ewc_lambda,
+        ewc_lambda=a.ewc_lambda, steps_per_task=a.steps_per_task, batch_size=a.batch_size,
         progress=lambda f, m: print(f"[{f:5.1%}] {m}", file=sys.stderr),
     )
     if a.json:

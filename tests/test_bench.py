@@ -1,10 +1,12 @@
 """`python -m optimus bench`: JSON on stdout only, the shape of each section, and the table."""
 
 import json
+import re
 
 import pytest
 
 from optimus import bench
+from optimus.bench import app as bench_app_module
 from optimus.cli import main
 
 
@@ -49,11 +51,22 @@ FAKE = {
               "checkpoint_save_seed_s": 0.1, "batch_shape_seed": "2000 latents x 1 candidates, 75 steps",
               "fisher_1000_general_path_s": 0.1, "fisher_1000_s": 0.01, "batched_gradient_1000_s": 0.005,
               "fisher_vs_gradient": 2.0},
-    "app": {"quick": False, "target_s": 2.0, "models": ["default", "seed"], "met": False,
-            "pages": {"train": {"first_s": 0.4, "warm_s": 0.1, "met": True, "problems": []},
-                      "sample": {"first_s": 3.0, "warm_s": 2.5, "met": False, "problems": ["No models"]}},
-            "cold_start": {"health_s": 1.2, "root_s": 1.3, "browser_launch_s": 0.2, "page_heading_s": 2.6,
-                           "page_done_s": 3.1, "page_exceptions": 0, "reload_heading_s": 0.9, "cold_to_page_s": 3.9}},
+    "app": {"quick": False, "target_ratio": 2.0, "cold_start_target_s": 3.0, "models": ["default", "seed"],
+            "rounds": 3, "met": False, "bare_cpu_s": {"median": 0.1, "min": 0.09, "max": 0.12, "n": 24},
+            "pages": {"overview": {"path": "/", "cpu_s": {"median": 0.15, "min": 0.14, "max": 0.2, "n": 3},
+                                   "bare_cpu_s": 0.1, "ratio": 1.5, "wall_s": 0.8, "peak_rss_mb": 250.0,
+                                   "exceptions": []},
+                      "train": {"path": "/train", "cpu_s": {"median": 1.75, "min": 1.6, "max": 1.9, "n": 3},
+                                "bare_cpu_s": 0.1, "ratio": 17.5, "wall_s": 2.0, "peak_rss_mb": 1200.0,
+                                "exceptions": ["No models"]}},
+            "rss_warm_mb": 300.0, "rss_after_mb": 320.0, "rss_peak_mb": 400.0, "bare_rss_mb": 60.0,
+            "cold_start": {"health_s": 1.2, "overview_drawn_s": 2.5, "server_cpu_s": 2.0, "rss_mb": 280.0,
+                           "met": True}},
+    "app-load": {"quick": False, "sessions": 10, "cpu_target_s": 2.0, "p95_target_s": 5.0, "pages_per_flow": 8,
+                 "models": ["default"], "cpu_per_flow_s": {"median": 4.0, "min": 3.5, "max": 4.5, "n": 3},
+                 "flows_per_minute_2_cores": 30.0, "alone_p50_s": 0.5, "page_p50_s": 2.0, "page_p95_s": 6.0,
+                 "page_answers": 80, "concurrent_wall_s": 40.0, "concurrent_server_cpu_s": 35.0,
+                 "rss_before_mb": 300.0, "rss_after_mb": 310.0, "rss_peak_mb": 500.0, "exceptions": [], "met": False},
 }
 
 
@@ -66,9 +79,14 @@ def test_format_table_shows_every_section_with_ratios_and_targets():
     assert "target >= 1,000,000/s: met (2.50x the target)" in text
     assert "target <= 2 s over [1, 10**9]: met" in text and "(worst case 8.0x under the target)" in text
     assert "online batch (2000 latents x 1 candidates, 75 steps): 2.000 s vs bare loop 1.000 s = 2.00x" in text
-    assert "met (20.0x under)" in text and "MISSED (1.2x over)" in text and "[page shows: No models]" in text
-    assert "3.90 s from launch to a served page" in text
-    assert "every page warm within 2 s: MISSED" in text
+    assert "bare Streamlit page: 0.100 s of server CPU per load" in text
+    assert re.search(r"overview +0\.150 s .* 1\.5x .* 250 MB", text)
+    assert re.search(r"train +1\.750 s .* 17\.5x .*1200 MB +\[page shows: No models\]", text)
+    assert "every page within 2x the bare page: MISSED" in text
+    assert "320 MB after the flow" in text
+    assert "to the Overview's figures drawn in Chromium 2.50 s" in text and "target <= 3 s: met" in text
+    assert "4.00 s of server CPU" in text and "about 30.0 flows per minute" in text
+    assert "p50 2.00 s, p95 6.00 s over 80 answers" in text
 
 
 def test_format_table_survives_partial_results():
@@ -80,10 +98,26 @@ def test_format_table_survives_partial_results():
 
 
 @pytest.mark.slow
-def test_bench_app_quick_renders_every_page():
-    r = bench.bench_app(quick=True)
-    assert set(r["pages"]) >= {"train", "sample", "discriminator", "density"}
-    for name, page in r["pages"].items():
-        assert page["warm_s"] > 0 and not [p for p in page["problems"] if "Traceback" in p], name
-    assert r["cold_start"].get("health_s", 0) > 0, r["cold_start"]
-    assert "every page warm within 2 s" in bench.format_table({"app": r})
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", list(bench.BENCHES))
+def test_every_bench_section_runs_in_its_quick_form(name, capfd, monkeypatch):
+    """`python -m optimus bench` runs every section (the README's command): a section that no
+    longer runs fails here, the browser sections included (issue 18, item 7: the app section
+    waited for a "Train" heading the app no longer opens on). Shapes only, no timed assertion."""
+    monkeypatch.setitem(bench.SAMPLE_SIZES, True, 20_000)
+    code = main(["bench", name, "--quick", "--json"])
+    out, err = capfd.readouterr()
+    assert code == 0, err[-3000:]
+    r = json.loads(out)[name]
+    assert r.get("quick") is not False and "error" not in r, r
+    text = bench.format_table({name: r})
+    assert text.splitlines()[0].startswith(name) and len(text.splitlines()) > 1, text
+    assert "Traceback" not in text
+    if name == "app":
+        assert r["bare_cpu_s"]["median"] > 0 and set(r["pages"]) == set(bench_app_module.QUICK_PAGES)
+        for page, p in r["pages"].items():
+            assert p["cpu_s"]["median"] > 0 and p["peak_rss_mb"] > 0 and p["exceptions"] == [], page
+        assert r["cold_start"]["overview_drawn_s"] > r["cold_start"]["health_s"] > 0
+    if name == "app-load":
+        assert r["cpu_per_flow_s"]["median"] > 0 and r["page_answers"] == 3 * r["pages_per_flow"]
+        assert r["exceptions"] == []

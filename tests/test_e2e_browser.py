@@ -18,48 +18,24 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from optimus.bench import server as server_harness
+from optimus.bench.server import serve
 from optimus.store import runs, storage
 from tests.helpers import shipped_or_tiny_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM = server_harness.CHROMIUM
+CHROMIUM_ARGS = server_harness.CHROMIUM_ARGS
 TRAIN_TIMEOUT_MS = 300_000  # TensorFlow import + 2 tiny batches, on a busy 2-core machine
 PAGE_TIMEOUT_MS = 120_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop_trainers(root: Path) -> None:
-    """Trainers are detached from the server on purpose, so stop them ourselves."""
-    for model_dir in root.iterdir():
-        holder = storage.lock_holder(model_dir) if model_dir.is_dir() else None
-        if holder is None:
-            continue
-        storage.request_stop(model_dir)
-        deadline = time.time() + 30
-        while storage.lock_holder(model_dir) is not None and time.time() < deadline:
-            time.sleep(0.2)
-        if storage.lock_holder(model_dir) is not None:
-            os.kill(int(holder["pid"]), signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -74,37 +50,11 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, request):
+def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
     root = shipped_or_tiny_models(work / "models")
-    port = _free_port()
-    log = open(work / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=dict(os.environ, **{runs.MODELS_ENV: str(root)}),
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-
-    def shut_down():
-        _stop_trainers(root)
-        runs.stop_process_group(proc)
-        log.close()
-
-    request.addfinalizer(shut_down)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"streamlit did not start:\n{(work / 'streamlit.log').read_text()[-3000:]}")
-        time.sleep(0.3)
-    return {"url": url, "root": root, "work": work}
+    with serve(root, log_path=work / "streamlit.log") as running:  # stops the trainers on the way out
+        yield {"url": running.url, "root": root, "work": work}
 
 
 @pytest.fixture(scope="module")

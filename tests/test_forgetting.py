@@ -234,9 +234,11 @@ TINY = {"cl_tasks": "3 5", "cl_methods": "none,ewc", "cl_budget": "tiny", "cl_tu
 
 @pytest.fixture
 def results_root(tmp_path, monkeypatch):
+    from optimus.experiments import background
     from optimus.store import runs
 
     monkeypatch.setenv(runs.MODELS_ENV, str(tmp_path))
+    monkeypatch.setattr(background, "SHIPPED", tmp_path / "no-shipped")  # this root's records only
     yield tmp_path
     from optimus.experiments import background as benchmark_runs
 

@@ -52,12 +52,13 @@ def test_all_interfaces_allow_ip_literals_not_foreign_names():
 def test_rebinding_page_gets_no_app(tmp_path):
     from playwright.sync_api import sync_playwright
 
+    from optimus.bench.server import serve
     from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS
-    from tests.test_visitors_e2e import start_server
 
     # An empty models folder: the Train page renders its "no model yet" state without TensorFlow.
     (tmp_path / "models").mkdir()
-    with start_server(tmp_path / "models", tmp_path) as url:
+    with serve(tmp_path / "models", log_path=tmp_path / "streamlit.log") as server:
+        url = server.url
         port = url.rsplit(":", 1)[1]
         with sync_playwright() as p:
             browser = p.chromium.launch(

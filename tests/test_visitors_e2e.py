@@ -4,8 +4,8 @@ Each samples 10,000 from the default model and opens the Discriminator and Densi
 of them press Start on the same new model name at the same moment. Exactly one run starts and
 the other is told why not; every session gets its answers; no page shows an exception; the
 server's memory stays bounded and comes back after the sessions close. The scenario itself is
-`optimus.bench.visit_app`, which `python -m optimus bench app-load` times (no timed assertions
-here).
+`optimus.bench.visitors.visit_app` on a server started by `optimus.bench.server.serve` (no
+timed assertions here; `python -m optimus bench app-load` measures the room).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 import pytest
 
 from optimus import bench
+from optimus.bench.server import serve
 from optimus.store import runs
 from tests.helpers import shipped_or_tiny_models
 
@@ -23,27 +24,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 MB = 2**20
 
 
-def start_server(models_root, work):
-    """The app over `models_root`, its log in `work`; a context manager yielding its URL."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def serve():
-        with bench.app_server(models_root, log_path=work / "streamlit.log") as server:
-            yield server["url"]
-
-    return serve()
-
-
 def test_ten_visitors_at_once(tmp_path):
     root = shipped_or_tiny_models(tmp_path / "models")
-    with bench.app_server(root, log_path=tmp_path / "streamlit.log") as server:
+    with serve(root, log_path=tmp_path / "streamlit.log") as server:
         # Warm the server with one visitor (TensorFlow, the models, the caches), so that the
         # baseline is the served app and not an idle interpreter.
-        warm = bench.visit_app(server["url"], server["pid"], count=1, racers=0)
+        warm = bench.visit_app(server.url, server.pid, count=1, racers=0)
         assert warm["sessions"][0].get("sampled"), warm
-        baseline, _ = bench.rss_bytes(server["pid"])
-        load = bench.visit_app(server["url"], server["pid"], count=10, racers=2)
+        baseline, _ = bench.rss_bytes(server.pid)
+        load = bench.visit_app(server.url, server.pid, count=10, racers=2)
         # The one trainer started: wait for its single tiny batch (TensorFlow loads first).
         deadline = time.time() + 600
         while time.time() < deadline:

@@ -16,6 +16,11 @@ page draws: a damaged record is listed as damaged, naming its file, and nothing 
 
 The records live in `<models root>/_continual/` (`results_root`). One benchmark at a time: it
 takes both cores of a small machine. No Streamlit and no TensorFlow here.
+
+Shipped results: finished records committed with the code in `models/continual/` (`SHIPPED`),
+written by `python -m optimus forgetting --seeds N --save` (`ship`), so that a fresh clone has a
+benchmark to show at once. They are listed with the others (`shipped: True`) and read-only:
+`stop` and `delete` refuse them.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from optimus.experiments import forgetting
 from optimus.store import runs, storage
 
 FOLDER = "_continual"
+SHIPPED = runs.REPO_ROOT / "models" / "continual"  # tracked (models/_*/ is ignored by git)
 STATES = ("starting", "running", "done", "stopped", "failed", "interrupted", "damaged")
 LIVE = ("starting", "running")
 START_WAIT_SECONDS = 2.0
@@ -79,17 +85,39 @@ def _held(path: Path) -> bool:
         os.close(fd)
 
 
+def read_shipped(run_id: str, shipped=None) -> dict | None:
+    """A shipped (read-only, finished) record, or None."""
+    path = _record_path(Path(shipped) if shipped is not None else SHIPPED, run_id)
+    try:
+        record = check_record(storage.read_json(path, max_bytes=MAX_RECORD_BYTES))
+    except (OSError, ValueError):
+        return None
+    if record.get("state") != "done" or not record.get("result"):
+        return None
+    return {**record, "live": False, "shipped": True}
+
+
+def list_shipped(shipped=None) -> list[dict]:
+    """Every shipped record, newest first."""
+    folder = Path(shipped) if shipped is not None else SHIPPED
+    if not folder.is_dir():
+        return []
+    records = [read_shipped(p.stem, folder) for p in folder.glob("*.json") if runs.NAME_PATTERN.fullmatch(p.stem)]
+    return sorted((r for r in records if r is not None), key=lambda r: (r.get("started") or 0, r["id"]), reverse=True)
+
+
 def read(run_id: str, root=None) -> dict | None:
     """The record of benchmark `run_id` (None if there is none), with `live` added (its child
     holds ID.lock); a record that says starting/running whose child is gone reads as
-    "interrupted", a damaged one as "damaged" with a message naming the file."""
+    "interrupted", a damaged one as "damaged" with a message naming the file. A shipped result
+    is found when no record of the models root has its id."""
     _reap()
     folder = results_root(root)
     path = _record_path(folder, run_id)
     try:
         record = check_record(storage.read_json(path, max_bytes=MAX_RECORD_BYTES))
     except FileNotFoundError:
-        return None
+        return read_shipped(run_id)
     except (OSError, ValueError) as exc:
         record = {"id": run_id, "state": "damaged", "pid": None, "progress": 0.0,
                   "message": f"{path.name} is damaged ({str(exc)[:200]})", "settings": {}, "seeds": [],
@@ -224,15 +252,19 @@ def check_record(record) -> dict:
     return record
 
 
-def list_runs(root=None) -> list[dict]:
-    """Every benchmark record, newest first."""
+def list_runs(root=None, shipped: bool = True) -> list[dict]:
+    """Every benchmark record of the models root, newest first, then the shipped results."""
     folder = results_root(root)
-    if not folder.is_dir():
-        return []
-    # (atomic writes leave hidden temporary files beside the records: skip them)
-    records = [read(p.stem, root) for p in folder.glob("*.json") if runs.NAME_PATTERN.fullmatch(p.stem)]
-    records = [r for r in records if r is not None]
-    return sorted(records, key=lambda r: (r.get("started") or 0, r["id"]), reverse=True)
+    records = []
+    if folder.is_dir():
+        # (atomic writes leave hidden temporary files beside the records: skip them)
+        records = [read(p.stem, root) for p in folder.glob("*.json") if runs.NAME_PATTERN.fullmatch(p.stem)]
+        records = sorted((r for r in records if r is not None), key=lambda r: (r.get("started") or 0, r["id"]),
+                         reverse=True)
+    if shipped:
+        own = {r["id"] for r in records}
+        records += [r for r in list_shipped() if r["id"] not in own]
+    return records
 
 
 def _reap() -> None:
@@ -271,7 +303,7 @@ def start(settings: dict, seeds, root=None) -> str:
     with _start_lock, _starting(folder):
         # The record is written (state "starting") before the child exists, under the lock, so
         # a double click finds it live.
-        busy = [r for r in list_runs(root) if r["live"]]
+        busy = [r for r in list_runs(root, shipped=False) if r["live"]]
         if busy:
             raise storage.LockedError(
                 f"A benchmark is already running ({busy[0]['id']}): wait for it or stop it first.")
@@ -312,7 +344,7 @@ def start(settings: dict, seeds, root=None) -> str:
 def stop(run_id: str, root=None) -> bool:
     """Ask benchmark `run_id` to stop after its current task; True if it was live."""
     record = read(run_id, root)
-    if record is None or not record["live"]:
+    if record is None or not record["live"] or record.get("shipped"):
         return False
     (results_root(root) / f"{run_id}.stop").touch()
     return True
@@ -321,11 +353,34 @@ def stop(run_id: str, root=None) -> bool:
 def delete(run_id: str, root=None) -> None:
     """Remove a finished benchmark's record and log (ValueError while it runs)."""
     record = read(run_id, root)
+    if record is not None and record.get("shipped"):
+        raise ValueError(f"benchmark {run_id} ships with Optimus: it is read-only")
     if record is not None and record["live"]:
         raise ValueError(f"benchmark {run_id} is running: stop it first")
     folder = results_root(root)
     for suffix in (".json", ".log", ".stop", ".lock"):
         (folder / f"{run_id}{suffix}").unlink(missing_ok=True)
+
+
+def ship(settings: dict, seeds, run_id: str, dest=None, progress=None) -> Path:
+    """Run the benchmark here (not in the background) and write its finished record, read-only
+    on the Continual learning page, to `dest` (default SHIPPED) as `run_id`.json."""
+    settings = dict(settings)
+    seeds = [int(s) for s in seeds]
+    folder = Path(dest) if dest is not None else SHIPPED
+    path = _record_path(folder, run_id)
+    parsed = dict(settings)
+    if parsed.get("tasks"):
+        parsed["tasks"] = forgetting.parse_tasks(parsed.get("family", "factor"), parsed["tasks"])
+    started = time.time()
+    result = forgetting.run_seeds(seeds, progress=progress, **parsed)
+    ended = time.time()
+    folder.mkdir(parents=True, exist_ok=True)
+    storage.write_json(path, {
+        "id": run_id, "state": "done", "pid": None, "progress": 1.0,
+        "message": "shipped with Optimus (python -m optimus forgetting --save)", "settings": settings,
+        "seeds": seeds, "started": started, "updated": ended, "ended": ended, "result": result})
+    return path
 
 
 def _run(folder: Path, run_id: str, lock_fd: int | None = None) -> int:

@@ -8,7 +8,7 @@ refresh or a second visitor sees the same runs, and a finished result opens by r
 import pandas as pd
 import streamlit as st
 
-from optimus.app import charts_continual, common, query
+from optimus.app import charts_continual, common, presenter, query
 from optimus.experiments import background as benchmark_runs
 from optimus.experiments import forgetting
 from optimus.store import storage
@@ -81,8 +81,11 @@ if not tune:
                                  step=100.0, format="%g")
 query.publish(*INPUTS)
 
-if st.button("Run in the background", type="primary", icon=":material/play_arrow:"):
+# Starting and stopping are the presenter's on a shared server (optimus/app/presenter.py).
+if presenter.unlock_box("starting and stopping benchmarks") and st.button(
+        "Run in the background", type="primary", icon=":material/play_arrow:"):
     with common.user_errors():
+        presenter.require("start a benchmark")
         first = common.check_int("First seed", seed, 0, 2**32 - forgetting.MAX_SEEDS)
         count = common.check_int("Seeds", seed_count, 1, forgetting.MAX_SEEDS)
         if not methods:
@@ -111,7 +114,9 @@ def live_panel(run_id: str) -> None:
         st.rerun()  # finished: redraw the page with its result listed
     st.progress(min(float(record.get("progress") or 0.0), 1.0),
                 text=f"Benchmark {run_id} {record['state']}: {record.get('message', '')}")
-    if st.button("Stop after the current task", icon=":material/stop:", key="cl_stop"):
+    if presenter.may_act() and st.button("Stop after the current task", icon=":material/stop:", key="cl_stop"):
+        with common.user_errors():
+            presenter.require("stop a benchmark")
         benchmark_runs.stop(run_id)
         st.toast(f"Asked {run_id} to stop after its current task.")
 

@@ -7,7 +7,7 @@ reads what the trainer writes to disk, so refreshing or closing the tab changes 
 import streamlit as st
 
 from optimus import continual, limits
-from optimus.app import charts, common, query
+from optimus.app import charts, common, presenter, query
 from optimus.config import DISCRIMINATORS, LEGACY_EWC_MODES, PRESETS, preset
 from optimus.store import runs, storage
 
@@ -93,47 +93,51 @@ if preset_name == "seed":
     else:
         st.caption("The seed preset trains as the original code did: its regularisers inert (never added to the loss).")
 
-with st.form("train_form"):
-    target = st.text_input(
-        "Model name (saved as)", key="train_name",
-        help="Letters, digits, '_', '.', '-' (up to 64). The base model's own name continues it in place; "
-             "another name trains a copy and leaves the base untouched.",
-    )
-    c1, c2, c3 = st.columns(3)
-    batches = c1.number_input("Batches", key="train_batches", step=1,
-                              help=f"Online batches in this run: 1 to {limits.MAX_BATCHES:,}.")
-    batch_size = c2.number_input("Batch size", key="train_batch_size", step=64,
-                                 help=f"Latent integers per batch: 16 to {limits.MAX_BATCH_SIZE:,}.")
-    steps = c3.number_input("Steps per batch", key="train_steps", step=1,
-                            help=f"Gradient steps per batch, for each network: 1 to {limits.MAX_STEPS:,}.")
-    c4, c5, c6 = st.columns(3)
-    latent_lo = c4.number_input("Latent lo", key="train_latent_lo", step=1,
-                                help=f"Latent integers are drawn from [lo, hi], 1 <= lo <= hi <= {limits.MAX_LATENT:,}.")
-    latent_hi = c5.number_input("Latent hi", key="train_latent_hi", step=1,
-                                help=f"At most {limits.MAX_LATENT:,}.")
-    seed = c6.number_input("Seed", key="train_seed", step=1, help="0 to 2**32 - 1.")
-    c7, c8, c9 = st.columns(3)
-    method = c7.selectbox("Continual-learning method", continual.names(), key="train_method",
-                          help="; ".join(f"{name}: {continual.get(name).summary}" for name in continual.names()))
-    ewc_lambda = c8.number_input("EWC lambda", key="train_ewc_lambda", step=1.0, format="%g",
-                                 help=f"Strength of the EWC penalty: 0 to {limits.MAX_EWC_LAMBDA:g}.")
-    discriminator = c9.selectbox(
-        "Discriminator", DISCRIMINATORS, key="train_discriminator",
-        disabled=base != NEW,
-        help="dense: the seed's MLP on the raw real; residue: divisibility bits + wide & deep head; "
-             "gln: a Bernoulli Gated Linear Network on the same bits, learning by local updates. "
-             "Fixed for an existing model.",
-    )
-    st.caption(
-        f"Limits: batches 1-{limits.MAX_BATCHES:,}; batch size 16-{limits.MAX_BATCH_SIZE:,}; "
-        f"steps 1-{limits.MAX_STEPS:,}; latent range within [1, {limits.MAX_LATENT:,}]; "
-        f"EWC lambda 0-{limits.MAX_EWC_LAMBDA:g}. One run at a time per model."
-    )
-    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+submitted = False
+# Starting, stopping and continuing are the presenter's on a shared server (optimus/app/presenter.py).
+if presenter.unlock_box("starting, stopping and continuing training runs"):
+    with st.form("train_form"):
+        target = st.text_input(
+            "Model name (saved as)", key="train_name",
+            help="Letters, digits, '_', '.', '-' (up to 64). The base model's own name continues it in place; "
+                 "another name trains a copy and leaves the base untouched.",
+        )
+        c1, c2, c3 = st.columns(3)
+        batches = c1.number_input("Batches", key="train_batches", step=1,
+                                  help=f"Online batches in this run: 1 to {limits.MAX_BATCHES:,}.")
+        batch_size = c2.number_input("Batch size", key="train_batch_size", step=64,
+                                     help=f"Latent integers per batch: 16 to {limits.MAX_BATCH_SIZE:,}.")
+        steps = c3.number_input("Steps per batch", key="train_steps", step=1,
+                                help=f"Gradient steps per batch, for each network: 1 to {limits.MAX_STEPS:,}.")
+        c4, c5, c6 = st.columns(3)
+        latent_lo = c4.number_input("Latent lo", key="train_latent_lo", step=1,
+                                    help=f"Latent integers are drawn from [lo, hi], 1 <= lo <= hi <= {limits.MAX_LATENT:,}.")
+        latent_hi = c5.number_input("Latent hi", key="train_latent_hi", step=1,
+                                    help=f"At most {limits.MAX_LATENT:,}.")
+        seed = c6.number_input("Seed", key="train_seed", step=1, help="0 to 2**32 - 1.")
+        c7, c8, c9 = st.columns(3)
+        method = c7.selectbox("Continual-learning method", continual.names(), key="train_method",
+                              help="; ".join(f"{name}: {continual.get(name).summary}" for name in continual.names()))
+        ewc_lambda = c8.number_input("EWC lambda", key="train_ewc_lambda", step=1.0, format="%g",
+                                     help=f"Strength of the EWC penalty: 0 to {limits.MAX_EWC_LAMBDA:g}.")
+        discriminator = c9.selectbox(
+            "Discriminator", DISCRIMINATORS, key="train_discriminator",
+            disabled=base != NEW,
+            help="dense: the seed's MLP on the raw real; residue: divisibility bits + wide & deep head; "
+                 "gln: a Bernoulli Gated Linear Network on the same bits, learning by local updates. "
+                 "Fixed for an existing model.",
+        )
+        st.caption(
+            f"Limits: batches 1-{limits.MAX_BATCHES:,}; batch size 16-{limits.MAX_BATCH_SIZE:,}; "
+            f"steps 1-{limits.MAX_STEPS:,}; latent range within [1, {limits.MAX_LATENT:,}]; "
+            f"EWC lambda 0-{limits.MAX_EWC_LAMBDA:g}. One run at a time per model."
+        )
+        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 query.publish("train_base", *(["train_preset"] if base == NEW else []), *form_defaults)
 
 if submitted:
     with common.user_errors():
+        presenter.require("start a training run")
         model_dir = runs.resolve_model_dir(target.strip())
         exists = runs.holds_config(model_dir)
         if base == NEW:
@@ -200,7 +204,10 @@ query.publish("train_watch")
 def _continue(name: str, model_dir, remaining: int) -> None:
     """A new incremental run from the stopped model, in place (its lineage goes to the runs table)."""
     try:
+        presenter.require("continue a training run")
         pid = runs.start_training(model_dir, overrides={"batches": remaining})
+    except presenter.Refused as exc:
+        st.error(str(exc), icon=":material/lock:")
     except storage.LockedError as exc:
         common.error(str(exc), icon=":material/lock:")
     except (RuntimeError, ValueError) as exc:
@@ -231,12 +238,15 @@ def live_view(name: str) -> None:
             text += f" - ETA {common.format_seconds(eta)}"
         st.progress(min(done / total, 1.0) if total else 0.0, text=text)
         if status.get("live"):
-            if st.button("Stop after the current step", icon=":material/stop:", key="train_stop"):
+            if presenter.may_act() and st.button("Stop after the current step", icon=":material/stop:",
+                                                 key="train_stop"):
+                with common.user_errors():
+                    presenter.require("stop a training run")
                 runs.stop_training(model_dir)
                 st.toast(f"Asked {name} to stop after its current step.")
             if runs.stop_requested(model_dir):
                 st.caption("Stop requested: the run saves and ends after its current step.")
-        if state in ("stopped", "interrupted") and not status.get("live") and total > done:
+        if state in ("stopped", "interrupted") and not status.get("live") and total > done and presenter.may_act():
             remaining = total - done
             if st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:",
                          key="train_continue", type="primary",

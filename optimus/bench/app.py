@@ -1,0 +1,312 @@
+"""`bench app` and `bench app-load`: what a page load costs the server, against a bare
+Streamlit page, and how many visitors two cores can serve.
+
+`bench app`: two servers side by side, the app (over a temporary copy of the shipped models) and
+the bare page (`bare_page.py`, same Streamlit, same .streamlit/config.toml, its own process).
+Each page of `PAGES` is loaded in a new browser context (a new Streamlit session), after one
+warm-up load of each, alternately with a load of the bare page; a load is over when the page's
+last element is drawn and Streamlit's running indicator is gone. For each load: the server's
+own CPU seconds (all threads, /proc/<pid>/stat) and its peak RSS. Reported: the median CPU per
+page, its ratio to the bare page's median from the loads interleaved with it, the spread, the
+peak RSS per page, the server's RSS after the whole flow, and the cold start (from `streamlit
+run app.py` to the Overview's figures drawn in Chromium, the browser already open).
+
+`bench app-load`: the server's CPU per visitor flow (the eight loads of `PAGES`, one visitor,
+median of several flows), the flows per minute that two cores could serve at that cost
+(60 * 2 / CPU per flow), and the page answers (p50, p95) of `SESSIONS` browser sessions running
+the flow at once; the browsers run on the same machine as the server and take CPU from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from optimus.bench import server as srv
+
+RATIO_TARGET = 2.0  # issue 18: every page's load at most 2x the bare page's server CPU
+COLD_START_TARGET_S = 3.0
+FLOW_CPU_TARGET_S = 2.0
+P95_TARGET_S = 5.0
+SESSIONS = 10
+PAGE_TIMEOUT_MS = 180_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PageLoad:
+    name: str
+    path: str  # "{seed}" is replaced by a new seed on each load, so no cached answer is timed
+    ready: str | re.Pattern  # text drawn late in the page's script
+    charts: int = 0  # and at least this many charts drawn
+
+
+PAGES = (
+    PageLoad("overview", "/", "Lift over chance", charts=1),
+    PageLoad("sample 10,000 in band", "/sample?count=10000&seed={seed}", "What the network learned", charts=1),
+    PageLoad("sample 100 primes of 100 digits", "/sample?size=digits&digits=100&count=100&primes=true&seed={seed}",
+             "Download CSV", charts=1),
+    PageLoad("discriminator", "/discriminator?disc_seed={seed}", re.compile(r"^Disagreements"), charts=1),
+    PageLoad("density", "/density", "Primes in range", charts=1),
+    PageLoad("density to 1e15, 100 log bins", "/density?lo=2&hi=1000000000000000&bins=100&spacing=log",
+             "Primes in range", charts=1),
+    PageLoad("train", "/train", "Past runs", charts=1),
+    PageLoad("continual", "/continual", re.compile(r"Accuracy per task over time|No benchmark yet|No finished benchmark")),
+)
+BARE = PageLoad("bare page", "/", "A bare page")
+QUICK_PAGES = ("overview", "sample 10,000 in band", "train")
+
+
+def copy_models(dest: Path) -> list[str]:
+    """The repository's shipped models (not mid-training), without logs and locks."""
+    from optimus.store import storage
+
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    models = srv.REPO / "models"
+    for source in sorted(models.iterdir()) if models.is_dir() else []:
+        if (source / storage.CONFIG).exists() and storage.lock_holder(source) is None:
+            shutil.copytree(source, dest / source.name,
+                            ignore=shutil.ignore_patterns(storage.LOCK, storage.STOP, storage.LOG, "logs"))
+            copied.append(source.name)
+    return copied
+
+
+async def load(page, url: str, spec: PageLoad, timeout_ms: int = PAGE_TIMEOUT_MS) -> list[str]:
+    """Open `url` in `page` and wait until `spec`'s page is drawn and its script run is over;
+    returns the exceptions the page shows."""
+    await page.goto(url, timeout=timeout_ms)
+    await page.get_by_text(spec.ready).first.wait_for(timeout=timeout_ms)
+    if spec.charts:
+        await page.locator('[data-testid="stVegaLiteChart"]').nth(spec.charts - 1).wait_for(timeout=timeout_ms)
+    await srv.settle(page, timeout_ms)
+    return [(await e.inner_text())[:300] for e in await page.locator(srv.EXCEPTION).all()]
+
+
+async def measured_load(browser, server, spec: PageLoad, seed: int) -> dict:
+    """One load of `spec` in a new browser context: server CPU, peak RSS, wall time."""
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    try:
+        with srv.PeakRss(server.pid) as peak:
+            cpu0, t0 = srv.cpu_seconds(server.pid), time.perf_counter()
+            problems = await load(page, server.url + spec.path.format(seed=seed), spec)
+            wall, cpu = time.perf_counter() - t0, srv.cpu_seconds(server.pid) - cpu0
+    finally:
+        await context.close()
+    await asyncio.sleep(0.3)  # the server drops the closed session before the next load
+    return {"cpu_s": cpu, "wall_s": wall, "peak_rss": peak.peak, "exceptions": problems}
+
+
+def _summary(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+async def _cold_start(browser, models_root: Path) -> dict:
+    """A new server: launch to health, then to the Overview's first chart drawn (browser open)."""
+    out: dict = {}
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    try:
+        with srv.serve(models_root) as server:
+            out["health_s"] = server.healthy - server.launched
+            await load(page, server.url + PAGES[0].path, PAGES[0])
+            out["overview_drawn_s"] = time.perf_counter() - server.launched
+            out["server_cpu_s"] = srv.cpu_seconds(server.pid)
+            out["rss_mb"] = srv.rss_bytes(server.pid)[0] / 2**20
+    finally:
+        await context.close()
+    out["met"] = out["overview_drawn_s"] <= COLD_START_TARGET_S
+    return out
+
+
+async def _bench_app(models_root: Path, pages, repeat: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    results: dict = {"pages": {}}
+    async with async_playwright() as p:
+        browser = await srv.launch_chromium(p)
+        try:
+            results["cold_start"] = await _cold_start(browser, models_root)
+            with srv.serve(models_root) as app, srv.serve(script=srv.BARE_PAGE) as bare:
+                loads = {spec.name: [] for spec in pages}
+                paired = {spec.name: [] for spec in pages}
+                for spec in pages:  # warm-up: imports, caches, the models
+                    await measured_load(browser, app, spec, seed=1)
+                    await measured_load(browser, bare, BARE, seed=1)
+                results["rss_warm_mb"] = srv.rss_bytes(app.pid)[0] / 2**20
+                for r in range(repeat):
+                    for i, spec in enumerate(pages):
+                        paired[spec.name].append(await measured_load(browser, bare, BARE, seed=0))
+                        loads[spec.name].append(await measured_load(browser, app, spec, seed=100 + 10 * r + i))
+                results["rss_after_mb"] = srv.rss_bytes(app.pid)[0] / 2**20
+                results["bare_rss_mb"] = srv.rss_bytes(bare.pid)[0] / 2**20
+        finally:
+            await browser.close()
+    bare_all = [x["cpu_s"] for runs in paired.values() for x in runs]
+    results["bare_cpu_s"] = _summary(bare_all)
+    for spec in pages:
+        cpu = [x["cpu_s"] for x in loads[spec.name]]
+        bare_cpu = float(np.median([x["cpu_s"] for x in paired[spec.name]]))
+        results["pages"][spec.name] = {
+            "path": spec.path, "cpu_s": _summary(cpu), "bare_cpu_s": bare_cpu,
+            "ratio": float(np.median(cpu)) / max(bare_cpu, 1e-3),
+            "wall_s": float(np.median([x["wall_s"] for x in loads[spec.name]])),
+            "peak_rss_mb": max(x["peak_rss"] for x in loads[spec.name]) / 2**20,
+            "exceptions": sorted({e for x in loads[spec.name] for e in x["exceptions"]}),
+        }
+    # (VmHWM is reset before each load, so the flow's peak is the largest of the loads' peaks)
+    results["rss_peak_mb"] = max(p["peak_rss_mb"] for p in results["pages"].values())
+    results["met"] = all(p["ratio"] <= RATIO_TARGET for p in results["pages"].values())
+    return results
+
+
+def bench_app(quick: bool = False) -> dict:
+    """Each page's server CPU per load against the bare page's, peak RSS, RSS after the flow,
+    cold start. quick: three pages, one timed round (full: eight pages, three rounds)."""
+    missing = srv.browser_missing()
+    results: dict = {"quick": quick, "target_ratio": RATIO_TARGET, "cold_start_target_s": COLD_START_TARGET_S}
+    if missing:
+        return {**results, "error": missing}
+    pages = [p for p in PAGES if p.name in QUICK_PAGES] if quick else list(PAGES)
+    repeat = 1 if quick else 3
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "models"
+        results["models"] = copy_models(root)
+        results["rounds"] = repeat
+        results.update(asyncio.run(_bench_app(root, pages, repeat)))
+    return results
+
+
+def format_app(r: dict) -> list[str]:
+    if "error" in r:
+        return [f"  {r['error']}"]
+    b = r["bare_cpu_s"]
+    lines = [f"  models: {', '.join(r['models']) or 'none shipped'}; {r['rounds']} timed round(s) after a warm-up, "
+             f"each page in a new browser session, interleaved with the bare page",
+             f"  bare Streamlit page: {b['median']:.3f} s of server CPU per load (min {b['min']:.3f}, max {b['max']:.3f}, "
+             f"{b['n']} loads)",
+             f"  {'page':<34} {'server CPU':>10} {'min-max':>13} {'vs bare':>8} {'wall':>7} {'peak RSS':>9}"]
+    for name, p in r["pages"].items():
+        c = p["cpu_s"]
+        line = (f"  {name:<34} {c['median']:8.3f} s {c['min']:6.2f}-{c['max']:<5.2f}s {p['ratio']:7.1f}x "
+                f"{p['wall_s']:6.2f}s {p['peak_rss_mb']:6.0f} MB")
+        if p["exceptions"]:
+            line += f"  [page shows: {p['exceptions'][0][:80]}]"
+        lines.append(line)
+    lines.append(f"  every page within {r['target_ratio']:g}x the bare page: {'met' if r['met'] else 'MISSED'}")
+    lines.append(f"  server RSS: {r['rss_warm_mb']:.0f} MB after the warm-up, {r['rss_after_mb']:.0f} MB after the "
+                 f"flow (peak during the timed loads {r['rss_peak_mb']:.0f} MB); the bare page's server {r['bare_rss_mb']:.0f} MB")
+    c = r["cold_start"]
+    lines.append(f"  cold start: `streamlit run app.py` to /_stcore/health {c['health_s']:.2f} s, to the Overview's "
+                 f"figures drawn in Chromium {c['overview_drawn_s']:.2f} s ({c['server_cpu_s']:.2f} s of server CPU, "
+                 f"{c['rss_mb']:.0f} MB); target <= {r['cold_start_target_s']:g} s: {'met' if c['met'] else 'MISSED'}")
+    return lines
+
+
+# --- app-load: a room of visitors ------------------------------------------------------------
+
+
+async def _flow(browser, server, pages, seed: int, times: list | None = None) -> list[str]:
+    """One visitor: every page of `pages` in turn, in one browser context (each load a new
+    Streamlit session, as a page opened from a link is)."""
+    context = await browser.new_context(viewport={"width": 1300, "height": 900})
+    page = await context.new_page()
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    problems = []
+    try:
+        for i, spec in enumerate(pages):
+            t0 = time.perf_counter()
+            try:
+                problems += await load(page, server.url + spec.path.format(seed=seed * 100 + i), spec)
+            except PlaywrightTimeout:  # counted as an answer at the time limit, and reported
+                problems.append(f"no answer within {PAGE_TIMEOUT_MS / 1000:.0f} s: {spec.name}")
+            if times is not None:
+                times.append(time.perf_counter() - t0)
+    finally:
+        await context.close()
+    return problems
+
+
+async def _bench_app_load(models_root: Path, pages, flows: int, sessions: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    out: dict = {}
+    async with async_playwright() as p:
+        browser = await srv.launch_chromium(p)
+        try:
+            with srv.serve(models_root) as server:
+                await _flow(browser, server, pages, seed=1)  # warm-up
+                cpu, alone = [], []
+                for k in range(flows):
+                    start = srv.cpu_seconds(server.pid)
+                    await _flow(browser, server, pages, seed=10 + k, times=alone)
+                    await asyncio.sleep(0.3)
+                    cpu.append(srv.cpu_seconds(server.pid) - start)
+                times: list[float] = []
+                rss_before = srv.rss_bytes(server.pid)[0]
+                with srv.PeakRss(server.pid) as peak:
+                    start, t0 = srv.cpu_seconds(server.pid), time.perf_counter()
+                    problems = await asyncio.gather(*(_flow(browser, server, pages, seed=1000 + s, times=times)
+                                                      for s in range(sessions)))
+                    out["concurrent_wall_s"] = time.perf_counter() - t0
+                    out["concurrent_server_cpu_s"] = srv.cpu_seconds(server.pid) - start
+                await asyncio.sleep(2.0)
+                out["rss_before_mb"] = rss_before / 2**20
+                out["rss_peak_mb"] = peak.peak / 2**20
+                out["rss_after_mb"] = srv.rss_bytes(server.pid)[0] / 2**20
+        finally:
+            await browser.close()
+    out["cpu_per_flow_s"] = _summary(cpu)
+    out["flows_per_minute_2_cores"] = 60 * 2 / out["cpu_per_flow_s"]["median"]
+    out["alone_p50_s"] = float(np.percentile(alone, 50))
+    out["page_p50_s"], out["page_p95_s"] = (float(np.percentile(times, q)) for q in (50, 95))
+    out["page_answers"] = len(times)
+    out["exceptions"] = sorted({e for s in problems for e in s})
+    out["met"] = out["cpu_per_flow_s"]["median"] <= FLOW_CPU_TARGET_S and out["page_p95_s"] <= P95_TARGET_S
+    return out
+
+
+def bench_app_load(quick: bool = False) -> dict:
+    """Server CPU per visitor flow, flows per minute on two cores, and page answers of SESSIONS
+    concurrent browser sessions. quick: three pages, one measured flow, three sessions."""
+    missing = srv.browser_missing()
+    sessions = 3 if quick else SESSIONS
+    results: dict = {"quick": quick, "sessions": sessions, "cpu_target_s": FLOW_CPU_TARGET_S,
+                     "p95_target_s": P95_TARGET_S}
+    if missing:
+        return {**results, "error": missing}
+    pages = [p for p in PAGES if p.name in QUICK_PAGES] if quick else list(PAGES)
+    results["pages_per_flow"] = len(pages)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "models"
+        results["models"] = copy_models(root)
+        results.update(asyncio.run(_bench_app_load(root, pages, 1 if quick else 3, sessions)))
+    return results
+
+
+def format_app_load(r: dict) -> list[str]:
+    if "error" in r:
+        return [f"  {r['error']}"]
+    c = r["cpu_per_flow_s"]
+    return [
+        f"  one visitor's flow ({r['pages_per_flow']} page loads): {c['median']:.2f} s of server CPU "
+        f"(min {c['min']:.2f}, max {c['max']:.2f}, {c['n']} flows; target <= {r['cpu_target_s']:g} s) -> two cores "
+        f"serve about {r['flows_per_minute_2_cores']:.1f} flows per minute",
+        f"  {r['sessions']} browser sessions at once running the flow (the browsers share this machine with the "
+        f"server): page answer p50 {r['page_p50_s']:.2f} s, p95 {r['page_p95_s']:.2f} s over {r['page_answers']} "
+        f"answers (target p95 <= {r['p95_target_s']:g} s; one visitor alone: p50 {r['alone_p50_s']:.2f} s); "
+        f"{r['concurrent_server_cpu_s']:.1f} s of server CPU in {r['concurrent_wall_s']:.1f} s",
+        f"  server RSS: {r['rss_before_mb']:.0f} MB before the sessions, {r['rss_after_mb']:.0f} MB after "
+        f"(peak {r['rss_peak_mb']:.0f} MB); exceptions shown: {len(r['exceptions'])}"
+        + (f" [{r['exceptions'][0][:80]}]" if r["exceptions"] else ""),
+        f"  goals (CPU per flow, p95): {'met' if r['met'] else 'MISSED'}",
+    ]

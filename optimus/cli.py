@@ -394,6 +394,7 @@ def _run_forgetting(a) -> int:
 
     if a.save or a.seeds != 1:
         from optimus.experiments import background
+        from optimus.store import storage
 
         settings = {"family": a.family, "tasks": a.tasks, "methods": a.methods, "encoding": a.encoding,
                     "ewc_lambda": a.ewc_lambda, "steps_per_task": a.steps_per_task, "batch_size": a.batch_size}
@@ -408,7 +409,7 @@ def _run_forgetting(a) -> int:
         if a.save:
             path = background.ship(settings, seeds, a.save, progress=progress)
             print(f"saved {path}", file=sys.stderr)
-            res = json.loads(path.read_text())["result"]["mean"]
+            res = storage.read_json(path)["result"]["mean"]
         else:
             res = forgetting.run_seeds(seeds, progress=progress, **{**settings, "tasks": parsed})["mean"]
         print(json.dumps(res, indent=2) if a.json else forgetting.format_table(res))

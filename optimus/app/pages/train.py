@@ -4,6 +4,9 @@ Training runs outside this script in its own process (`runs.start_training`); th
 reads what the trainer writes to disk, so refreshing or closing the tab changes nothing.
 """
 
+import os
+import time
+
 import streamlit as st
 
 from optimus import continual, limits
@@ -132,6 +135,60 @@ with st.form("train_form"):
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 query.publish("train_base", *(["train_preset"] if base == NEW else []), *form_defaults)
 
+STARTING_SECONDS = 120  # a launch still loading after this long is shown as whatever its files say
+
+
+def _launched(name: str, pid: int) -> None:
+    """Remember this session's launch: until the trainer writes its own status, the page shows it
+    as starting (not the model's previous run, nor "no status")."""
+    st.session_state["train_launch"] = {"name": name, "pid": pid, "time": time.time()}
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+
+def _starting(name: str, status: dict | None) -> bool:
+    """This session launched `name` moments ago and the trainer has not reported yet."""
+    launch = st.session_state.get("train_launch")
+    if not launch or launch["name"] != name:
+        return False
+    if status is not None and status.get("pid") == launch["pid"] and status.get("state") != "starting":
+        st.session_state.pop("train_launch", None)  # the trainer speaks for itself now
+        return False
+    if time.time() - launch["time"] > STARTING_SECONDS or not _process_alive(launch["pid"]):
+        st.session_state.pop("train_launch", None)
+        return False
+    return True
+
+
+def progress_text(status: dict) -> tuple[float, str]:
+    """(fraction, text) of the progress bar: the model's batches and the run's, e.g. "run-002
+    running: batch 58 of 60 (run: 26 of 28)". The model's count is its batches trained before
+    the run plus the run's; a status written before `model_batches` existed shows the run's."""
+    state = status.get("state", "unknown")
+    done, total = int(status.get("batches_done") or 0), int(status.get("batches_total") or 0)
+    text = f"{status.get('run') or ''} {state}: batch {done:,} of {total:,}".strip()
+    model_done = status.get("model_batches")
+    if isinstance(model_done, int) and model_done > done:
+        start = model_done - done
+        text = (f"{status.get('run') or ''} {state}: batch {model_done:,} of {start + total:,} "
+                f"(run: {done:,} of {total:,})").strip()
+    if state == "running":
+        text += f" - ETA {common.format_seconds(status.get('eta_seconds'))}"
+    return (min(done / total, 1.0) if total else 0.0), text
+
+
 if submitted:
     with common.user_errors():
         model_dir = runs.resolve_model_dir(target.strip())
@@ -164,16 +221,21 @@ if submitted:
             overrides["discriminator"] = discriminator
         overrides["latent_lo"], overrides["latent_hi"] = common.check_range(
             latent_lo, latent_hi, lo_min=1, hi_max=limits.MAX_LATENT, what="latent range")
+        # Shown before the trainer is spawned: start_training waits up to 2 s for the trainer
+        # to take its lock, and the presenter must see at once that Start was taken.
+        starting = st.empty()
+        starting.progress(0.0, text=f"{model_dir.name} starting: launching the trainer")
         try:
             pid = runs.start_training(model_dir, from_dir=from_dir,
                                       preset=preset_name if base == NEW else None, overrides=overrides)
         except storage.LockedError as exc:
-            st.error(str(exc), icon=":material/lock:")
+            starting.error(str(exc), icon=":material/lock:")
         except RuntimeError as exc:
-            st.error(f"Training did not start: {exc}")
+            starting.error(f"Training did not start: {exc}")
         else:
             st.session_state["train_watch"] = model_dir.name
-            st.success(f"Started training {model_dir.name} (process {pid}).", icon=":material/rocket_launch:")
+            _launched(model_dir.name, pid)
+            starting.success(f"Started training {model_dir.name} (process {pid}).", icon=":material/rocket_launch:")
 
 # --- watch runs -------------------------------------------------------------------------
 
@@ -197,6 +259,12 @@ watch = st.selectbox("Watch model", names, key="train_watch",
 query.publish("train_watch")
 
 
+def _ask_continue(name: str, remaining: int) -> None:
+    """Continue's on_click: only records the request (instant), so the fragment's rerun draws
+    "starting" and no Continue button before it spawns the trainer."""
+    st.session_state["train_continue_request"] = {"name": name, "remaining": remaining}
+
+
 def _continue(name: str, model_dir, remaining: int) -> None:
     """A new incremental run from the stopped model, in place (its lineage goes to the runs table)."""
     try:
@@ -206,6 +274,7 @@ def _continue(name: str, model_dir, remaining: int) -> None:
     except (RuntimeError, ValueError) as exc:
         st.error(f"Training did not continue: {exc}")
     else:
+        _launched(name, pid)
         st.toast(f"Continuing {name} for {remaining:,} batches (process {pid}).", icon=":material/play_arrow:")
 
 
@@ -218,18 +287,25 @@ def live_view(name: str) -> None:
     with common.user_errors():
         model_dir = runs.resolve_model_dir(name)
     status = runs.read_status(model_dir)
-    if status is None:
-        st.info(f"{name} has not been trained from this app yet (no status file).")
+    request = st.session_state.pop("train_continue_request", None)
+    if request and request["name"] == name:
+        st.progress(0.0, text=f"{name} starting: continuing for {request['remaining']:,} more batches")
+        _continue(name, model_dir, request["remaining"])
+        status = runs.read_status(model_dir)
+    elif _starting(name, status):
+        waited = time.time() - st.session_state["train_launch"]["time"]
+        st.progress(0.0, text=f"{name} starting: the trainer is loading TensorFlow and the networks ({waited:.0f} s)")
+    elif status is None:
+        entry = next((m for m in common.list_models() if m["name"] == name), None)
+        st.caption(f"{name}: {entry['batches']:,} batches trained, no run started from this app yet."
+                   if entry and entry.get("batches") else f"{name}: no run yet.")
     else:
         state = status.get("state", "unknown")
         done, total = int(status.get("batches_done") or 0), int(status.get("batches_total") or 0)
-        eta = status.get("eta_seconds") if state == "running" else 0
-        text = f"{status.get('run') or ''} {state}: batch {done:,} of {total:,}".strip()
+        fraction, text = progress_text(status)
         if state == "starting":
-            text = "starting: the trainer is loading TensorFlow and the networks"
-        if state == "running":
-            text += f" - ETA {common.format_seconds(eta)}"
-        st.progress(min(done / total, 1.0) if total else 0.0, text=text)
+            text = f"{name} starting: the trainer is loading TensorFlow and the networks"
+        st.progress(fraction, text=text)
         if status.get("live"):
             if st.button("Stop after the current step", icon=":material/stop:", key="train_stop"):
                 runs.stop_training(model_dir)
@@ -238,10 +314,9 @@ def live_view(name: str) -> None:
                 st.caption("Stop requested: the run saves and ends after its current step.")
         if state in ("stopped", "interrupted") and not status.get("live") and total > done:
             remaining = total - done
-            if st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:",
-                         key="train_continue", type="primary",
-                         help="A new run from the stopped model, in place; the runs table records its parent."):
-                _continue(name, model_dir, remaining)
+            st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:",
+                      key="train_continue", type="primary", on_click=_ask_continue, args=(name, remaining),
+                      help="A new run from the stopped model, in place; the runs table records its parent.")
         if status.get("message") and state not in ("starting", "failed", "interrupted"):
             st.caption(status["message"])
         last = status.get("last") or {}
@@ -268,7 +343,10 @@ def live_view(name: str) -> None:
     bottom = st.columns(2)
     bottom[0].altair_chart(charts.lift_chart(history), width="stretch")
     bottom[1].altair_chart(charts.balanced_accuracy_chart(history), width="stretch")
-    st.altair_chart(charts.sieve_heatmap(history), width="stretch")
+    planned = None
+    if status is not None and isinstance(status.get("model_batches"), int):
+        planned = status["model_batches"] - int(status.get("batches_done") or 0) + int(status.get("batches_total") or 0)
+    st.altair_chart(charts.sieve_heatmap(history, planned=planned), width="stretch")
 
     st.markdown("**Past runs** (newest first; parent = the model and run it started from)")
     table = runs.read_runs(model_dir)

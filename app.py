@@ -4,7 +4,9 @@ import streamlit as st
 
 from optimus.app.guard import check_host
 
-st.set_page_config(page_title="Optimus", page_icon=":material/function:", layout="wide")
+# An emoji favicon is drawn in the browser (a data: URL); a :material/...: one is fetched from
+# fonts.gstatic.com, a console error in an offline room.
+st.set_page_config(page_title="Optimus", page_icon="🔢", layout="wide")
 check_host()  # DNS rebinding: refuse sessions for other host names (optimus/app/guard.py)
 
 st.navigation(

@@ -108,17 +108,32 @@ def server(tmp_path_factory, request):
 
 
 @pytest.fixture(scope="module")
-def browser_page(server):
+def browser(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(PAGE_TIMEOUT_MS)
-        yield page
-        context.close()
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def fresh_page(browser):
+    """A page of its own (own session, own listeners), at the issue's 1400x900."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    yield page
+    context.close()
 
 
 def _settle(page) -> None:
@@ -194,11 +209,104 @@ def _doc_shot(page, name: str, scroll_to=None) -> None:
     page.set_viewport_size(size)
 
 
+# Streamlit's frontend probes `<page path>/_stcore/health` and `/_stcore/host-config` before
+# the app's root when a page is opened from its own URL; the server answers 404 by design
+# (starlette_static_routes' reserved paths) and the client goes on at the root. Known upstream:
+# streamlit/streamlit#7074 ("404 health check when navigating directly to a subpage", open,
+# confirmed, P3); no setting avoids it (server.baseUrlPath moves the root, not the probe). These
+# two 404s, and only these, are not the app's errors.
+UPSTREAM_PROBE = re.compile(r"^https?://[^/]+/[^?#]+/_stcore/(health|host-config)$")
+
+
+def _console_collector(page) -> list[str]:
+    """Every console error and page error from now on, as text with its source URL; the
+    upstream probe 404s above left out."""
+    errors = []
+
+    def on_console(msg):
+        if msg.type != "error":
+            return
+        url = (msg.location or {}).get("url", "")
+        if "Failed to load resource" in msg.text and UPSTREAM_PROBE.match(url or ""):
+            return
+        errors.append(f"{msg.text} ({url})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    return errors
+
+
 def _own_console_errors(messages) -> list[str]:
-    """Console errors, less the browser's own about resources it could not fetch in a sandbox
-    without internet (no app code involved)."""
-    benign = ("Failed to load resource", "net::ERR_", "favicon")
-    return [m for m in messages if not any(b in m for b in benign)]
+    """Console errors already filtered by _console_collector (kept for the older callers)."""
+    return list(messages)
+
+
+# Lines of the server's log that are not the app's: TensorFlow's start-up notes and Streamlit's
+# banner. Anything else (a traceback, a Streamlit warning) fails the test that reads the log.
+BENIGN_LOG = re.compile(
+    r"^\s*$|^I0000 |^W0000 |^WARNING: All log messages before absl|^To enable the following instructions"
+    r"|You can now view your Streamlit app|^\s*(Local |Network |External )?URL: |Uvicorn server started"
+    r"|oneDNN custom operations|cpu_feature_guard")
+
+
+def _server_log_problems(work: Path, since: int = 0) -> list[str]:
+    text = (work / "streamlit.log").read_bytes()[since:].decode("utf-8", "replace")
+    return [line for line in text.splitlines() if not BENIGN_LOG.search(line)]
+
+
+# The data a rendered chart holds: Streamlit keeps each chart's Vega View in React state (the
+# page exposes no vegaEmbed handle), so walk the chart element's React fiber to the hook that
+# holds an object with the View API (data(), getState()) and read every named dataset from it.
+# This is what the browser drew from, after Vega's own parsing, not the spec the server sent.
+CHART_DATA_JS = r"""
+(index) => {
+  const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]');
+  const el = charts[index];
+  if (!el) return null;
+  const isView = c => c && typeof c === 'object' && typeof c.data === 'function'
+                      && typeof c.getState === 'function' && typeof c.signal === 'function';
+  for (const node of [el, ...el.querySelectorAll('*')]) {
+    const key = Object.keys(node).find(k => k.startsWith('__reactFiber'));
+    if (!key) continue;
+    for (let f = node[key], depth = 0; f && depth < 60; f = f.return, depth++) {
+      for (let h = f.memoizedState, i = 0; h && i < 60; h = h.next, i++) {
+        const v = h.memoizedState;
+        for (const c of [v, v && v.current, v && v.view, v && v.current && v.current.view]) {
+          if (!isView(c)) continue;
+          const names = Object.keys(c.getState({data: () => true, signals: () => false}).data || {});
+          const out = {};
+          for (const name of names) {
+            if (name === 'root' || name.endsWith('_marks')) continue;  // scenegraph, not data
+            const plain = row => Object.fromEntries(Object.entries(row).filter(
+              ([k, v]) => v === null || ['number', 'string', 'boolean'].includes(typeof v)));
+            try { out[name] = c.data(name).map(plain); } catch (e) {}
+          }
+          return out;
+        }
+      }
+    }
+  }
+  return null;
+}
+"""
+
+
+def _chart_data(page, index: int) -> dict[str, list[dict]]:
+    """{dataset name: rows} of the `index`-th chart on the page, read from its Vega View."""
+    _wait_until(lambda: page.evaluate(CHART_DATA_JS, index) is not None,
+                f"chart {index} has no Vega view", timeout=PAGE_TIMEOUT_MS / 1000)
+    return page.evaluate(CHART_DATA_JS, index)
+
+
+def _rows_with(data: dict, field: str) -> list[dict]:
+    """The rows holding `field` across a chart's datasets, each once (a layer's data is the
+    source dataset and its own derived copy)."""
+    unique = {}
+    for rows in data.values():
+        for row in rows:
+            if field in row:
+                unique.setdefault(tuple(sorted((k, repr(v)) for k, v in row.items())), row)
+    return list(unique.values())
 
 
 def _wait_for_batches(model_dir: Path, count: int) -> int:
@@ -325,3 +433,58 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
 
     assert not _own_console_errors(console), console
     print(f"screenshots saved in {artifacts}")
+
+
+# Every page, and the links a presenter shares (the seed model on every page that shows a model,
+# a big sample, a bad value), opened from its URL as a fresh visitor would.
+LINKS = [
+    "/", "/?overview_model=seed", "/train", "/train?train_watch=seed", "/sample", "/sample?sample_model=seed",
+    "/sample?sample_model=default&size=digits&digits=200", "/discriminator", "/discriminator?disc_model=seed",
+    "/density", "/density?overlay=seed", "/continual", "/sample?count=banana",
+]
+
+
+def test_no_console_error_and_no_server_traceback_on_any_page_or_link(server, fresh_page):
+    """Issue 22: a browser test that collects console errors and the server log for every page
+    and link and fails on any (`?disc_model=seed` once logged a session-state warning with a
+    stack trace; the favicon was fetched from fonts.gstatic.com)."""
+    page = fresh_page
+    errors = _console_collector(page)
+    start = (server["work"] / "streamlit.log").stat().st_size
+    seen = {}
+    for link in LINKS:
+        before = len(errors)
+        page.goto(server["url"] + link)
+        page.locator('[data-testid="stMain"]').wait_for()
+        page.wait_for_timeout(1_500)
+        _settle(page)
+        _no_exception(page)
+        seen[link] = errors[before:]
+    problems = _server_log_problems(server["work"], start)
+    assert not any(seen.values()), {k: v for k, v in seen.items() if v}
+    assert not problems, problems[:40]
+
+
+def test_rendered_charts_hold_the_right_data_for_a_degenerate_model(server, fresh_page):
+    """The ROC and by-magnitude charts, read back from the Vega views the browser drew: the seed
+    (one probability for every integer) is the chance diagonal with AUC 0.500, the default's
+    curve is its own; the seed's balanced accuracy is never drawn as 0.0 in a one-class bin."""
+    page = fresh_page
+    page.goto(server["url"] + "/discriminator?disc_model=seed&disc_source=Uniform+odd+integers&disc_count=3000")
+    page.get_by_text(re.compile(r"^Disagreements")).first.wait_for()
+    _settle(page)
+    _no_exception(page)
+    roc = _chart_data(page, 1)
+    rows = _rows_with(roc, "fpr")
+    seed = sorted((r for r in rows if str(r.get("model", "")).startswith("seed")), key=lambda r: r["step"])
+    assert seed and seed[0]["model"] == "seed (AUC 0.500)"
+    assert [(r["fpr"], r["tpr"]) for r in seed] == [(0, 0), (1, 1)]  # the diagonal, not a corner
+    default = [r for r in rows if str(r.get("model", "")).startswith("default")]
+    assert default and any(r["tpr"] > r["fpr"] + 0.5 for r in default if r["fpr"] is not None)
+    by_magnitude = _rows_with(_chart_data(page, 2), "balanced_accuracy")
+    seed_bins = [r for r in by_magnitude if r.get("model") == "seed"]
+    assert seed_bins
+    gap = [r for r in seed_bins if r["balanced_accuracy"] is None or r["balanced_accuracy"] != r["balanced_accuracy"]]
+    # 3,000 uniform odd integers from 10^6: the two lowest bins hold 4 and 12 composites only
+    assert gap and all(r["prime_share"] in (0, 1) for r in gap)
+    assert all(r["balanced_accuracy"] == 0.5 for r in seed_bins if r not in gap)  # constant: chance

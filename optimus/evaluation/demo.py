@@ -106,7 +106,10 @@ def train(batches: int | None = None, log=None) -> dict:
     from optimus.config import preset
     from optimus.store import storage
 
+    import os
+
     cfg = preset("demo", batches=batches)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="optimus-demo-") as tmp:
         model_dir = Path(tmp) / "demo"
         started = time.perf_counter()
@@ -127,6 +130,9 @@ def train(batches: int | None = None, log=None) -> dict:
         "first_batch_seconds": seconds[0],
         "later_batch_seconds_median": statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0],
         "wall_seconds": wall,
+        # the 1-minute load average before and after: timings on a shared machine mean little without it
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "cpus": os.cpu_count(),
     }
 
 
@@ -140,8 +146,13 @@ def continual(progress=None) -> dict:
     methods = result["mean"]["methods"]
     acc = {m: float(r["acc"]) for m, r in methods.items()}
     bwt = {m: float(r["bwt"]) for m, r in methods.items()}
-    return {"seeds": seeds, "budget": CONTINUAL_DEFAULT_BUDGET, "acc": acc, "bwt": bwt,
-            "forgets_least": max(bwt, key=bwt.get), "forgets_most": min(bwt, key=bwt.get)}
+    return {"seeds": seeds, "budget": CONTINUAL_DEFAULT_BUDGET, "acc": acc, "bwt": bwt}
+
+
+def _sequential(bwt: dict) -> dict:
+    """BWT of the methods that learn the tasks in sequence: `joint` (all tasks at once, the upper
+    bound) has nothing to forget, so it is never "the method that forgets least"."""
+    return {m: v for m, v in bwt.items() if m != "joint"}
 
 
 def measure(sections=SECTIONS, root=None, log=None) -> dict:
@@ -210,10 +221,14 @@ def readme_claims(figures: dict) -> dict[str, str]:
         }
     if "continual" in s:
         c = s["continual"]
-        best, worst = c["forgets_least"], c["forgets_most"]
+        sequential = _sequential(c["bwt"])
+        best, worst = max(sequential, key=sequential.get), min(sequential, key=sequential.get)
+        top = max(c["acc"], key=c["acc"].get)
         claims |= {
             "continual least": f"{best} forgets least (BWT {c['bwt'][best]:+.3f})",
             "continual most": f"{worst} forgets most (BWT {c['bwt'][worst]:+.3f})",
+            "continual best ACC": f"{top} reaches the highest ACC ({c['acc'][top]:.3f})",
+            "continual time": f"about {c['seconds'] / 60:.0f} minutes of computing",
         }
         if "ewc" in c["bwt"]:
             claims["continual ewc"] = f"EWC's BWT is {c['bwt']['ewc']:+.3f}"

@@ -100,13 +100,12 @@ def discriminator(root=None) -> dict:
 def train(batches: int | None = None, log=None) -> dict:
     """A `demo` preset run in a new process, as the Train page starts one: per batch its lift and
     multiples of 3 relative to chance, and its timings."""
+    import os
     import subprocess
     import sys
 
     from optimus.config import preset
     from optimus.store import storage
-
-    import os
 
     cfg = preset("demo", batches=batches)
     load_before = os.getloadavg()[0]
@@ -219,6 +218,9 @@ def readme_claims(figures: dict) -> dict[str, str]:
                                     f"{three[mid]:.2f}x after batch {mid + 1}"),
             "demo batch time": f"{t['later_batch_seconds_median']:.1f} s a batch",
         }
+        if t.get("load_average"):
+            lo, hi = sorted(t["load_average"])
+            claims["demo load"] = f"at a load average of {lo:.0f} to {hi:.0f}"
     if "continual" in s:
         c = s["continual"]
         sequential = _sequential(c["bwt"])

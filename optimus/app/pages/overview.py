@@ -127,8 +127,8 @@ with st.container(border=True):
 
 # --- the learned sieve (above the fold) and the pages --------------------------------------
 
-chart_col, links_col = st.columns([5, 2])
-with chart_col:
+# The chart across the page's width (at 556 px beside the links its title was cut off).
+with st.container():
     frames = []
     for name in dict.fromkeys([shown, "default", "seed"]):
         if name not in choices:
@@ -149,11 +149,10 @@ with chart_col:
         "it learns one score per residue class mod p from the discriminator's verdicts, and residue 0 sinks."
     )
 
-with links_col:
-    st.markdown("**The pages**")
-    for path, line in PAGES.items():
-        st.page_link(path, query_params=query.model_link(path, shown))
-        st.caption(line)
+st.markdown("**The pages**")
+for column, (path, line) in zip(st.columns(len(PAGES)), PAGES.items(), strict=True):
+    column.page_link(path, query_params=query.model_link(path, shown))
+    column.caption(line)
 
 # --- generate primes now ----------------------------------------------------------------
 

@@ -563,6 +563,10 @@ def test_sample_page_link_carries_the_model_and_the_count_follows_the_size(model
     by_label(at.number_input, "Samples").set_value(37).run()  # the visitor's own count stays
     at.number_input(key="digits").set_value(300).run()
     assert by_label(at.number_input, "Samples").value == 37
+    at = page("sample")  # a link that names its count keeps it
+    at.query_params.update({"size": "digits", "digits": "200", "count": "12"})
+    at.run()
+    assert by_label(at.number_input, "Samples").value == 12
 
 
 def test_train_progress_counts_the_models_batches_and_the_runs(models_root):
@@ -626,4 +630,5 @@ def test_train_page_says_starting_at_once_and_never_no_status(models_root, slow_
     texts = [p.proto.text for p in at.get("progress")]
     assert any("quick-start starting" in t for t in texts), texts
     assert not [b for b in at.button if b.key == "train_continue"]
+    assert [b.disabled for b in at.button if b.key == "train_continue_starting"] == [True]
     assert fake_trainer[-1]["config"]["batches"] == 2

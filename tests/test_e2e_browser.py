@@ -427,7 +427,9 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     _shot(page, artifacts / "3-train-stopped.png")
     resume.click()
     page.get_by_text(re.compile(r"demo1 starting")).first.wait_for()
-    assert page.get_by_role("button", name=re.compile(r"Continue: \d+ more batches")).count() == 0
+    page.locator("button:disabled").filter(has_text=re.compile(r"Continue: \d+ more batches")).first.wait_for()
+    assert page.get_by_role("button", name=re.compile(r"Continue: \d+ more batches")).evaluate_all(
+        "els => els.every(e => e.disabled)")  # disabled while the continued run starts
     page.get_by_text(re.compile(r"running: batch \d+ of 20 \(run: \d+ of \d+\)")).first.wait_for(
         timeout=TRAIN_TIMEOUT_MS)
     page.get_by_text(re.compile(r"done: batch 20 of 20 \(run: \d+ of \d+\)")).first.wait_for(

@@ -54,12 +54,15 @@ def auto_count() -> int:
     return max(10, min(1_000, 20_000 // max(digits, 1)))
 
 
-# The count follows the size while the visitor has not typed one of their own.
-query.init("count", auto_count(), query.int_in(None, None))
+# The count follows the size while it is the page's own choice: not once the visitor has typed
+# one, nor when the link names one (?count=12 opens 12).
 automatic = auto_count()
-if st.session_state.get("sample_count_auto", st.session_state["count"]) == st.session_state["count"]:
-    st.session_state["count"] = automatic
-st.session_state["sample_count_auto"] = automatic
+if "sample_count_auto" not in st.session_state:  # this session's first run of the page
+    st.session_state["sample_count_auto"] = None if "count" in st.query_params else automatic
+query.init("count", automatic, query.int_in(None, None))
+following = st.session_state["sample_count_auto"]
+if following is not None and st.session_state["count"] == following:
+    st.session_state["count"] = st.session_state["sample_count_auto"] = automatic
 query.init("primes", True, query.boolean)
 query.init("vet", False, query.boolean)
 

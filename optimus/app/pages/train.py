@@ -140,10 +140,17 @@ query.publish("train_base", *(["train_preset"] if base == NEW else []), *form_de
 STARTING_SECONDS = 120  # a launch still loading after this long is shown as whatever its files say
 
 
-def _launched(name: str, pid: int) -> None:
+def _launched(name: str, pid: int, remaining: int | None = None) -> None:
     """Remember this session's launch: until the trainer writes its own status, the page shows it
-    as starting (not the model's previous run, nor "no status")."""
-    st.session_state["train_launch"] = {"name": name, "pid": pid, "time": time.time()}
+    as starting (not the model's previous run, nor "no status"). `remaining`: a Continue's."""
+    st.session_state["train_launch"] = {"name": name, "pid": pid, "time": time.time(), "remaining": remaining}
+
+
+def _continue_disabled(remaining: int) -> None:
+    """Continue, greyed out while the run it started is starting: drawn where the live button was,
+    so the old one does not stay on screen, clickable, while the trainer spawns."""
+    st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:", key="train_continue_starting",
+              disabled=True, help="The continued run is starting.")
 
 
 def _process_alive(pid: int) -> bool:
@@ -276,7 +283,7 @@ def _continue(name: str, model_dir, remaining: int) -> None:
     except (RuntimeError, ValueError) as exc:
         st.error(f"Training did not continue: {exc}")
     else:
-        _launched(name, pid)
+        _launched(name, pid, remaining)
         st.toast(f"Continuing {name} for {remaining:,} batches (process {pid}).", icon=":material/play_arrow:")
 
 
@@ -292,11 +299,15 @@ def live_view(name: str) -> None:
     request = st.session_state.pop("train_continue_request", None)
     if request and request["name"] == name:
         st.progress(0.0, text=f"{name} starting: continuing for {request['remaining']:,} more batches")
+        _continue_disabled(request["remaining"])
         _continue(name, model_dir, request["remaining"])
         status = runs.read_status(model_dir)
     elif _starting(name, status):
-        waited = time.time() - st.session_state["train_launch"]["time"]
-        st.progress(0.0, text=f"{name} starting: the trainer is loading TensorFlow and the networks ({waited:.0f} s)")
+        launch = st.session_state["train_launch"]
+        st.progress(0.0, text=f"{name} starting: the trainer is loading TensorFlow and the networks "
+                              f"({time.time() - launch['time']:.0f} s)")
+        if launch.get("remaining"):
+            _continue_disabled(launch["remaining"])
     elif status is None:
         entry = next((m for m in common.list_models() if m["name"] == name), None)
         st.caption(f"{name}: {entry['batches']:,} batches trained, no run started from this app yet."

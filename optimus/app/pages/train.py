@@ -137,6 +137,7 @@ with st.form("train_form"):
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 query.publish("train_base", *(["train_preset"] if base == NEW else []), *form_defaults)
 
+CONTINUE_HELP = "A new run from the stopped model, in place; the runs table records its parent."
 STARTING_SECONDS = 120  # a launch still loading after this long is shown as whatever its files say
 
 
@@ -149,8 +150,10 @@ def _launched(name: str, pid: int, remaining: int | None = None) -> None:
 def _continue_disabled(remaining: int) -> None:
     """Continue, greyed out while the run it started is starting: drawn where the live button was,
     so the old one does not stay on screen, clickable, while the trainer spawns."""
-    st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:", key="train_continue_starting",
-              disabled=True, help="The continued run is starting.")
+    # the live button's key and look: the same element, greyed out (another key drew a second
+    # button and left the live one on screen, stale but clickable, until the run ended)
+    st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:", key="train_continue",
+              type="primary", disabled=True, help=CONTINUE_HELP)
 
 
 def _process_alive(pid: int) -> bool:
@@ -329,7 +332,7 @@ def live_view(name: str) -> None:
             remaining = total - done
             st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:",
                       key="train_continue", type="primary", on_click=_ask_continue, args=(name, remaining),
-                      help="A new run from the stopped model, in place; the runs table records its parent.")
+                      help=CONTINUE_HELP)
         if status.get("message") and state not in ("starting", "failed", "interrupted"):
             st.caption(status["message"])
         last = status.get("last") or {}

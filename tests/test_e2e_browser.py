@@ -465,7 +465,7 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     _goto(page, "Discriminator vs sympy")
     page.get_by_text(re.compile(r"^Disagreements")).first.wait_for()
     _no_exception(page)
-    labels = {r["model"] for r in _rows_with(_chart_data(page, 1), "fpr")}
+    labels = {r.get("model") for r in _rows_with(_chart_data(page, 1), "fpr")} - {None}
     assert claims["discriminator default AUC"] in labels and claims["discriminator seed AUC"] in labels, labels
     _shot(page, artifacts / "6-discriminator.png")
     _doc_shot(page, "discriminator")

@@ -14,6 +14,8 @@ import pandas as pd
 
 WIDTH = "container"
 HEIGHT = 220
+# Room above a chart's title: at Vega's default 5 px its top was cut off in the page.
+TITLE_PADDING = {"top": 14, "left": 5, "right": 5, "bottom": 5}
 
 # Series colours kept the same on every page: a model keeps its colour across charts.
 MODEL_COLORS = {"default": "#6c3bd1", "seed": "#9e9e9e"}
@@ -330,8 +332,9 @@ def roc_chart(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> al
             .encode(
                 x=alt.X("fpr:Q", title="false positive rate", scale=alt.Scale(domain=[0, 1])),
                 y=alt.Y("tpr:Q", title="true positive rate (recall)", scale=alt.Scale(domain=[0, 1])),
-                color=alt.Color("model:N", title=None, scale=scale,
-                                legend=alt.Legend(orient="bottom", labelLimit=400)),
+                # legend on the right: below the plot it took the height the plot needs (Streamlit
+                # fits the whole chart, legend included, into the spec's height)
+                color=alt.Color("model:N", title=None, scale=scale, legend=alt.Legend(labelLimit=240)),
                 order=alt.Order("step:Q"),
                 tooltip=["model:N", alt.Tooltip("threshold:Q", format=".4f", title="threshold (score >=)"),
                          alt.Tooltip("fpr:Q", format=".3f"), alt.Tooltip("tpr:Q", format=".3f")],
@@ -345,7 +348,7 @@ def roc_chart(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> al
     )
     # one layer per model, the picked one (first) drawn last: on top where the curves meet
     return alt.layer(diagonal, *(curve(label) for label in labels[::-1])).properties(
-        title="ROC curve (dashed: chance)", width=WIDTH, height=HEIGHT + 40)
+        title="ROC curve (dashed: chance)", width=WIDTH, height=HEIGHT + 40, padding=TITLE_PADDING)
 
 
 def accuracy_by_magnitude_chart(rows: pd.DataFrame, metric: str = "balanced_accuracy") -> alt.Chart:
@@ -376,7 +379,7 @@ def accuracy_by_magnitude_chart(rows: pd.DataFrame, metric: str = "balanced_accu
     title = f"{metric.replace('_', ' ').capitalize()} by magnitude"
     if data[metric].isna().any():
         title = alt.TitleParams(title, subtitle="gaps: bins holding one class only, where it is undefined")
-    return (chart + rule).properties(title=title, width=WIDTH, height=HEIGHT)
+    return (chart + rule).properties(title=title, width=WIDTH, height=HEIGHT, padding=TITLE_PADDING)
 
 
 # --- prime density ----------------------------------------------------------------------
@@ -505,6 +508,7 @@ def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
     return (bars + chance).properties(
         title="The learned sieve (1 = chance 1/p, 0 = a perfect sieve)",
         width=WIDTH, height=HEIGHT,
+        padding=TITLE_PADDING,
     )
 
 
@@ -563,9 +567,9 @@ def sieve_heatmap(history: pd.DataFrame, planned: int | None = None) -> alt.Char
                 scale=alt.Scale(domain=SIEVE_PALETTE["domain"], range=SIEVE_PALETTE["range"], clamp=True,
                                 interpolate="lab"),
                 legend=alt.Legend(
-                    values=[0, 0.5, 1, 1.5, 2], gradientLength=150, labelLimit=200,
+                    values=[0, 1, 2], gradientLength=150, labelLimit=200,
                     labelExpr="datum.value == 0 ? '0: perfect sieve (dark)' : datum.value == 1 ? "
-                              "'1: chance' : datum.value == 2 ? '2+: twice chance' : datum.label"),
+                              "'1: chance' : '2+: twice chance'"),
             ),
             tooltip=["batch:O", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
                      alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance (1 = chance, 0 = sieve)")],

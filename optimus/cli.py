@@ -54,7 +54,7 @@ def _add_train(sub):
     p = sub.add_parser("train", help="online training with EWC into a model directory")
     p.add_argument("--model-dir", required=True, help="where the model lives (created or resumed)")
     p.add_argument("--from", dest="from_dir", help="start from this model directory's networks")
-    p.add_argument("--preset", choices=PRESETS, help="default (beats chance) or seed (the original)")
+    p.add_argument("--preset", choices=PRESETS, help="default (beats chance), seed (the original) or demo (the sieve emerging slowly)")
     p.add_argument("--config", metavar="FILE",
                    help="the run's whole config as JSON (TrainConfig's fields, as in a model's config.json); "
                         "flags given with it override its fields; not with --preset")
@@ -427,6 +427,36 @@ def _run_forgetting(a) -> int:
     return 0
 
 
+def _add_demo_figures(sub):
+    from optimus.evaluation.demo import SECTIONS
+
+    p = sub.add_parser("demo-figures", help="measure every figure the README's five-minute demo quotes")
+    p.add_argument("sections", nargs="*", default=list(SECTIONS), metavar="SECTION", help=f"{', '.join(SECTIONS)} (all by default)")
+    p.add_argument("--output", help="merge into this JSON file (atomically; docs/demo-figures.json is the README's)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON (else the README's sentences)")
+
+
+def _run_demo_figures(a) -> int:
+    from optimus.evaluation import demo
+    from optimus.store import storage
+
+    for section in a.sections:
+        if section not in demo.SECTIONS:
+            raise CliError(f"optimus demo-figures: unknown section {section!r}; choose from {', '.join(demo.SECTIONS)}")
+    figures = demo.measure(a.sections, log=lambda m: print(m, file=sys.stderr))
+    if a.output:
+        from pathlib import Path
+
+        old = demo.load(a.output) if Path(a.output).exists() else None
+        storage.write_json(a.output, demo.merge(old, figures))
+    if a.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        for name, text in demo.readme_claims(figures).items():
+            print(f"{name}: {text}")
+    return 0
+
+
 COMMANDS = {
     "train": (_add_train, _run_train),
     "sample": (_add_sample, _run_sample),
@@ -435,6 +465,7 @@ COMMANDS = {
     "density": (_add_density, _run_density),
     "bench": (_add_bench, _run_bench),
     "forgetting": (_add_forgetting, _run_forgetting),
+    "demo-figures": (_add_demo_figures, _run_demo_figures),
 }
 
 

@@ -513,3 +513,121 @@ def test_density_overlay_counts_outputs_into_the_tables_bins():
     assert outside == pytest.approx(2 / 6)
     assert overlays.share_inside(values, 5, 15) == pytest.approx(3 / 6)
     assert overlays.bin_shares([], [0, 5], 10)[1] == 0.0 and overlays.share_inside([], 0, 1) == 0.0
+
+
+# --- issue 22: the seed everywhere, the model in every link, starting at once, progress ------
+
+
+def test_overview_with_the_seed_keeps_its_selector_figures_chart_and_links(models_root):
+    """Choosing the seed once replaced the page by "model seed has no learned sieve", selector
+    included, and the link kept overview_model=default."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["overview_model"] = "seed"
+    at.run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert at.selectbox(key="overview_model").value == "seed"
+    assert at.query_params["overview_model"] in ("seed", ["seed"])
+    assert any("has no learned sieve" in i.value for i in at.info)
+    assert {m.label for m in at.metric} >= {"Prime hit rate", "Lift over chance", "Discriminator"}
+    assert len(charts_of(at)) == 1  # the sieve chart: the seed at chance beside the default
+    links = at.get("page_link")
+    assert len(links) == 5
+    hrefs = " ".join(str(link.proto) for link in links)
+    assert "sample_model=seed" in hrefs and "disc_model=seed" in hrefs and "train_watch=seed" in hrefs
+    # the tests-per-prime figure of a sieve model has no delta arrow
+    at.selectbox(key="overview_model").set_value("default").run()
+    assert_clean(at)
+    tests_per_prime = [m for m in at.metric if m.label == "Tests per prime"]
+    assert tests_per_prime and not tests_per_prime[0].proto.delta
+    assert any("Random odd numbers need" in c.value for c in at.caption)
+
+
+def test_sample_page_link_carries_the_model_and_the_count_follows_the_size(models_root):
+    at = page("sample")
+    at.query_params.update({"sample_model": "seed"})
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="sample_model").value == "seed"
+    assert at.query_params["sample_model"] in ("seed", ["seed"])
+    at = page("sample")
+    at.query_params.update({"sample_model": "default", "size": "digits", "digits": "200"})
+    at.run()
+    assert_clean(at)
+    assert not at.error, errors(at)
+    assert by_label(at.number_input, "Samples").value == 100  # 1,000 at 200 digits drew 23,860 px
+    listed = at.code[0].value.splitlines()
+    assert len(listed) == 100 and all(len(n) == 200 for n in listed)
+    at.number_input(key="digits").set_value(20).run()
+    assert by_label(at.number_input, "Samples").value == 1_000
+    by_label(at.number_input, "Samples").set_value(37).run()  # the visitor's own count stays
+    at.number_input(key="digits").set_value(300).run()
+    assert by_label(at.number_input, "Samples").value == 37
+    at = page("sample")  # a link that names its count keeps it
+    at.query_params.update({"size": "digits", "digits": "200", "count": "12"})
+    at.run()
+    assert by_label(at.number_input, "Samples").value == 12
+
+
+def test_train_progress_counts_the_models_batches_and_the_runs(models_root):
+    model_dir = models_root / "continued"
+    model_dir.mkdir()
+    storage.write_json(model_dir / storage.CONFIG, {"preset": "default"})
+    storage.write_json(model_dir / storage.STATUS, {
+        "run": "run-002", "state": "stopped", "pid": 1, "batches_done": 26, "batches_total": 28,
+        "model_batches": 58, "message": ""})
+    at = page("train")
+    at.query_params["train_watch"] = "continued"
+    at.run()
+    assert_clean(at)
+    text = at.get("progress")[0].proto.text
+    assert "batch 58 of 60 (run: 26 of 28)" in text, text
+    assert [b for b in at.button if b.key == "train_continue"]
+
+
+@pytest.fixture
+def slow_fake_trainer(monkeypatch, fake_trainer):
+    """The stand-in trainer, taking 5 s from its lock to its first status (the real one loads
+    TensorFlow and the networks in between)."""
+    real = runs.train_command
+
+    def command(*args):
+        cmd = real(*args)
+        return [*cmd[:2], FAKE_TRAINER.replace("with storage.run_lock(model_dir):\n",
+                                               "with storage.run_lock(model_dir):\n    time.sleep(5)\n"), *cmd[3:]]
+
+    monkeypatch.setattr(runs, "train_command", command)
+    yield fake_trainer
+
+
+def test_train_page_says_starting_at_once_and_never_no_status(models_root, slow_fake_trainer):
+    """Start: "starting" before the trainer reports, never "has not been trained from this app
+    yet (no status file)"; Continue: "starting" and no Continue button while the run starts."""
+    fake_trainer = slow_fake_trainer
+    at = page("train").run()
+    by_label(at.text_input, "Model name (saved as)").set_value("quick-start")
+    at.button[0].click()
+    at.run()
+    assert_clean(at)
+    texts = [p.proto.text for p in at.get("progress")]
+    assert any("quick-start starting" in t for t in texts), texts
+    everything = " ".join(str(e.value) for e in [*at.info, *at.caption, *at.markdown] if hasattr(e, "value"))
+    assert "no status file" not in everything and "has not been trained" not in everything
+    model_dir = models_root / "quick-start"
+    runs.stop_training(model_dir)
+    deadline = time.time() + 20
+    while storage.lock_holder(model_dir) is not None and time.time() < deadline:
+        time.sleep(0.05)
+    storage.write_json(model_dir / storage.STATUS, {
+        "run": "run-001", "state": "stopped", "pid": 1, "batches_done": 1, "batches_total": 3,
+        "model_batches": 1, "message": ""})
+    at.run()
+    resume = [b for b in at.button if b.key == "train_continue"]
+    assert resume
+    resume[0].click()
+    at.run()
+    assert_clean(at)
+    texts = [p.proto.text for p in at.get("progress")]
+    assert any("quick-start starting" in t for t in texts), texts
+    assert [b.disabled for b in at.button if b.key == "train_continue"] == [True]  # greyed out in place
+    assert fake_trainer[-1]["config"]["batches"] == 2

@@ -125,14 +125,83 @@ def test_confusion_heatmap():
     assert marks == ["rect", "text"]
 
 
+def _roc_rows(spec, model_prefix):
+    return [r for rows in spec["datasets"].values() for r in rows
+            if str(r.get("model", "")).startswith(model_prefix)]
+
+
 def test_roc_chart_two_models_and_diagonal():
-    rocs = {"default": {"fpr": [0, 0.1, 1], "tpr": [0, 0.9, 1], "threshold": [1, 0.5, 0]},
-            "seed": {"fpr": [0, 1], "tpr": [0, 1], "threshold": [1, 0]}}
-    spec = charts.roc_chart(rocs, {"default": 0.95, "seed": float("nan")}).to_dict()
-    curve, diagonal = list(_layers(spec))
-    assert curve["encoding"]["x"]["field"] == "fpr" and curve["encoding"]["y"]["field"] == "tpr"
-    assert curve["encoding"]["color"]["scale"]["domain"] == ["default (AUC 0.950)", "seed"]
+    rocs = {"default": {"fpr": [0, 0.1, 1], "tpr": [0, 0.9, 1], "threshold": [None, 0.5, 0]},
+            "seed": {"fpr": [0, 1], "tpr": [0, 1], "threshold": [None, 0]}}
+    spec = charts.roc_chart(rocs, {"default": 0.95, "seed": 0.5}).to_dict()
+    diagonal, *curves = list(_layers(spec))
     assert diagonal["mark"]["strokeDash"] == [4, 4]
+    assert len(curves) == 2  # one layer per model: the picked one (default) drawn last, on top
+    for curve in curves:
+        assert curve["encoding"]["x"]["field"] == "fpr" and curve["encoding"]["y"]["field"] == "tpr"
+        assert curve["encoding"]["color"]["scale"]["domain"] == ["default (AUC 0.950)", "seed (AUC 0.500)"]
+        assert curve["encoding"]["order"]["field"] == "step"
+        assert curve["mark"].get("interpolate") in (None, "linear")  # no step-after
+
+
+def test_roc_of_a_constant_classifier_is_the_diagonal():
+    """The seed gives every integer the same probability: the curve is the chance diagonal, a
+    single straight segment, not the left-and-top corner a step-after line drew (issue 22)."""
+    import numpy as np
+
+    from optimus.evaluation import metrics
+
+    truth = np.array([True, False, False, True, False, False, False, True])
+    roc = metrics.roc_curve(truth, np.full(len(truth), 0.61))
+    assert roc["fpr"] == [0.0, 1.0] and roc["tpr"] == [0.0, 1.0]
+    assert metrics.roc_auc(truth, np.full(len(truth), 0.61)) == 0.5
+    perfect = metrics.roc_curve(truth, truth.astype(float))
+    assert list(zip(perfect["fpr"], perfect["tpr"], strict=True)) == [(0, 0), (0, 1), (1, 1)]
+    spec = charts.roc_chart({"default": perfect, "seed": roc}, {"default": 1.0, "seed": 0.5}).to_dict()
+    seed = sorted(_roc_rows(spec, "seed"), key=lambda r: r["step"])
+    assert [(r["fpr"], r["tpr"]) for r in seed] == [(0, 0), (1, 1)]
+    default = sorted(_roc_rows(spec, "default"), key=lambda r: r["step"])
+    assert [(r["fpr"], r["tpr"]) for r in default] == [(0, 0), (0, 1), (1, 1)]
+
+
+def test_roc_ties_are_diagonal_segments_and_area_matches_auc():
+    import numpy as np
+
+    from optimus.evaluation import metrics
+
+    # scores 0.9 (2 primes, 1 composite tied), 0.5 (1 prime), 0.1 (2 composites)
+    truth = np.array([True, True, False, True, False, False])
+    score = np.array([0.9, 0.9, 0.9, 0.5, 0.1, 0.1])
+    roc = metrics.roc_curve(truth, score)
+    assert roc["threshold"] == [None, 0.9, 0.5, 0.1]
+    assert roc["fpr"] == pytest.approx([0, 1 / 3, 1 / 3, 1])
+    assert roc["tpr"] == pytest.approx([0, 2 / 3, 1, 1])
+    assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(metrics.roc_auc(truth, score))
+    rng = np.random.default_rng(1)
+    truth = rng.random(5_000) < 0.2
+    score = np.round(rng.random(5_000) * 0.5 + truth * 0.3, 2)  # many ties
+    roc = metrics.roc_curve(truth, score)
+    assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(metrics.roc_auc(truth, score), abs=1e-12)
+    assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(roc["tpr"]) >= 0)
+    # one class only: no curve, and the chart names the model instead of drawing a false line
+    empty = metrics.roc_curve(np.zeros(5, bool), np.linspace(0, 1, 5))
+    assert empty["fpr"] == []
+    spec = charts.roc_chart({"x": empty}, {"x": float("nan")}).to_dict()
+    assert [r["model"] for r in _roc_rows(spec, "x")] == ["x (one class: no ROC)"]
+
+
+def test_roc_curve_many_distinct_scores_is_thinned_but_keeps_its_ends():
+    import numpy as np
+
+    from optimus.evaluation import metrics
+
+    rng = np.random.default_rng(2)
+    truth = rng.random(50_000) < 0.1
+    score = rng.random(50_000) + truth * 0.4
+    roc = metrics.roc_curve(truth, score)
+    assert len(roc["fpr"]) <= metrics.ROC_MAX_POINTS
+    assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0, 0, 1, 1)
+    assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(metrics.roc_auc(truth, score), abs=2e-3)
 
 
 def test_accuracy_by_magnitude_chart():
@@ -144,6 +213,33 @@ def test_accuracy_by_magnitude_chart():
     assert line["encoding"]["y"]["field"] == "balanced_accuracy"
     assert line["encoding"]["x"]["scale"]["type"] == "log"
     assert line["encoding"]["color"]["field"] == "model"
+
+
+def test_balanced_accuracy_of_a_one_class_bin_is_a_gap_not_zero():
+    """A constant classifier (the seed) in a bin of composites only: balanced accuracy is
+    undefined there, and the chart breaks its line instead of plotting 0.0 (issue 22)."""
+    import numpy as np
+
+    from optimus.evaluation import metrics
+
+    n = np.array([11, 13, 15, 17, 19, 21, 1_000_001, 1_000_003, 1_000_005, 1_000_007])
+    truth = np.array([True, True, False, True, True, False, False, True, False, False])
+    composites_only = np.array([9, 15, 21, 25, 27, 33, 1_000_001, 1_000_005, 1_000_011, 1_000_013])
+    rows = metrics.accuracy_by_magnitude(
+        np.r_[n, composites_only * 1000 + 1001],  # a bin far above: odd composites only
+        np.r_[truth, np.zeros(len(composites_only), bool)], np.full(20, 0.9), bins=3)
+    by_share = {round(r["prime_share"], 3): r for r in rows}
+    assert by_share[0.0]["accuracy"] == 0.0 and math.isnan(by_share[0.0]["balanced_accuracy"])
+    mixed = [r for r in rows if 0 < r["prime_share"] < 1]
+    assert mixed and all(r["balanced_accuracy"] == 0.5 for r in mixed)  # constant: 0.5 where both classes
+    frame = pd.DataFrame([{"model": "seed", **r} for r in rows])
+    spec = charts.accuracy_by_magnitude_chart(frame).to_dict()
+    line = next(iter(_layers(spec)))
+    assert line["mark"]["invalid"] == "break-paths-filter-domains"
+    values = [r["balanced_accuracy"] for r in spec["datasets"][spec["data"]["name"]]] if "data" in spec else [
+        r["balanced_accuracy"] for rows in spec["datasets"].values() for r in rows if "balanced_accuracy" in r]
+    assert None in values and 0.0 not in values  # NaN goes to the browser as null
+    assert "undefined" in json.dumps(spec["title"])
 
 
 def _density_table():
@@ -218,9 +314,37 @@ def test_sieve_heatmap_over_batches_and_primes():
     assert frame.set_index(["batch", "p"]).loc[(2, 5), "vs_chance"] == pytest.approx(0.5)
     spec = charts.sieve_heatmap(history).to_dict()
     assert spec["mark"]["type"] == "rect" and spec["encoding"]["color"]["field"] == "vs_chance"
-    assert spec["encoding"]["color"]["scale"]["domainMid"] == 1
     # A history written before the field existed (the shipped models') draws a message instead.
     assert charts.sieve_heatmap(_history(3)).to_dict()["mark"]["type"] == "text"
     mixed = history.copy()
     mixed.loc[0, "divisible_share"] = None
     assert len(charts.divisible_share_frame(mixed)) == 4
+
+
+def _relative_luminance(hex_colour: str) -> float:
+    r, g, b = (int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_sieve_heatmap_has_a_fixed_column_per_planned_batch_and_a_dark_sieve():
+    """Issue 22: one fixed-width column per planned batch (the axis holds every planned batch
+    from the first, so columns never stretch and narrow), a palette whose darkest colour is 0 (a
+    perfect sieve) and whose chance (1) is the lightest, and a legend that names both ends."""
+    history = _history(3)
+    history["divisible_share"] = [{"3": 1 / 3, "5": 0.2}, {"3": 0.1, "5": 0.1}, {"3": 0.0, "5": 0.0}]
+    spec = charts.sieve_heatmap(history, planned=20).to_dict()
+    x = spec["encoding"]["x"]
+    assert x["scale"]["domain"] == list(range(1, 21))  # 20 columns while only 3 batches are done
+    colour = spec["encoding"]["color"]
+    domain, palette = colour["scale"]["domain"], colour["scale"]["range"]
+    assert domain == [0.0, 1.0, 2.0]
+    lum = [_relative_luminance(c) for c in palette]
+    assert lum[0] == min(lum) and lum[1] == max(lum)  # 0 darkest, chance lightest
+    legend = json.dumps(colour["legend"])
+    assert "perfect sieve" in legend and "chance" in legend
+    # resumed model: the axis starts at the first recorded batch and runs to the planned end
+    history["batch"] = [41, 42, 43]
+    later = charts.sieve_heatmap(history, planned=60).to_dict()
+    assert later["encoding"]["x"]["scale"]["domain"] == list(range(41, 61))
+    # without a plan (a finished model) the recorded batches are the columns
+    assert charts.sieve_heatmap(history).to_dict()["encoding"]["x"]["scale"]["domain"] == [41, 42, 43]

@@ -14,6 +14,8 @@ import pandas as pd
 
 WIDTH = "container"
 HEIGHT = 220
+# Room above a chart's title: at Vega's default 5 px its top was cut off in the page.
+TITLE_PADDING = {"top": 14, "left": 5, "right": 5, "bottom": 5}
 
 # Series colours kept the same on every page: a model keeps its colour across charts.
 MODEL_COLORS = {"default": "#6c3bd1", "seed": "#9e9e9e"}
@@ -290,48 +292,63 @@ def confusion_heatmap(confusion: dict) -> alt.Chart:
     return (heat + text).properties(title="Confusion matrix", width=WIDTH, height=HEIGHT)
 
 
-def roc_chart(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> alt.Chart:
-    """ROC curves, one per model: `rocs` maps a model name to {fpr, tpr, threshold}."""
+def roc_frame(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per ROC vertex: model (its legend label, with the AUC), step (the vertex's order
+    along the curve), fpr, tpr, threshold. A model whose curve is empty (one class only) keeps one
+    row with no rates, so its label still names it in the legend."""
     frames = []
     for model, roc in rocs.items():
         label = model
         if aucs and model in aucs and aucs[model] == aucs[model]:
             label = f"{model} (AUC {aucs[model]:.3f})"
-        frames.append(
-            pd.DataFrame(
-                {
-                    "model": label,
-                    "fpr": roc["fpr"],
-                    "tpr": roc["tpr"],
-                    "threshold": roc.get("threshold", [None] * len(roc["fpr"])),
-                }
-            )
-        )
-    if not frames:
+        elif not roc["fpr"]:
+            label = f"{model} (one class: no ROC)"
+        fpr = list(roc["fpr"]) or [None]
+        frames.append(pd.DataFrame({
+            "model": label, "step": range(len(fpr)), "fpr": fpr, "tpr": list(roc["tpr"]) or [None],
+            "threshold": list(roc.get("threshold") or [None] * len(fpr)),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["model", "step", "fpr", "tpr", "threshold"])
+
+
+def roc_chart(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> alt.Chart:
+    """ROC curves, one per model: `rocs` maps a model name to `metrics.roc_curve`'s {fpr, tpr,
+    threshold}. Vertices are joined by straight lines in their order along the curve (`step`):
+    tied scores are a diagonal segment, so a constant classifier draws the chance diagonal (a
+    step-after line drew it as a perfect classifier's corner). The curves are drawn over the
+    dashed chance line, each model in its fixed colour, the first model (the one picked) on top."""
+    data = roc_frame(rocs, aucs)
+    if data.empty:
         return _empty("no ROC curve")
-    data = pd.concat(frames, ignore_index=True)
     labels = list(dict.fromkeys(data["model"]))
     names = list(rocs)
-    scale = _model_scale(names)
-    scale = alt.Scale(domain=labels, range=list(scale.range))
-    curve = (
-        alt.Chart(data)
-        .mark_line(interpolate="step-after")
-        .encode(
-            x=alt.X("fpr:Q", title="false positive rate", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("tpr:Q", title="true positive rate (recall)", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("model:N", title=None, scale=scale),
-            order="threshold:Q",
-            tooltip=["model:N", alt.Tooltip("threshold:Q", format=".2f"), alt.Tooltip("fpr:Q", format=".3f"),
-                     alt.Tooltip("tpr:Q", format=".3f")],
+    scale = alt.Scale(domain=labels, range=list(_model_scale(names).range))
+    def curve(label: str) -> alt.Chart:
+        return (
+            alt.Chart(data[data["model"] == label])
+            .mark_line(strokeWidth=2.5, point=alt.OverlayMarkDef(size=18, filled=True),
+                       invalid="break-paths-filter-domains")
+            .encode(
+                x=alt.X("fpr:Q", title="false positive rate", scale=alt.Scale(domain=[0, 1])),
+                y=alt.Y("tpr:Q", title="true positive rate (recall)", scale=alt.Scale(domain=[0, 1])),
+                # legend on the right: below the plot it took the height the plot needs (Streamlit
+                # fits the whole chart, legend included, into the spec's height)
+                color=alt.Color("model:N", title=None, scale=scale, legend=alt.Legend(labelLimit=240)),
+                order=alt.Order("step:Q"),
+                tooltip=["model:N", alt.Tooltip("threshold:Q", format=".4f", title="threshold (score >=)"),
+                         alt.Tooltip("fpr:Q", format=".3f"), alt.Tooltip("tpr:Q", format=".3f")],
+            )
         )
-    )
+
     diagonal = (
         alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]}))
-        .mark_line(strokeDash=[4, 4], color=CHANCE_COLOR)
+        .mark_line(strokeDash=[4, 4], color=CHANCE_COLOR, strokeWidth=1.5)
         .encode(x="fpr:Q", y="tpr:Q")
     )
-    return (curve + diagonal).properties(title="ROC curve", width=WIDTH, height=HEIGHT + 40)
+    # one layer per model, the picked one (first) drawn last: on top where the curves meet
+    return alt.layer(diagonal, *(curve(label) for label in labels[::-1])).properties(
+        title="ROC curve (dashed: chance)", width=WIDTH, height=HEIGHT + 40, padding=TITLE_PADDING)
 
 
 def accuracy_by_magnitude_chart(rows: pd.DataFrame, metric: str = "balanced_accuracy") -> alt.Chart:
@@ -345,9 +362,11 @@ def accuracy_by_magnitude_chart(rows: pd.DataFrame, metric: str = "balanced_accu
     data["mid"] = [math.sqrt(max(a, 1) * max(b, 1)) for a, b in zip(data["bin_lo"], data["bin_hi"], strict=True)]
     models = list(dict.fromkeys(data["model"]))
     log = float(data["bin_hi"].max()) >= 10 * max(float(data["bin_lo"].min()), 1.0)
+    # NaN (a bin with one class: balanced accuracy undefined) breaks the line: a gap, not a 0
+    data[metric] = data[metric].astype("float64")
     chart = (
         alt.Chart(data)
-        .mark_line(point=True)
+        .mark_line(point=True, invalid="break-paths-filter-domains")
         .encode(
             x=alt.X("mid:Q", title="n (bin centre)", scale=alt.Scale(type="log" if log else "linear")),
             y=alt.Y(f"{metric}:Q", title=metric.replace("_", " "), scale=alt.Scale(domain=[0, 1])),
@@ -357,8 +376,10 @@ def accuracy_by_magnitude_chart(rows: pd.DataFrame, metric: str = "balanced_accu
         )
     )
     rule = alt.Chart(pd.DataFrame({"y": [0.5]})).mark_rule(strokeDash=[4, 4], color=CHANCE_COLOR).encode(y="y:Q")
-    return (chart + rule).properties(title=f"{metric.replace('_', ' ').capitalize()} by magnitude",
-                                     width=WIDTH, height=HEIGHT)
+    title = f"{metric.replace('_', ' ').capitalize()} by magnitude"
+    if data[metric].isna().any():
+        title = alt.TitleParams(title, subtitle="gaps: bins holding one class only, where it is undefined")
+    return (chart + rule).properties(title=title, width=WIDTH, height=HEIGHT, padding=TITLE_PADDING)
 
 
 # --- prime density ----------------------------------------------------------------------
@@ -487,6 +508,7 @@ def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
     return (bars + chance).properties(
         title="The learned sieve (1 = chance 1/p, 0 = a perfect sieve)",
         width=WIDTH, height=HEIGHT,
+        padding=TITLE_PADDING,
     )
 
 
@@ -507,29 +529,52 @@ def divisible_share_frame(history: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["batch", "p", "divisible", "vs_chance"])
 
 
-def sieve_heatmap(history: pd.DataFrame) -> alt.Chart:
+# The heatmap's palette: a perfect sieve (0) darkest, chance (1) neutral, above chance (the
+# generator prefers multiples of p) in a second hue, so "dark" can only mean "learned".
+SIEVE_PALETTE = {"domain": [0.0, 1.0, 2.0], "range": ["#1b0a4a", "#f2f0ea", "#c26a00"]}
+
+
+def sieve_heatmap(history: pd.DataFrame, planned: int | None = None) -> alt.Chart:
     """The sieve emerging batch by batch: a cell per (online batch, prime p) coloured by the
-    share of that batch's outputs divisible by p relative to chance (share * p): 1 = chance,
-    0 = the generator avoids every multiple of p (a perfect sieve)."""
+    share of that batch's outputs divisible by p relative to chance (share * p): 1 = chance
+    (neutral), 0 = the generator avoids every multiple of p (a perfect sieve, darkest), 2 or more
+    = twice chance (orange).
+
+    `planned`: the model's last planned batch (its batches so far plus what the running run has
+    left). The x axis holds one column for every batch from the first recorded one to `planned`,
+    so a column keeps its width from the first batch to the last instead of stretching across
+    the chart and narrowing as batches arrive."""
     frame = divisible_share_frame(history)
     if frame.empty:
         return _empty("Learned preferences: no batches with divisible_share yet")
     primes = sorted(frame["p"].unique().tolist())
+    first, last = int(frame["batch"].min()), int(frame["batch"].max())
+    last = max(last, int(planned or 0))
+    columns = list(range(first, last + 1))
+    every = max(1, len(columns) // 15)  # about 15 labels however many batches are planned
+    ticks = [b for b in columns if (b - first) % every == 0 or b == last]
     return (
         alt.Chart(frame)
         .mark_rect()
         .encode(
-            x=alt.X("batch:O", title="online batch",
-                    axis=alt.Axis(labelAngle=0, labelOverlap=True)),
+            x=alt.X("batch:O", title="online batch (one column per planned batch)",
+                    scale=alt.Scale(domain=columns, paddingInner=0.06),
+                    axis=alt.Axis(labelAngle=0, values=ticks, labelOverlap=True)),
             y=alt.Y("p:O", title="p", sort=primes, axis=alt.Axis(labelOverlap=False)),
             color=alt.Color(
-                "vs_chance:Q", title=["multiples of p", "/ chance"],
-                scale=alt.Scale(scheme="purpleorange", domain=[0, 2], domainMid=1, clamp=True, reverse=True),
+                "vs_chance:Q",
+                title=["multiples of p / chance"],
+                scale=alt.Scale(domain=SIEVE_PALETTE["domain"], range=SIEVE_PALETTE["range"], clamp=True,
+                                interpolate="lab"),
+                legend=alt.Legend(
+                    values=[0, 1, 2], gradientLength=150, labelLimit=200,
+                    labelExpr="datum.value == 0 ? '0: perfect sieve (dark)' : datum.value == 1 ? "
+                              "'1: chance' : '2+: twice chance'"),
             ),
             tooltip=["batch:O", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
                      alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance (1 = chance, 0 = sieve)")],
         )
-        .properties(title="Learned preferences: multiples of p per batch (1 = chance, 0 = perfect sieve)",
+        .properties(title="Learned sieve per batch: multiples of p / chance (dark = avoided, light = chance)",
                     width=WIDTH, height=alt.Step(11))
     )
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-CELL = 46  # pixels per cell of an accuracy matrix
+CELL = 34  # pixels per cell of an accuracy matrix: three 5-task matrices fit a 920 px column
+# The page's main column is about 920 px wide at 1400 px (layout "wide" minus the sidebar): a
+# chart wider than that is cut off (the BWT panel once measured 1,116 px in 920 px).
+COLUMN_WIDTH = 880
+AXIS_ALLOWANCE = 90  # pixels a panel's y axis, its title and padding take beside its plot
 # Balanced accuracy 0.5 is chance for every task, so the colour scale starts there.
 ACCURACY_DOMAIN = (0.5, 1.0)
 METRICS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting"}
@@ -67,7 +71,9 @@ def accuracy_matrices_chart(result: dict, columns: int = 3) -> alt.Chart:
         charts.append(accuracy_matrix_chart(r["R"], result["tasks"], title))
     if not charts:
         return alt.Chart(pd.DataFrame({"text": ["no methods"]})).mark_text().encode(text="text:N")
-    return alt.concat(*charts, columns=columns).resolve_scale(color="shared")
+    # the colour legend below the matrices: on their right it was cut off past the column
+    return alt.concat(*charts, columns=columns).resolve_scale(color="shared").configure_legend(
+        orient="bottom", direction="horizontal", gradientLength=240)
 
 
 def summary_frame(result: dict) -> pd.DataFrame:
@@ -95,7 +101,8 @@ def summary_chart(result: dict, metrics=("acc", "bwt")) -> alt.Chart:
         )
         text = bars.mark_text(dy=-6).encode(text=alt.Text("value:Q", format=".2f"))
         zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
-        panels.append((bars + text + zero).properties(title=METRICS[key], width=max(60 * len(methods), 180), height=220))
+        panels.append((bars + text + zero).properties(title=METRICS[key], width=_panel_width(len(methods), len(metrics)),
+                                                      height=220))
     return alt.hconcat(*panels).resolve_scale(y="independent")
 
 
@@ -148,7 +155,7 @@ def spread_chart(saved: dict) -> alt.Chart:
     panels = []
     for key in ("acc", "bwt"):
         data = frame[frame["metric"] == METRICS[key]]
-        base = alt.Chart(data).encode(x=alt.X("method:N", sort=methods, title=None))
+        base = alt.Chart(data).encode(x=alt.X("method:N", sort=methods, title=None, axis=alt.Axis(labelAngle=-35)))
         mean = base.mark_bar(opacity=0.55).encode(
             y=alt.Y("mean(value):Q", title=f"{METRICS[key]} (mean, min-max over seeds)"),
             color=alt.Color("method:N", sort=methods, legend=None),
@@ -162,5 +169,11 @@ def spread_chart(saved: dict) -> alt.Chart:
             y="value:Q", tooltip=["method:N", "seed:O", alt.Tooltip("value:Q", format=".3f")])
         zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
         panels.append((mean + span + dots + zero).properties(
-            title=f"{METRICS[key]} over {len(saved['seeds'])} seed(s)", width=max(60 * len(methods), 180), height=220))
+            title=f"{METRICS[key]} over {len(saved['seeds'])} seed(s)", width=_panel_width(len(methods), 2),
+            height=220))
     return alt.hconcat(*panels).resolve_scale(y="independent")
+
+
+def _panel_width(bars: int, panels: int, total: int = COLUMN_WIDTH) -> int:
+    """A panel's plot width: 60 px a bar, at least 180, and no more than its share of the column."""
+    return max(min(60 * bars, total // panels - AXIS_ALLOWANCE), 120)

@@ -89,7 +89,9 @@ def model_picker(label: str = "Model", *, key: str, default: str = "default", co
         st.stop()
     names = [m["name"] for m in models]
     labels = {m["name"]: _describe(m) for m in models}
-    index = names.index(default) if default in names else 0
+    # A value already in session state (seeded from the URL by query.init) is the selection:
+    # passing an index too made Streamlit log a warning with a stack trace (?disc_model=seed).
+    index = 0 if key in st.session_state else names.index(default) if default in names else 0
     name = container.selectbox(label, names, index=index, key=key, format_func=labels.get)
     show_problem(next((m for m in models if m["name"] == name), None), container)
     return name

@@ -171,3 +171,21 @@ def one_of(options: Sequence[str]) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+# --- the model in every page's link ----------------------------------------------------------
+
+# The URL parameter that names the model on each page that shows one: a link from one page to
+# another carries the model being looked at (a shared view of the seed opens on the seed).
+MODEL_PARAMS = {
+    "optimus/app/pages/overview.py": "overview_model",
+    "optimus/app/pages/train.py": "train_watch",
+    "optimus/app/pages/sample.py": "sample_model",
+    "optimus/app/pages/discriminator.py": "disc_model",
+}
+
+
+def model_link(page: str, model: str | None) -> dict[str, str] | None:
+    """The query parameters of a link to `page` showing `model` (None: the page has no model)."""
+    key = MODEL_PARAMS.get(page)
+    return {key: model} if key and model else None

@@ -46,17 +46,44 @@ def roc_auc(y_true, score) -> float:
     return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def roc_curve(y_true, score, points: int = 101) -> dict:
-    """False and true positive rates at `points` thresholds from 1 down to 0."""
-    t = np.asarray(y_true, dtype=bool)
-    s = np.asarray(score, dtype=np.float64)
-    thresholds = np.linspace(1.0, 0.0, points)
-    n_pos, n_neg = max(int(t.sum()), 1), max(int((~t).sum()), 1)
-    pos = np.sort(s[t])
-    neg = np.sort(s[~t])
-    tpr = 1.0 - np.searchsorted(pos, thresholds, side="left") / n_pos
-    fpr = 1.0 - np.searchsorted(neg, thresholds, side="left") / n_neg
-    return {"threshold": thresholds.tolist(), "fpr": fpr.tolist(), "tpr": tpr.tolist()}
+ROC_MAX_POINTS = 2_000  # vertices kept for a chart; 100,000 distinct scores would be 100,000 points
+
+
+def roc_curve(y_true, score, max_points: int = ROC_MAX_POINTS) -> dict:
+    """The ROC curve through every distinct score, from (0, 0) to (1, 1).
+
+    One vertex per distinct score s (predict prime when score >= s), joined by straight lines: a
+    group of tied scores moves both rates at once, so it is a diagonal segment (a constant
+    classifier is the chance diagonal, area 0.5, as `roc_auc` counts ties half), never a step.
+    The first vertex, (0, 0), has threshold None (nothing predicted prime). Vertices on a straight
+    run (collinear with their neighbours) are dropped, which changes nothing drawn; beyond
+    `max_points` vertices the rest are thinned evenly (end points kept). With one class only,
+    the rates are undefined: empty lists.
+    """
+    t = np.asarray(y_true, dtype=bool).reshape(-1)
+    s = np.asarray(score, dtype=np.float64).reshape(-1)
+    n_pos, n_neg = int(t.sum()), int((~t).sum())
+    if n_pos == 0 or n_neg == 0:
+        return {"threshold": [], "fpr": [], "tpr": []}
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, t_sorted = s[order], t[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s_sorted) - 1]
+    tp = np.cumsum(t_sorted)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    fpr = np.r_[0.0, fp / n_neg]
+    tpr = np.r_[0.0, tp / n_pos]
+    thresholds = np.r_[np.nan, s_sorted[last_of_tie]]
+    # drop vertices where the direction does not change (cross product of the two segments 0)
+    keep = np.ones(len(fpr), dtype=bool)
+    if len(fpr) > 2:
+        dx1, dy1 = np.diff(fpr)[:-1], np.diff(tpr)[:-1]
+        dx2, dy2 = np.diff(fpr)[1:], np.diff(tpr)[1:]
+        keep[1:-1] = ~np.isclose(dx1 * dy2 - dy1 * dx2, 0.0, atol=1e-15)
+    idx = np.flatnonzero(keep)
+    if len(idx) > max_points:
+        idx = idx[np.unique(np.linspace(0, len(idx) - 1, max_points).round().astype(int))]
+    return {"threshold": [None if v != v else float(v) for v in thresholds[idx]],
+            "fpr": fpr[idx].tolist(), "tpr": tpr[idx].tolist()}
 
 
 def classification_report(y_true, prob, threshold: float = 0.5) -> dict:
@@ -87,7 +114,8 @@ def balanced_accuracy(y_true, prob, threshold: float = 0.5) -> float:
 
 
 def accuracy_by_magnitude(n_values, y_true, prob, bins: int = 10) -> list[dict]:
-    """Accuracy and balanced accuracy per log-spaced magnitude bin."""
+    """Accuracy and balanced accuracy per log-spaced magnitude bin (balanced accuracy NaN in a
+    bin that holds one class only)."""
     n = np.asarray(n_values, dtype=np.int64)
     y = np.asarray(y_true, dtype=bool)
     p = np.asarray(prob) >= 0.5
@@ -98,8 +126,12 @@ def accuracy_by_magnitude(n_values, y_true, prob, bins: int = 10) -> list[dict]:
         if not mask.any():
             continue
         rep = classification_report(y[mask], p[mask].astype(float))
+        # Balanced accuracy averages the two classes' recalls: with one class in the bin it is
+        # undefined (NaN, drawn as a gap), not that class's recall (a constant "prime" read 0.0).
+        both = 0 < int(y[mask].sum()) < int(mask.sum())
         rows.append({"bin_lo": float(edges[b]), "bin_hi": float(edges[b + 1]), "count": int(mask.sum()),
-                     "accuracy": rep["accuracy"], "balanced_accuracy": rep["balanced_accuracy"],
+                     "accuracy": rep["accuracy"],
+                     "balanced_accuracy": rep["balanced_accuracy"] if both else float("nan"),
                      "prime_share": float(y[mask].mean())})
     return rows
 

@@ -9,18 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from optimus.app import charts_continual, common, presenter, query
+from optimus.evaluation import demo
 from optimus.experiments import background as benchmark_runs
 from optimus.experiments import forgetting
 from optimus.store import storage
 
 REFRESH_SECONDS = 1.5
-# Training budgets per task. "tiny" checks the pipeline in seconds (not a measurement); "quick"
-# keeps a seed under a minute on a 2-core machine.
-BUDGETS = {
-    "tiny": {"steps_per_task": 5, "batch_size": 32, "test_size": 200, "val_size": 100, "fisher_samples": 64},
-    "quick": {"steps_per_task": 40, "batch_size": 128, "test_size": 1000, "val_size": 500},
-    "standard": {"steps_per_task": 150, "batch_size": 256},
-}
+# Training budgets per task (defined with the demo figures, which measure the page's defaults).
+BUDGETS = demo.CONTINUAL_BUDGETS
 DEFAULT_TASKS = {
     "factor": " ".join(str(p) for p in forgetting.FACTOR_PRIMES),
     "range": " ".join(f"{lo}:{hi}" for lo, hi in forgetting.DECADES),
@@ -45,8 +41,8 @@ query.init("cl_tasks", DEFAULT_TASKS[st.session_state["cl_family"]], str)
 query.init("cl_methods", list(forgetting.METHODS), query.list_of(forgetting.METHODS))
 query.init("cl_encoding", "fourier", query.one_of(ENCODINGS))
 query.init("cl_seed", 0, query.int_in(0, 2**32 - forgetting.MAX_SEEDS))
-query.init("cl_seeds", 3, query.int_in(1, forgetting.MAX_SEEDS))
-query.init("cl_budget", "quick", query.one_of(tuple(BUDGETS)))
+query.init("cl_seeds", demo.CONTINUAL_DEFAULT_SEEDS, query.int_in(1, forgetting.MAX_SEEDS))
+query.init("cl_budget", demo.CONTINUAL_DEFAULT_BUDGET, query.one_of(tuple(BUDGETS)))
 query.init("cl_tune", True, query.boolean)
 query.init("cl_lambda", 1000.0, query.float_in(0.0, 1e9))
 

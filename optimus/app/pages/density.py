@@ -55,13 +55,14 @@ c = st.columns([1, 2, 1])
 measure = c[0].radio("Show", ("count", "density"), horizontal=True,
                      format_func={"count": "primes per bin", "density": "primes per integer"}.get)
 overlay_names = [NONE, *(m["name"] for m in common.list_models())]
-overlay = c[1].selectbox("Overlay a model's output density", overlay_names,
+query.init("overlay", NONE, query.one_of(overlay_names))
+overlay = c[1].selectbox("Overlay a model's output density", overlay_names, key="overlay",
                          help=f"Share of {OVERLAY_SAMPLES:,} generator outputs per bin (right axis); loads the model. "
                               "Beyond the model's own band, its learned sieve samples at this size.")
 estimate = c[2].checkbox("Estimate costly bins", key="estimate",
                          help=f"Counts estimated to take over {limits.MAX_COUNT_SECONDS:g} s are refused; with this, "
                               "the bins beyond that budget show li(x) estimates, marked as such.")
-query.publish("lo", "hi", "bins", "spacing", "estimate")
+query.publish("lo", "hi", "bins", "spacing", "estimate", "overlay")
 
 with common.user_errors():
     lo = anysize.parse_integer("lo", st.session_state["lo"])

@@ -95,45 +95,42 @@ fallback = "default" if "default" in choices else choices[0]
 query.init("overview_model", fallback, query.one_of(choices))
 query.init("overview_seed", 0, query.int_in(0, 2**32 - 1))
 
+# The selector first, so it stays whatever a model can or cannot show below (choosing the seed
+# once replaced the whole page by an error, selector included).
+s1, s2, _ = st.columns([2, 1, 3])
+s1.selectbox("Model", choices, key="overview_model",
+             help="The model whose figures, sieve and primes are shown, next to the seed model.")
+s2.number_input("Sampling seed", key="overview_seed", min_value=0, max_value=2**32 - 1, step=1,
+                help=f"The {SIEVE_SAMPLES:,} generator samples behind the sieve chart.")
+query.publish("overview_model", "overview_seed")
 shown = st.session_state["overview_model"]
+
+
+def has_learned_sieve(name: str) -> bool:
+    """The model's generator is a sieve (scores per residue class), which generating primes of
+    any size needs; the seed's dense generator has none."""
+    try:
+        return (runs.read_config(common.model_path(name)) or {}).get("generator") == "sieve"
+    except ValueError:
+        return False
+
+
 with st.container(border=True):
-    show_figures(shown, models[shown], f"**Optimus: `{shown}`**")
+    show_figures(shown, models[shown], f"**Optimus: `{shown}`**" if shown != "seed" else
+                 "**The original design: `seed`**")
     if "seed" in choices and shown != "seed":
         show_figures("seed", models["seed"], "**The original design: `seed`**")
+    elif shown == "seed" and "default" in choices:
+        show_figures("default", models["default"], "**Optimus: `default`**")
     elif shown != "seed":
         st.caption("The shipped `seed` model is not in the models folder, so the original's figures are not shown.")
 
-# --- generate primes now ----------------------------------------------------------------
+# --- the learned sieve (above the fold) and the pages --------------------------------------
 
-GENERATE_MAX = 1_000  # primes per click on the landing page (the Sample page goes further)
-query.init("overview_digits", 30, query.int_in(limits.MIN_DIGITS, limits.MAX_DIGITS))
-query.init("overview_count", 10, query.int_in(1, GENERATE_MAX))
-with st.container(border=True):
-    st.markdown(f"**Generate primes now** with `{shown}`'s learned sieve, each one verified")
-    g1, g2, g3 = st.columns([1, 1, 2])
-    g1.number_input("Digits", key="overview_digits", step=1,
-                    help=f"{limits.MIN_DIGITS} to {limits.MAX_DIGITS} decimal digits.")
-    g2.number_input("How many", key="overview_count", step=1, help=f"1 to {GENERATE_MAX:,}.")
-    query.publish("overview_digits", "overview_count")
-    with common.user_errors():
-        digits = common.check_int("Digits", st.session_state["overview_digits"], limits.MIN_DIGITS, limits.MAX_DIGITS)
-        count = common.check_int("How many", st.session_state["overview_count"], 1, GENERATE_MAX)
-        primes_table, summary = common.generate_primes(shown, digits, count, st.session_state["overview_seed"])
-    g3.metric("Tests per prime", f"{summary['tests_per_prime']:,.1f}",
-              delta=f"random odd numbers need {summary['random_odd_tests_per_prime']:,.1f}", delta_color="off",
-              help="Primality tests the learned sieve needed per prime found, against random odd candidates.")
-    st.code("\n".join(primes_table["n"]), language=None)
-    st.caption(f"Certainty: {summary['certainty']}. Copy the list with the button at its top right, or download it:")
-    st.download_button("Download CSV", data=primes_table.to_csv(index=False),
-                       file_name=f"optimus-{shown}-{digits}-digit-primes-{count}.csv", mime="text/csv",
-                       icon=":material/download:", on_click="ignore", key="overview_download")
-
-# --- the learned sieve and the pages ----------------------------------------------------
-
-chart_col, links_col = st.columns([3, 2])
-with chart_col:
+# The chart across the page's width (at 556 px beside the links its title was cut off).
+with st.container():
     frames = []
-    for name in dict.fromkeys([shown, "seed"]):
+    for name in dict.fromkeys([shown, "default", "seed"]):
         if name not in choices:
             continue
         try:  # one model that cannot be loaded must not hide the rest of the page
@@ -146,20 +143,50 @@ with chart_col:
     if frames:
         st.altair_chart(charts.sieve_chart(charts.sieve_frame(pd.concat(frames, ignore_index=True))),
                         width="stretch")
-    o1, o2 = st.columns(2)
-    o1.selectbox("Model", choices, key="overview_model",
-                 help="The model whose figures and sieve are shown, next to the seed model.")
-    o2.number_input("Sampling seed", key="overview_seed", min_value=0, max_value=2**32 - 1, step=1,
-                    help=f"The {SIEVE_SAMPLES:,} generator samples behind the sieve chart.")
-    query.publish("overview_model", "overview_seed")
     st.caption(
         f"From {SIEVE_SAMPLES:,} samples of each generator. Random odd integers put 1 in p among multiples of p "
         "(the dashed line); a perfect sieve puts none. The default generator is never told about divisibility: "
         "it learns one score per residue class mod p from the discriminator's verdicts, and residue 0 sinks."
     )
 
-with links_col:
-    st.markdown("**The pages**")
-    for path, line in PAGES.items():
-        st.page_link(path)
-        st.caption(line)
+st.markdown("**The pages**")
+for column, (path, line) in zip(st.columns(len(PAGES)), PAGES.items(), strict=True):
+    column.page_link(path, query_params=query.model_link(path, shown))
+    column.caption(line)
+
+# --- generate primes now ----------------------------------------------------------------
+
+GENERATE_MAX = 1_000  # primes per click on the landing page (the Sample page goes further)
+query.init("overview_digits", 30, query.int_in(limits.MIN_DIGITS, limits.MAX_DIGITS))
+query.init("overview_count", 10, query.int_in(1, GENERATE_MAX))
+with st.container(border=True):
+    if not has_learned_sieve(shown):
+        st.info(f"`{shown}` has no learned sieve: its generator maps latents to reals directly, with no score per "
+                "residue class to pick candidates by, so it cannot generate primes of any size. Its figures and "
+                "its outputs' divisibility are above; choose a sieve model (`default`) to generate primes here.",
+                icon=":material/info:")
+    else:
+        st.markdown(f"**Generate primes now** with `{shown}`'s learned sieve, each one verified")
+        g1, g2, g3 = st.columns([1, 1, 2])
+        g1.number_input("Digits", key="overview_digits", step=1,
+                        help=f"{limits.MIN_DIGITS} to {limits.MAX_DIGITS} decimal digits.")
+        g2.number_input("How many", key="overview_count", step=1, help=f"1 to {GENERATE_MAX:,}.")
+        query.publish("overview_digits", "overview_count")
+        try:  # a bad size is one message here; the chart and links above stay
+            digits = common.check_int("Digits", st.session_state["overview_digits"], limits.MIN_DIGITS,
+                                      limits.MAX_DIGITS)
+            count = common.check_int("How many", st.session_state["overview_count"], 1, GENERATE_MAX)
+            primes_table, summary = common.generate_primes(shown, digits, count, st.session_state["overview_seed"])
+        except ValueError as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            # No delta arrow: Streamlit's arrow reads as "went up", not as a comparison.
+            g3.metric("Tests per prime", f"{summary['tests_per_prime']:,.1f}",
+                      help="Primality tests the learned sieve needed per prime found, against random odd candidates.")
+            g3.caption(f"Random odd numbers need {summary['random_odd_tests_per_prime']:,.1f} tests per prime.")
+            st.code("\n".join(primes_table["n"]), language=None, wrap_lines=True, height=min(40 + 24 * count, 300))
+            st.caption(f"Certainty: {summary['certainty']}. Copy the list with the button at its top right, or "
+                       "download it:")
+            st.download_button("Download CSV", data=primes_table.to_csv(index=False),
+                               file_name=f"optimus-{shown}-{digits}-digit-primes-{count}.csv", mime="text/csv",
+                               icon=":material/download:", on_click="ignore", key="overview_download")

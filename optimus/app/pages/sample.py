@@ -25,13 +25,44 @@ def _size_default() -> str:
     return next((k for k in ("digits", "bits", "range") if (k if k != "range" else "lo") in st.query_params), "band")
 
 
-query.init("count", 1_000, query.int_in(None, None))
+names = [m["name"] for m in common.list_models()]
+query.init("sample_model", "default" if "default" in names else (names or [""])[0], query.one_of(names))
 query.init("seed", 0, query.int_in(None, None))
 query.init("size", _size_default(), query.one_of(list(SIZES)))
 query.init("digits", 50, query.int_in(limits.MIN_DIGITS, limits.MAX_DIGITS))
 query.init("bits", 256, query.int_in(limits.MIN_BITS, limits.MAX_BITS))
 query.init("lo", "1000000000000", str)
 query.init("hi", "2000000000000", str)
+
+
+def auto_count() -> int:
+    """The samples a page shows well at the chosen size: 1,000 up to 20 digits, then about
+    20,000 digits in all (100 samples of 200 digits: 1,000 of them took 7.3 s and drew a list
+    23,860 px tall), never fewer than 10."""
+    size = st.session_state.get("size", "band")
+    try:
+        if size == "digits":
+            digits = int(st.session_state["digits"])
+        elif size == "bits":
+            digits = int(int(st.session_state["bits"]) * 0.30103) + 1
+        elif size == "range":
+            digits = len(str(anysize.parse_integer("hi", st.session_state["hi"])))
+        else:
+            return 1_000
+    except (TypeError, ValueError):
+        return 1_000
+    return max(10, min(1_000, 20_000 // max(digits, 1)))
+
+
+# The count follows the size while it is the page's own choice: not once the visitor has typed
+# one, nor when the link names one (?count=12 opens 12).
+automatic = auto_count()
+if "sample_count_auto" not in st.session_state:  # this session's first run of the page
+    st.session_state["sample_count_auto"] = None if "count" in st.query_params else automatic
+query.init("count", automatic, query.int_in(None, None))
+following = st.session_state["sample_count_auto"]
+if following is not None and st.session_state["count"] == following:
+    st.session_state["count"] = st.session_state["sample_count_auto"] = automatic
 query.init("primes", True, query.boolean)
 query.init("vet", False, query.boolean)
 
@@ -54,7 +85,7 @@ if size != "band":
     c[3].checkbox("Discriminator vetting", key="vet",
                   help="The discriminator skips picks it judges composite before the primality test "
                        "(rejection sampling; numbers below 2^53 only).")
-query.publish("count", "seed", "size", *{"digits": ["digits"], "bits": ["bits"], "range": ["lo", "hi"]}.get(size, []),
+query.publish("sample_model", "count", "seed", "size", *{"digits": ["digits"], "bits": ["bits"], "range": ["lo", "hi"]}.get(size, []),
               *(["primes", "vet"] if size != "band" else []))
 
 
@@ -92,9 +123,12 @@ if size != "band":
     if summary["d_prob_note"]:
         st.caption(summary["d_prob_note"] + ".")
     st.dataframe(table, hide_index=True, width="stretch", height=280,
-                 column_config={"n": st.column_config.TextColumn("n", help="Decimal digits, exact."),
+                 column_config={"n": st.column_config.TextColumn("n", help="Decimal digits, exact: the list below "
+                                                                     "shows every digit and copies whole.",
+                                                                 width="large"),
                                 "d_prob": st.column_config.NumberColumn("d_prob", format="%.4f")})
-    st.code("\n".join(table["n"]), language=None)
+    st.caption("Every number whole, wrapped at the page's width (copy the list with the button at its top right):")
+    st.code("\n".join(table["n"]), language=None, wrap_lines=True, height=320)
     st.download_button(
         "Download CSV", data=partial(table.to_csv, index=False),
         file_name=f"optimus-{name}-{label.strip('[]').replace(', ', '-')}-{count}-seed{seed}.csv"[:120],

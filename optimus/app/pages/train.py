@@ -4,6 +4,9 @@ Training runs outside this script in its own process (`runs.start_training`); th
 reads what the trainer writes to disk, so refreshing or closing the tab changes nothing.
 """
 
+import os
+import time
+
 import streamlit as st
 
 from optimus import continual, limits
@@ -35,7 +38,9 @@ with common.user_errors():
     if base == NEW:
         preset_name = right.radio(
             "Preset", PRESETS, horizontal=True, key="train_preset",
-            help="default: the design that beats chance. seed: the original Optimus.",
+            help="default: the design that beats chance (it learns the sieve within its first batch). seed: the "
+                 "original Optimus. demo: the default design slowed down (generator lr 0.03, 5 steps, 20 batches) "
+                 "so the sieve emerges on screen over 10-20 batches.",
         )
         defaults = preset(preset_name)
         suggested = f"my-{preset_name}"
@@ -135,6 +140,70 @@ if presenter.unlock_box("starting, stopping and continuing training runs"):
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 query.publish("train_base", *(["train_preset"] if base == NEW else []), *form_defaults)
 
+CONTINUE_HELP = "A new run from the stopped model, in place; the runs table records its parent."
+STARTING_SECONDS = 120  # a launch still loading after this long is shown as whatever its files say
+
+
+def _launched(name: str, pid: int, remaining: int | None = None) -> None:
+    """Remember this session's launch: until the trainer writes its own status, the page shows it
+    as starting (not the model's previous run, nor "no status"). `remaining`: a Continue's."""
+    st.session_state["train_launch"] = {"name": name, "pid": pid, "time": time.time(), "remaining": remaining}
+
+
+def _continue_disabled(remaining: int) -> None:
+    """Continue, greyed out while the run it started is starting: drawn where the live button was,
+    so the old one does not stay on screen, clickable, while the trainer spawns."""
+    # the live button's key and look: the same element, greyed out (another key drew a second
+    # button and left the live one on screen, stale but clickable, until the run ended)
+    st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:", key="train_continue",
+              type="primary", disabled=True, help=CONTINUE_HELP)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+
+def _starting(name: str, status: dict | None) -> bool:
+    """This session launched `name` moments ago and the trainer has not reported yet."""
+    launch = st.session_state.get("train_launch")
+    if not launch or launch["name"] != name:
+        return False
+    if status is not None and status.get("pid") == launch["pid"] and status.get("state") != "starting":
+        st.session_state.pop("train_launch", None)  # the trainer speaks for itself now
+        return False
+    if time.time() - launch["time"] > STARTING_SECONDS or not _process_alive(launch["pid"]):
+        st.session_state.pop("train_launch", None)
+        return False
+    return True
+
+
+def progress_text(status: dict) -> tuple[float, str]:
+    """(fraction, text) of the progress bar: the model's batches and the run's, e.g. "run-002
+    running: batch 58 of 60 (run: 26 of 28)". The model's count is its batches trained before
+    the run plus the run's; a status written before `model_batches` existed shows the run's."""
+    state = status.get("state", "unknown")
+    done, total = int(status.get("batches_done") or 0), int(status.get("batches_total") or 0)
+    text = f"{status.get('run') or ''} {state}: batch {done:,} of {total:,}".strip()
+    model_done = status.get("model_batches")
+    if isinstance(model_done, int) and model_done > done:
+        start = model_done - done
+        text = (f"{status.get('run') or ''} {state}: batch {model_done:,} of {start + total:,} "
+                f"(run: {done:,} of {total:,})").strip()
+    if state == "running":
+        text += f" - ETA {common.format_seconds(status.get('eta_seconds'))}"
+    return (min(done / total, 1.0) if total else 0.0), text
+
+
 if submitted:
     with common.user_errors():
         presenter.require("start a training run")
@@ -168,16 +237,21 @@ if submitted:
             overrides["discriminator"] = discriminator
         overrides["latent_lo"], overrides["latent_hi"] = common.check_range(
             latent_lo, latent_hi, lo_min=1, hi_max=limits.MAX_LATENT, what="latent range")
+        # Shown before the trainer is spawned: start_training waits up to 2 s for the trainer
+        # to take its lock, and the presenter must see at once that Start was taken.
+        starting = st.empty()
+        starting.progress(0.0, text=f"{model_dir.name} starting: launching the trainer")
         try:
             pid = runs.start_training(model_dir, from_dir=from_dir,
                                       preset=preset_name if base == NEW else None, overrides=overrides)
         except storage.LockedError as exc:
-            common.error(str(exc), icon=":material/lock:")
+            starting.error(str(exc), icon=":material/lock:")
         except RuntimeError as exc:
-            common.error(f"Training did not start: {exc}")
+            starting.error(f"Training did not start: {exc}")
         else:
             st.session_state["train_watch"] = model_dir.name
-            st.success(f"Started training {model_dir.name} (process {pid}).", icon=":material/rocket_launch:")
+            _launched(model_dir.name, pid)
+            starting.success(f"Started training {model_dir.name} (process {pid}).", icon=":material/rocket_launch:")
 
 # --- watch runs -------------------------------------------------------------------------
 
@@ -201,6 +275,12 @@ watch = st.selectbox("Watch model", names, key="train_watch",
 query.publish("train_watch")
 
 
+def _ask_continue(name: str, remaining: int) -> None:
+    """Continue's on_click: only records the request (instant), so the fragment's rerun draws
+    "starting" and no Continue button before it spawns the trainer."""
+    st.session_state["train_continue_request"] = {"name": name, "remaining": remaining}
+
+
 def _continue(name: str, model_dir, remaining: int) -> None:
     """A new incremental run from the stopped model, in place (its lineage goes to the runs table)."""
     try:
@@ -213,6 +293,7 @@ def _continue(name: str, model_dir, remaining: int) -> None:
     except (RuntimeError, ValueError) as exc:
         common.error(f"Training did not continue: {exc}")
     else:
+        _launched(name, pid, remaining)
         st.toast(f"Continuing {name} for {remaining:,} batches (process {pid}).", icon=":material/play_arrow:")
 
 
@@ -225,18 +306,29 @@ def live_view(name: str) -> None:
     with common.user_errors():
         model_dir = runs.resolve_model_dir(name)
     status = runs.read_status(model_dir)
-    if status is None:
-        st.info(f"{name} has not been trained from this app yet (no status file).")
+    request = st.session_state.pop("train_continue_request", None)
+    if request and request["name"] == name:
+        st.progress(0.0, text=f"{name} starting: continuing for {request['remaining']:,} more batches")
+        _continue_disabled(request["remaining"])
+        _continue(name, model_dir, request["remaining"])
+        status = runs.read_status(model_dir)
+    elif _starting(name, status):
+        launch = st.session_state["train_launch"]
+        st.progress(0.0, text=f"{name} starting: the trainer is loading TensorFlow and the networks "
+                              f"({time.time() - launch['time']:.0f} s)")
+        if launch.get("remaining"):
+            _continue_disabled(launch["remaining"])
+    elif status is None:
+        entry = next((m for m in common.list_models() if m["name"] == name), None)
+        st.caption(f"{name}: {entry['batches']:,} batches trained, no run started from this app yet."
+                   if entry and entry.get("batches") else f"{name}: no run yet.")
     else:
         state = status.get("state", "unknown")
         done, total = int(status.get("batches_done") or 0), int(status.get("batches_total") or 0)
-        eta = status.get("eta_seconds") if state == "running" else 0
-        text = f"{status.get('run') or ''} {state}: batch {done:,} of {total:,}".strip()
+        fraction, text = progress_text(status)
         if state == "starting":
-            text = "starting: the trainer is loading TensorFlow and the networks"
-        if state == "running":
-            text += f" - ETA {common.format_seconds(eta)}"
-        st.progress(min(done / total, 1.0) if total else 0.0, text=text)
+            text = f"{name} starting: the trainer is loading TensorFlow and the networks"
+        st.progress(fraction, text=text)
         if status.get("live"):
             if presenter.may_act() and st.button("Stop after the current step", icon=":material/stop:",
                                                  key="train_stop"):
@@ -248,10 +340,9 @@ def live_view(name: str) -> None:
                 st.caption("Stop requested: the run saves and ends after its current step.")
         if state in ("stopped", "interrupted") and not status.get("live") and total > done and presenter.may_act():
             remaining = total - done
-            if st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:",
-                         key="train_continue", type="primary",
-                         help="A new run from the stopped model, in place; the runs table records its parent."):
-                _continue(name, model_dir, remaining)
+            st.button(f"Continue: {remaining:,} more batches", icon=":material/play_arrow:",
+                      key="train_continue", type="primary", on_click=_ask_continue, args=(name, remaining),
+                      help=CONTINUE_HELP)
         if status.get("message") and state not in ("starting", "failed", "interrupted"):
             st.caption(status["message"])
         last = status.get("last") or {}
@@ -278,7 +369,10 @@ def live_view(name: str) -> None:
     bottom = st.columns(2)
     bottom[0].altair_chart(charts.lift_chart(history), width="stretch")
     bottom[1].altair_chart(charts.balanced_accuracy_chart(history), width="stretch")
-    st.altair_chart(charts.sieve_heatmap(history), width="stretch")
+    planned = None
+    if status is not None and isinstance(status.get("model_batches"), int):
+        planned = status["model_batches"] - int(status.get("batches_done") or 0) + int(status.get("batches_total") or 0)
+    st.altair_chart(charts.sieve_heatmap(history, planned=planned), width="stretch")
 
     st.markdown("**Past runs** (newest first; parent = the model and run it started from)")
     table = runs.read_runs(model_dir)

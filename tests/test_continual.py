@@ -281,7 +281,7 @@ def test_the_readme_example_plugin_runs_in_the_forgetting_benchmark():
 def test_from_config_takes_the_method_lambda_and_gamma_of_a_train_config():
     from optimus.config import TrainConfig
 
-    cfg = TrainConfig(method="online-ewc", ewc_lambda=3.0, ewc_gamma=0.5)
+    cfg = TrainConfig(method="online-ewc", method_lambda=3.0, method_gamma=0.5)
     method = continual.from_config(cfg, _learner())
     assert method.name == "online-ewc" and method.lam == 3.0 and method.gamma == 0.5
-    assert continual.from_config(TrainConfig(method="si", ewc_lambda=0.5), _learner()).lam == 0.5
+    assert continual.from_config(TrainConfig(method="si", method_lambda=0.5), _learner()).lam == 0.5

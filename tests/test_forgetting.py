@@ -124,7 +124,7 @@ def test_tiny_run_returns_the_json_shape():
         assert np.asarray(r["R"]).shape == (2, 2)
         assert set(r) >= {"R", "acc", "bwt", "forgetting", "seconds"}
         assert r["acc"] == pytest.approx(np.mean(r["R"][-1]), abs=1e-3)
-    assert result["methods"]["ewc"]["lambda"] == 100.0 and result["ewc_lambda"] == {"ewc": 100.0}
+    assert result["methods"]["ewc"]["lambda"] == 100.0 and result["method_lambda"] == {"ewc": 100.0}
     assert result["tuning"] == {}
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)

@@ -365,12 +365,9 @@ def test_binned_reference_curves_track_the_counts():
     assert np.all(np.abs(np.array(r["expected_x_ln_x"]) / counts - 1) < 0.1)
 
 
-def test_binned_log_over_1e9_is_fast(big_sieve):
-    import time
-
-    start = time.perf_counter()
+def test_binned_log_over_1e9_counts_every_prime(big_sieve):
+    # Its speed is a figure of `python -m optimus bench density`, not an assertion here.
     r = P.binned_prime_counts(1, 10**9, 100, log=True)
-    assert time.perf_counter() - start < 2.0
     assert r["total"] == 50_847_534
 
 

@@ -174,7 +174,6 @@ def test_gln_discriminator_trains_in_the_gan_loop_and_round_trips(tmp_path):
 
 def test_stop_requested_during_start_up_is_honoured_and_stale_one_cleared(tmp_path):
     import os
-    import time
 
     d = tmp_path / "m"
     d.mkdir()
@@ -186,7 +185,7 @@ def test_stop_requested_during_start_up_is_honoured_and_stale_one_cleared(tmp_pa
     os.utime(d / storage.STOP, (old, old))
     status = train(tiny("default", batches=1), d, progress=False, log=quiet)
     assert status["state"] == "done" and status["batches_done"] == 1
-    assert time.time() - storage.process_start_time() >= 0
+    assert not (d / storage.STOP).exists()  # the stale request was cleared, not honoured
 
 
 def test_losses_are_named_by_the_config_and_older_files_read_as_before():
@@ -285,10 +284,10 @@ def test_the_gan_trains_and_resumes_under_the_new_continual_methods(tmp_path, na
     d = tmp_path / "m"
     assert train(tiny(name, method=method, batches=1), d, progress=False, log=quiet)["state"] == "done"
     state = checkpoint.load(d).state
-    assert str(state["ewc_g/mode"]) == method and int(state["ewc_d/tasks_seen"]) == 1
+    assert str(state["method_g/mode"]) == method and int(state["method_d/tasks_seen"]) == 1
     status = train(tiny(name, method=method, batches=1), d, progress=False, log=quiet)
     assert status["state"] == "done" and status["model_batches"] == 2
-    assert int(checkpoint.load(d).state["ewc_g/tasks_seen"]) == 2
+    assert int(checkpoint.load(d).state["method_g/tasks_seen"]) == 2
 
 
 @pytest.mark.parametrize("method", ["none", "replay"])

@@ -88,7 +88,7 @@ if st.button("Run in the background", type="primary", icon=":material/play_arrow
         if not methods:
             raise ValueError("Pick at least one method.")
         settings = {"family": family, "tasks": [tasks_text], "methods": list(methods), "encoding": encoding,
-                    "ewc_lambda": None if ewc_lambda is None else float(ewc_lambda), **BUDGETS[budget]}
+                    "method_lambda": None if ewc_lambda is None else float(ewc_lambda), **BUDGETS[budget]}
         try:
             run_id = benchmark_runs.start(settings, range(first, first + count))
         except storage.LockedError as exc:

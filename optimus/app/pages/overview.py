@@ -12,8 +12,8 @@ import streamlit as st
 
 from optimus import limits
 from optimus.app import charts, common, query
+from optimus.primes import SIEVE_CHART_PRIMES
 from optimus.store import runs
-from optimus.training.loop import SIEVE_CHART_PRIMES
 
 SIEVE_SAMPLES = 10_000
 # One line per page, in the app's order (app.py declares the pages and their titles).

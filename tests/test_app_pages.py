@@ -248,7 +248,7 @@ def test_train_page_inputs_round_trip_through_the_url(models_root, fake_trainer)
 
 
 @pytest.mark.parametrize("name, param, value", [
-    ("train", "train_batches", "0"), ("train", "train_batches", "many"), ("train", "train_ewc_lambda", "inf"),
+    ("train", "train_batches", "0"), ("train", "train_batches", "many"), ("train", "train_method_lambda", "inf"),
     ("train", "train_preset", "bogus"), ("train", "train_watch", "../etc"),
     ("discriminator", "disc_model", "nope"), ("discriminator", "disc_count", "-5"),
     ("discriminator", "disc_hi", "1e99"), ("discriminator", "disc_source", "Everything")])
@@ -305,6 +305,7 @@ def test_damaged_model_shows_error(models_root):
 # --- Discriminator vs sympy -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["Generator outputs", "Uniform odd integers", "Pasted list"])
 def test_discriminator_page(models_root, source):
     at = page("discriminator").run()
@@ -451,6 +452,7 @@ def test_overview_bad_url_values_give_the_normal_error(models_root):
 # --- Prime density ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_density_page(models_root):
     at = page("density").run()
     assert_clean(at)

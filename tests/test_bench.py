@@ -8,6 +8,7 @@ from optimus import bench
 from optimus.cli import main
 
 
+@pytest.mark.slow
 def test_bench_quick_json_is_valid_and_complete(capfd, monkeypatch):
     monkeypatch.setitem(bench.SAMPLE_SIZES, True, 20_000)  # the shape, not the figure
     code = main(["bench", "primes", "density", "sample", "--quick", "--json"])

@@ -108,6 +108,7 @@ def test_density_page_to_10_12_from_the_link():
     assert link["hi"] == str(10**12) and link["bins"] == "12"
 
 
+@pytest.mark.slow
 def test_density_page_refuses_or_marks_estimates(monkeypatch):
     at = density_page(lo=1, hi="10**18", bins=200, spacing="log")
     assert not at.exception and "would take about" in " ".join(e.value for e in at.error)
@@ -118,6 +119,7 @@ def test_density_page_refuses_or_marks_estimates(monkeypatch):
     assert not at.dataframe[0].value["exact"].all()
 
 
+@pytest.mark.slow
 def test_density_page_overlays_a_model_beyond_its_band(tmp_path):
     import os
 
@@ -153,6 +155,7 @@ def test_primecount_from_a_thread_in_a_new_process():
     assert res.stdout.strip() == "[37607912018]", res.stderr
 
 
+@pytest.mark.slow
 def test_narrow_bins_near_the_top_are_counted_by_one_sieve_and_exactly():
     """1,000 bins of 100 integers below 10^18: one segmented sieve (vectorised for the 25
     million base primes above the segment's length), checked against gmpy2 prime by prime."""

@@ -131,6 +131,7 @@ def test_tiny_run_returns_the_json_shape():
     assert "none" in forgetting.format_table(result)
 
 
+@pytest.mark.slow
 def test_tiny_run_with_tuning_joint_gln_and_ranges():
     result = forgetting.run_benchmark(
         family="range", tasks=[(10**4, 10**5), (10**6, 10**7)], methods=["l2", "joint", "gln"],
@@ -267,6 +268,7 @@ def _wait_until_finished(timeout=240):
     return benchmark_runs.list_runs()
 
 
+@pytest.mark.slow
 def test_page_shows_its_widgets_and_answers_bad_input_with_an_error(results_root):
     at = _page().run()
     assert not at.exception and at.title[0].value == "Continual learning"

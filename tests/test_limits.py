@@ -37,6 +37,7 @@ def test_sample_count(models_root, run_cli, over):
         assert code == 0 and len(out.splitlines()) == 1 + limits.MAX_SAMPLES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
 def test_classify_count(models_root, run_cli, monkeypatch, over):
     text = "7\n" * (limits.MAX_CLASSIFY + over)
@@ -57,6 +58,7 @@ def test_classify_value(models_root, run_cli, monkeypatch, over):
         assert code == 0 and out.startswith(f"{value},")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
 def test_evaluate_counts(models_root, run_cli, over):
     # -n at MAX_SAMPLES would sample 100,000 and classify 20,000 more: the uniform count is the
@@ -78,6 +80,7 @@ def test_density_bins(run_cli, over):
         assert code == 0 and out.count('"count"') == limits.MAX_BINS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
 def test_density_range(run_cli, over):
     hi = limits.MAX_DENSITY_HI + over
@@ -180,6 +183,7 @@ def test_discriminator_page_pasted_list(models_root, over):
         assert f"{limits.MAX_CLASSIFY:,} integers" in " ".join(c.value for c in at.caption)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
 def test_density_page_bins_and_range(models_root, over):
     at = _page("density").run()

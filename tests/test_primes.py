@@ -84,6 +84,7 @@ def test_boundaries_and_famous_values():
     assert sympy.isprime(2**53 - 111) and not any(sympy.isprime(n) for n in range(2**53 - 110, 2**53))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_sieve", [False, True])
 def test_hard_composites(with_sieve, request):
     if with_sieve:
@@ -297,11 +298,13 @@ def test_lucy_against_the_small_sieve():
         assert counting.pi_lucy(x) == counting.pi_small(x)
 
 
+@pytest.mark.slow
 def test_segment_counts_against_sympy():
     for lo, hi in [(0, 0), (0, 2), (2, 2), (3, 100), (10**9 - 10**5, 10**9 + 10**5), (10**10 - 10**6, 10**10)]:
         assert counting.count_segment(lo, hi) == sympy.primepi(hi) - sympy.primepi(lo - 1), (lo, hi)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_sieve", [False, True])
 def test_count_primes_random_intervals(with_sieve, request):
     if with_sieve:

@@ -143,8 +143,8 @@ def test_a_partial_model_directory_is_refused_by_train_and_loaders(run_cli, mode
 def test_every_registering_module_is_in_the_registry():
     from optimus.nets import serialisables
 
-    registering = sorted(
-        f"optimus.{p.stem}" for p in (REPO / "optimus").glob("*.py")
+    registering = sorted(  # every module of the package tree, subpackages included
+        ".".join(p.relative_to(REPO).with_suffix("").parts) for p in (REPO / "optimus").rglob("*.py")
         if "register_keras_serializable" in p.read_text() and p.stem != "serialisables"
     )
     assert sorted(serialisables.MODULES) == registering
@@ -257,6 +257,7 @@ def test_a_lock_being_written_is_held_not_stale(tmp_path):
 # --- 5. an unexpected exception ends the run "failed" -------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_run_and_says_so(tmp_path, monkeypatch):
     d = tmp_path / "m"
     real_save, calls = checkpoint.save, [0]
@@ -343,6 +344,7 @@ def test_no_page_crashes_on_damaged_models(tiny_model, tmp_path, monkeypatch, pa
 # --- 7. a torn last line loses only itself ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_torn_runs_line_loses_neither_the_next_start_nor_a_run_id(model):
     runs_file = model / storage.RUNS
     os.truncate(runs_file, runs_file.stat().st_size - 100)  # a kill mid-append
@@ -422,6 +424,7 @@ def test_symlinks_are_not_followed(model, tmp_path):
 # --- 14. temp files of killed runs are cleaned up by the next lock holder -----------------
 
 
+@pytest.mark.slow
 def test_temp_files_of_killed_runs_are_removed_by_the_next_run(model):
     leftovers = [model / ".generator.keras.new.k1ll3d.keras", model / ".state.npz.new.abc.npz",
                  model / ".status.json.x7.json", model / ".config.json.y8.json"]

@@ -58,6 +58,7 @@ def test_online_batches_trace_each_step_once(name, python_calls):
         assert python_calls == after_first, f"after batch {batch}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default", "seed"])
 def test_train_traces_each_step_once(name, tmp_path, monkeypatch, python_calls):
     """The same through train(): checkpoints, TensorBoard and status writes in between."""
@@ -79,6 +80,7 @@ def test_train_traces_each_step_once(name, tmp_path, monkeypatch, python_calls):
     assert {k: v - per_run[k] for k, v in python_calls.items()} == per_run
 
 
+@pytest.mark.slow
 def test_d_fisher_keeps_its_shape_when_fisher_samples_exceed_the_batch(python_calls):
     cfg = tiny("default", fisher_samples=256)  # about 80 undersampled candidates per batch
     gan = compiled_gan(cfg)

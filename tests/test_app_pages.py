@@ -102,6 +102,7 @@ def fake_trainer(monkeypatch):
     runs.forget_children()
 
 
+@pytest.mark.slow
 def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_trainer):
     at = page("train").run()
     assert_clean(at)

@@ -45,6 +45,7 @@ def compiled_gan(cfg):
     return training.build_gan(cfg, build_generator(cfg), build_discriminator(cfg))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default", "seed"])
 def test_online_batches_trace_each_step_once(name, python_calls):
     cfg = tiny(name)

@@ -302,6 +302,7 @@ def test_the_gan_trains_and_resumes_under_the_new_continual_methods(tmp_path, na
     assert int(checkpoint.load(d).state["method_g/tasks_seen"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["none", "replay"])
 def test_a_generator_no_gradient_reaches_still_trains_its_discriminator(tmp_path, method):
     """The seed's dense generator sees a residue discriminator only through floor(x): with no

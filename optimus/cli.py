@@ -1,17 +1,30 @@
 """`python -m optimus` / `optimus`: train, sample, classify, evaluate, density, bench, forgetting.
 
 Every bad argument is answered by one line on stderr and a non-zero exit, never a traceback.
-TensorFlow is imported only by the commands that need it.
+TensorFlow is imported only by the commands that need it (the modules below import it only
+when a network is built or loaded; `train` imports the loop).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import sys
+from pathlib import Path
+
+from optimus import bench, continual, limits
+from optimus.config import PRESETS
+from optimus.evaluation.report import discriminate, evaluate, load_models, sample
+from optimus.experiments import background, forgetting
+from optimus.primes import density_table
+from optimus.sampling import anysize
+from optimus.store import checkpoint, storage
+from optimus.training.distribute import DEVICES
+from optimus.validate import parse_int, read_integers
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -28,8 +41,6 @@ class _Parser(argparse.ArgumentParser):
 
 def _int(text: str) -> int:
     """Whole numbers, also written as 1e6 or 10**9 (optimus.validate.parse_int)."""
-    from optimus.validate import parse_int
-
     try:
         return parse_int(text)
     except ValueError as exc:
@@ -47,10 +58,6 @@ def _float(text: str) -> float:
 
 
 def _add_train(sub):
-    from optimus import continual
-    from optimus.config import LEGACY_EWC_MODES, PRESETS
-    from optimus.training.distribute import DEVICES
-
     p = sub.add_parser("train", help="online training with EWC into a model directory")
     p.add_argument("--model-dir", required=True, help="where the model lives (created or resumed)")
     p.add_argument("--from", dest="from_dir", help="start from this model directory's networks")
@@ -64,9 +71,10 @@ def _add_train(sub):
     p.add_argument("--latent-range", nargs=2, type=_int, metavar=("LO", "HI"))
     p.add_argument("--method", choices=continual.names(),
                    help="continual-learning method (optimus.continual's registry); default: the preset's")
-    p.add_argument("--ewc-mode", choices=tuple(LEGACY_EWC_MODES),
+    p.add_argument("--ewc-mode", choices=tuple(continual.LEGACY_EWC_MODES),
                    help="the older spelling of --method: separate = ewc, online = online-ewc, off = none")
-    p.add_argument("--ewc-lambda", type=_float, help="the method's penalty strength lambda")
+    p.add_argument("--method-lambda", "--ewc-lambda", dest="method_lambda", type=_float,
+                   help="the method's penalty strength lambda (--ewc-lambda: its older name)")
     p.add_argument("--discriminator", choices=("dense", "residue", "gln"), help="override the preset's discriminator")
     p.add_argument("--seed", type=_int)
     regularizers = p.add_mutually_exclusive_group()
@@ -82,12 +90,6 @@ def _add_train(sub):
 
 
 def _run_train(a) -> int:
-    import dataclasses
-    from pathlib import Path
-
-    from optimus.config import LEGACY_EWC_MODES
-    from optimus.store import checkpoint
-
     if not a.model_dir.strip():
         raise CliError("optimus train: --model-dir is empty; name a directory to train into")
     if a.from_dir is not None and not a.from_dir.strip():
@@ -108,15 +110,15 @@ def _run_train(a) -> int:
         overrides = {k: v for k, v in dataclasses.asdict(file_config).items() if k in checkpoint.RUN_FIELDS}
     flags = {
         "batches": a.batches, "batch_size": a.batch_size, "steps": a.steps,
-        "method": a.method or (LEGACY_EWC_MODES[a.ewc_mode] if a.ewc_mode else None),
-        "ewc_lambda": a.ewc_lambda, "seed": a.seed, "discriminator": a.discriminator,
+        "method": a.method or (continual.LEGACY_EWC_MODES[a.ewc_mode] if a.ewc_mode else None),
+        "method_lambda": a.method_lambda, "seed": a.seed, "discriminator": a.discriminator,
         "apply_regularizers": a.apply_regularizers,
     }
     if a.latent_range:
         flags.update(latent_lo=a.latent_range[0], latent_hi=a.latent_range[1])
     overrides.update({k: v for k, v in flags.items() if v is not None})
     cfg = checkpoint.run_config(model_dir, a.from_dir, a.preset, overrides)
-    from optimus.training.loop import train
+    from optimus.training.loop import train  # TensorFlow: only this command trains
 
     status = train(cfg, model_dir, from_dir=a.from_dir, progress=not a.quiet, device=a.device,
                    log=(lambda *_: None) if a.quiet else (lambda m: print(m, file=sys.stderr)))
@@ -126,8 +128,6 @@ def _run_train(a) -> int:
 
 def _add_size(p, what: str):
     """--digits / --bits / --range: mutually exclusive sizes for the any-size sampler."""
-    from optimus import limits
-
     g = p.add_mutually_exclusive_group()
     g.add_argument("--digits", type=_int, help=f"{what} with D decimal digits ({limits.MIN_DIGITS}..{limits.MAX_DIGITS})")
     g.add_argument("--bits", type=_int, help=f"{what} with B bits ({limits.MIN_BITS}..{limits.MAX_BITS})")
@@ -137,8 +137,6 @@ def _add_size(p, what: str):
 
 def _size_of(a):
     """(lo, hi, label) from --digits/--bits/--range, or None when none is given."""
-    from optimus.sampling import anysize
-
     if a.digits is None and a.bits is None and a.range is None:
         return None
     lo, hi = a.range if a.range else (None, None)
@@ -163,9 +161,6 @@ def _add_sample(sub):
 
 
 def _run_sample(a) -> int:
-    from optimus.evaluation.report import load_models, sample
-    from optimus.store import storage
-
     if a.output:
         storage.check_user_file(a.output)  # a link or a directory is refused before any work
     size = _size_of(a)
@@ -175,8 +170,6 @@ def _run_sample(a) -> int:
         df = sample(load_models(a.model_dir), a.n, a.seed)
         text = df.to_csv(index=False) if a.format == "csv" else df.to_json(orient="records") + "\n"
     else:
-        from optimus.sampling import anysize
-
         lo, hi, label = size
         df, summary = anysize.sample_models(load_models(a.model_dir), lo, hi, a.n, a.seed,
                                             primes_only=a.primes_only, vet=a.vet, placement=a.placement)
@@ -203,12 +196,8 @@ def _add_classify(sub):
 
 
 def _run_classify(a) -> int:
-    from optimus.validate import read_integers
-
     # Read and check all of stdin before loading the model: a bad token costs no TensorFlow.
     n = read_integers(sys.stdin)
-    from optimus.evaluation.report import discriminate, load_models
-
     prob = discriminate(load_models(a.model_dir), n)
     sys.stdout.write("".join(f"{int(v)},{p:.6f}\n" for v, p in zip(n, prob, strict=True)))
     return 0
@@ -231,9 +220,6 @@ def _add_evaluate(sub):
 
 
 def _run_evaluate(a) -> int:
-    from optimus.evaluation.report import evaluate
-    from optimus.store import storage
-
     size = _size_of(a)
     if size is not None:
         return _evaluate_at(a, size)
@@ -269,9 +255,6 @@ def _run_evaluate(a) -> int:
 
 
 def _evaluate_at(a, size) -> int:
-    from optimus.evaluation.report import load_models
-    from optimus.sampling import anysize
-
     if a.save or a.uniform_range:
         raise CliError("optimus evaluate: --save and --uniform-range do not combine with --digits/--bits/--range")
     lo, hi, label = size
@@ -303,8 +286,6 @@ def _add_density(sub):
 
 
 def _run_density(a) -> int:
-    from optimus.primes import density_table
-
     table = density_table(a.lo, a.hi, a.bins, a.log, max_seconds=a.max_seconds, estimate=a.estimate)
     if a.json:
         print(json.dumps(table, indent=2))
@@ -335,8 +316,6 @@ def _add_bench(sub):
 
 
 def _run_bench(a) -> int:
-    from optimus import bench
-
     names = list(bench.BENCHES) if "all" in a.what else a.what
     unknown = [n for n in names if n not in bench.BENCHES]
     if unknown:
@@ -373,12 +352,17 @@ def _stdout_to_stderr():
 
 def _add_forgetting(sub):
     p = sub.add_parser("forgetting", help="continual-learning benchmark: EWC against its rivals")
-    p.add_argument("--family", choices=("factor", "range"), default="factor")
+    p.add_argument("--family", choices=forgetting.FAMILIES, default="factor")
     p.add_argument("--tasks", nargs="+", help="primes (factor) or LO:HI pairs (range)")
-    p.add_argument("--methods", nargs="+")
+    methods = forgetting.method_names()
+    p.add_argument("--methods", nargs="+", choices=methods, metavar="METHOD",
+                   help="the methods to compare (default: all): "
+                        + "; ".join(f"{m}: {forgetting.method_summary(m)}" for m in methods))
     p.add_argument("--encoding", choices=("fourier", "scalar", "residue"), default="fourier",
                    help="fourier: cos/sin of 2 pi n / p for small p (\"residue\", its older name, means the same); scalar: n itself")
-    p.add_argument("--ewc-lambda", type=_float)
+    p.add_argument("--method-lambda", "--ewc-lambda", dest="method_lambda", type=_float,
+                   help="fix EWC's and online EWC's penalty strength instead of tuning it on the validation "
+                        "split (--ewc-lambda: its older name)")
     p.add_argument("--seed", type=_int, default=0)
     p.add_argument("--seeds", type=_int, default=1, help="seeds --seed, --seed + 1, ...: the spread over seeds")
     p.add_argument("--steps-per-task", type=_int, default=150)
@@ -390,14 +374,9 @@ def _add_forgetting(sub):
 
 
 def _run_forgetting(a) -> int:
-    from optimus.experiments import forgetting
-
     if a.save or a.seeds != 1:
-        from optimus.experiments import background
-        from optimus.store import storage
-
         settings = {"family": a.family, "tasks": a.tasks, "methods": a.methods, "encoding": a.encoding,
-                    "ewc_lambda": a.ewc_lambda, "steps_per_task": a.steps_per_task, "batch_size": a.batch_size}
+                    "method_lambda": a.method_lambda, "steps_per_task": a.steps_per_task, "batch_size": a.batch_size}
         settings = {k: v for k, v in settings.items() if v is not None}
         parsed = forgetting.parse_tasks(a.family, a.tasks) if a.tasks else None
         seeds = range(a.seed, a.seed + a.seeds)
@@ -417,7 +396,7 @@ def _run_forgetting(a) -> int:
     tasks = forgetting.parse_tasks(a.family, a.tasks) if a.tasks else None
     res = forgetting.run_benchmark(
         family=a.family, tasks=tasks, methods=a.methods, encoding=a.encoding, seed=a.seed,
-        ewc_lambda=a.ewc_lambda, steps_per_task=a.steps_per_task, batch_size=a.batch_size,
+        method_lambda=a.method_lambda, steps_per_task=a.steps_per_task, batch_size=a.batch_size,
         progress=lambda f, m: print(f"[{f:5.1%}] {m}", file=sys.stderr),
     )
     if a.json:

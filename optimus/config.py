@@ -11,13 +11,15 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from optimus import continual, limits
+from optimus.continual.registry import LEGACY_EWC_MODES
+from optimus.primes import small_odd_primes
+
 CONFIG_VERSION = 1
-# The odd primes whose multiples the charts and the run history count among generator outputs
-# (the learned sieve's chart); here, not in optimus.training, so pages import it cheaply.
-SIEVE_CHART_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
 PRESETS = ("default", "seed", "demo")
-# What `ewc_mode` in config.json files written before the continual-learning plugins meant.
-LEGACY_EWC_MODES = {"separate": "ewc", "online": "online-ewc", "off": "none"}
+# Fields renamed since config.json files were first written (EWC was once the only method, so
+# its strength was `ewc_lambda`): old name -> current name. from_dict and preset read both.
+LEGACY_FIELDS = {"ewc_lambda": "method_lambda", "ewc_gamma": "method_gamma"}
 DISCRIMINATORS = ("dense", "residue", "gln")
 GENERATORS = ("dense", "sieve")
 LOSSES = ("focal", "bce")  # what d_loss and g_loss may name (optimus.training.gan.losses_from_config)
@@ -38,8 +40,8 @@ class TrainConfig:
     # The continual-learning method (a name in optimus.continual's registry: ewc, online-ewc,
     # l2, ...) that keeps each online batch from erasing what earlier ones taught.
     method: str = "ewc"
-    ewc_lambda: float = 1.0  # the method's penalty strength lambda (named when EWC was the only one)
-    ewc_gamma: float = 1.0  # decay of the running importance in "online-ewc"
+    method_lambda: float = 1.0  # the method's penalty strength lambda (`ewc_lambda` in older files)
+    method_gamma: float = 1.0  # decay of the running importance in "online-ewc" (`ewc_gamma` before)
     fisher_samples: int = 75
 
     # Undersampling of the discriminator's batch: drop composites until primes make up
@@ -112,7 +114,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)} | {"ewc_mode"}
+        known = {f.name for f in dataclasses.fields(cls)} | {"ewc_mode"} | set(LEGACY_FIELDS)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"config.json has unknown keys {unknown}")
@@ -120,7 +122,7 @@ class TrainConfig:
             raise ValueError(
                 f"config.json has version {data.get('version')}, this Optimus reads version {CONFIG_VERSION}"
             )
-        data = dict(data)
+        data = current_names(data)
         if "ewc_mode" in data:  # written before the plugins: the mode named the method
             mode = data.pop("ewc_mode")
             if mode not in LEGACY_EWC_MODES:
@@ -138,37 +140,20 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad field.
 
-        Types first (config.json is user-editable), then every float finite (JSON has no NaN,
-        and NaN passes every comparison), then ranges from optimus.limits, then the networks'
-        parameter count, computed from the fields before anything is allocated.
+        Types first (`check_types`: config.json is user-editable, and NaN passes every
+        comparison), then ranges from optimus.limits, then the networks' parameter count,
+        computed from the fields before anything is allocated.
         """
-        from optimus import limits
-
         def check(ok: bool, msg: str) -> None:
             if not ok:
                 raise ValueError(msg)
 
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-            if kind == "int":
-                check(isinstance(value, int) and not isinstance(value, bool),
-                      f"{f.name} must be a whole number, got {value!r}")
-            elif kind == "float":
-                check(isinstance(value, (int, float)) and not isinstance(value, bool),
-                      f"{f.name} must be a number, got {value!r}")
-                check(math.isfinite(value), f"{f.name} must be a finite number, got {value!r}")
-            elif kind == "bool":
-                check(isinstance(value, bool), f"{f.name} must be true or false, got {value!r}")
-            elif kind == "str":
-                check(isinstance(value, str), f"{f.name} must be a string, got {value!r}")
-            elif kind == "list[int]":
-                check(isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
-                      f"{f.name} must be a list of whole numbers, got {value!r}")
+        try:
+            check_types(dataclasses.asdict(self))
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
 
         check(self.preset in PRESETS, f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
-        from optimus import continual
-
         check(self.method in continual.names(),
               f"unknown continual-learning method {self.method!r}; choose from {', '.join(continual.names())}")
         check(self.generator in GENERATORS, f"unknown generator {self.generator!r}")
@@ -178,8 +163,9 @@ class TrainConfig:
         check(1 <= self.steps <= limits.MAX_STEPS, f"steps must be in [1, {limits.MAX_STEPS}], got {self.steps}")
         check(1 <= self.latent_lo <= self.latent_hi <= limits.MAX_LATENT,
               f"latent range must satisfy 1 <= lo <= hi <= {limits.MAX_LATENT}, got [{self.latent_lo}, {self.latent_hi}]")
-        check(0.0 <= self.ewc_lambda <= limits.MAX_EWC_LAMBDA, f"EWC lambda must be in [0, {limits.MAX_EWC_LAMBDA:g}], got {self.ewc_lambda}")
-        check(0.0 < self.ewc_gamma <= 1.0, f"EWC gamma must be in (0, 1], got {self.ewc_gamma}")
+        check(0.0 <= self.method_lambda <= limits.MAX_METHOD_LAMBDA,
+              f"method_lambda must be in [0, {limits.MAX_METHOD_LAMBDA:g}], got {self.method_lambda}")
+        check(0.0 < self.method_gamma <= 1.0, f"method_gamma must be in (0, 1], got {self.method_gamma}")
         # More Fisher samples than a batch holds are drawn with replacement (training.py), so the
         # bound is absolute rather than the batch size: seed-preset runs with batches of 16-74
         # latents keep the preset's 75.
@@ -205,7 +191,8 @@ class TrainConfig:
               f"disc_widths must be widths in [1, {limits.MAX_WIDTH}], got {self.disc_widths}")
         check(0.0 <= self.disc_dropout < 1.0, f"disc_dropout must be in [0, 1), got {self.disc_dropout}")
         check(0.0 <= self.disc_l2 <= limits.MAX_L2, f"disc_l2 must be in [0, {limits.MAX_L2:g}], got {self.disc_l2}")
-        check(1.0 <= self.out_lo < self.out_hi <= 2.0**52, f"output range must satisfy 1 <= lo < hi <= 2**52, got [{self.out_lo}, {self.out_hi}]")
+        check(1.0 <= self.out_lo < self.out_hi <= limits.EXACT_REAL_LIMIT,
+              f"output range must satisfy 1 <= lo < hi <= 2**52, got [{self.out_lo}, {self.out_hi}]")
         check(2 <= self.window <= 256, f"window must be in [2, 256], got {self.window}")
         check(3 <= self.gen_prime_max <= 1000, f"gen_prime_max must be in [3, 1000], got {self.gen_prime_max}")
         check(3 <= self.disc_prime_max <= 100_000, f"disc_prime_max must be in [3, 100000], got {self.disc_prime_max}")
@@ -217,8 +204,6 @@ class TrainConfig:
         check(self.gen_wide_prime_max == 0 or self.gen_prime_max < self.gen_wide_prime_max <= 100_000,
               f"gen_wide_prime_max must be 0 or in (gen_prime_max, 100000], got {self.gen_wide_prime_max}")
         if self.gen_wide_prime_max:
-            from optimus.primes import small_odd_primes
-
             first_wide = int(small_odd_primes(self.gen_prime_max + 200)[len(small_odd_primes(self.gen_prime_max))])
             check(self.window <= first_wide,  # so each wide prime divides at most one candidate
                   f"window must be at most {first_wide} (the first prime above gen_prime_max) with "
@@ -253,21 +238,59 @@ class TrainConfig:
         return {"generator": gen, "discriminator": disc}
 
 
+# What each field's annotation asks of a value, and how a message says it.
+_TYPE_RULES = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a finite number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "list[int]": (lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
+                  "a list of whole numbers"),
+}
+
+
+def check_types(data: dict) -> None:
+    """ValueError naming the first TrainConfig field in `data` (a config.json object or a
+    config's fields) whose value has the wrong type; other keys are left to from_dict. The one
+    type check: TrainConfig.validate and the config.json reader (optimus.store.checkpoint) both
+    call it, before any range check reads a value."""
+    older = {new: old for old, new in LEGACY_FIELDS.items()}
+    for f in dataclasses.fields(TrainConfig):
+        for key in (f.name, older.get(f.name)):  # a file may give a field its older name
+            if key in data and f.type in _TYPE_RULES:
+                ok, want = _TYPE_RULES[f.type]
+                if not ok(data[key]):
+                    raise ValueError(f"{key} must be {want}, got {json.dumps(data[key], default=repr)[:60]}")
+
+
 _SIZE_FIELDS = {
     "generator": {"dense": "gen_width or gen_depth", "sieve": "gen_prime_max"},
     "discriminator": {"dense": "disc_widths", "residue": "disc_hidden", "gln": "disc_prime_max"},
 }
 
 
+def current_names(fields: dict) -> dict:
+    """`fields` with the names of LEGACY_FIELDS replaced by the current ones (ValueError when
+    a file or call gives both)."""
+    out = dict(fields)
+    for old, new in LEGACY_FIELDS.items():
+        if old in out:
+            if new in out:
+                raise ValueError(f"config gives both {old} and {new} (the older name of {new}); keep {new}")
+            out[new] = out.pop(old)
+    return out
+
+
 def preset(name: str, **overrides) -> TrainConfig:
-    """The named preset with `overrides` applied (None values are ignored)."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    """The named preset with `overrides` applied (None values are ignored; the older field
+    names of LEGACY_FIELDS are read too)."""
+    overrides = current_names({k: v for k, v in overrides.items() if v is not None})
     if name == "seed":
         # The original Optimus hyper-parameters (seed/Optimus-README.md and its training code).
         base = TrainConfig(
             preset="seed", generator="dense", discriminator="dense",
             batches=20, batch_size=2000, steps=75, latent_lo=1, latent_hi=10**6,
-            method="ewc", ewc_lambda=1.0, fisher_samples=75,
+            method="ewc", method_lambda=1.0, fisher_samples=75,
             lr_generator=1e-3, lr_discriminator=1e-3, d_loss="focal", g_loss="bce",
             # As the original loop trained: it never added `model.losses` (ANCHORS.md), so its
             # opposite L2 never diverged. `apply_regularizers=True` demonstrates the divergence.
@@ -286,7 +309,7 @@ def preset(name: str, **overrides) -> TrainConfig:
         base = TrainConfig(
             preset="default", generator="sieve", discriminator="residue",
             batches=30, batch_size=512, steps=20, latent_lo=1, latent_hi=10**9,
-            method="online-ewc", ewc_lambda=1.0, ewc_gamma=0.9, fisher_samples=256,
+            method="online-ewc", method_lambda=1.0, method_gamma=0.9, fisher_samples=256,
             lr_generator=0.2, lr_discriminator=0.05, focal_alpha=0.5, g_loss="focal",
             window=64, gen_wide_prime_max=31_623, out_density_power=0.75,
             disc_prime_max=31_623, disc_factor_slots=13, disc_rows=8192, entropy_weight=0.01,

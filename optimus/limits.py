@@ -4,7 +4,18 @@ They keep one request (a visitor's click or one CLI call) from exhausting this 2
 machine's memory or holding it for hours. The app shows them next to its widgets.
 """
 
+import numpy as np
+
 EXACT_LIMIT = 2**53  # every integer below this is exact in float64, so in our pipelines
+EXACT_REAL_LIMIT = 2**52  # reals x below this give odd n = to_odd(x) = 2*floor(x)+1 below EXACT_LIMIT
+
+
+def exact_reals(reals) -> bool:
+    """Whether every real of a generator's outputs is finite and below EXACT_REAL_LIMIT (so its
+    odd integer is exact); True for none. The one check before outputs become integers."""
+    reals = np.asarray(reals)
+    return reals.size == 0 or bool(np.all(np.isfinite(reals)) and reals.max() < EXACT_REAL_LIMIT)
+
 MAX_DENSITY_HI = 10**18  # prime counting range (primecount: pi(10^18) in ~45 s on 2 cores)
 MAX_COUNT_SECONDS = 60.0  # estimated prime-counting time a density request may take
 MIN_DIGITS, MAX_DIGITS = 3, 1233  # any-size sampling: 1233 digits is the size of 4096 bits
@@ -20,7 +31,7 @@ MAX_BATCHES = 10_000  # online batches per training run
 MAX_BATCH_SIZE = 20_000  # latent integers per online batch
 MAX_STEPS = 1_000  # gradient steps per online batch
 MAX_LATENT = 10**9  # latent integers are drawn from [lo, hi] with hi at most this
-MAX_EWC_LAMBDA = 1e9
+MAX_METHOD_LAMBDA = 1e9  # a continual-learning method's penalty strength (TrainConfig.method_lambda)
 
 # Integer arguments (CLI flags, URL parameters, pasted lists). The largest integer any request
 # accepts is far below this, so a text is refused once its value would exceed it, before the

@@ -1,4 +1,14 @@
+"""Fixtures shared by the test modules: one definition each.
+
+- `tiny_model`: a default-preset model trained for one tiny online batch, once per session
+  (read only; `tiny_model_copy` for a test that changes it);
+- `models_root`: $OPTIMUS_MODELS_DIR pointing at copies of the shipped models, per module;
+- `run_cli`: `python -m optimus ...` in this process, returning (exit code, stdout, stderr).
+"""
+
+import io
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +19,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from optimus import cli  # noqa: E402  (after the path and TensorFlow's log level are set)
+from tests.helpers import models_env, shipped_or_tiny_models, tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +36,47 @@ def artifacts_dir(tmp_path_factory) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     print(f"\n[optimus] test artifacts in {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model directory trained for one tiny batch of the default preset (`tests.helpers.tiny`),
+    shared by every test of the session: read it, never write it (use `tiny_model_copy`)."""
+    # TensorFlow only for the tests that ask for a model: the collection of the others stays light.
+    from optimus.training.loop import train
+
+    d = tmp_path_factory.mktemp("tiny-model") / "m"
+    train(tiny("default", batches=1), d, progress=False, log=lambda *_: None)
+    return d
+
+
+@pytest.fixture
+def tiny_model_copy(tiny_model, tmp_path) -> Path:
+    """A private copy of `tiny_model`, for a test that changes or damages it."""
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model, d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory):
+    """The app's models root ($OPTIMUS_MODELS_DIR) for one test module: copies of models/default
+    and models/seed (tiny ones trained where none are shipped)."""
+    root = shipped_or_tiny_models(tmp_path_factory.mktemp("models"))
+    with models_env(root):
+        yield root
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """`run_cli(*args, stdin=None)` -> (exit code, stdout, stderr) of `python -m optimus args`,
+    run in this process; a traceback on stderr fails the test (the CLI answers in one line)."""
+    def run(*args, stdin: str | None = None):
+        if stdin is not None:
+            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = cli.main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err, err
+        return code, out, err
+
+    return run

@@ -197,14 +197,8 @@ def model_dir(tmp_path_factory):
     return d
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_sample_digits_json_and_csv(capsys, model_dir, tmp_path):
-    code, out, err = run(capsys, "sample", "--model-dir", model_dir, "-n", 4, "--digits", 50,
+def test_cli_sample_digits_json_and_csv(run_cli, model_dir, tmp_path):
+    code, out, err = run_cli("sample", "--model-dir", model_dir, "-n", 4, "--digits", 50,
                          "--primes-only", "--format", "json")
     assert code == 0
     res = json.loads(out)
@@ -214,7 +208,7 @@ def test_cli_sample_digits_json_and_csv(capsys, model_dir, tmp_path):
         assert row["certainty"] == A.CERT_PROBABLE and row["d_prob"] is None
     assert "2^53" in res["summary"]["d_prob_note"]
     target = tmp_path / "out.csv"
-    code, out, err = run(capsys, "sample", "--model-dir", model_dir, "-n", 20, "--range", 10**6, 10**7,
+    code, out, err = run_cli("sample", "--model-dir", model_dir, "-n", 20, "--range", 10**6, 10**7,
                          "--output", target)
     assert code == 0 and out == "" and "hit rate" in err
     lines = target.read_text().splitlines()
@@ -225,8 +219,8 @@ def test_cli_sample_digits_json_and_csv(capsys, model_dir, tmp_path):
         assert cert == (A.CERT_PROVEN if flag == "True" else A.CERT_COMPOSITE)
 
 
-def test_cli_evaluate_at_digits(capsys, model_dir):
-    code, out, _ = run(capsys, "evaluate", "--model-dir", model_dir, "-n", 300, "--digits", 18, "--json")
+def test_cli_evaluate_at_digits(run_cli, model_dir):
+    code, out, _ = run_cli("evaluate", "--model-dir", model_dir, "-n", 300, "--digits", 18, "--json")
     assert code == 0
     res = json.loads(out)
     assert res["samples"] == 300 and res["lift"] > 0 and not res["baseline_exact"]
@@ -248,9 +242,9 @@ def test_cli_evaluate_at_digits(capsys, model_dir):
     (["--primes-only"], "need --digits"),
     (["--digits", "5", "-n", str(limits.MAX_SAMPLES + 1)], "between 1 and"),
 ])
-def test_cli_sample_bad_input(capsys, model_dir, argv, message, tmp_path):
+def test_cli_sample_bad_input(run_cli, model_dir, argv, message, tmp_path):
     target = tmp_path / "never.csv"
-    code, out, err = run(capsys, "sample", "--model-dir", model_dir, *argv, "--output", target)
+    code, out, err = run_cli("sample", "--model-dir", model_dir, *argv, "--output", target)
     assert code != 0 and out == "" and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not target.exists()
@@ -270,15 +264,6 @@ def test_cli_sample_digits_in_a_new_process():
 
 
 # --- the Sample page ----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def models_root(tmp_path_factory):
-    from tests.helpers import models_env, shipped_or_tiny_models
-
-    root = shipped_or_tiny_models(tmp_path_factory.mktemp("models"))
-    with models_env(root):
-        yield root
-
 
 def sample_page(**params):
     from streamlit.testing.v1 import AppTest

@@ -19,7 +19,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from optimus.store import runs, storage
-from tests.helpers import models_env, shipped_or_tiny_models
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = REPO / "optimus" / "app" / "pages"
@@ -27,13 +26,12 @@ TIMEOUT = 180  # the first run of a page loads TensorFlow and the model
 
 
 @pytest.fixture(scope="module")
-def models_root(tmp_path_factory):
-    root = shipped_or_tiny_models(tmp_path_factory.mktemp("models"))
-    damaged = root / "damaged"
+def models_root(models_root):
+    """conftest's models root, plus a model directory whose config.json is cut short."""
+    damaged = models_root / "damaged"
     damaged.mkdir()
     (damaged / storage.CONFIG).write_text('{"preset": "default", "batch')
-    with models_env(root):
-        yield root
+    return models_root
 
 
 def page(name: str) -> AppTest:
@@ -104,6 +102,7 @@ def fake_trainer(monkeypatch):
     runs.forget_children()
 
 
+@pytest.mark.slow
 def test_train_page_starts_watches_and_refuses_a_second_run(models_root, fake_trainer):
     at = page("train").run()
     assert_clean(at)
@@ -239,7 +238,7 @@ def test_train_page_inputs_round_trip_through_the_url(models_root, fake_trainer)
     assert_clean(at)
     assert at.radio(key="train_preset").value == "seed"
     assert by_label(at.number_input, "Batches").value == 7
-    assert by_label(at.number_input, "EWC lambda").value == 2.5
+    assert by_label(at.number_input, "Method lambda").value == 2.5  # train_ewc_lambda= links still read
     # a link made before the plugins (train_ewc_mode=online) still opens the same view
     assert by_label(at.selectbox, "Continual-learning method").value == "online-ewc"
     by_label(at.number_input, "Steps per batch").set_value(9)
@@ -250,7 +249,7 @@ def test_train_page_inputs_round_trip_through_the_url(models_root, fake_trainer)
 
 
 @pytest.mark.parametrize("name, param, value", [
-    ("train", "train_batches", "0"), ("train", "train_batches", "many"), ("train", "train_ewc_lambda", "inf"),
+    ("train", "train_batches", "0"), ("train", "train_batches", "many"), ("train", "train_method_lambda", "inf"),
     ("train", "train_preset", "bogus"), ("train", "train_watch", "../etc"),
     ("discriminator", "disc_model", "nope"), ("discriminator", "disc_count", "-5"),
     ("discriminator", "disc_hi", "1e99"), ("discriminator", "disc_source", "Everything")])
@@ -307,6 +306,7 @@ def test_damaged_model_shows_error(models_root):
 # --- Discriminator vs sympy -------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["Generator outputs", "Uniform odd integers", "Pasted list"])
 def test_discriminator_page(models_root, source):
     at = page("discriminator").run()
@@ -453,6 +453,7 @@ def test_overview_bad_url_values_give_the_normal_error(models_root):
 # --- Prime density ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_density_page(models_root):
     at = page("density").run()
     assert_clean(at)

@@ -109,10 +109,8 @@ def test_discriminator_rejection_sampling_vets_candidates(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny") / "m"
-    train(tiny("default", batches=1, window=8), d, progress=False, log=lambda *_: None)
-    return load_models(d)
+def tiny_models(tiny_model):
+    return load_models(tiny_model)
 
 
 def test_rejection_sampling_gives_up_with_a_mark(tiny_models, monkeypatch):

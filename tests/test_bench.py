@@ -10,6 +10,7 @@ from optimus.bench import app as bench_app_module
 from optimus.cli import main
 
 
+@pytest.mark.slow
 def test_bench_quick_json_is_valid_and_complete(capfd, monkeypatch):
     monkeypatch.setitem(bench.SAMPLE_SIZES, True, 20_000)  # the shape, not the figure
     code = main(["bench", "primes", "density", "sample", "--quick", "--json"])

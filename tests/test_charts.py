@@ -5,6 +5,7 @@ import json
 import math
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -85,11 +86,18 @@ def test_output_histogram_log_bins_and_density_curve():
     assert all(abs(r["share"] - 2 / math.log(r["mid"])) < 1e-9 for r in chance)
 
 
-def test_log_bin_edges():
-    edges = charts.log_bin_edges(10, 10**6, 5)
-    assert len(edges) == 6
-    assert edges[0] == pytest.approx(10) and edges[-1] == pytest.approx(10**6)
-    assert edges[1] / edges[0] == pytest.approx(edges[2] / edges[1])
+def test_output_histogram_bins_are_the_magnitude_bins():
+    """The chart bins outputs as the lift's baseline does (optimus.primes.bins, one log binning)."""
+    from optimus.primes.bins import magnitude_bins
+
+    n = [10 + 2 * i + 1 for i in range(0, 5000, 3)] + [10**6 + 1]
+    samples = pd.DataFrame({"n": n, "is_prime": [False] * len(n)})
+    spec = charts.output_histogram(samples, bins=5).to_dict()
+    bars = next(iter(_layers(spec)))
+    rows = spec["datasets"][bars["data"]["name"]]
+    edges, index = magnitude_bins(np.array(n), 5)
+    assert [r["bin_lo"] for r in rows] == edges[:-1] and rows[-1]["bin_hi"] == edges[-1]
+    assert [r["outputs"] for r in rows] == np.bincount(index, minlength=5).tolist()
 
 
 def test_residue_chart_two_models_highlights_zero():

@@ -6,50 +6,33 @@ import sys
 
 import pytest
 
-from optimus.cli import main
-from optimus.training.loop import train
-from tests.helpers import tiny
 
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cli") / "m"
-    train(tiny("default", batches=1), d, progress=False, log=lambda *_: None)
-    return d
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_sample_csv_and_json(capsys, model_dir):
+def test_sample_csv_and_json(run_cli, tiny_model):
     import sympy
 
-    code, out, _ = run(capsys, "sample", "--model-dir", str(model_dir), "-n", "50", "--seed", "3")
+    code, out, _ = run_cli("sample", "--model-dir", str(tiny_model), "-n", "50", "--seed", "3")
     assert code == 0
     lines = out.strip().splitlines()
     assert lines[0] == "latent,n,is_prime,d_prob" and len(lines) == 51
     for line in lines[1:]:
         _, n, flag, _ = line.split(",")
         assert (flag == "True") == sympy.isprime(int(n)) and int(n) % 2 == 1
-    code, out, _ = run(capsys, "sample", "--model-dir", str(model_dir), "-n", "5", "--format", "json")
+    code, out, _ = run_cli("sample", "--model-dir", str(tiny_model), "-n", "5", "--format", "json")
     assert code == 0 and len(json.loads(out)) == 5
 
 
-def test_classify_reads_stdin(capsys, model_dir, monkeypatch):
+def test_classify_reads_stdin(run_cli, tiny_model, monkeypatch):
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("7\n9\n1000003\n"))
-    code, out, _ = run(capsys, "classify", "--model-dir", str(model_dir))
+    code, out, _ = run_cli("classify", "--model-dir", str(tiny_model))
     assert code == 0
     rows = [line.split(",") for line in out.strip().splitlines()]
     assert [r[0] for r in rows] == ["7", "9", "1000003"] and all(0 <= float(r[1]) <= 1 for r in rows)
 
 
-def test_evaluate_json(capsys, model_dir):
-    code, out, _ = run(capsys, "evaluate", "--model-dir", str(model_dir), "-n", "300", "--uniform-count", "300", "--json")
+def test_evaluate_json(run_cli, tiny_model):
+    code, out, _ = run_cli("evaluate", "--model-dir", str(tiny_model), "-n", "300", "--uniform-count", "300", "--json")
     assert code == 0
     res = json.loads(out)
     g = res["generator"]
@@ -60,8 +43,8 @@ def test_evaluate_json(capsys, model_dir):
             assert key in res[part]
 
 
-def test_density_json(capsys):
-    code, out, _ = run(capsys, "density", "--lo", "1", "--hi", "1000", "--bins", "4", "--json")
+def test_density_json(run_cli):
+    code, out, _ = run_cli("density", "--lo", "1", "--hi", "1000", "--bins", "4", "--json")
     assert code == 0
     assert sum(r["count"] for r in json.loads(out)["rows"]) == 168
 
@@ -101,9 +84,9 @@ def test_density_json(capsys):
     (["bench", "nonsense"], "unknown benchmark"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_arguments_give_one_line_and_nonzero_exit(capsys, model_dir, argv, needle):
-    argv = [str(model_dir) if a == "MODEL" else a for a in argv]
-    code, _, err = run(capsys, *argv)
+def test_bad_arguments_give_one_line_and_nonzero_exit(run_cli, tiny_model, argv, needle):
+    argv = [str(tiny_model) if a == "MODEL" else a for a in argv]
+    code, _, err = run_cli(*argv)
     assert code != 0
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -118,23 +101,23 @@ def test_bad_arguments_give_one_line_and_nonzero_exit(capsys, model_dir, argv, n
     ("8\n", "even"),
     ("", "no integers"),
 ])
-def test_classify_bad_stdin(capsys, model_dir, monkeypatch, stdin, needle):
+def test_classify_bad_stdin(run_cli, tiny_model, monkeypatch, stdin, needle):
     import io
 
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code, _, err = run(capsys, "classify", "--model-dir", str(model_dir))
+    code, _, err = run_cli("classify", "--model-dir", str(tiny_model))
     assert code != 0 and len(err.strip().splitlines()) == 1 and needle in err, err
 
 
-def test_damaged_model_dir_is_reported_not_overwritten(capsys, model_dir, tmp_path):
+def test_damaged_model_dir_is_reported_not_overwritten(run_cli, tiny_model, tmp_path):
     import shutil
 
     d = tmp_path / "damaged"
-    shutil.copytree(model_dir, d)
+    shutil.copytree(tiny_model, d)
     (d / "discriminator.keras").write_bytes(b"garbage")
     before = (d / "discriminator.keras").read_bytes()
     for argv in (["sample", "--model-dir", str(d)], ["train", "--model-dir", str(d), "--batches", "1", "--quiet"]):
-        code, _, err = run(capsys, *argv)
+        code, _, err = run_cli(*argv)
         assert code != 0 and "discriminator.keras" in err and len(err.strip().splitlines()) == 1, err
     assert (d / "discriminator.keras").read_bytes() == before
 
@@ -150,22 +133,22 @@ def test_module_entry_point_runs():
     (["--apply-regularizers"], True),
     (["--inert-regularizers"], False),
 ])
-def test_seed_preset_regularizers_flags(capsys, monkeypatch, tmp_path, flags, applied):
+def test_seed_preset_regularizers_flags(run_cli, monkeypatch, tmp_path, flags, applied):
     import optimus.training.loop
 
     seen = {}
 
-    def fake_train(cfg, model_dir, **kwargs):
+    def fake_train(cfg, tiny_model, **kwargs):
         seen["cfg"] = cfg
         return {"run": "run-001", "state": "done", "batches_done": 0, "model_batches": 0, "message": ""}
 
     monkeypatch.setattr(optimus.training.loop, "train", fake_train)
-    code, _, _ = run(capsys, "train", "--model-dir", str(tmp_path / "s"), "--preset", "seed", "--quiet", *flags)
+    code, _, _ = run_cli("train", "--model-dir", str(tmp_path / "s"), "--preset", "seed", "--quiet", *flags)
     assert code == 0 and seen["cfg"].apply_regularizers is applied
 
 
-def test_regularizer_flags_are_exclusive(capsys, tmp_path):
-    code, _, err = run(capsys, "train", "--model-dir", str(tmp_path / "s"), "--apply-regularizers",
+def test_regularizer_flags_are_exclusive(run_cli, tmp_path):
+    code, _, err = run_cli("train", "--model-dir", str(tmp_path / "s"), "--apply-regularizers",
                        "--inert-regularizers")
     assert code != 0 and "not allowed with" in err and len(err.strip().splitlines()) <= 2
 
@@ -180,7 +163,7 @@ def trained_config(monkeypatch):
 
     seen = {}
 
-    def fake_train(cfg, model_dir, **kwargs):
+    def fake_train(cfg, tiny_model, **kwargs):
         seen["cfg"], seen["from_dir"] = cfg, kwargs.get("from_dir")
         return {"run": "run-001", "state": "done", "batches_done": 0, "model_batches": 0, "message": ""}
 
@@ -188,7 +171,7 @@ def trained_config(monkeypatch):
     return seen
 
 
-def test_config_written_by_one_process_is_trained_by_another(capsys, tmp_path, trained_config):
+def test_config_written_by_one_process_is_trained_by_another(run_cli, tmp_path, trained_config):
     from optimus.config import preset
     from optimus.store import runs
 
@@ -201,11 +184,11 @@ def test_config_written_by_one_process_is_trained_by_another(capsys, tmp_path, t
                          check=True)
     path = out.stdout.strip()
     assert path.startswith(str(model / runs.RUN_CONFIG_PREFIX))
-    code, _, err = run(capsys, "train", "--model-dir", str(model), "--config", path, "--quiet")
+    code, _, err = run_cli("train", "--model-dir", str(model), "--config", path, "--quiet")
     assert code == 0, err
     assert trained_config["cfg"] == preset("seed", batches=3, seed=11, method="l2")
     # Flags given with --config override the file's fields.
-    code, _, err = run(capsys, "train", "--model-dir", str(model), "--config", path, "--seed", "5", "--quiet")
+    code, _, err = run_cli("train", "--model-dir", str(model), "--config", path, "--seed", "5", "--quiet")
     assert code == 0, err
     assert trained_config["cfg"] == preset("seed", batches=3, seed=5, method="l2")
 
@@ -220,25 +203,25 @@ def test_config_written_by_one_process_is_trained_by_another(capsys, tmp_path, t
     ("[1, 2]", "does not hold a JSON object"),
     ("{}" + " " * (70 << 10), "larger than"),
 ])
-def test_bad_config_file_is_refused_naming_file_and_field(capsys, tmp_path, trained_config, content, needle):
+def test_bad_config_file_is_refused_naming_file_and_field(run_cli, tmp_path, trained_config, content, needle):
     path = tmp_path / "run.json"
     path.write_text(content)
-    code, _, err = run(capsys, "train", "--model-dir", str(tmp_path / "m"), "--config", str(path), "--quiet")
+    code, _, err = run_cli("train", "--model-dir", str(tmp_path / "m"), "--config", str(path), "--quiet")
     assert code != 0 and "cfg" not in trained_config
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and needle in lines[0], err
 
 
-def test_config_file_refuses_preset_and_missing_file(capsys, tmp_path, trained_config):
+def test_config_file_refuses_preset_and_missing_file(run_cli, tmp_path, trained_config):
     path = tmp_path / "run.json"
     path.write_text("{}")
-    code, _, err = run(capsys, "train", "--model-dir", str(tmp_path / "m"), "--config", str(path), "--preset", "seed")
+    code, _, err = run_cli("train", "--model-dir", str(tmp_path / "m"), "--config", str(path), "--preset", "seed")
     assert code != 0 and "--preset does not combine with --config" in err
-    code, _, err = run(capsys, "train", "--model-dir", str(tmp_path / "m"), "--config", str(tmp_path / "none.json"))
+    code, _, err = run_cli("train", "--model-dir", str(tmp_path / "m"), "--config", str(tmp_path / "none.json"))
     assert code != 0 and "none.json cannot be read" in err and "cfg" not in trained_config
 
 
-def test_run_config_new_resumed_and_copied(model_dir, tmp_path):
+def test_run_config_new_resumed_and_copied(tiny_model, tmp_path):
     import shutil
 
     from optimus.config import preset
@@ -247,10 +230,10 @@ def test_run_config_new_resumed_and_copied(model_dir, tmp_path):
     # A new model: the preset with the overrides.
     assert checkpoint.run_config(tmp_path / "new", None, "seed", {"batches": 2}) == preset("seed", batches=2)
     assert checkpoint.run_config(tmp_path / "new") == preset("default")
-    saved = checkpoint.load_config(model_dir)
+    saved = checkpoint.load_config(tiny_model)
     copy = tmp_path / "copy"
-    shutil.copytree(model_dir, copy)
-    for target, source in ((copy, None), (tmp_path / "child", model_dir)):
+    shutil.copytree(tiny_model, copy)
+    for target, source in ((copy, None), (tmp_path / "child", tiny_model)):
         # Resumed in place or started --from: the saved config; batches back to the preset's.
         cfg = checkpoint.run_config(target, source, None, {"seed": 9})
         assert cfg == saved.replace(seed=9, batches=preset(saved.preset).batches)
@@ -268,14 +251,14 @@ def test_run_config_new_resumed_and_copied(model_dir, tmp_path):
         checkpoint.run_config(copy)
 
 
-def test_cli_and_app_resume_with_the_same_config(capsys, model_dir, tmp_path, trained_config, monkeypatch):
+def test_cli_and_app_resume_with_the_same_config(run_cli, tiny_model, tmp_path, trained_config, monkeypatch):
     import shutil
 
     from optimus.store import checkpoint, runs
 
     copy = tmp_path / "copy"
-    shutil.copytree(model_dir, copy)
-    code, _, err = run(capsys, "train", "--model-dir", str(copy), "--steps", "3", "--quiet")
+    shutil.copytree(tiny_model, copy)
+    code, _, err = run_cli("train", "--model-dir", str(copy), "--steps", "3", "--quiet")
     assert code == 0, err
     assert trained_config["cfg"] == checkpoint.run_config(copy, None, None, {"steps": 3})
     # The app writes that same config for its trainer.

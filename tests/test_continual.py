@@ -214,6 +214,7 @@ def _two_task_accuracies(name, lam):
 
 # Measured (first task, second task): none [0.526, 0.925]; si lam 3 [0.648, 0.849], 10 [0.781,
 # 0.732], 30 [0.892, 0.513] (SI trades the new task for the old); replay lam 1 [0.961, 0.905].
+@pytest.mark.slow
 @pytest.mark.parametrize("name, lam", [("si", 10.0), ("replay", 1.0)])
 def test_si_and_replay_remember_the_first_task_that_fine_tuning_forgets(name, lam):
     protected = _two_task_accuracies(name, lam)
@@ -257,6 +258,7 @@ def _readme_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_example_plugin_runs_in_the_forgetting_benchmark():
     """The README's "Add a continual-learning method" code, executed as written: registered,
     offered by the benchmark, run through its MLP learner with a tuned lambda."""
@@ -281,7 +283,7 @@ def test_the_readme_example_plugin_runs_in_the_forgetting_benchmark():
 def test_from_config_takes_the_method_lambda_and_gamma_of_a_train_config():
     from optimus.config import TrainConfig
 
-    cfg = TrainConfig(method="online-ewc", ewc_lambda=3.0, ewc_gamma=0.5)
+    cfg = TrainConfig(method="online-ewc", method_lambda=3.0, method_gamma=0.5)
     method = continual.from_config(cfg, _learner())
     assert method.name == "online-ewc" and method.lam == 3.0 and method.gamma == 0.5
-    assert continual.from_config(TrainConfig(method="si", ewc_lambda=0.5), _learner()).lam == 0.5
+    assert continual.from_config(TrainConfig(method="si", method_lambda=0.5), _learner()).lam == 0.5

@@ -76,6 +76,7 @@ def test_sigkill_at_20_random_moments_leaves_a_loadable_consistent_dir(tmp_path,
     assert [h["batch"] for h in checkpoint.read_history(model_dir)] == list(range(1, saved_before + 2))
 
 
+@pytest.mark.slow
 def test_ctrl_c_finishes_the_step_saves_and_exits_cleanly(tmp_path, repo_root):
     model_dir = tmp_path / "m"
     proc = _start(model_dir, repo_root)

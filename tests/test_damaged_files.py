@@ -19,8 +19,6 @@ from hypothesis import strategies as st
 
 from optimus import cli
 from optimus.store import runs, storage
-from optimus.training.loop import train
-from tests.helpers import tiny
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = (storage.GENERATOR, storage.DISCRIMINATOR, storage.STATE, storage.CONFIG, storage.HISTORY,
@@ -30,13 +28,6 @@ COMMANDS = (
     ("evaluate", "-n", "50", "--uniform-count", "50", "--json"),
     ("classify",),
 )
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("trained") / "m"
-    train(tiny("default", batches=1), d, progress=False, log=lambda *_: None)
-    return d
 
 
 def hashes(directory: Path) -> dict:
@@ -79,10 +70,10 @@ def run(argv, stdin: str = "") -> tuple[int, str]:
     count=st.integers(1, 8),
     other=st.sampled_from(FILES),
 )
-def test_commands_work_or_name_the_damaged_file(trained, name, how, where, count, other):
+def test_commands_work_or_name_the_damaged_file(tiny_model, name, how, where, count, other):
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "m"
-        shutil.copytree(trained, d)
+        shutil.copytree(tiny_model, d)
         damage(d, name, how, where, count, other)
         before = hashes(d)
         for command in COMMANDS:
@@ -100,12 +91,12 @@ def test_commands_work_or_name_the_damaged_file(trained, name, how, where, count
 @pytest.mark.slow
 @pytest.mark.parametrize("name, how", [(storage.GENERATOR, "truncate"), (storage.STATE, "garble"),
                                        (storage.CONFIG, "swap"), (storage.HISTORY, "garble")])
-def test_the_sample_page_names_the_damaged_file(trained, tmp_path, monkeypatch, name, how):
+def test_the_sample_page_names_the_damaged_file(tiny_model, tmp_path, monkeypatch, name, how):
     from streamlit.testing.v1 import AppTest
 
     root = tmp_path / "models"
-    shutil.copytree(trained, root / "good")
-    shutil.copytree(trained, root / "bad")
+    shutil.copytree(tiny_model, root / "good")
+    shutil.copytree(tiny_model, root / "bad")
     damage(root / "bad", name, how, 0.5, 4, storage.STATUS)
     before = hashes(root / "bad")
     monkeypatch.setenv(runs.MODELS_ENV, str(root))

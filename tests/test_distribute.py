@@ -85,6 +85,7 @@ def test_chief_rule_and_shard_sizes():
     assert distribute.split_sizes(64, 4) == [16] * 4
 
 
+@pytest.mark.slow
 def test_device_goes_to_the_start_event_not_config(tmp_path):
     d = tmp_path / "m"
     train(tiny("default", batches=1), d, progress=False, log=lambda *_: None, device="cpu")

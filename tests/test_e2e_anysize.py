@@ -15,7 +15,7 @@ import sympy
 
 from tests.test_e2e_browser import _no_exception, _settle, _shot, artifacts, browser_page, server  # noqa: F401
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_sample_page_link_with_digits_50(server, browser_page, artifacts):  # noqa: F811

@@ -131,6 +131,7 @@ def _batch(n=23, seed=0):
     return rng.standard_normal((n, 5)).astype(np.float32), (rng.random(n) > 0.5).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_vectorised_fisher_equals_the_loop_of_single_sample_tapes():
     _, variables, log_likelihood = _net()
     x, y = _batch()
@@ -157,6 +158,7 @@ def test_fisher_is_the_mean_of_squared_per_sample_gradients_not_of_the_batch_gra
     assert sum(float(tf.reduce_sum(f - b)) for f, b in zip(fisher, batch_grad_sq, strict=True)) > 1e-6
 
 
+@pytest.mark.slow
 def test_fisher_does_not_retrace_for_repeated_shapes_and_works_inside_tf_function():
     _, variables, log_likelihood = _net()
     traces = []
@@ -246,6 +248,7 @@ def test_penalty_in_a_tf_function_is_traced_once_across_consolidations(mode):
 
 # --- a standard continual-learning check on synthetic data ------------------------------------
 
+@pytest.mark.slow
 def test_ewc_remembers_old_tasks_that_fine_tuning_forgets():
     """Three tasks in different regions of input space, each labelled by its own hyperplane
     (a Gaussian analogue of split/permuted benchmarks): fine-tuning overwrites the shared MLP,

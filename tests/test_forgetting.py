@@ -124,13 +124,14 @@ def test_tiny_run_returns_the_json_shape():
         assert np.asarray(r["R"]).shape == (2, 2)
         assert set(r) >= {"R", "acc", "bwt", "forgetting", "seconds"}
         assert r["acc"] == pytest.approx(np.mean(r["R"][-1]), abs=1e-3)
-    assert result["methods"]["ewc"]["lambda"] == 100.0 and result["ewc_lambda"] == {"ewc": 100.0}
+    assert result["methods"]["ewc"]["lambda"] == 100.0 and result["method_lambda"] == {"ewc": 100.0}
     assert result["tuning"] == {}
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert "none" in forgetting.format_table(result)
 
 
+@pytest.mark.slow
 def test_tiny_run_with_tuning_joint_gln_and_ranges():
     result = forgetting.run_benchmark(
         family="range", tasks=[(10**4, 10**5), (10**6, 10**7)], methods=["l2", "joint", "gln"],
@@ -269,6 +270,7 @@ def _wait_until_finished(timeout=240):
     return benchmark_runs.list_runs()
 
 
+@pytest.mark.slow
 def test_page_shows_its_widgets_and_answers_bad_input_with_an_error(results_root):
     at = _page().run()
     assert not at.exception and at.title[0].value == "Continual learning"

@@ -165,8 +165,8 @@ BAD_FIELDS = [
     ("lr_discriminator", 1e6), ("disc_dropout", 1.0), ("disc_dropout", -0.1), ("leaky_slope", -1.0),
     ("leaky_slope", math.nan), ("opposite_l2", 1e300), ("opposite_l2", math.inf), ("disc_l2", -1.0),
     ("entropy_weight", -1.0), ("entropy_weight", math.nan), ("focal_alpha", 1.5), ("focal_gamma", -1.0),
-    ("focal_gamma", math.nan), ("fisher_samples", 0), ("fisher_samples", 10**7), ("ewc_lambda", math.nan),
-    ("ewc_gamma", math.nan), ("prime_ratio", math.nan), ("out_lo", math.nan), ("min_batch", 0),
+    ("focal_gamma", math.nan), ("fisher_samples", 0), ("fisher_samples", 10**7), ("method_lambda", math.nan),
+    ("method_gamma", math.nan), ("prime_ratio", math.nan), ("out_lo", math.nan), ("min_batch", 0),
     ("batches", "abc"), ("seed", 1.5), ("apply_regularizers", "yes"), ("batch_size", True),
 ]
 

@@ -5,33 +5,15 @@ exists, on its page. Refusals are one line (CLI) or one `st.error` (page), and w
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from optimus import cli, limits
+from optimus import limits
 from optimus.config import preset
 from optimus.validate import parse_int
-from tests.helpers import REPO, models_env, shipped_or_tiny_models
+from tests.helpers import REPO
 
 PAGES = REPO / "optimus" / "app" / "pages"
-
-
-@pytest.fixture(scope="module")
-def models_root(tmp_path_factory):
-    root = shipped_or_tiny_models(tmp_path_factory.mktemp("models"))
-    with models_env(root):
-        yield root
-
-
-def _cli(capsys, *args, stdin: str | None = None, monkeypatch=None):
-    if stdin is not None:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    code = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 def _refused(code, err, *words):
@@ -47,18 +29,19 @@ def _refused(code, err, *words):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
-def test_sample_count(models_root, capsys, over):
-    code, out, err = _cli(capsys, "sample", "--model-dir", models_root / "default", "-n", limits.MAX_SAMPLES + over)
+def test_sample_count(models_root, run_cli, over):
+    code, out, err = run_cli("sample", "--model-dir", models_root / "default", "-n", limits.MAX_SAMPLES + over)
     if over:
         _refused(code, err, f"{limits.MAX_SAMPLES:,}")
     else:
         assert code == 0 and len(out.splitlines()) == 1 + limits.MAX_SAMPLES
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
-def test_classify_count(models_root, capsys, monkeypatch, over):
+def test_classify_count(models_root, run_cli, monkeypatch, over):
     text = "7\n" * (limits.MAX_CLASSIFY + over)
-    code, out, err = _cli(capsys, "classify", "--model-dir", models_root / "default", stdin=text, monkeypatch=monkeypatch)
+    code, out, err = run_cli("classify", "--model-dir", models_root / "default", stdin=text)
     if over:
         _refused(code, err, f"at most {limits.MAX_CLASSIFY:,} integers")
     else:
@@ -66,21 +49,21 @@ def test_classify_count(models_root, capsys, monkeypatch, over):
 
 
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
-def test_classify_value(models_root, capsys, monkeypatch, over):
+def test_classify_value(models_root, run_cli, monkeypatch, over):
     value = limits.EXACT_LIMIT - 1 + over
-    code, out, err = _cli(capsys, "classify", "--model-dir", models_root / "default", stdin=f"{value}\n",
-                          monkeypatch=monkeypatch)
+    code, out, err = run_cli("classify", "--model-dir", models_root / "default", stdin=f"{value}\n")
     if over:
         _refused(code, err, "too large")
     else:
         assert code == 0 and out.startswith(f"{value},")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
-def test_evaluate_counts(models_root, capsys, over):
+def test_evaluate_counts(models_root, run_cli, over):
     # -n at MAX_SAMPLES would sample 100,000 and classify 20,000 more: the uniform count is the
     # limit checked here (MAX_CLASSIFY), the sample count by test_sample_count.
-    code, out, err = _cli(capsys, "evaluate", "--model-dir", models_root / "default", "-n", 100,
+    code, out, err = run_cli("evaluate", "--model-dir", models_root / "default", "-n", 100,
                           "--uniform-count", limits.MAX_CLASSIFY + over, "--json")
     if over:
         _refused(code, err, f"{limits.MAX_CLASSIFY:,}")
@@ -89,18 +72,19 @@ def test_evaluate_counts(models_root, capsys, over):
 
 
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
-def test_density_bins(capsys, over):
-    code, out, err = _cli(capsys, "density", "--lo", 1, "--hi", 10**6, "--bins", limits.MAX_BINS + over, "--json")
+def test_density_bins(run_cli, over):
+    code, out, err = run_cli("density", "--lo", 1, "--hi", 10**6, "--bins", limits.MAX_BINS + over, "--json")
     if over:
         _refused(code, err, f"{limits.MAX_BINS:,}")
     else:
         assert code == 0 and out.count('"count"') == limits.MAX_BINS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
-def test_density_range(capsys, over):
+def test_density_range(run_cli, over):
     hi = limits.MAX_DENSITY_HI + over
-    code, out, err = _cli(capsys, "density", "--lo", hi - 1000, "--hi", hi, "--bins", 2, "--json")
+    code, out, err = run_cli("density", "--lo", hi - 1000, "--hi", hi, "--bins", 2, "--json")
     if over:
         _refused(code, err, f"{limits.MAX_DENSITY_HI:,}")
     else:
@@ -111,25 +95,25 @@ TRAIN_LIMITS = [
     ("--batches", "batches", limits.MAX_BATCHES),
     ("--batch-size", "batch_size", limits.MAX_BATCH_SIZE),
     ("--steps", "steps", limits.MAX_STEPS),
-    ("--ewc-lambda", "ewc_lambda", limits.MAX_EWC_LAMBDA),
+    ("--method-lambda", "method_lambda", limits.MAX_METHOD_LAMBDA),
 ]
 
 
 @pytest.mark.parametrize("flag, field, limit", TRAIN_LIMITS, ids=[t[1] for t in TRAIN_LIMITS])
-def test_train_settings(tmp_path, capsys, flag, field, limit):
+def test_train_settings(tmp_path, run_cli, flag, field, limit):
     # At the limit the run is accepted (the config the CLI builds; running 10,000 batches is
     # not a test); one past, the CLI refuses it in one line and writes nothing.
     assert getattr(preset("default", **{field: limit}), field) == limit
     past = limit * 2 if isinstance(limit, float) else limit + 1
     model = tmp_path / "m"
-    code, _, err = _cli(capsys, "train", "--model-dir", model, flag, past)
+    code, _, err = run_cli("train", "--model-dir", model, flag, past)
     _refused(code, err)
     assert not model.exists()
 
 
-def test_train_latent_range(tmp_path, capsys):
+def test_train_latent_range(tmp_path, run_cli):
     assert preset("default", latent_lo=1, latent_hi=limits.MAX_LATENT).latent_hi == limits.MAX_LATENT
-    code, _, err = _cli(capsys, "train", "--model-dir", tmp_path / "m", "--latent-range", 1, limits.MAX_LATENT + 1)
+    code, _, err = run_cli("train", "--model-dir", tmp_path / "m", "--latent-range", 1, limits.MAX_LATENT + 1)
     _refused(code, err, f"{limits.MAX_LATENT}")
     assert not (tmp_path / "m").exists()
 
@@ -199,6 +183,7 @@ def test_discriminator_page_pasted_list(models_root, over):
         assert f"{limits.MAX_CLASSIFY:,} integers" in " ".join(c.value for c in at.caption)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("over", [False, True], ids=["at", "past"])
 def test_density_page_bins_and_range(models_root, over):
     at = _page("density").run()

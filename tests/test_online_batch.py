@@ -103,6 +103,7 @@ def _assert_consistent(batch, cfg, d_rows):
     np.testing.assert_array_equal(weights[chosen.size :], 0.0)
 
 
+@pytest.mark.slow
 def test_default_batch_is_one_graph_identical_to_the_numpy_path():
     cfg = tiny("default", disc_prime_max=31_623, batch_size=48)  # the default table: band < q**2
     d_rows = 200

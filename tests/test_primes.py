@@ -84,6 +84,7 @@ def test_boundaries_and_famous_values():
     assert sympy.isprime(2**53 - 111) and not any(sympy.isprime(n) for n in range(2**53 - 110, 2**53))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_sieve", [False, True])
 def test_hard_composites(with_sieve, request):
     if with_sieve:
@@ -297,11 +298,13 @@ def test_lucy_against_the_small_sieve():
         assert counting.pi_lucy(x) == counting.pi_small(x)
 
 
+@pytest.mark.slow
 def test_segment_counts_against_sympy():
     for lo, hi in [(0, 0), (0, 2), (2, 2), (3, 100), (10**9 - 10**5, 10**9 + 10**5), (10**10 - 10**6, 10**10)]:
         assert counting.count_segment(lo, hi) == sympy.primepi(hi) - sympy.primepi(lo - 1), (lo, hi)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_sieve", [False, True])
 def test_count_primes_random_intervals(with_sieve, request):
     if with_sieve:
@@ -365,12 +368,9 @@ def test_binned_reference_curves_track_the_counts():
     assert np.all(np.abs(np.array(r["expected_x_ln_x"]) / counts - 1) < 0.1)
 
 
-def test_binned_log_over_1e9_is_fast(big_sieve):
-    import time
-
-    start = time.perf_counter()
+def test_binned_log_over_1e9_counts_every_prime(big_sieve):
+    # Its speed is a figure of `python -m optimus bench density`, not an assertion here.
     r = P.binned_prime_counts(1, 10**9, 100, log=True)
-    assert time.perf_counter() - start < 2.0
     assert r["total"] == 50_847_534
 
 

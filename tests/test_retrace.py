@@ -45,6 +45,7 @@ def compiled_gan(cfg):
     return training.build_gan(cfg, build_generator(cfg), build_discriminator(cfg))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default", "seed"])
 def test_online_batches_trace_each_step_once(name, python_calls):
     cfg = tiny(name)
@@ -58,6 +59,7 @@ def test_online_batches_trace_each_step_once(name, python_calls):
         assert python_calls == after_first, f"after batch {batch}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default", "seed"])
 def test_train_traces_each_step_once(name, tmp_path, monkeypatch, python_calls):
     """The same through train(): checkpoints, TensorBoard and status writes in between."""
@@ -79,6 +81,7 @@ def test_train_traces_each_step_once(name, tmp_path, monkeypatch, python_calls):
     assert {k: v - per_run[k] for k, v in python_calls.items()} == per_run
 
 
+@pytest.mark.slow
 def test_d_fisher_keeps_its_shape_when_fisher_samples_exceed_the_batch(python_calls):
     cfg = tiny("default", fisher_samples=256)  # about 80 undersampled candidates per batch
     gan = compiled_gan(cfg)

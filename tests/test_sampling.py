@@ -39,6 +39,7 @@ def test_candidates_and_logits_match_the_layer(overrides):
     np.testing.assert_allclose(fast_logits, logits, rtol=0, atol=1e-5 * max(1.0, np.abs(logits).max()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 3.0])
 def test_fast_draws_are_the_reference_draws(temperature):
     generator, layer = trained_like(seed=int(temperature * 10))
@@ -56,6 +57,7 @@ def test_fast_draws_are_the_reference_draws(temperature):
                           generate(generator, latents[:500], np.random.default_rng(3), temperature))
 
 
+@pytest.mark.slow
 def test_chunking_does_not_change_the_draws(monkeypatch):
     generator, layer = trained_like(seed=5)
     latents = latents_for(3000, seed=3)
@@ -106,6 +108,7 @@ def test_band_override_draws_what_the_layer_draws_there():
     assert np.array_equal(*draws)
 
 
+@pytest.mark.slow
 def test_learned_sieve_logits_match_the_layer_on_random_windows():
     generator, layer = trained_like(seed=8)
     sieve = sampling.learned_sieve(generator)

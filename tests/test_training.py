@@ -14,6 +14,7 @@ def quiet(*_):
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default", "seed"])
 def test_train_writes_a_loadable_model_dir_and_resumes(name, tmp_path):
     cfg = tiny(name)
@@ -49,6 +50,7 @@ def test_train_writes_a_loadable_model_dir_and_resumes(name, tmp_path):
         before, after.generator.get_weights() + after.discriminator.get_weights(), strict=True))
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_same_weights(tmp_path, monkeypatch):
     from optimus.training import gan
 
@@ -68,6 +70,7 @@ def test_resume_continues_from_the_same_weights(tmp_path, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(saved, seen["weights"], strict=True))
 
 
+@pytest.mark.slow
 def test_from_copies_lineage_and_leaves_parent_untouched(tmp_path):
     cfg = tiny("default", batches=1)
     parent, child = tmp_path / "a", tmp_path / "b"
@@ -80,6 +83,7 @@ def test_from_copies_lineage_and_leaves_parent_untouched(tmp_path):
     assert [h["batch"] for h in storage.read_jsonl(child / "history.jsonl")] == [1, 2]
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path):
     cfg = tiny("default", batches=1)
     train(cfg, tmp_path / "a", progress=False, log=quiet)
@@ -96,6 +100,7 @@ def test_same_seed_same_weights(tmp_path):
     assert sa.equals(sb)
 
 
+@pytest.mark.slow
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     from optimus.training import loop as training
 
@@ -119,6 +124,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert all(np.all(np.isfinite(w)) for w in ck.generator.get_weights())
 
 
+@pytest.mark.slow
 def test_seed_opposite_l2_divergence_is_caught(tmp_path):
     # With the seed's -1e6 term the generator's outputs run away; training must stop cleanly.
     cfg = tiny("seed", batches=50, opposite_l2=1e6, steps=20, apply_regularizers=True)
@@ -137,6 +143,7 @@ def test_second_run_on_a_locked_dir_is_refused(tmp_path):
         train(tiny("default", batches=1), d, progress=False, log=quiet)
 
 
+@pytest.mark.slow
 def test_stale_lock_is_cleared(tmp_path):
     d = tmp_path / "m"
     d.mkdir()
@@ -144,6 +151,7 @@ def test_stale_lock_is_cleared(tmp_path):
     assert train(tiny("default", batches=1), d, progress=False, log=quiet)["state"] == "done"
 
 
+@pytest.mark.slow
 def test_stop_request_ends_cleanly_after_current_step(tmp_path, monkeypatch):
     from optimus.training import loop as training
 
@@ -163,6 +171,7 @@ def test_stop_request_ends_cleanly_after_current_step(tmp_path, monkeypatch):
     assert not (d / storage.STOP).exists()
 
 
+@pytest.mark.slow
 def test_gln_discriminator_trains_in_the_gan_loop_and_round_trips(tmp_path):
     cfg = tiny("default", discriminator="gln", batches=2)
     status = train(cfg, tmp_path / "m", progress=False, log=quiet)
@@ -172,9 +181,9 @@ def test_gln_discriminator_trains_in_the_gan_loop_and_round_trips(tmp_path):
     assert all(np.isfinite(h["d_loss"]) for h in checkpoint.read_history(tmp_path / "m"))
 
 
+@pytest.mark.slow
 def test_stop_requested_during_start_up_is_honoured_and_stale_one_cleared(tmp_path):
     import os
-    import time
 
     d = tmp_path / "m"
     d.mkdir()
@@ -186,7 +195,7 @@ def test_stop_requested_during_start_up_is_honoured_and_stale_one_cleared(tmp_pa
     os.utime(d / storage.STOP, (old, old))
     status = train(tiny("default", batches=1), d, progress=False, log=quiet)
     assert status["state"] == "done" and status["batches_done"] == 1
-    assert time.time() - storage.process_start_time() >= 0
+    assert not (d / storage.STOP).exists()  # the stale request was cleared, not honoured
 
 
 def test_losses_are_named_by_the_config_and_older_files_read_as_before():
@@ -211,6 +220,7 @@ def test_losses_are_named_by_the_config_and_older_files_read_as_before():
         preset("default", g_loss="hinge")
 
 
+@pytest.mark.slow
 def test_a_method_with_an_after_step_hook_sees_each_step_and_changes_nothing_else():
     """The GAN takes a second (cheap) backward pass only for a method that reads the task
     gradients; with no penalty its updates are those of plain fine-tuning, bit for bit."""
@@ -277,6 +287,7 @@ def test_one_failing_callback_at_the_end_does_not_keep_the_others_from_recording
     assert len(messages) == 1 and "Fails" in messages[0] and "No space left" in messages[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, method", [("default", "si"), ("default", "replay"), ("seed", "replay")])
 def test_the_gan_trains_and_resumes_under_the_new_continual_methods(tmp_path, name, method):
     """Every method of the registry protects the GAN too (`--method`): replay stores the very
@@ -285,12 +296,13 @@ def test_the_gan_trains_and_resumes_under_the_new_continual_methods(tmp_path, na
     d = tmp_path / "m"
     assert train(tiny(name, method=method, batches=1), d, progress=False, log=quiet)["state"] == "done"
     state = checkpoint.load(d).state
-    assert str(state["ewc_g/mode"]) == method and int(state["ewc_d/tasks_seen"]) == 1
+    assert str(state["method_g/mode"]) == method and int(state["method_d/tasks_seen"]) == 1
     status = train(tiny(name, method=method, batches=1), d, progress=False, log=quiet)
     assert status["state"] == "done" and status["model_batches"] == 2
-    assert int(checkpoint.load(d).state["ewc_g/tasks_seen"]) == 2
+    assert int(checkpoint.load(d).state["method_g/tasks_seen"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["none", "replay"])
 def test_a_generator_no_gradient_reaches_still_trains_its_discriminator(tmp_path, method):
     """The seed's dense generator sees a residue discriminator only through floor(x): with no

@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 
 import altair as alt
+import numpy as np
 import pandas as pd
+
+from optimus.primes.bins import magnitude_bins
 
 WIDTH = "container"
 HEIGHT = 220
@@ -112,15 +115,6 @@ def balanced_accuracy_chart(history: pd.DataFrame) -> alt.Chart:
 # --- the generator's outputs ------------------------------------------------------------
 
 
-def log_bin_edges(lo: float, hi: float, bins: int) -> list[float]:
-    """`bins` + 1 edges spaced evenly in log10 between lo and hi (lo >= 1)."""
-    lo, hi = max(float(lo), 1.0), max(float(hi), 1.0)
-    if hi <= lo:
-        hi = lo * 1.01 + 1
-    a, b = math.log10(lo), math.log10(hi)
-    return [10 ** (a + (b - a) * i / bins) for i in range(bins + 1)]
-
-
 def output_histogram(samples: pd.DataFrame, bins: int | None = None) -> alt.Chart:
     """Outputs per magnitude bin (log bins), with the prime share among them and the chance curve.
 
@@ -133,11 +127,10 @@ def output_histogram(samples: pd.DataFrame, bins: int | None = None) -> alt.Char
         return _empty("no samples")
     if bins is None:  # about 4 outputs per bin's prime share at least, at most 30 bins
         bins = int(min(30, max(5, math.sqrt(len(samples)) / 2)))
-    n = samples["n"].astype("float64").clip(lower=1.0)
-    edges = log_bin_edges(n.min(), n.max() * 1.000001 + 1, bins)
-    cut = pd.cut(n, edges, include_lowest=True, right=False, labels=False)
+    edges, index = magnitude_bins(samples["n"].to_numpy(dtype=np.int64), bins)  # the one log binning
+    bins = len(edges) - 1  # fewer where the outputs span fewer integers
     grouped = (
-        pd.DataFrame({"bin": cut, "is_prime": samples["is_prime"].astype(bool)})
+        pd.DataFrame({"bin": index, "is_prime": samples["is_prime"].astype(bool).to_numpy()})
         .groupby("bin", observed=True)["is_prime"]
         .agg(["size", "mean"])
         .reindex(range(bins), fill_value=0)

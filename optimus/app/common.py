@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from optimus import validate
+from optimus import primes, validate
 from optimus.app import query
 from optimus.evaluation import metrics
 from optimus.store import runs
 
-SMALL_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
+SMALL_PRIMES = tuple(p for p in primes.SIEVE_CHART_PRIMES if p <= 31)
 COMPARE_MODELS = ("default", "seed")
 COMPARE_SAMPLES = 10_000  # outputs per model in the side-by-side comparisons
 

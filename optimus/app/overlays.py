@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from optimus.primes.bins import bin_index
+
 
 def _as_floats(values: Iterable) -> np.ndarray:
     # Integers of any size (the any-size sampler returns Python ints beyond 2^63): float64 is
@@ -27,13 +29,14 @@ def share_inside(values: Iterable, lo: int, hi: int) -> float:
 def bin_shares(values: Iterable, bin_lo: Sequence, last_hi) -> tuple[pd.Series, float]:
     """(share of `values` in each bin, share outside every bin).
 
-    Bins are [bin_lo[i], bin_lo[i+1]) with the last one [bin_lo[-1], last_hi] (numpy.histogram's
-    convention, matching density_table's rows), one share per row, in row order.
+    Bins are [bin_lo[i], bin_lo[i+1]) with the last one [bin_lo[-1], last_hi]: density_table's
+    rows, counted by `optimus.primes.bins.bin_index`, one share per row, in row order.
     """
     x = _as_floats(values)
     edges = np.append(_as_floats(bin_lo), float(last_hi))
     if not x.size:
         return pd.Series(np.zeros(len(edges) - 1)), 0.0
-    counts, _ = np.histogram(x, bins=edges)
+    inside = x[(x >= edges[0]) & (x <= edges[-1])]
+    counts = np.bincount(bin_index(inside, edges), minlength=len(edges) - 1)
     shares = pd.Series(counts / x.size)
     return shares, float(1 - shares.sum())

@@ -44,9 +44,10 @@ def _shipped_sieve():
     try:
         return anysize.model_sieve(load_models(path)), str(path)
     except (OSError, ValueError) as exc:  # no shipped model here: the same prime set, avoiding residue 0
+        from optimus.primes import SIEVE_CHART_PRIMES
         from optimus.sampling.sieve import LearnedSieve
 
-        primes_ = np.array([3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97])
+        primes_ = np.array(SIEVE_CHART_PRIMES)
         scores = np.concatenate([np.where(np.arange(p) == 0, -8.0, 0.0) for p in primes_.tolist()])
         return LearnedSieve(primes_, scores, 32), f"a stand-in sieve ({exc})"
 

@@ -18,6 +18,10 @@ no pickle). `reset()` forgets every task (the benchmark's lambda search reuses o
 Every piece of state is a tf.Variable created in `__init__` (lambda included), so a
 tf.function calling `penalty()` / `after_step()` is traced once and sees every later
 `after_task`, `load_state`, `reset` or change of `lam`.
+
+The method modules import TensorFlow inside their methods, not at their top: the registry
+imports every one of them to list the methods, and the config check (`TrainConfig.validate`)
+and the pages, processes that must not load TensorFlow, ask it for names and summaries.
 """
 
 from __future__ import annotations
@@ -69,9 +73,9 @@ class ContinualMethod:
     options: dict = {}
 
     def __init__(self, learner, lam: float = 1.0, **options):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
-        from optimus.continual.fisher import as_tf_variable
+        from optimus.continual.fisher import as_tf_variable  # imports TensorFlow: as above
 
         if not isinstance(learner, Learner):
             learner = Learner(list(learner))  # bare variables: importances are given directly
@@ -105,7 +109,7 @@ class ContinualMethod:
 
     # -- the three calls a trainer makes
     def penalty(self):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         return tf.zeros([], self.dtype)
 
@@ -121,7 +125,7 @@ class ContinualMethod:
         """One non-trainable tf.Variable per protected variable, named `{name}_{i}`: zeros (of
         `dtype`, default the variable's), or a copy of its current value. Created once, in
         __init__, so a tf.function that reads them traces once."""
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         return [tf.Variable(tf.identity(v) if copy else tf.zeros(v.shape, dtype or v.dtype), trainable=False,
                             name=f"{name}_{i}") for i, v in enumerate(self.variables)]
@@ -187,7 +191,7 @@ class ContinualMethod:
 
     def reset(self) -> None:
         """Forget every task (lambda and the options stay)."""
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         for var in self._arrays().values():
             var.assign(tf.zeros_like(var))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from optimus.continual.base import ContinualMethod
-from optimus.continual.registry import register
+from optimus.continual.registry import LEGACY_EWC_MODES, create, register
 
 TRAINING_MODES = ("separate", "online", "off")  # the state modes convert_state moves between
 
@@ -31,7 +31,7 @@ class _EWCBase(ContinualMethod):
 
     def __init__(self, learner, lam: float = 1.0, **options):
         super().__init__(learner, lam=lam, **options)
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         gamma = float(self.options["gamma"])
         if not 0.0 < gamma <= 1.0:
@@ -51,7 +51,7 @@ class _EWCBase(ContinualMethod):
         return convert_state(state, self.mode, [tuple(v.shape) for v in self.variables])
 
     def after_task(self, *tensors) -> None:
-        from optimus.continual.fisher import fisher_diagonal
+        from optimus.continual.fisher import fisher_diagonal  # imports TensorFlow: as above
 
         if self.learner.log_likelihood is None:
             raise ValueError(f"{self.name} needs the learner's log_likelihood for its Fisher "
@@ -78,7 +78,7 @@ class EWC(_EWCBase):
 
     def __init__(self, learner, lam: float = 1.0, **options):
         super().__init__(learner, lam=lam, **options)
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         # Three exact running sums in float64 (see `penalty` for why float64):
         #   A = sum_t F_t, B = sum_t F_t theta*_t, C = sum_t F_t theta*_t^2,
@@ -100,7 +100,7 @@ class EWC(_EWCBase):
         return names
 
     def _consolidate(self, fisher) -> None:
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         for f, v, a, b, c in zip(fisher, self.variables, self._sum_f, self._sum_f_anchor, self._sum_f_anchor_sq, strict=True):
             f = tf.cast(f, tf.float64)
@@ -111,7 +111,7 @@ class EWC(_EWCBase):
         self._loaded()
 
     def _loaded(self) -> None:
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         constant = tf.constant(0.0, tf.float64)
         for a, b, c, mu in zip(self._sum_f, self._sum_f_anchor, self._sum_f_anchor_sq, self._mean_anchor, strict=True):
@@ -123,7 +123,7 @@ class EWC(_EWCBase):
         self._constant.assign(constant)
 
     def penalty(self):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         if not self.variables:
             return tf.zeros([], self.dtype)
@@ -160,14 +160,14 @@ class OnlineEWC(_EWCBase):
         return names
 
     def _consolidate(self, fisher) -> None:
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         for f, v, running, anchor in zip(fisher, self.variables, self._fisher, self._anchor, strict=True):
             running.assign(tf.cast(self._gamma, running.dtype) * running + tf.cast(f, running.dtype))
             anchor.assign(v)
 
     def penalty(self):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         if not self.variables:
             return tf.zeros([], self.dtype)
@@ -180,9 +180,6 @@ def ewc_for_mode(variables, mode: str = "separate", lam: float = 1.0, gamma: flo
     """The method an older `ewc_mode` named ("separate", "online", "off"), over bare variables
     (importances given to `consolidate`): how the tests written against the old EWC class,
     and code reading an old config, name it."""
-    from optimus.config import LEGACY_EWC_MODES
-    from optimus.continual.registry import create
-
     if mode not in LEGACY_EWC_MODES:
         raise ValueError(f"unknown EWC mode {mode!r}; choose from {', '.join(LEGACY_EWC_MODES)}")
     return create(LEGACY_EWC_MODES[mode], list(variables), lam=lam, gamma=gamma)

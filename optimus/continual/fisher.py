@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -161,8 +162,6 @@ def _compiled_dense(fn, layers):
 
 def dense_layers_of(model) -> list:
     """The plain Dense layers inside a Keras model (recursively), for `fisher_diagonal`."""
-    import keras
-
     return [layer for layer in model._flatten_layers(include_self=False)
             if type(layer) is keras.layers.Dense and not getattr(layer, "lora_enabled", False)]
 

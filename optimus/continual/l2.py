@@ -16,7 +16,7 @@ class L2(ContinualMethod):
     name, summary = "l2", "L2 pull towards the weights after the last task"
 
     def __init__(self, learner, lam: float = 1.0, **options):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         super().__init__(learner, lam=lam, **options)
         self._anchor = self._per_variable("l2_anchor")
@@ -27,7 +27,7 @@ class L2(ContinualMethod):
         return {"l2_active": self._active, **{f"anchor_{i}": a for i, a in enumerate(self._anchor)}}
 
     def penalty(self):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         if not self.variables:
             return tf.zeros([], self.dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from optimus.continual.base import ContinualMethod
+from optimus.continual.ewc import TRAINING_MODES, convert_state
 from optimus.continual.registry import register
 
 
@@ -17,8 +18,6 @@ class NoMethod(ContinualMethod):
         return {**super()._scalars(), "gamma": np.array(self.options["gamma"], dtype=np.float64)}
 
     def _converted(self, state, mode):
-        from optimus.continual.ewc import TRAINING_MODES, convert_state
-
         if mode not in TRAINING_MODES:
             return super()._converted(state, mode)
         return convert_state(state, self.mode, [tuple(v.shape) for v in self.variables])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 _METHODS: dict[str, type] = {}
 
 
@@ -19,6 +21,9 @@ def register(cls):
 # elsewhere comes after them, in registration order).
 BUILTINS = ("none", "ewc", "online-ewc", "l2", "si", "replay")
 _MODULES = ("none", "ewc", "l2", "si", "replay")
+# What `ewc_mode` (config.json files, --ewc-mode, train_ewc_mode= links written before the
+# plugins) named: the mode -> the method.
+LEGACY_EWC_MODES = {"separate": "ewc", "online": "online-ewc", "off": "none"}
 
 
 def names() -> tuple[str, ...]:
@@ -40,10 +45,8 @@ def create(name: str, learner, lam: float = 1.0, **options):
 
 
 def _load_builtins() -> None:
-    # The built-in methods register on import; importing them here (not at module top) keeps
-    # `import optimus.continual` free of TensorFlow.
-    import importlib
-
+    # The built-in methods register on import. They import TensorFlow only when a method is
+    # built, so the config check and the pages can list them without it.
     for module in _MODULES:
         importlib.import_module(f"optimus.continual.{module}")
 

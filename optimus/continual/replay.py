@@ -16,6 +16,7 @@ generator state is part of `state()`, so a resumed run draws what an unbroken on
 
 from __future__ import annotations
 
+from optimus import limits
 from optimus.continual.base import ContinualMethod
 from optimus.continual.registry import register
 
@@ -27,13 +28,12 @@ class Replay(ContinualMethod):
 
     def __init__(self, learner, lam: float = 1.0, **options):
         super().__init__(learner, lam=lam, **options)
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         if self.learner.loss is None:
             raise ValueError("replay needs the learner's per-sample loss (Learner.loss) to re-apply to stored samples")
         if not self.learner.sample_spec:
             raise ValueError("replay needs Learner.sample_spec: the per-sample shape and dtype of each tensor after_task gets")
-        from optimus import limits
 
         self.capacity = int(self.options["capacity"])
         if not 1 <= self.capacity <= 1_000_000:
@@ -56,7 +56,7 @@ class Replay(ContinualMethod):
                 **{f"buffer_{k}": b for k, b in enumerate(self._buffers)}}
 
     def penalty(self):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         stored = [b[: self._filled] for b in self._buffers]
         total = tf.reduce_sum(tf.cast(self.learner.loss(*stored), tf.float64))
@@ -64,7 +64,7 @@ class Replay(ContinualMethod):
         return tf.cast(self._lam * mean, self.dtype)
 
     def after_task(self, *tensors) -> None:
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         if len(tensors) != len(self._buffers):
             raise ValueError(f"replay: after_task got {len(tensors)} tensors, sample_spec names {len(self._buffers)}")

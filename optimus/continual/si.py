@@ -47,7 +47,7 @@ class SynapticIntelligence(ContinualMethod):
         return out
 
     def penalty(self):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         if not self.variables:
             return tf.zeros([], self.dtype)
@@ -56,7 +56,7 @@ class SynapticIntelligence(ContinualMethod):
         return tf.cast(self._lam * total, self.dtype)
 
     def after_step(self, grads) -> None:
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         for g, v, path, previous in zip(grads, self.variables, self._path, self._previous, strict=True):
             if g is not None:
@@ -64,7 +64,7 @@ class SynapticIntelligence(ContinualMethod):
             previous.assign(v)
 
     def after_task(self, *tensors) -> None:
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow on first use: the registry lists methods in TF-free processes (base.py)
 
         xi = float(self.options["xi"])
         for v, omega, path, anchor, start, previous in zip(self.variables, self._omega, self._path, self._anchor,

@@ -31,7 +31,7 @@ __all__ = [
     "check_band", "vetting_report",
 ]
 
-RESIDUE_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
+RESIDUE_PRIMES = tuple(p for p in primes.SIEVE_CHART_PRIMES if p <= 31)  # the residue charts' primes
 
 
 @dataclass
@@ -147,7 +147,7 @@ def _draw(models: Models, rng, count: int, band):
     cfg = models.config
     latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=count)
     reals = generate(models.generator, latents, rng, cfg.temperature, out_lo=band[0], out_hi=band[1])
-    if count and (not np.all(np.isfinite(reals)) or reals.max() >= 2.0**52):
+    if not limits.exact_reals(reals):
         raise ValueError(f"model {models.name}: generator outputs are outside the exact range (max {np.nanmax(reals):.3g})")
     return latents, reals
 

@@ -32,17 +32,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from optimus.evaluation.metrics import acc, bwt, forgetting
+from optimus import continual
+from optimus.evaluation.metrics import acc, balanced_accuracy, bwt, forgetting
 from optimus.nets.encoding import encode, encoding_name
-from optimus.primes import uniform_odd
+from optimus.primes import is_prime, small_odd_primes, uniform_odd
 from optimus.validate import parse_int
 
 FAMILIES = ("factor", "range")
 # METHODS (what --methods and the pages offer) and PENALTY_METHODS (those with a lambda to
 # tune) are read from optimus.continual's registry on each access (module __getattr__ below),
 # so a method registered later, in a plugin file or a test, is offered too. Besides the
-# registry: "joint" (the upper bound: no sequence) and "gln" (another learner).
-EXTRA_METHODS = ("joint", "gln")
+# registry, two baselines that are not a method protecting the MLP (so not registry entries;
+# README, "The continual-learning benchmark"): "joint" is a schedule (every task's data at
+# once, no sequence: the upper bound) and "gln" another learner (its gating is its memory).
+BASELINES = {"joint": "all tasks at once, same budget: the upper bound",
+             "gln": "gated linear network, local online updates, no Fisher, no replay"}
+EXTRA_METHODS = tuple(BASELINES)
 FACTOR_PRIMES = (3, 5, 7, 11, 13)
 FACTOR_RANGE = (10**6, 10**9)
 DECADES = tuple((10**k, 10 ** (k + 1)) for k in range(4, 9))
@@ -82,28 +87,18 @@ def lambda_grid(method: str) -> tuple:
 
 
 def method_names() -> tuple[str, ...]:
-    """Every method the benchmark runs: the registry's, then EXTRA_METHODS."""
-    from optimus import continual
-
+    """Every method the benchmark runs: the registry's, then the BASELINES."""
     return continual.names() + EXTRA_METHODS
 
 
 def penalty_method_names() -> tuple[str, ...]:
     """The registry's methods with a lambda (tuned on the validation split unless fixed)."""
-    from optimus import continual
-
     return tuple(m for m in continual.names() if continual.get(m).uses_lambda)
 
 
-_EXTRA_SUMMARIES = {"joint": "all tasks at once, same budget: the upper bound",
-                    "gln": "gated linear network, local online updates, no Fisher, no replay"}
-
-
 def method_summary(name: str) -> str:
-    """One line per method for menus: the registry's summary, or joint's and gln's."""
-    from optimus import continual
-
-    return _EXTRA_SUMMARIES.get(name) or continual.get(name).summary
+    """One line per method for menus: the registry's summary, or a baseline's."""
+    return BASELINES.get(name) or continual.get(name).summary
 
 
 def __getattr__(name: str):
@@ -174,8 +169,6 @@ class ForgettingConfig:
 # --- task lists ----------------------------------------------------------------------------
 
 def _odd_prime(p: int) -> bool:
-    from optimus.primes import is_prime
-
     # Above MAX_FACTOR_PRIME the callers refuse the task anyway, so is_prime is not asked
     # (it refuses values beyond its exact range).
     return p >= 3 and p % 2 == 1 and (p > MAX_FACTOR_PRIME or is_prime(p))
@@ -268,8 +261,6 @@ def _split_fraction(split: str) -> float:
 
 
 def _draw_primes(task: Task, count: int, split: str, rng) -> np.ndarray:
-    from optimus.primes import is_prime
-
     out, have = [], 0
     # About 2 / ln(n) of odd integers are prime; draw enough for one round, usually.
     rate = _split_fraction(split) * 2.0 / math.log(task.hi)
@@ -287,8 +278,6 @@ def _draw_primes(task: Task, count: int, split: str, rng) -> np.ndarray:
 
 
 def _draw_composites(task: Task, count: int, split: str, rng) -> np.ndarray:
-    from optimus.primes import is_prime
-
     out, have = [], 0
     for _ in range(1000):
         if have >= count:
@@ -304,9 +293,8 @@ def _draw_composites(task: Task, count: int, split: str, rng) -> np.ndarray:
             p = task.factor
             m_lo, m_hi = -(-task.lo // p), -(-task.hi // p)
             m = uniform_odd(max(m_lo, 3), m_hi - 1, size, rng)
-            for q in range(3, p, 2):
-                if is_prime(q):
-                    m = m[m % q != 0]
+            for q in small_odd_primes(p - 1):
+                m = m[m % q != 0]
             n = p * m
             n = n[in_split(n, split) & (n >= task.lo) & (n < task.hi)]
         out.append(n)
@@ -319,8 +307,6 @@ def _draw_composites(task: Task, count: int, split: str, rng) -> np.ndarray:
 def sample_task(task: Task, count: int, split: str, rng) -> tuple[np.ndarray, np.ndarray]:
     """`count` integers of `task` from `split` (half primes), shuffled, and their labels from
     `optimus.primes.is_prime` (float32, 1 = prime)."""
-    from optimus.primes import is_prime
-
     half = count // 2
     n = np.concatenate([_draw_primes(task, half, split, rng), _draw_composites(task, count - half, split, rng)])
     n = n[rng.permutation(len(n))]
@@ -355,8 +341,6 @@ def _features(n: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def _make_data(cfg: ForgettingConfig, tasks: list[Task]) -> list[_TaskData]:
-    from optimus.primes import is_prime
-
     data = []
     for index, task in enumerate(tasks):
         # One generator per (seed, task, split): the data never depend on which methods run.
@@ -384,12 +368,14 @@ class _MLPLearner:
     learner per method; `reset` rewinds it, so lambda-tuning runs reuse the traced graphs."""
 
     def __init__(self, input_dim: int, cfg: ForgettingConfig, method: str):
+        # TensorFlow only here and in the learners below: the pages import this module for its
+        # settings and task lists, and run the benchmark in a child process.
         import keras
         import tensorflow as tf
 
-        from optimus import continual
+        from optimus.continual import fisher, step  # TensorFlow: as above
 
-        self.tf = tf
+        self.tf, self._fisher, self._apply_step = tf, fisher, step.apply_step
         layers = [keras.Input(shape=(input_dim,))]
         for i, width in enumerate(cfg.hidden):
             layers.append(keras.layers.Dense(width, activation="relu",
@@ -422,17 +408,14 @@ class _MLPLearner:
     def _train_steps(self, xs, ys):
         tf = self.tf
         loss = tf.constant(0.0)
-        task_gradients = self.method.needs_step_gradients
         for i in tf.range(tf.shape(xs)[0]):
-            with tf.GradientTape(persistent=task_gradients) as tape:
+            with tf.GradientTape(persistent=self.method.needs_step_gradients) as tape:
                 loss = tf.reduce_mean(self.loss(xs[i], ys[i], training=True))
-                total = loss + self.method.penalty()
-            grads = tape.gradient(total, self.variables)
-            # The task loss's own gradient only for methods that read it (SI's path integral):
-            # the others keep one backward pass per step.
-            task_grads = tape.gradient(loss, self.variables) if task_gradients else grads
-            self.optimizer.apply_gradients(zip(grads, self.variables, strict=True))
-            self.method.after_step(task_grads)
+                penalty = self.method.penalty()
+                total = loss + penalty
+            # The GAN's rule (optimus.continual.step): the task loss's own gradient only for
+            # methods that read it (SI's path integral); the others keep one backward pass.
+            self._apply_step(self.optimizer, self.method, self.variables, tape, loss, penalty, total)
         return loss
 
     def _probabilities(self, x):
@@ -440,19 +423,13 @@ class _MLPLearner:
 
     def loss(self, x, y, training=False):
         """[B] binary cross-entropy per sample (replay re-applies it to stored samples)."""
-        from optimus.continual.fisher import bernoulli_log_likelihood_from_logits
-
-        return -bernoulli_log_likelihood_from_logits(self.model(x, training=training)[:, 0], y)
+        return -self._fisher.bernoulli_log_likelihood_from_logits(self.model(x, training=training)[:, 0], y)
 
     def log_likelihood(self, x, y):
-        from optimus.continual.fisher import bernoulli_log_likelihood_from_logits
-
-        return bernoulli_log_likelihood_from_logits(self.model(x, training=False)[:, 0], y)
+        return self._fisher.bernoulli_log_likelihood_from_logits(self.model(x, training=False)[:, 0], y)
 
     def expected_log_likelihood(self, x, y):
-        from optimus.continual.fisher import expected_bernoulli_score
-
-        return expected_bernoulli_score(self.model(x, training=False)[:, 0])  # y is unused
+        return self._fisher.expected_bernoulli_score(self.model(x, training=False)[:, 0])  # y is unused
 
     def train(self, xs, ys) -> None:
         self._train(xs, ys)
@@ -466,7 +443,7 @@ class _MLPLearner:
 
 class _GLNLearner:
     def __init__(self, input_dim: int, cfg: ForgettingConfig):
-        from optimus.nets.gln import build_gln
+        from optimus.nets.gln import build_gln  # TensorFlow: see _MLPLearner.__init__
 
         self.model = build_gln(input_dim, cfg.gln_layers, cfg.gln_context_dim, seed=cfg.seed,
                                learning_rate=cfg.gln_learning_rate, w_max=cfg.gln_w_max,
@@ -496,8 +473,6 @@ class _Progress:
 
 
 def _accuracy_row(learner, data: list[_TaskData], split: str) -> list[float]:
-    from optimus.evaluation.metrics import balanced_accuracy
-
     xs = [d.val_x if split == "val" else d.test_x for d in data]
     ys = [d.val_y if split == "val" else d.test_y for d in data]
     probs = learner.predict(np.concatenate(xs))  # one call for every task's held-out set
@@ -598,16 +573,16 @@ def _validate(cfg: ForgettingConfig) -> None:
         raise ValueError("need at least 2 tasks to measure forgetting")
 
 
-def _lambdas(ewc_lambda, methods) -> dict:
-    """Fixed penalty strengths from the `ewc_lambda` argument; missing ones get tuned.
+def _lambdas(method_lambda, methods) -> dict:
+    """Fixed penalty strengths from the `method_lambda` argument; missing ones get tuned.
     A number sets EWC's and online EWC's lambda (l2's scale differs: it stays tuned); a dict
     sets any of them by method name."""
-    if ewc_lambda is None:
+    if method_lambda is None:
         return {}
-    if isinstance(ewc_lambda, dict):
-        fixed = {m: float(v) for m, v in ewc_lambda.items()}
+    if isinstance(method_lambda, dict):
+        fixed = {m: float(v) for m, v in method_lambda.items()}
     else:
-        fixed = {"ewc": float(ewc_lambda), "online-ewc": float(ewc_lambda)}
+        fixed = {"ewc": float(method_lambda), "online-ewc": float(method_lambda)}
     for m, v in fixed.items():
         if m not in penalty_method_names():
             raise ValueError(f"lambda given for {m!r}, which has no penalty")
@@ -616,7 +591,7 @@ def _lambdas(ewc_lambda, methods) -> dict:
     return {m: v for m, v in fixed.items() if m in methods}
 
 
-def tune_ewc_lambda(method: str = "ewc", grid=None, progress=None, **config) -> dict:
+def tune_lambda(method: str = "ewc", grid=None, progress=None, **config) -> dict:
     """Search `grid` (default lambda_grid(method)) for the penalty strength with the best ACC
     on the validation split; `config` as ForgettingConfig. Returns grid, val_acc and best."""
     if method not in penalty_method_names():
@@ -629,17 +604,19 @@ def tune_ewc_lambda(method: str = "ewc", grid=None, progress=None, **config) -> 
 
 
 def run_benchmark(family: str = "factor", tasks=None, methods=None, encoding: str = "fourier", seed: int = 0,
-                  ewc_lambda=None, steps_per_task: int = 150, batch_size: int = 256, progress=None,
+                  method_lambda=None, steps_per_task: int = 150, batch_size: int = 256, progress=None,
                   **options) -> dict:
     """Run the benchmark; returns a JSON-serialisable dict.
 
     `tasks`: parse_tasks' output (None: the family's defaults). `methods`: a subset of METHODS
-    (None: all). `ewc_lambda`: None tunes every penalty method on the validation split; a
-    number fixes EWC's and online EWC's; a dict fixes any by method name. `progress(fraction,
-    message)` is called after every task of every run. `options`: other ForgettingConfig fields.
+    (None: all). `method_lambda` (`ewc_lambda` in settings saved before: read too): None tunes
+    every penalty method on the validation split; a number fixes EWC's and online EWC's; a
+    dict fixes any by method name. `progress(fraction, message)` is called after every task of
+    every run. `options`: other ForgettingConfig fields.
     """
+    method_lambda = _older_lambda(method_lambda, options)
     cfg = _config(family, tasks, methods, encoding, seed, steps_per_task, batch_size, options)
-    fixed = _lambdas(ewc_lambda, cfg.methods)
+    fixed = _lambdas(method_lambda, cfg.methods)
     to_tune = [m for m in cfg.methods if m in penalty_method_names() and m not in fixed]
     started = time.perf_counter()
     bench = _Bench(cfg)
@@ -668,10 +645,21 @@ def run_benchmark(family: str = "factor", tasks=None, methods=None, encoding: st
         "config": config,
         "tasks": [t.name for t in bench.tasks],
         "methods": results,
-        "ewc_lambda": lambdas,
+        "method_lambda": lambdas,
         "tuning": tuning,
         "seconds": {"total": round(time.perf_counter() - started, 2), "tuning": round(tune_seconds, 2)},
     }
+
+
+def _older_lambda(method_lambda, options: dict):
+    """`method_lambda`, or the `ewc_lambda` of settings saved before the rename (taken out of
+    `options`); ValueError when both are given."""
+    if "ewc_lambda" not in options:
+        return method_lambda
+    older = options.pop("ewc_lambda")
+    if method_lambda is not None and older is not None:
+        raise ValueError("give method_lambda or its older name ewc_lambda, not both")
+    return older if method_lambda is None else method_lambda
 
 
 def _config(family, tasks, methods, encoding, seed, steps_per_task, batch_size, options) -> ForgettingConfig:
@@ -690,11 +678,13 @@ MAX_SEEDS = 10
 
 
 def check_settings(family: str = "factor", tasks=None, methods=None, encoding: str = "fourier", seed: int = 0,
-                   ewc_lambda=None, steps_per_task: int = 150, batch_size: int = 256, **options) -> None:
+                   method_lambda=None, steps_per_task: int = 150, batch_size: int = 256, **options) -> None:
     """ValueError naming the first bad setting of `run_benchmark(...)`, without running it (a
     launcher checks before it spawns a process)."""
+    method_lambda = _older_lambda(method_lambda, dict(options))
+    options.pop("ewc_lambda", None)
     cfg = _config(family, tasks, methods, encoding, seed, steps_per_task, batch_size, options)
-    _lambdas(ewc_lambda, cfg.methods)
+    _lambdas(method_lambda, cfg.methods)
     make_tasks(cfg.family, cfg.tasks or None, cfg.factor_range)
 
 
@@ -735,7 +725,7 @@ def run_seeds(seeds, progress=None, **settings) -> dict:
         spread[method] = {k: _spread([m[k] for m in per_seed]) for k in ("acc", "bwt", "forgetting")}
     config = dict(first["config"], seed=None)
     mean = {"config": config, "tasks": first["tasks"], "methods": methods, "tuning": {},
-            "ewc_lambda": {m: methods[m]["lambda"] for m in methods if "lambda" in methods[m]},
+            "method_lambda": {m: methods[m]["lambda"] for m in methods if "lambda" in methods[m]},
             "seconds": {"total": round(sum(r["seconds"]["total"] for r in runs), 2),
                         "tuning": round(sum(r["seconds"]["tuning"] for r in runs), 2)}}
     return {"seeds": seeds, "runs": runs, "mean": mean, "spread": spread}

@@ -97,7 +97,7 @@ def window_factor_lists(n0, window: int, primes, slots: int) -> np.ndarray:
         keep = n0[b] + 2 * j[b, k] != primes[k]
         rows.append(row[keep])
         cols.append(k[keep])
-    return _layout(np.concatenate(rows), np.concatenate(cols), rows_total, slots)
+    return factor_layout(np.concatenate(rows), np.concatenate(cols), rows_total, slots)
 
 
 def factor_lists(n, primes, slots: int, chunk: int = 2048) -> np.ndarray:
@@ -115,12 +115,13 @@ def factor_lists(n, primes, slots: int, chunk: int = 2048) -> np.ndarray:
         cols.append(k)
     if not rows:
         return np.zeros((0, slots), dtype=np.int32)
-    return _layout(np.concatenate(rows), np.concatenate(cols), n.size, slots)
+    return factor_layout(np.concatenate(rows), np.concatenate(cols), n.size, slots)
 
 
-def _layout(rows: np.ndarray, cols: np.ndarray, rows_total: int, slots: int) -> np.ndarray:
+def factor_layout(rows: np.ndarray, cols: np.ndarray, rows_total: int, slots: int) -> np.ndarray:
     """(row, prime index) pairs -> [rows_total, slots] int32, per row the largest indices
-    first (+1; 0 = empty): the order of FactorEncoding's top_k."""
+    first (+1; 0 = empty): FactorEncoding's layout (TensorFlow's twin, for the layer and the
+    compiled online batch: optimus.nets.layers.factor_layout, the same values)."""
     out = np.zeros((rows_total, slots), dtype=np.int32)
     order = np.lexsort((-cols, rows))  # by row, then the largest prime index first
     rows, cols = rows[order], cols[order]

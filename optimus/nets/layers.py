@@ -13,6 +13,9 @@ from optimus.nets.encoding import factor_lists, window_factor_lists
 from optimus.primes import small_odd_primes
 
 PACKAGE = "optimus"
+# The residue encodings' magnitude feature is log n / LOG_N_SCALE: [0, 1) over float64's exact
+# integers [1, 2**53), since prime density falls as 1/ln n.
+LOG_N_SCALE = np.log(2.0**53)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -65,6 +68,28 @@ def odd_from_real(x):
     return 2 * tf.cast(tf.floor(tf.cast(x, "float64")), "int64") + 1
 
 
+def log_n_feature(n):
+    """[B, 1] float32: log n / LOG_N_SCALE for the B integers of `n` (any shape), the column
+    every residue encoding ends with."""
+    return tf.cast(tf.math.log(tf.cast(tf.reshape(n, (-1, 1)), "float64")) / LOG_N_SCALE, "float32")
+
+
+def factor_layout(rows, cols, total, slots: int, num_primes: int):
+    """FactorEncoding's factor lists [total, slots] float32 from the (row, prime index) pairs
+    of the primes dividing each row's n (int64 tensors, any order; 0-based indices below
+    `num_primes`): per row the 1-based indices, largest first, 0 for an empty slot, the largest
+    kept when more than `slots` divide. (NumPy's twin for the fast paths:
+    optimus.nets.encoding.factor_layout, the same values.)"""
+    key = tf.sort(rows * num_primes + (num_primes - 1 - cols))  # by row, then the largest prime index first
+    rows, cols = key // num_primes, num_primes - 1 - key % num_primes
+    rank = tf.range(tf.size(rows, out_type=tf.int64)) - tf.searchsorted(rows, rows, side="left", out_type=tf.int64)
+    fits = rank < slots
+    index = tf.stack([tf.boolean_mask(rows, fits), tf.boolean_mask(rank, fits)], axis=1)
+    factors = tf.scatter_nd(index, tf.cast(tf.boolean_mask(cols, fits) + 1, tf.int32),
+                            tf.stack([tf.cast(total, tf.int64), tf.constant(slots, tf.int64)]))
+    return tf.cast(factors, tf.float32)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class DivisibilityEncoding(keras.layers.Layer):
     """Exact residue features of n = 2*floor(x)+1 for the residue discriminator.
@@ -89,8 +114,7 @@ class DivisibilityEncoding(keras.layers.Layer):
     def call(self, x):
         n = tf.reshape(odd_from_real(x), (-1, 1))
         divides = tf.logical_and(tf.equal(tf.math.floormod(n, self._primes), 0), tf.not_equal(n, self._primes))
-        log_n = tf.math.log(tf.cast(n, "float64")) / np.log(2.0**53)
-        return tf.concat([tf.cast(divides, "float32"), tf.cast(log_n, "float32")], axis=1)
+        return tf.concat([tf.cast(divides, "float32"), log_n_feature(n)], axis=1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.size)
@@ -138,11 +162,9 @@ class FactorEncoding(keras.layers.Layer):
     def call(self, x):
         n = tf.reshape(odd_from_real(x), (-1, 1))
         divides = tf.logical_and(tf.equal(_floormod_rows(n, self._primes), 0), tf.not_equal(n, self._primes))
-        index = tf.where(divides, tf.range(1, self.num_primes + 1, dtype="int32")[None, :], 0)
-        factors = tf.math.top_k(index, k=min(self.slots, self.num_primes)).values
-        factors = tf.pad(factors, [[0, 0], [0, self.slots - min(self.slots, self.num_primes)]])
-        log_n = tf.math.log(tf.cast(n, "float64")) / np.log(2.0**53)
-        return tf.concat([tf.cast(factors, "float32"), tf.cast(log_n, "float32")], axis=1)
+        hits = tf.where(divides)  # [H, 2] (row, prime index)
+        factors = factor_layout(hits[:, 0], hits[:, 1], tf.shape(n, out_type=tf.int64)[0], self.slots, self.num_primes)
+        return tf.concat([factors, log_n_feature(n)], axis=1)
 
     def features(self, n):
         """This layer's output for odd integers n [B] (int64), from NumPy's `factor_lists`
@@ -151,8 +173,7 @@ class FactorEncoding(keras.layers.Layer):
         return self._with_log(factor_lists(n, self._primes.numpy(), self.slots), n)
 
     def _with_log(self, factors: np.ndarray, n: np.ndarray):
-        log_n = tf.math.log(tf.cast(tf.constant(n.reshape(-1, 1)), "float64")) / np.log(2.0**53)
-        return tf.concat([tf.constant(factors.astype(np.float32)), tf.cast(log_n, "float32")], axis=1)
+        return tf.concat([tf.constant(factors.astype(np.float32)), log_n_feature(tf.constant(n))], axis=1)
 
     def window_features(self, n0, window: int):
         """This layer's output for the candidates n0 + 2j (j < window) of windows starting at
@@ -160,6 +181,31 @@ class FactorEncoding(keras.layers.Layer):
         n0 = np.asarray(n0, dtype=np.int64).reshape(-1)
         factors = window_factor_lists(n0, window, self._primes.numpy(), self.slots)
         return self._with_log(factors, (n0[:, None] + 2 * np.arange(window, dtype=np.int64)).reshape(-1))
+
+    def window_features_graph(self, n, window: int):
+        """`window_features` in TensorFlow (traceable): n [B * window] int64, rows of `window`
+        consecutive odd candidates. The same [B, K] residue trick as
+        `encoding.window_factor_lists` (a prime p >= window divides at most one candidate of a
+        window), laid out by `factor_layout`."""
+        table_np = self._primes.numpy()  # static, so the loop over multiples unrolls
+        table, num = self._primes, self.num_primes
+        n0 = tf.reshape(n, (-1, window))[:, 0]
+        small = int(np.searchsorted(table_np, window))
+        first = tf.math.floormod((table[None, :] - tf.math.floormod(n0[:, None], table[None, :])) * ((table + 1) // 2),
+                                 table[None, :])  # [B, K]: j with p | n0 + 2j
+        rows, cols = [], []
+        for m in range((window - 1) // int(table_np[0]) + 1):
+            ks = num if m == 0 else small
+            j = first[:, :ks] + tf.constant(m, tf.int64) * table[None, :ks]
+            hits = tf.where(j < window)  # [H, 2] (b, k)
+            jj = tf.gather_nd(j, hits)
+            b, k = hits[:, 0], hits[:, 1]
+            keep = tf.not_equal(tf.gather(n0, b) + 2 * jj, tf.gather(table, k))
+            rows.append(tf.boolean_mask(b * window + jj, keep))
+            cols.append(tf.boolean_mask(k, keep))
+        factors = factor_layout(tf.concat(rows, 0), tf.concat(cols, 0), tf.shape(n, out_type=tf.int64)[0],
+                                self.slots, num)
+        return tf.concat([factors, log_n_feature(n)], axis=1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.size)

@@ -38,6 +38,7 @@ from optimus.primes.primality import EXACT_LIMIT, TRIAL_LIMIT, is_prime
 from optimus.primes.sieve import (
     AUTOLOAD_MIN,
     PI_SIEVE_LIMIT,
+    SIEVE_CHART_PRIMES,
     SIEVE_LIMIT,
     SMALL_LIMIT,
     cache_dir,
@@ -50,7 +51,7 @@ from optimus.primes.sieve import (
 )
 
 __all__ = [
-    "AUTOLOAD_MIN", "BASELINE_EXACT_HI", "EXACT_LIMIT", "PI_SIEVE_LIMIT", "SIEVE_LIMIT", "SMALL_LIMIT",
+    "AUTOLOAD_MIN", "BASELINE_EXACT_HI", "EXACT_LIMIT", "PI_SIEVE_LIMIT", "SIEVE_CHART_PRIMES", "SIEVE_LIMIT", "SMALL_LIMIT",
     "TRIAL_LIMIT", "binned_prime_counts", "cache_dir", "clear_count_cache", "count_primes",
     "count_seconds", "density_table", "ensure_sieve", "is_prime", "li", "linear_edges", "log_edges",
     "odd_prime_density", "odd_prime_density_binned", "prime_pi",

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
 import os
 import tempfile
 import time
@@ -32,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from optimus.config import TrainConfig
+from optimus import config as config_mod
+from optimus import limits, validate
+from optimus.config import TrainConfig, check_types
 from optimus.store import storage
 
 COMMIT = "commit.json"
@@ -215,54 +215,26 @@ def saved_batches(model_dir) -> int | None:
     return int(state["batches_done"])
 
 
+# history.jsonl keys renamed since files were first written (EWC was once the only method):
+# old -> current. Records are read with the current names; files are never rewritten.
+LEGACY_HISTORY_KEYS = {"ewc_penalty_g": "method_penalty_g", "ewc_penalty_d": "method_penalty_d"}
+
+
 def read_history(model_dir) -> list[dict]:
     """The history of the saved networks: one record per batch up to the checkpoint.
 
     A record is appended before its checkpoint is committed, so a run killed in between leaves
     a record for a batch whose weights were never saved; it is left out here, and when the
-    batch is trained again its new record (later in the file) is the one kept.
+    batch is trained again its new record (later in the file) is the one kept. Keys of
+    LEGACY_HISTORY_KEYS read as their current names.
     """
     done = saved_batches(model_dir)
     by_batch: dict[int, dict] = {}
     for record in storage.read_jsonl(Path(model_dir) / storage.HISTORY):
         batch = record.get("batch")
         if isinstance(batch, int) and (done is None or batch <= done):
-            by_batch[batch] = record
+            by_batch[batch] = {LEGACY_HISTORY_KEYS.get(k, k): v for k, v in record.items()}
     return [by_batch[b] for b in sorted(by_batch)]
-
-
-def _check_config_types(path: Path, data: dict) -> None:
-    """CheckpointError naming the first config.json field whose JSON type is wrong."""
-    defaults = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    for key, value in data.items():
-        huge = storage.huge_number(value)
-        if huge is not None:
-            raise CheckpointError(f"{path}: {key} holds a number of {huge.digits:,} digits; "
-                                  "no setting takes more than a few")
-        field = defaults.get(key)
-        if field is None:
-            continue  # from_dict names unknown keys
-        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-            want = "true or false"
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-            want = "a whole number"
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            want = "a finite number"
-        elif isinstance(default, str):
-            ok = isinstance(value, str)
-            want = "a string"
-        elif isinstance(default, list):
-            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            want = "a list of whole numbers"
-        else:
-            continue
-        if not ok:
-            raise CheckpointError(f"{path}: {key} must be {want}, got {json.dumps(value)[:60]}")
-
 
 
 def load_config(model_dir) -> TrainConfig:
@@ -292,8 +264,6 @@ def _read_state(path: Path, keys=None) -> dict:
 
 
 def load_state(model_dir) -> dict:
-    from optimus import limits, validate
-
     path = Path(model_dir) / storage.STATE
     try:
         validate.check_archive(path, limits.MAX_STATE_BYTES)
@@ -307,9 +277,10 @@ def load_state(model_dir) -> dict:
 
 
 def load_network(path):
+    # Keras (TensorFlow) on first load: the pages import this module to read configs and history.
     import keras
 
-    from optimus.nets import serialisables
+    from optimus.nets import serialisables  # imports TensorFlow: as above
 
     serialisables.register_all()
     path = Path(path)
@@ -317,8 +288,6 @@ def load_network(path):
         raise CheckpointError(f"{path.parent}: {path.name} is missing")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is damaged or truncated (not a complete .keras archive)")
-    from optimus import limits, validate
-
     try:
         validate.check_archive(path, limits.MAX_KERAS_BYTES)
         if path.suffix == ".keras":
@@ -367,6 +336,7 @@ def load(model_dir) -> Checkpoint:
                                 (discriminator, "discriminator", storage.DISCRIMINATOR)):
         if network.name != name:
             raise CheckpointError(f"{model_dir / file} holds a network named {network.name!r}, not an Optimus {name}")
+    # TensorFlow, as in load_network (a model is loaded only where the networks are used).
     from optimus.nets.networks import build_discriminator, build_generator
 
     for built, loaded, label in (
@@ -386,8 +356,6 @@ def load(model_dir) -> Checkpoint:
 def check_archives(model_dir, config: TrainConfig) -> None:
     """Refuse archives whose uncompressed size exceeds what `config`'s networks can need
     (optimus.limits, before anything is inflated); CheckpointError names the file and the cap."""
-    from optimus import limits, validate
-
     params = config.parameter_counts()
     caps = {
         storage.GENERATOR: params["generator"] * limits.KERAS_BYTES_PER_PARAMETER + limits.ARCHIVE_SLACK_BYTES,
@@ -431,8 +399,6 @@ def run_config(model_dir, from_dir=None, preset: str | None = None, overrides: d
     `overrides`: TrainConfig fields (None values ignored); an unknown name is refused. Raises
     ValueError (CheckpointError for the model directory's files) naming the field or file.
     """
-    from optimus import config as config_mod
-
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(set(overrides) - set(RUN_FIELDS))
     if unknown:
@@ -480,8 +446,13 @@ def read_config_file(path) -> TrainConfig:
         raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} does not hold a JSON object (it holds a JSON {type(data).__name__})")
-    _check_config_types(path, data)
+    for key, value in data.items():
+        huge = storage.huge_number(value)
+        if huge is not None:
+            raise CheckpointError(f"{path}: {key} holds a number of {huge.digits:,} digits; "
+                                  "no setting takes more than a few")
     try:
+        check_types(data)
         return TrainConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None

@@ -38,7 +38,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 HISTORY_COLUMNS = [
     "run", "batch", "time", "seconds", "d_loss", "g_loss", "hit_rate", "distinct_rate",
-    "baseline", "lift", "d_balanced_accuracy", "ewc_penalty_g", "ewc_penalty_d",
+    "baseline", "lift", "d_balanced_accuracy", "method_penalty_g", "method_penalty_d",
 ]
 RUN_COLUMNS = [
     "run", "parent", "status", "preset", "batches_planned", "batches_done", "started", "ended",

@@ -6,16 +6,21 @@
   `run_online_batch`, the NaN guard);
 * `callbacks`: a run's bookkeeping as Keras callbacks (history, status, stop, checkpoint, ...);
 * `distribute`: `--device` to a `tf.distribute` strategy.
+
+Every module here but `distribute` imports TensorFlow; the names below load `loop` on first
+use, so the CLI can read `distribute.DEVICES` for its parser without TensorFlow.
 """
 
-from optimus.training.loop import (
-    SIEVE_CHART_PRIMES,
-    TrainingDiverged,
-    build_gan,
-    prepare_batch,
-    run_online_batch,
-    train,
-)
+import importlib
 
-__all__ = ["SIEVE_CHART_PRIMES", "TrainingDiverged", "build_gan", "prepare_batch",
-           "run_online_batch", "train"]
+from optimus.primes import SIEVE_CHART_PRIMES
+
+_FROM_LOOP = ("TrainingDiverged", "build_gan", "prepare_batch", "run_online_batch", "train")
+
+__all__ = ["SIEVE_CHART_PRIMES", *_FROM_LOOP]
+
+
+def __getattr__(name: str):
+    if name in _FROM_LOOP:  # TensorFlow on first use: see the module docstring
+        return getattr(importlib.import_module("optimus.training.loop"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,6 +34,7 @@ _STRATEGIES: dict = {}
 
 
 def _tf():
+    # TensorFlow on first use: the CLI reads DEVICES to build its parser in every command.
     import tensorflow as tf
 
     return tf

@@ -31,8 +31,17 @@ import numpy as np
 import tensorflow as tf
 
 from optimus import continual
+from optimus.continual.fisher import bernoulli_log_likelihood, dense_layers_of
+from optimus.continual.step import apply_step
 from optimus.nets.networks import discriminator_parts
 from optimus.store import checkpoint
+from optimus.training import distribute
+from optimus.training.online_batch import default_d_rows
+
+# state.npz keys: each network's continual-learning method's state under its prefix. Files
+# written before the plugins hold it under EWC's name (shipped models): read, never written.
+METHOD_STATE_PREFIXES = {"g": "method_g", "d": "method_d"}
+LEGACY_STATE_PREFIXES = {"method_g": "ewc_g", "method_d": "ewc_d"}
 
 
 def losses_from_config(cfg):
@@ -52,32 +61,6 @@ def losses_from_config(cfg):
     else:
         g_loss = keras.losses.BinaryCrossentropy(reduction=None)
     return d_loss, g_loss
-
-
-def _sum_gradients(a, b):
-    """a + b as the tape would sum them for a + b's target: None where neither reaches, and
-    an IndexedSlices kept as it is when the other is None (Keras' Adam updates only the rows an
-    IndexedSlices names; densified, one tiny default batch's weights came out up to 3.8 apart)."""
-    if a is None or b is None:
-        return b if a is None else a
-    return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
-
-
-def _apply_gradients(optimizer, grads, variables) -> None:
-    """Apply the gradients that reach their variable (Keras skips the others too). When none
-    does, nothing is applied: the seed's dense generator through a residue or GLN
-    discriminator sees it only through floor(x), and with a penalty that is zero before the
-    first task (replay, none) Keras would raise "No gradients provided for any variable"."""
-    pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
-    if pairs:
-        optimizer.apply_gradients(pairs)
-
-
-def _dense(grads, variables) -> list:
-    """Zeros where a gradient is None (UnconnectedGradients.ZERO fails on Keras variables,
-    whose dtype is a string), dense tensors elsewhere."""
-    return [tf.zeros(v.shape, v.dtype) if g is None else tf.convert_to_tensor(g)
-            for g, v in zip(grads, variables, strict=True)]
 
 
 class PrimeGAN(keras.Model):
@@ -110,8 +93,6 @@ class PrimeGAN(keras.Model):
     @property
     def d_rows(self) -> int:
         """Rows of the discriminator's (padded) batch (optimus.training.online_batch.default_d_rows)."""
-        from optimus.training.online_batch import default_d_rows
-
         return default_d_rows(self.cfg)
 
     def compile(self, d_optimizer, g_optimizer, d_loss, g_loss):
@@ -123,8 +104,6 @@ class PrimeGAN(keras.Model):
         self.d_loss_fn, self.g_loss_fn = d_loss, g_loss
         self.g_optimizer.build(self.g_vars)
         self.d_optimizer.build(self.d_vars)
-        from optimus.continual.fisher import dense_layers_of
-
         g_spec, d_spec = self._sample_specs()
         self.g_method = continual.from_config(self.cfg, continual.Learner(
             self.g_vars, self.g_log_likelihood, self.g_sample_loss, dense_layers_of(self.generator), g_spec))
@@ -166,8 +145,6 @@ class PrimeGAN(keras.Model):
 
     def d_log_likelihood(self, features, labels):
         """[B] log p(label | candidate) under the discriminator (the Fisher's likelihood)."""
-        from optimus.continual.fisher import bernoulli_log_likelihood
-
         return bernoulli_log_likelihood(self.head(features, training=False), labels)
 
     def g_log_likelihood(self, latents, candidate_features=None):
@@ -215,8 +192,6 @@ class PrimeGAN(keras.Model):
         inputs = {k: batch[k] for k in ("z", "candidate_features", "d_features", "d_labels", "d_weights", "d_total")}
         if not self.distributed:
             return inputs
-        from optimus.training import distribute
-
         rows = distribute.split_sizes(int(inputs["d_features"].shape[0]), self.replicas)
         inputs["d_features"], inputs["d_labels"], inputs["d_weights"] = distribute.shard(
             self.strategy, (inputs["d_features"], inputs["d_labels"], inputs["d_weights"]), rows)
@@ -238,18 +213,6 @@ class PrimeGAN(keras.Model):
             total += tf.add_n(activity) * tf.cast(share, "float32")
         return total
 
-    def _apply(self, optimizer, method, variables, tape, task, penalty, total):
-        """One optimiser step on total = task + penalty (all three recorded on `tape`)."""
-        if method.needs_step_gradients:  # the method reads the task loss's own gradient
-            task_grads, penalty_grads = tape.gradient(task, variables), tape.gradient(penalty, variables)
-            _apply_gradients(optimizer, [_sum_gradients(a, b) for a, b in zip(task_grads, penalty_grads, strict=True)],
-                             variables)
-            method.after_step(_dense(task_grads, variables))
-        else:  # one backward pass, as before the plugins
-            grads = tape.gradient(total, variables)
-            _apply_gradients(optimizer, grads, variables)
-            method.after_step(grads)
-
     def _d_step(self, features, labels, weights, total_weight):
         """`total_weight`: max(sum of the weights over the whole batch, 1), the mean's divisor."""
         if self.gln:  # the GLN's online local update on the undersampled rows (they come first)
@@ -265,7 +228,7 @@ class PrimeGAN(keras.Model):
                 task += self._regularization(self.head, tf.cast(tf.shape(features)[0], "float32") / float(self.d_rows))
             penalty = tf.nn.scale_regularization_loss(self.d_method.penalty())
             total = task + penalty
-        self._apply(self.d_optimizer, self.d_method, self.d_vars, tape, task, penalty, total)
+        apply_step(self.d_optimizer, self.d_method, self.d_vars, tape, task, penalty, total)
         return loss
 
     def _g_step(self, latents, candidate_features):
@@ -288,7 +251,7 @@ class PrimeGAN(keras.Model):
             task = loss + regularizer - self.cfg.entropy_weight * tf.nn.compute_average_loss(entropy, global_batch_size=batch)
             penalty = tf.nn.scale_regularization_loss(self.g_method.penalty())
             total = task + penalty
-        self._apply(self.g_optimizer, self.g_method, self.g_vars, tape, task, penalty, total)
+        apply_step(self.g_optimizer, self.g_method, self.g_vars, tape, task, penalty, total)
         return loss, regularizer
 
     # --- end of an online batch: consolidate ----------------------------------------------------
@@ -318,7 +281,7 @@ class PrimeGAN(keras.Model):
         for prefix, opt in (("opt_g", self.g_optimizer), ("opt_d", self.d_optimizer)):
             for i, v in enumerate(opt.variables):
                 out[f"{prefix}/{i}"] = np.asarray(v)
-        for prefix, method in (("ewc_g", self.g_method), ("ewc_d", self.d_method)):
+        for prefix, method in ((METHOD_STATE_PREFIXES["g"], self.g_method), (METHOD_STATE_PREFIXES["d"], self.d_method)):
             for k, v in method.state().items():
                 out[f"{prefix}/{k}"] = np.asarray(v)
         return out
@@ -334,9 +297,20 @@ class PrimeGAN(keras.Model):
                         f"state.npz: {prefix} variable {var.path} has shape {value.shape}, expected {tuple(var.shape)}"
                     )
                 var.assign(value)
-        for prefix, method in (("ewc_g", self.g_method), ("ewc_d", self.d_method)):
-            sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + "/")}
+        for prefix, method in ((METHOD_STATE_PREFIXES["g"], self.g_method), (METHOD_STATE_PREFIXES["d"], self.d_method)):
+            found, sub = method_state(state, prefix)
             try:
                 method.load_state(sub)
             except ValueError as exc:
-                raise checkpoint.CheckpointError(f"state.npz: {prefix}: {exc}") from None
+                raise checkpoint.CheckpointError(f"state.npz: {found}: {exc}") from None
+
+
+def method_state(state, prefix: str) -> tuple[str, dict]:
+    """(the prefix found, the part of a state.npz dict under it, keys without it) for `prefix`
+    (a METHOD_STATE_PREFIXES value); a file written before the plugins holds it under
+    LEGACY_STATE_PREFIXES[prefix]."""
+    for name in (prefix, LEGACY_STATE_PREFIXES[prefix]):
+        sub = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + "/")}
+        if sub:
+            return name, sub
+    return prefix, {}

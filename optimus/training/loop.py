@@ -25,17 +25,24 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from optimus import primes
-from optimus.config import SIEVE_CHART_PRIMES, TrainConfig
-from optimus.evaluation.metrics import generator_report
+from optimus import limits, primes
+from optimus.config import TrainConfig
+from optimus.evaluation.metrics import balanced_accuracy, generator_report
+from optimus.nets.networks import build_discriminator, build_generator, choose, propose
+from optimus.primes import SIEVE_CHART_PRIMES
 from optimus.store import checkpoint, storage
-
-# Primes whose multiples the history tracks in every batch record (`divisible_share`).
+from optimus.training import callbacks as cb
+from optimus.training import distribute
+from optimus.training.gan import PrimeGAN, losses_from_config
+from optimus.training.online_batch import ExactRangeError, OnlineBatches
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,10 +53,6 @@ class TrainingDiverged(RuntimeError):
 def build_gan(cfg: TrainConfig, generator, discriminator):
     """The run's `gan.PrimeGAN`, compiled: Adam for each network, the losses cfg names, and
     the continual-learning method cfg.method for each. Call under the strategy's scope."""
-    import keras
-
-    from optimus.training.gan import PrimeGAN, losses_from_config
-
     gan = PrimeGAN(cfg, generator, discriminator)
     d_loss, g_loss = losses_from_config(cfg)
     gan.compile(d_optimizer=keras.optimizers.Adam(cfg.lr_discriminator),
@@ -62,8 +65,6 @@ def prepare_batch(gan, cfg: TrainConfig, batch_index: int) -> dict:
     allows): the step's tensors `z`, `candidate_features`, `d_features`, `d_labels`,
     `d_weights`, `d_total`, and in NumPy what the record and the consolidation read: `labels`
     (per candidate), `n_pool` (the candidates' odd integers), `chosen` (the undersampled rows)."""
-    from optimus.training.online_batch import ExactRangeError, OnlineBatches
-
     if getattr(gan, "batches", None) is None:  # built once per run: its graphs trace once
         gan.batches = OnlineBatches(gan.generator, gan.encoding, cfg, d_rows=gan.d_rows)
     try:
@@ -100,9 +101,6 @@ def run_online_batch(gan, cfg: TrainConfig, batch_index: int, callbacks=None) ->
 def _judge(gan, cfg: TrainConfig, batch: dict, logs: dict, batch_index: int, rng) -> dict:
     """The divergence checks, and the batch's record: what the generator now produces for this
     batch's latents, judged by exact primality, and how well the discriminator separates them."""
-    from optimus.evaluation.metrics import balanced_accuracy
-    from optimus.nets.networks import choose, propose
-
     if not all(math.isfinite(v) for v in logs.values()):
         raise TrainingDiverged(f"batch {batch_index}: loss became inf/NaN ("
                                + ", ".join(f"{k}={v}" for k, v in logs.items()) + ")")
@@ -111,7 +109,7 @@ def _judge(gan, cfg: TrainConfig, batch: dict, logs: dict, batch_index: int, rng
     # z holds the latents exactly (float64 for the sieve; the seed's float32 is its input dtype).
     reals_after, logits_after = propose(gan.generator, np.asarray(batch["z"]).reshape(-1))
     outputs = choose(reals_after, logits_after, rng, cfg.temperature)
-    if not np.all(np.isfinite(outputs)) or outputs.max() >= 2.0**52:
+    if not limits.exact_reals(outputs):
         raise TrainingDiverged(f"batch {batch_index}: generator outputs left the exact range (max {np.nanmax(outputs):.3g})")
     odd_outputs = primes.to_odd(outputs)
     report = generator_report(odd_outputs)
@@ -122,7 +120,7 @@ def _judge(gan, cfg: TrainConfig, batch: dict, logs: dict, batch_index: int, rng
         "distinct_prime_rate": report["distinct_prime_rate"], "baseline": report["baseline"],
         "lift": report["lift"], "d_balanced_accuracy": float(balanced_accuracy(batch["labels"], d_prob)),
         # The penalties paid during this batch (after consolidating they restart from zero).
-        "ewc_penalty_g": float(gan.g_method.penalty()), "ewc_penalty_d": float(gan.d_method.penalty()),
+        "method_penalty_g": float(gan.g_method.penalty()), "method_penalty_d": float(gan.d_method.penalty()),
         "out_lo": report["lo"], "out_hi": report["hi"],
         # The sieve as it emerges, batch by batch: share of this batch's outputs divisible by
         # each small odd prime p (chance: 1/p; a perfect sieve: 0). Any generator has it.
@@ -133,14 +131,13 @@ def _judge(gan, cfg: TrainConfig, batch: dict, logs: dict, batch_index: int, rng
 def _finite(variables) -> bool:
     return all(np.all(np.isfinite(np.asarray(v))) for v in variables)
 
+
 def _prepare_dir(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, resume: bool):
     """Networks to start from (new, resumed, or copied from --from) and the run's parent.
 
     `resume`: `model_dir` holds a complete model (`checkpoint.resumable`). Sources are read
     only (`checkpoint.load` never writes), so a non-chief worker may read its chief's directory.
     """
-    from optimus.nets.networks import build_discriminator, build_generator
-
     source = from_dir if from_dir is not None else (model_dir if resume else None)
     if source is None:
         return build_generator(cfg), build_discriminator(cfg), {}, None
@@ -210,8 +207,6 @@ def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log
     chief writes `model_dir`; the other workers run the same steps and write into a temporary
     directory that is removed at the end.
     """
-    from optimus.training import distribute
-
     cfg.validate()
     if not str(model_dir).strip():
         raise ValueError("the model directory is empty: name a directory to train into")
@@ -244,8 +239,6 @@ def train(cfg: TrainConfig, model_dir, from_dir=None, progress: bool = True, log
 
 def _train_worker(cfg, model_dir: Path, from_dir: Path | None, log, strategy, info) -> dict:
     """A non-chief worker: the chief's computation, written into a temporary directory."""
-    import tempfile
-
     source = from_dir if from_dir is not None else model_dir
     # Let the chief finish or discard an interrupted commit before reading its directory.
     deadline = time.time() + 300
@@ -266,12 +259,6 @@ def _train_worker(cfg, model_dir: Path, from_dir: Path | None, log, strategy, in
 
 def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, progress: bool, log,
                   strategy=None, info=None, resume: bool = False) -> dict:
-    import keras
-    import tensorflow as tf
-
-    from optimus.training import callbacks as cb
-    from optimus.training import distribute
-
     strategy = strategy if strategy is not None else tf.distribute.get_strategy()
     info = info or {}
     storage.clear_stale_stop(model_dir)

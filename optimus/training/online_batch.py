@@ -58,13 +58,12 @@ labels, the rest in the graph) remains for comparison and for encodings without 
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
-from optimus import primes
-from optimus.nets.layers import odd_from_real
+from optimus import limits, primes
+from optimus.nets.layers import FactorEncoding, odd_from_real
 from optimus.primes import small_odd_primes
 from optimus.primes.trial_division import DEFAULT_PRIME_MAX, TrialDivision, first_prime_above
-
-EXACT_LIMIT = 2.0**52  # to_odd's input bound: n = 2*floor(x)+1 < 2**53
 
 
 class ExactRangeError(ValueError):
@@ -87,8 +86,6 @@ class OnlineBatches:
     """
 
     def __init__(self, generator, encoding, cfg, d_rows: int | None = None, graph: bool = True):
-        import tensorflow as tf
-
         self.generator, self.encoding, self.cfg = generator, encoding, cfg
         self.sieve = cfg.generator == "sieve"
         self.window = cfg.window if self.sieve else 1
@@ -96,8 +93,6 @@ class OnlineBatches:
         self.d_rows = int(d_rows if d_rows is not None else default_d_rows(cfg))
         self.z_dtype = generator.inputs[0].dtype
         self.graph = bool(graph)
-        from optimus.nets.layers import FactorEncoding
-
         factor = isinstance(encoding, FactorEncoding)
         self._window_factors = self.sieve and factor  # windows: [B, K] residues instead of [B*W, K]
         if factor:  # labels read off the encoding's own factor lists
@@ -122,8 +117,6 @@ class OnlineBatches:
 
     def seed(self, batch_index: int):
         """The stateless RNG seed of a batch: int64 [2] (cfg.seed, batch_index)."""
-        import tensorflow as tf
-
         return tf.constant([self.cfg.seed, int(batch_index)], dtype=tf.int64)
 
     def build(self, seed) -> dict:
@@ -136,8 +129,6 @@ class OnlineBatches:
         return self._whole_fn(seed)
 
     def __call__(self, batch_index: int) -> dict:
-        import tensorflow as tf
-
         seed = self.seed(batch_index)
         if self.graph and self.band_fits:
             return self._whole(seed)
@@ -153,8 +144,6 @@ class OnlineBatches:
 
     # --- the pieces -----------------------------------------------------------------------
     def _propose_fn(self, seed):
-        import tensorflow as tf
-
         s_latent = tf.random.experimental.stateless_split(seed, 3)[0]
         latents = tf.random.stateless_uniform([self.cfg.batch_size], s_latent, minval=self.cfg.latent_lo,
                                               maxval=self.cfg.latent_hi + 1, dtype=tf.int64)
@@ -164,15 +153,11 @@ class OnlineBatches:
         return latents, z, tf.reshape(tf.cast(reals, tf.float64), (-1,))
 
     def _features(self, n, reals):
-        import tensorflow as tf
-
         if self._window_factors:
-            return _window_factor_features(self.encoding, n, self.window)
+            return self.encoding.window_features_graph(n, self.window)
         return self.encoding(tf.reshape(reals, (-1, 1)))
 
     def _label_features_fn(self, n, reals):
-        import tensorflow as tf
-
         features = self._features(n, reals)
         if self._trial is None:  # FactorEncoding: no listed factor and n > 1 (n is odd)
             labels = tf.logical_and(tf.equal(features[:, 0], 0.0), n > 1)
@@ -181,18 +166,14 @@ class OnlineBatches:
         return labels, features
 
     def _whole_fn(self, seed):
-        import tensorflow as tf
-
         latents, z, reals = self._propose_fn(seed)
         n = odd_from_real(reals)
         labels, features = self._label_features_fn(n, reals)
         return self._finish_fn(seed, latents, z, n, labels, features, tf.constant(True))
 
     def _numpy_labels(self, seed, latents, z, reals) -> dict:
-        import tensorflow as tf
-
         flat = reals.numpy()
-        if not np.all(np.isfinite(flat)) or flat.max() >= EXACT_LIMIT:
+        if not limits.exact_reals(flat):
             raise ExactRangeError(f"generator outputs left the exact range (max {np.nanmax(flat):.3g}, "
                                   "must stay finite and below 2**52)")
         n = primes.to_odd(flat)  # ValueError for negative outputs
@@ -205,8 +186,6 @@ class OnlineBatches:
 
     def _finish_fn(self, seed, latents, z, n, labels, features, graph):
         """Undersampling to the prime ratio, then subsample/pad to d_rows rows, in the graph."""
-        import tensorflow as tf
-
         s_keep, s_rows = tf.unstack(tf.random.experimental.stateless_split(seed, 3)[1:])
         chosen = undersample(labels, self.cfg.prime_ratio, self.cfg.min_batch, s_keep)
         # At most d_rows of them, a uniform subset: the smallest random keys.
@@ -231,8 +210,6 @@ def undersample(labels, prime_ratio: float, min_batch: int, seed):
     """Indices (sorted, int64 tensor) of all primes plus a uniform subset of the composites
     (stateless draw from `seed`, int64 [2]), so that primes make up `prime_ratio`, never fewer
     than min(min_batch, all) rows in all: only composites are dropped."""
-    import tensorflow as tf
-
     total = tf.size(labels, out_type=tf.int64)
     n_primes = tf.reduce_sum(tf.cast(labels, tf.int64))
     n_comp = total - n_primes
@@ -243,39 +220,3 @@ def undersample(labels, prime_ratio: float, min_batch: int, seed):
     keys = tf.where(labels, tf.constant(-1.0, tf.float64), tf.random.stateless_uniform(tf.shape(labels), seed, dtype=tf.float64))
     kept = tf.argsort(keys)[: n_primes + keep]
     return tf.sort(tf.cast(kept, tf.int64))
-
-
-def _window_factor_features(encoding, n, window: int):
-    """FactorEncoding's output for windows of consecutive odd candidates (n [B * W], rows of
-    W consecutive odd integers), in TensorFlow: `encoding.window_factor_lists`'s [B, K]
-    residue trick (a prime p >= W divides at most one candidate of a window), laid out as the
-    layer lays it out (1-based prime indices, largest first, 0 empty), plus log n."""
-    import tensorflow as tf
-
-    table_np = small_odd_primes(encoding.prime_max)  # int64 [K], the layer's; static, so the loop unrolls
-    table = tf.constant(table_np, tf.int64)
-    slots, num = encoding.slots, int(table_np.size)
-    n0 = tf.reshape(n, (-1, window))[:, 0]
-    small = int(np.searchsorted(table_np, window))
-    first = tf.math.floormod((table[None, :] - tf.math.floormod(n0[:, None], table[None, :])) * ((table + 1) // 2),
-                             table[None, :])  # [B, K]: j with p | n0 + 2j
-    rows, cols = [], []
-    for m in range((window - 1) // int(table_np[0]) + 1):
-        ks = num if m == 0 else small
-        j = first[:, :ks] + tf.constant(m, tf.int64) * table[None, :ks]
-        hits = tf.where(j < window)  # [H, 2] (b, k)
-        jj = tf.gather_nd(j, hits)
-        b, k = hits[:, 0], hits[:, 1]
-        keep = tf.not_equal(tf.gather(n0, b) + 2 * jj, tf.gather(table, k))
-        rows.append(tf.boolean_mask(b * window + jj, keep))
-        cols.append(tf.boolean_mask(k, keep))
-    rows, cols = tf.concat(rows, 0), tf.concat(cols, 0)
-    key = tf.sort(rows * num + (num - 1 - cols))  # by row, then the largest prime index first
-    rows, cols = key // num, num - 1 - key % num
-    rank = tf.range(tf.size(rows, out_type=tf.int64)) - tf.searchsorted(rows, rows, side="left", out_type=tf.int64)
-    fits = rank < slots
-    index = tf.stack([tf.boolean_mask(rows, fits), tf.boolean_mask(rank, fits)], axis=1)
-    total = tf.shape(n, out_type=tf.int64)[0]
-    factors = tf.scatter_nd(index, tf.cast(tf.boolean_mask(cols, fits) + 1, tf.int32), tf.stack([total, slots]))
-    log_n = tf.math.log(tf.cast(n, tf.float64)) / np.log(2.0**53)
-    return tf.concat([tf.cast(factors, tf.float32), tf.cast(log_n, tf.float32)[:, None]], axis=1)

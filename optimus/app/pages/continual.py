@@ -87,7 +87,7 @@ if presenter.unlock_box("starting and stopping benchmarks") and st.button(
         if not methods:
             raise ValueError("Pick at least one method.")
         settings = {"family": family, "tasks": [tasks_text], "methods": list(methods), "encoding": encoding,
-                    "ewc_lambda": None if ewc_lambda is None else float(ewc_lambda), **BUDGETS[budget]}
+                    "method_lambda": None if ewc_lambda is None else float(ewc_lambda), **BUDGETS[budget]}
         try:
             run_id = benchmark_runs.start(settings, range(first, first + count))
         except storage.LockedError as exc:

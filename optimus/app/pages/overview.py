@@ -12,7 +12,7 @@ import streamlit as st
 
 from optimus import limits
 from optimus.app import charts, common, query
-from optimus.config import SIEVE_CHART_PRIMES
+from optimus.primes import SIEVE_CHART_PRIMES
 from optimus.store import runs
 
 SIEVE_SAMPLES = 10_000

@@ -62,7 +62,7 @@ form_defaults = {
     "train_latent_hi": (defaults.latent_hi, query.int_in(1, limits.MAX_LATENT)),
     "train_seed": (defaults.seed, query.int_in(0, 2**32 - 1)),
     "train_method": (defaults.method, query.one_of(continual.names())),
-    "train_ewc_lambda": (float(defaults.ewc_lambda), query.float_in(0.0, limits.MAX_EWC_LAMBDA)),
+    "train_method_lambda": (float(defaults.method_lambda), query.float_in(0.0, limits.MAX_METHOD_LAMBDA)),
     "train_discriminator": (defaults.discriminator, query.one_of(DISCRIMINATORS)),
     "train_regularizers": (defaults.apply_regularizers, query.boolean),
 }
@@ -71,6 +71,10 @@ if "train_ewc_mode" in st.query_params and "train_method" not in st.query_params
     if legacy:
         st.query_params["train_method"] = legacy
     del st.query_params["train_ewc_mode"]
+if "train_ewc_lambda" in st.query_params:  # links made before the rename: the same strength
+    if "train_method_lambda" not in st.query_params:
+        st.query_params["train_method_lambda"] = st.query_params["train_ewc_lambda"]
+    del st.query_params["train_ewc_lambda"]
 source = (base, preset_name)
 if st.session_state.get("train_form_source", source) != source:
     for key, (value, _) in form_defaults.items():
@@ -123,8 +127,8 @@ if presenter.unlock_box("starting, stopping and continuing training runs"):
         c7, c8, c9 = st.columns(3)
         method = c7.selectbox("Continual-learning method", continual.names(), key="train_method",
                               help="; ".join(f"{name}: {continual.get(name).summary}" for name in continual.names()))
-        ewc_lambda = c8.number_input("EWC lambda", key="train_ewc_lambda", step=1.0, format="%g",
-                                     help=f"Strength of the EWC penalty: 0 to {limits.MAX_EWC_LAMBDA:g}.")
+        method_lambda = c8.number_input("Method lambda", key="train_method_lambda", step=1.0, format="%g",
+                                        help=f"Strength of the method's penalty: 0 to {limits.MAX_METHOD_LAMBDA:g}.")
         discriminator = c9.selectbox(
             "Discriminator", DISCRIMINATORS, key="train_discriminator",
             disabled=base != NEW,
@@ -135,7 +139,7 @@ if presenter.unlock_box("starting, stopping and continuing training runs"):
         st.caption(
             f"Limits: batches 1-{limits.MAX_BATCHES:,}; batch size 16-{limits.MAX_BATCH_SIZE:,}; "
             f"steps 1-{limits.MAX_STEPS:,}; latent range within [1, {limits.MAX_LATENT:,}]; "
-            f"EWC lambda 0-{limits.MAX_EWC_LAMBDA:g}. One run at a time per model."
+            f"method lambda 0-{limits.MAX_METHOD_LAMBDA:g}. One run at a time per model."
         )
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 query.publish("train_base", *(["train_preset"] if base == NEW else []), *form_defaults)
@@ -229,7 +233,7 @@ if submitted:
             "steps": common.check_int("Steps per batch", steps, 1, limits.MAX_STEPS),
             "seed": common.check_int("Seed", seed, 0, 2**32 - 1),
             "method": method,
-            "ewc_lambda": float(ewc_lambda),
+            "method_lambda": float(method_lambda),
         }
         if preset_name == "seed":
             overrides["apply_regularizers"] = bool(apply_regularizers)

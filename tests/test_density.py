@@ -8,7 +8,6 @@ import sympy
 
 from optimus import limits
 from optimus import primes as P
-from optimus.cli import main
 
 
 @pytest.mark.parametrize("lo, hi, bins, log", [(0, 1000, 7, False), (1, 10**6, 9, True), (999_000, 1_000_000, 3, False)])
@@ -35,8 +34,16 @@ def test_pi_10_18():  # about 45 s on 2 cores: the largest count the project pro
     assert P.prime_pi(10**18) == 24739954287740860
 
 
+@pytest.fixture(autouse=True)
+def fresh_count_cache():
+    """Each test counts from scratch: a count memoised by another test (pi(10^18) of
+    test_pi_10_18) would cost nothing and change what an estimate or a refusal sees."""
+    P.clear_count_cache()
+    yield
+    P.clear_count_cache()
+
+
 def test_costly_requests_are_refused_up_front_with_an_estimate():
-    P.clear_count_cache()  # a memoised pi(10^18) (test_pi_10_18) would cost nothing
     with pytest.raises(ValueError, match=r"would take about [\d,]+ s \(limit 60 s\)"):
         P.density_table(1, 10**18, 100, True)
     with pytest.raises(ValueError, match=r"prime_pi: counting exactly would take about"):
@@ -56,21 +63,15 @@ def test_estimated_bins_are_marked_never_silent():
     assert not top["exact"] and top["count"] == pytest.approx(top["expected_li"], abs=1)
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_density_beyond_10_10(capsys):
-    code, out, _ = run(capsys, "density", "--lo", 10**11, "--hi", 10**12, "--bins", 3, "--json")
+def test_cli_density_beyond_10_10(run_cli):
+    code, out, _ = run_cli("density", "--lo", 10**11, "--hi", 10**12, "--bins", 3, "--json")
     assert code == 0
     t = json.loads(out)
     assert t["total"] == 37607912018 - 4118054813 and t["estimated_bins"] == 0
 
 
-def test_cli_density_estimate_is_labelled(capsys):
-    code, out, _ = run(capsys, "density", "--lo", 1, "--hi", 10**17, "--bins", 10, "--log",
+def test_cli_density_estimate_is_labelled(run_cli):
+    code, out, _ = run_cli("density", "--lo", 1, "--hi", 10**17, "--bins", 10, "--log",
                        "--max-seconds", "0.3", "--estimate")
     assert code == 0 and "(est.)" in out and "li(x) estimates" in out
 
@@ -80,8 +81,8 @@ def test_cli_density_estimate_is_labelled(capsys):
     (["--lo", 1, "--hi", 10**18 + 1], f"<= {limits.MAX_DENSITY_HI}"),
     (["--lo", 5, "--hi", 1], "lo > hi"),
 ])
-def test_cli_density_bad_input(capsys, argv, needle):
-    code, out, err = run(capsys, "density", *argv)
+def test_cli_density_bad_input(run_cli, argv, needle):
+    code, out, err = run_cli("density", *argv)
     assert code != 0 and out == "" and needle in err and len(err.strip().splitlines()) == 1
 
 
@@ -107,6 +108,7 @@ def test_density_page_to_10_12_from_the_link():
     assert link["hi"] == str(10**12) and link["bins"] == "12"
 
 
+@pytest.mark.slow
 def test_density_page_refuses_or_marks_estimates(monkeypatch):
     at = density_page(lo=1, hi="10**18", bins=200, spacing="log")
     assert not at.exception and "would take about" in " ".join(e.value for e in at.error)
@@ -117,6 +119,7 @@ def test_density_page_refuses_or_marks_estimates(monkeypatch):
     assert not at.dataframe[0].value["exact"].all()
 
 
+@pytest.mark.slow
 def test_density_page_overlays_a_model_beyond_its_band(tmp_path):
     import os
 
@@ -152,6 +155,7 @@ def test_primecount_from_a_thread_in_a_new_process():
     assert res.stdout.strip() == "[37607912018]", res.stderr
 
 
+@pytest.mark.slow
 def test_narrow_bins_near_the_top_are_counted_by_one_sieve_and_exactly():
     """1,000 bins of 100 integers below 10^18: one segmented sieve (vectorised for the 25
     million base primes above the segment's length), checked against gmpy2 prime by prime."""

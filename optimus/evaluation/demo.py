@@ -17,13 +17,14 @@ when the README and the figures disagree. Sections:
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from optimus.store import storage
 
 SECTIONS = ("overview", "discriminator", "train", "continual")
 FIGURES_FILE = Path(__file__).resolve().parents[2] / "docs" / "demo-figures.json"
@@ -176,7 +177,7 @@ def merge(old: dict | None, new: dict) -> dict:
 
 
 def load(path=FIGURES_FILE) -> dict:
-    return json.loads(Path(path).read_text())
+    return storage.read_json(path)
 
 
 # --- the README's sentences, in the pages' number formats --------------------------------------

@@ -22,6 +22,8 @@ import numpy as np
 from optimus import limits
 
 _DIGITS = re.compile(r"[+-]?\d+")
+# digit groups a person types: 1,000,000 / 1 000 000 / 1_000_000 (groups of three after the first)
+_GROUPED = re.compile(r"[+-]?\d{1,3}(?:([,\s_])\d{3})(?:\1\d{3})*")
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
@@ -33,16 +35,21 @@ def clip(text: str, chars: int = limits.ECHO_CHARS) -> str:
 
 
 def parse_int(text: str, lo: int | None = None, hi: int | None = None, what: str = "") -> int:
-    """A whole number from `text`, within [lo, hi] (either end open if None).
+    """A whole number from `text`, within [lo, hi] (either end open if None): the one integer
+    dialect of the CLI, the pages and the URL parameters.
 
-    Accepts decimal digits with optional sign and `_` separators, scientific notation that is
-    exactly an integer (`1e6`, `2.5e3`), and powers of two plain integers (`10**9`). Refuses
-    2.5, nan, inf, negative exponents (`2**-1` would be 0.5), and anything longer than
-    limits.MAX_INT_BITS bits, which it checks before computing the value. ValueError names
-    `what` when given.
+    Accepts decimal digits with an optional sign, digit groups of three separated by one kind of
+    `,`, `_` or space (`1,000,000`, `1 000 000`), scientific notation that is exactly an
+    integer (`1e6`, `2.5e3`), and powers of plain integers (`10**9`, `10^9`). Refuses 2.5,
+    nan, inf, `1,00` (not groups of three), negative exponents (`2**-1` would be 0.5), and
+    anything longer than limits.MAX_INT_BITS bits, which it checks before computing the value.
+    ValueError names `what` when given.
     """
     label = f"{what}: " if what else ""
-    t = str(text).strip().replace("_", "")
+    t = str(text).strip()
+    if len(t) <= limits.MAX_INT_DIGITS * 2 and _GROUPED.fullmatch(t):
+        t = re.sub(r"[,\s_]", "", t)
+    t = t.replace("_", "").replace("^", "**")
     if len(t) > limits.MAX_INT_DIGITS + 2:
         raise ValueError(f"{label}{clip(t)} is too long for a whole number (at most {limits.MAX_INT_DIGITS:,} digits)")
     if "**" in t:

@@ -131,6 +131,24 @@ def _wide_of(layer) -> tuple[np.ndarray, np.ndarray] | None:
     return wide, a + b * position
 
 
+def gumbel_keys(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
+                inplace: bool = False) -> np.ndarray:
+    """logits / temperature + Gumbel noise, the one Gumbel draw of every sampler here: its argmax
+    is a draw from softmax(logits / temperature), its top k a draw of k without replacement
+    (Kool et al. 2019). The noise is -log(-log u), u = rng.uniform(1e-12, 1.0) in row-major
+    order, so the same rng gives the same draws whatever the caller. inplace: overwrite logits
+    (float64), as the chunked sampler does to stay in L2."""
+    out = logits if inplace else np.array(logits, dtype=np.float64)
+    if scale != 1.0:
+        out /= scale
+    u = rng.uniform(1e-12, 1.0, size=out.shape)
+    np.log(u, out=u)
+    np.negative(u, out=u)
+    np.log(u, out=u)
+    out -= u
+    return out
+
+
 def _add_wide_logits(logits: np.ndarray, n0: np.ndarray, wide) -> None:
     """Add w_p to the one candidate of each window that a wide prime p divides (in place): the
     layer's `wide_logits` in NumPy. The candidates span [n0, top], top = n0 + 2W - 2; the
@@ -195,7 +213,6 @@ def choose_odd(layer, latents, rng: np.random.Generator, temperature: float = 1.
         return out
     tables = _tables_of(layer)
     wide = _wide_of(layer)
-    scale = max(temperature, 1e-6)
     window = layer.window
     wide_logits, wide_start = None, 0
     for start in range(0, n0.size, CHUNK):
@@ -209,15 +226,7 @@ def choose_odd(layer, latents, rng: np.random.Generator, temperature: float = 1.
                 wide_logits = np.zeros((block.size, window))
                 _add_wide_logits(wide_logits, block, wide)
             logits += wide_logits[start - wide_start : start - wide_start + first.size]
-        if scale != 1.0:
-            logits /= scale
-        # gumbel = -log(-log(u)) and logits + gumbel, as choose() has it, computed in place
-        u = rng.uniform(1e-12, 1.0, size=(first.size, window))
-        np.log(u, out=u)
-        np.negative(u, out=u)
-        np.log(u, out=u)
-        logits -= u
-        pick = np.argmax(logits, axis=1)
+        pick = np.argmax(gumbel_keys(logits, rng, temperature, inplace=True), axis=1)
         np.multiply(pick, 2, out=pick)
         np.add(first, pick, out=out[start : start + CHUNK])
     return out

@@ -122,6 +122,8 @@ with st.container(border=True):
     g3.metric("Tests per prime", f"{summary['tests_per_prime']:,.1f}",
               delta=f"random odd numbers need {summary['random_odd_tests_per_prime']:,.1f}", delta_color="off",
               help="Primality tests the learned sieve needed per prime found, against random odd candidates.")
+    if summary.get("stopped"):
+        st.warning(summary["stopped"], icon=":material/timer:")
     st.code("\n".join(primes_table["n"]), language=None)
     st.caption(f"Certainty: {summary['certainty']}. Copy the list with the button at its top right, or download it:")
     st.download_button("Download CSV", data=primes_table.to_csv(index=False),

@@ -139,6 +139,7 @@ def gumbel_keys(logits: np.ndarray, rng: np.random.Generator, temperature: float
     order, so the same rng gives the same draws whatever the caller. inplace: overwrite logits
     (float64), as the chunked sampler does to stay in L2."""
     out = logits if inplace else np.array(logits, dtype=np.float64)
+    scale = max(temperature, 1e-6)
     if scale != 1.0:
         out /= scale
     u = rng.uniform(1e-12, 1.0, size=out.shape)

@@ -65,13 +65,14 @@ from optimus.validate import require_int
 # first prime. Fewer picks than the window's survivors keep the draw close to uniform over the
 # primes (a window's first prime among all of its survivors favours primes with few neighbours:
 # mean preceding gap 1.17-1.20 x the average); measured with `bench anysize` (uniformity).
-WINDOW_PER_LN = 1
-PICKS_PER_WINDOW = 4
+WINDOW_PER_LN = 8
+PICKS_PER_TEST = 4
 BATCH_WINDOWS = 2048  # windows per batch at most: residues, logits and picks in bounded memory
-# The classic sieve beyond the learned primes, by size: (from this many bits, primes up to).
-# Each prime costs one residue per window, each test it saves ~0.56 ln(n) / ln(bound) fewer
-# per prime; measured in `bench anysize`.
-DEEP_SIEVE = ((600, 1 << 16), (1500, 1 << 18), (3000, 1 << 20))
+# The classic sieve beyond the learned primes: up to GMP's own bound for mpz_nextprime
+# (nbits^2.5 / 124, "derivative of Mertens' 3rd theorem x avg gap x cost of mod vs cost of a
+# PRP test", GMP 6.3 mpz/nextprime.c), below 2^22 (`bigint.ResidueTable`'s exact range) and
+# with its residue table [limbs, primes] within DEEP_TABLE_BYTES.
+DEEP_TABLE_BYTES = 48 << 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,8 +209,9 @@ def first_multiples(starts: list[int], moduli: np.ndarray, width: int):
         return (np.zeros(0, dtype=np.int64),) * 3
     table = bigint.residue_table(moduli, max(starts).bit_length() + 1, (moduli - 1) // 2)
     several = np.flatnonzero(moduli < width)  # primes with more than one multiple per window
-    for r in range(0, len(starts), _RESIDUE_ROWS):
-        j = table.reduce(table.limbs(starts[r : r + _RESIDUE_ROWS]))
+    step = max(1, min(_RESIDUE_ROWS, (1 << 21) // moduli.size))  # [rows, K] within 16 MB
+    for r in range(0, len(starts), step):
+        j = table.reduce(table.limbs(starts[r : r + step]))
         rows, cols = np.nonzero(j < width)
         out_rows.append(rows + r)
         out_cols.append(cols)
@@ -322,12 +324,12 @@ def wide_window(window: int, hi: int) -> int:
 
 
 def deep_bound(bits: int) -> int:
-    """Largest prime of the classic sieve added beyond the learned primes at this size (0: none)."""
-    bound = 0
-    for least_bits, b in DEEP_SIEVE:
-        if bits >= least_bits:
-            bound = b
-    return bound
+    """Bound of the classic sieve added beyond the learned primes at this size (see DEEP_TABLE_BYTES)."""
+    gmp = int(bits**2.5 / 124)
+    limbs = max(1, bits // 24)  # ResidueTable's limbs at these sizes are 24-26 bits
+    primes_fit = DEEP_TABLE_BYTES // (8 * limbs)
+    by_memory = int(primes_fit * math.log(primes_fit * math.log(primes_fit)))  # ~ the primes_fit-th prime
+    return min(gmp, by_memory, bigint.MAX_RESIDUE_PRIME - 1)
 
 
 def seconds_per_test(bits: int) -> float:
@@ -347,8 +349,8 @@ def _deep_primes(above: int, bound: int) -> np.ndarray:
 class _Tester:
     """Primality of one candidate at a time, counted: exact below 2^53 (`primes.is_prime`), BPSW
     above (proven below 2^64). Above 2^64 the candidates come sieved, so the cheap half of BPSW
-    (a base-2 strong test) goes first and the strong Lucas test runs only on those passing:
-    GMP's next_prime spends most of its time in the same base-2 tests."""
+    (a base-2 strong test) goes first and the rest (`bigint.confirm`) runs only on those
+    passing, as GMP's next_prime does (mpz_millerrabin stops at the base-2 test on composites)."""
 
     def __init__(self):
         self.tests = self.lucas = 0
@@ -362,7 +364,7 @@ class _Tester:
         if not bigint.strong_prp2(n):
             return False
         self.lucas += 1
-        return bigint.lucas(n)
+        return bigint.confirm(n)
 
 
 def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperature: float = 1.0,
@@ -440,14 +442,15 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
     width = min(wide_window(sieve.window, hi), odd) if primes_only else model_window
     # picks per window: a few, so that a window's first prime among them is close to a uniform
     # draw over all primes (see PICKS_PER_WINDOW); never more than half its candidates
-    picks = max(1, min(PICKS_PER_WINDOW, width // 2)) if primes_only else 1
+    per_pick = min(max(density / max(deep_share, 1e-300), 1e-9), 1.0)  # P(a pick is prime)
+    picks = max(1, min(math.ceil(PICKS_PER_TEST / per_pick), width)) if primes_only else 1
     slots = odd - width + 1
     rng = random.Random(seed)
     nprng = np.random.default_rng([seed, 15485863])
     # one batch of windows costs its residues and [batch, width] logits: in chunks, so that
     # memory stays bounded (100,000 windows at once took 4.7 GB) and the deadline is checked
     # at least every ~0.5 s of tests
-    chunk = int(min(BATCH_WINDOWS, max(1, 0.5 / seconds_per_test(bits))))
+    chunk = int(min(BATCH_WINDOWS, max(1, 0.5 / seconds_per_test(bits) / (1 / per_pick if primes_only else 1))))
 
     values: list[int] = []
     flags: list[bool] = []
@@ -461,7 +464,6 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
         need = count - len(values)
         if primes_only:
             # windows per prime: 1 / P(a window's picks hold a prime)
-            per_pick = min(max(density / max(deep_share, 1e-300), 1e-9), 1.0)
             rate = 1.0 - (1.0 - per_pick) ** picks
             batch = int(min(max(need / rate * 1.1, 16), chunk))
         else:
@@ -470,32 +472,34 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
         windows += batch
         logits, divisible, hit = _batch(sieve, starts, width, deep_primes)
         struck += hit
-        top, keys = _gumbel_top(logits, picks, temperature, nprng)  # [B, picks]
-        live = np.isfinite(keys)  # a struck candidate is composite: never tested
-        rows = np.repeat(np.arange(batch), picks)
-        offsets = top.reshape(-1)
-        coprime = ~divisible[rows, offsets] & _coprime_small(sieve, starts, rows, offsets)
-        picked += int(live.sum())
-        picked_survivors += int((coprime & live.reshape(-1)).sum())
-        cand = [starts[b] + 2 * j for b, j in zip(rows.tolist(), offsets.tolist(), strict=True)]
-        keep = live.reshape(-1)
-        if vet is not None:
-            vetted = np.asarray(vet(np.array(cand, dtype=np.int64)), dtype=np.float64) >= 0.5
-            vetted_out += int((keep & ~vetted).sum())
-            keep = keep & vetted
-        keep = keep.tolist()
+        top, keys = _gumbel_top(logits, picks, temperature, nprng)  # [B, picks], best first
+        live = np.isfinite(keys)  # a struck candidate is composite: never tested (and sorts last)
+        if vet is not None:  # below 2^53: the candidates fit int64
+            cand = np.array(starts, dtype=np.int64)[:, None] + 2 * top
+            vetted = np.asarray(vet(cand[live]), dtype=np.float64) >= 0.5
+            vetted_out += int((~vetted).sum())
+            keep = np.zeros(live.shape, dtype=bool)
+            keep[live] = vetted
+            live = keep
+        tested_rows, tested_cols = [], []
         if primes_only:
             # At most one prime per window: its picks are tested in the order of the Gumbel
             # draw and a window closes at its first prime, so outputs are as independent as the
-            # windows (never two neighbours of one window).
+            # windows (never two neighbours of one window). Candidates are built as they are
+            # tested: a window's first prime comes after ~tests-per-prime of its picks.
+            live_rows = live.tolist()
+            top_rows = top.tolist()
             for b in range(batch):
-                for i in range(b * picks, (b + 1) * picks):
-                    if not keep[i]:
+                start, flags_b, top_b = starts[b], live_rows[b], top_rows[b]
+                for i in range(picks):
+                    if not flags_b[i]:
                         continue
                     if time.perf_counter() > deadline:
                         stopped = "deadline"
                         break
-                    c = cand[i]
+                    c = start + 2 * top_b[i]
+                    tested_rows.append(b)
+                    tested_cols.append(top_b[i])
                     if test(c) and c not in seen:
                         seen.add(c)
                         values.append(c)
@@ -505,13 +509,19 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
                 if len(values) == count or stopped:
                     break
         else:
+            cand = [starts[b] + 2 * j for b, j in enumerate(top[:, 0].tolist())]
             verdict = is_prime_any(cand).tolist()
             test.tests += len(cand)
             values.extend(cand)
             flags.extend(bool(v) for v in verdict)
             tests_per.extend([1] * len(cand))
+            tested_rows, tested_cols = list(range(batch)), top[:, 0].tolist()
             if time.perf_counter() > deadline and len(values) < count:
                 stopped = "deadline"
+        if tested_rows:  # how many tested picks are coprime to every learned prime
+            rows, cols = np.array(tested_rows), np.array(tested_cols)
+            picked += rows.size
+            picked_survivors += int((~divisible[rows, cols] & _coprime_small(sieve, starts, rows, cols)).sum())
     if primes_only:  # tests per prime: the tests spent since the previous prime
         tests_per = np.diff([0, *tests_per]).tolist()
     tested = test.tests

@@ -116,6 +116,23 @@ def check_int(label: str, value, lo: int, hi: int) -> int:
     return whole
 
 
+def check_range(lo, hi, *, lo_min: int = 0, hi_max: int, what: str = "range", func: str = "") -> tuple[int, int]:
+    """(lo, hi) as ints with lo_min <= lo <= hi <= hi_max, or ValueError saying what to change:
+    the one range check. A library function passes `func` (its messages name it: "count_primes:
+    lo > hi (5 > 3)"); a page passes `what` (sentences for a visitor)."""
+    if func:
+        lo = require_int(func, "lo", lo, lo_min, hi_max)
+        hi = require_int(func, "hi", hi, lo_min, hi_max)
+        if lo > hi:
+            raise ValueError(f"{func}: lo > hi ({lo} > {hi})")
+        return lo, hi
+    lo = check_int(f"The {what}'s lower end", lo, lo_min, hi_max)
+    hi = check_int(f"The {what}'s upper end", hi, lo_min, hi_max)
+    if lo > hi:
+        raise ValueError(f"The {what}'s lower end ({lo:,}) is above its upper end ({hi:,}): swap them or lower lo.")
+    return lo, hi
+
+
 def require_int(func: str, name: str, value, lo: int | None = 0, hi: int | None = None) -> int:
     """A library argument `value` as a Python int in [lo, hi] (inclusive; None: that end open),
     or ValueError "func: name must be ..." (the number theory's messages name the function

@@ -392,3 +392,78 @@ def test_window_logits_with_wide_primes_match_the_contracts_logits(width):
     slow = np.array([[sieve.logits(np.array([(n + 2 * j) % int(p) for p in sieve.primes])) for j in range(width)]
                      for n in starts])
     np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)
+
+
+# --- issue 21: counts below 3, time caps, memory ----------------------------------------------
+
+def test_ranges_from_below_3_count_their_odd_primes_over_the_range_itself():
+    """[1, 10] holds 3 odd primes (3, 5, 7) among 5 odd integers: density 0.6, not 4 and 0.75
+    (the count over [3, 10] against the odd integers from 1)."""
+    res = A.sample_any(sieve(), 1, 10, 1, seed=0, primes_only=True)
+    assert res.summary["odd_prime_density"] == pytest.approx(0.6) and res.summary["density_exact"]
+    assert res.summary["random_odd_tests_per_prime"] == pytest.approx(1 / 0.6)
+    with pytest.raises(ValueError, match="holds 3 odd primes: ask for at most 1 "):
+        A.sample_any(sieve(), 1, 10, 3, seed=0, primes_only=True)
+    for lo in (0, 1, 2):
+        assert A.sample_any(sieve(), lo, 30, 50, seed=1).summary["odd_prime_density"] == pytest.approx(9 / 15)
+
+
+def test_cli_range_from_1_says_3_odd_primes(capsys, model_dir):
+    code, out, err = run(capsys, "sample", "--model-dir", model_dir, "--range", 1, 10, "--primes-only", "-n", 3)
+    assert code != 0 and "holds 3 odd primes" in err and "holds 4" not in err
+
+
+def test_a_request_at_its_time_cap_returns_what_it_found_labelled(monkeypatch):
+    """The cap is checked inside the test loop: a request whose estimate passed but that runs
+    out of time stops there and returns its verified primes, its summary saying so."""
+    monkeypatch.setattr(A, "seconds_per_test", lambda bits: 1e-9)  # the estimate lets it start
+    lo, hi, _ = A.size_range(bits=2048)
+    res = A.sample_any(sieve(), lo, hi, 500, seed=1, primes_only=True, max_seconds=0.5)
+    assert 0 < len(res.values) < 500 and all(sympy.isprime(v) for v in res.values)
+    assert res.summary["stopped"].startswith("stopped at the 0.5 s limit with") and "of 500 primes" in res.summary["stopped"]
+    assert res.summary["stopped"] in A.summary_lines(res.summary)
+    # and without --primes-only (one batch of windows before: the deadline was never checked)
+    res = A.sample_any(sieve(), lo, hi, 20_000, seed=1, max_seconds=0.5)
+    assert 0 < len(res.values) < 20_000 and "of 20,000 samples" in res.summary["stopped"]
+
+
+def test_cli_returns_what_it_found_at_the_cap(capsys, model_dir, monkeypatch, tmp_path):
+    monkeypatch.setattr(A, "seconds_per_test", lambda bits: 1e-9)
+    monkeypatch.setattr(limits, "MAX_SAMPLE_SECONDS", 1.0)
+    target = tmp_path / "p.csv"
+    code, out, err = run(capsys, "sample", "--model-dir", model_dir, "-n", 50, "--bits", 4096, "--primes-only",
+                         "--output", target)
+    assert code == 0 and "stopped at the 1 s limit with" in err
+    rows = target.read_text().splitlines()[1:]
+    assert 0 < len(rows) < 50 and all(sympy.isprime(int(r.split(",")[0])) for r in rows)
+
+
+def test_batches_stay_bounded_whatever_the_count(monkeypatch):
+    """Windows are drawn in batches of at most BATCH_WINDOWS (100,000 at once took 4.7 GB)."""
+    sizes = []
+    real = A.window_batch
+
+    def spy(s, starts, width, deep=None):
+        sizes.append(len(starts))
+        return real(s, starts, width, deep)
+
+    monkeypatch.setattr(A, "window_batch", spy)
+    monkeypatch.setattr(A, "BATCH_WINDOWS", 512)
+    res = A.sample_any(sieve(), 10**14, 10**15 - 1, 3000, seed=2)
+    assert len(res.values) == 3000 and max(sizes) <= 512 and sum(sizes) == 3000
+
+
+@pytest.mark.slow
+def test_the_largest_requests_peak_below_1_gb(tmp_path):
+    """Peak RSS of `sample` for the largest requests the limits allow (model loading included),
+    from the child's rusage: issue 21 measured 4.76 GB for -n 100000 --digits 15."""
+    import resource
+
+    for argv in (["-n", "100000", "--digits", "15"], ["-n", "100000"]):
+        out = subprocess.run([sys.executable, "-m", "optimus", "sample", "--model-dir", str(REPO / "models" / "default"),
+                              *argv, "--output", str(tmp_path / "s.csv")], capture_output=True, text=True, cwd=REPO,
+                             timeout=900)
+        if out.returncode and "no such" in out.stderr:
+            pytest.skip(f"models/default not usable here: {out.stderr.strip()}")
+        assert out.returncode == 0, out.stderr
+        assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1_000_000  # KiB

@@ -178,16 +178,17 @@ def residue_table(moduli, bits: int, factor=None) -> ResidueTable:
 def residues(values, moduli) -> np.ndarray:
     """int64 [B, K]: values[b] mod moduli[k], exactly, for integers of any size.
 
-    `values`: non-negative Python ints (or an integer array, whose negative entries get
-    NumPy's non-negative `%`); `moduli`: K integers in [1, MAX_RESIDUE_PRIME). Values below
+    `values`: non-negative Python ints (or an integer array, whose entries, negative ones too,
+    get NumPy's non-negative int64 `%`: the residues the encodings read, `nets.encoding`);
+    `moduli`: K integers in [1, MAX_RESIDUE_PRIME) (any positive int64 for an integer array). Values below
     2^63 take NumPy's int64 `%`; larger ones a `ResidueTable` (its docstring proves it exact),
     in blocks of RESIDUE_ROWS values so that the [rows, K] working arrays stay in L2.
     """
     moduli = np.asarray(moduli, dtype=np.int64).reshape(-1)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":  # int64: any positive moduli
+        return values.astype(np.int64).reshape(-1, 1) % moduli
     if moduli.size and (moduli.min() < 1 or moduli.max() >= MAX_RESIDUE_PRIME):
         raise ValueError(f"residues: moduli must lie in [1, {MAX_RESIDUE_PRIME})")
-    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
-        return values.astype(np.int64).reshape(-1, 1) % moduli
     values = [int(v) for v in values]
     if not values:
         return np.zeros((0, moduli.size), dtype=np.int64)

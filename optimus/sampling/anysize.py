@@ -55,9 +55,15 @@ from optimus.primes.bigint import (  # noqa: F401  (re-exported: the README name
     residues,
     survivor_share,
 )
-from optimus.primes.bigint import RESIDUE_ROWS as _RESIDUE_ROWS
 from optimus.primes.odd import odd_count
-from optimus.sampling.sieve import build_tables, gumbel_keys
+from optimus.sampling.sieve import (  # noqa: F401  (additive_tables, window_logits: re-exported)
+    additive_tables,
+    coprime_small,
+    first_multiples,
+    gumbel_keys,
+    window_batch,
+    window_logits,
+)
 from optimus.validate import require_int
 
 # Primes-only sampling: a window holds WINDOW_PER_LN x ln(hi) candidates (about twice as many
@@ -157,150 +163,6 @@ def _place(rng: random.Random, first: int, slots: int, size: int, placement: str
             k = min(max((n - first) // 2, 0), slots - 1)
             out.append(first + 2 * k)
     return out
-
-
-_ADDITIVE_PROBE_MAX = 20_000_000  # probe entries (sum of p) x K: ~1 s and 160 MB at most
-_additive_cache: dict = {}
-
-
-def additive_tables(sieve, width: int):
-    """(base, [(m, T_m)]) when the sieve's logit is a sum of one score per prime and residue
-    (checked, not assumed: the contract only promises `logits(residues)`), else None.
-
-    Probing `logits` with one non-zero residue at a time gives every score relative to residue
-    0; 64 random residue vectors then confirm that the sum reproduces `logits` (to 1e-9). The
-    window's logits then come from the CRT tables of `optimus.sampling.sieve.build_tables`: a few
-    contiguous row reads per window instead of W x K gathers (measured: 4096 windows of 256
-    candidates, 24 primes: ~0.02 s against ~0.4 s).
-    """
-    p = sieve.primes
-    key = (id(sieve), width)
-    if key in _additive_cache and _additive_cache[key][0] is sieve:
-        return _additive_cache[key][1]
-    result = None
-    total = int(p.sum())
-    if p.size and total * p.size <= _ADDITIVE_PROBE_MAX:
-        offsets = np.concatenate([[0], np.cumsum(p)[:-1]]).astype(np.int64)
-        which = np.repeat(np.arange(p.size), p)
-        probe = np.zeros((total, p.size), dtype=np.int64)
-        probe[np.arange(total), which] = np.arange(total) - offsets[which]
-        base = float(sieve.logits(np.zeros((1, p.size), dtype=np.int64))[0])
-        scores = sieve.logits(probe) - base
-        test = np.random.default_rng(0).integers(0, p, size=(64, p.size))
-        predicted = base + scores[offsets + test].sum(axis=1)
-        actual = sieve.logits(test)
-        if np.allclose(predicted, actual, rtol=0, atol=1e-9 * max(1.0, float(np.abs(actual).max()))):
-            result = (base, build_tables(scores, p, width))
-    if len(_additive_cache) > 8:
-        _additive_cache.clear()
-    _additive_cache[key] = (sieve, result)
-    return result
-
-
-def first_multiples(starts: list[int], moduli: np.ndarray, width: int):
-    """(rows, cols, j): every window b = rows[i] and prime p = moduli[cols[i]] with
-    n0 + 2j = 0 (mod p) for a candidate j < width of the window starting at odd n0 = starts[b].
-
-    j = -n0 / 2 mod p = n0 (p - 1) / 2 mod p comes straight out of one `ResidueTable` product
-    (factor (p - 1) / 2), in blocks of rows, so that nothing of size [windows, primes] is kept:
-    the first multiple and then j + p, j + 2p, ... while < width."""
-    out_rows, out_cols, out_j = [], [], []
-    if not len(starts) or not moduli.size:
-        return (np.zeros(0, dtype=np.int64),) * 3
-    table = bigint.residue_table(moduli, max(starts).bit_length() + 1, (moduli - 1) // 2)
-    several = np.flatnonzero(moduli < width)  # primes with more than one multiple per window
-    step = max(1, min(_RESIDUE_ROWS, (1 << 21) // moduli.size))  # [rows, K] within 16 MB
-    for r in range(0, len(starts), step):
-        j = table.reduce(table.limbs(starts[r : r + step]))
-        rows, cols = np.nonzero(j < width)
-        out_rows.append(rows + r)
-        out_cols.append(cols)
-        out_j.append(j[rows, cols].astype(np.int64))
-        for c in several.tolist():  # then j + p, j + 2p, ... (one prime at a time: ~W/p each)
-            p = int(moduli[c])
-            more = j[:, c].astype(np.int64)[:, None] + p * np.arange(1, -(-width // p) + 1)
-            rows, which = np.nonzero(more < width)
-            out_rows.append(rows + r)
-            out_cols.append(np.full(rows.size, c))
-            out_j.append(more[rows, which])
-    if not out_rows:
-        return (np.zeros(0, dtype=np.int64),) * 3
-    return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_j)
-
-
-def _small_logits(sieve, starts: list[int], width: int) -> np.ndarray:
-    """float64 [B, width] for a sieve without wide primes: CRT tables when its logit is a sum
-    over primes (`additive_tables`), else its `logits` on [rows, W, K] residue blocks."""
-    tables = additive_tables(sieve, width)
-    if tables is not None:
-        base, groups = tables
-        moduli = np.array([m for m, _ in groups], dtype=np.int64)
-        if moduli.max() < MAX_RESIDUE_PRIME:
-            rows = residues(starts, moduli)
-            out = np.full((len(starts), width), base)
-            for g, (_, table) in enumerate(groups):
-                out += np.take(table, rows[:, g], axis=0)
-            return out
-    p = sieve.primes
-    r0 = residues(starts, p)
-    steps = (2 * np.arange(width, dtype=np.int64))[:, None] % p  # [W, K]
-    # [rows, W, K] residue blocks of ~64K entries stay in L2 (measured, 4096 windows of 256 x 24
-    # primes: 0.36 s in blocks of 64K entries, 0.68 s in blocks of 4M)
-    rows = max(1, 65_536 // max(1, width * p.size))
-    out = np.empty((len(r0), width), dtype=np.float64)
-    for i in range(0, len(r0), rows):
-        res = r0[i : i + rows, None, :] + steps[None]
-        res -= p * (res >= p)
-        out[i : i + rows] = sieve.logits(res)
-    return out
-
-
-def _batch(sieve, starts: list[int], width: int, deep: np.ndarray | None):
-    """(logits [B, width], divisible [B, width] bool, struck): the sieve's logits of the windows
-    starting at `starts`; `divisible` marks the candidates a learned prime divides; candidates a
-    `deep` prime divides get logit -inf (struck: how many; they need n0 > max(deep)).
-
-    A sieve with wide primes (one "p divides n" weight each, thousands of them) is split: its
-    small primes go through the CRT tables, and each wide prime p adds its weight to the
-    candidates j < width that it divides (`first_multiples`, with the deep primes in the same
-    matrix product). Measured on the shipped model (24 small + 3,376 wide primes), 1,000
-    verified 100-digit primes: 21.5 s through `logits` on [B, W, K] residue blocks, 1.0 s
-    split this way with int64 `%` on the residues, and less again with one product giving j.
-    """
-    wide = getattr(sieve, "wide_primes", np.zeros(0, dtype=np.int64))
-    small = sieve.small_sieve() if wide.size else sieve
-    out = _small_logits(small, starts, width)
-    divisible = np.zeros(out.shape, dtype=bool)  # by a wide prime (the small ones: `_coprime`)
-    extra = deep if deep is not None else np.zeros(0, dtype=np.int64)
-    # one product for the wide primes (+ weight) and the deep ones (-inf)
-    rows, cols, j = first_multiples(starts, np.concatenate([wide, extra]), width)
-    learned = cols < wide.size
-    if wide.size:
-        divisible[rows[learned], j[learned]] = True
-        # bincount, not np.add.at: ~10x faster on ~10^5 hits per batch (measured)
-        flat = rows[learned] * width + j[learned]
-        out += np.bincount(flat, weights=sieve.wide_scores[cols[learned]], minlength=out.size).reshape(out.shape)
-    struck = 0
-    if extra.size:
-        hit = ~learned
-        out[rows[hit], j[hit]] = -np.inf
-        struck = int(np.isinf(out).sum())
-    return out, divisible, struck
-
-
-def _coprime_small(sieve, starts: list[int], rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """bool: candidate starts[rows] + 2 offsets is coprime to every small (non-wide) learned prime."""
-    small = sieve.small_sieve().primes if getattr(sieve, "wide_primes", np.zeros(0)).size else sieve.primes
-    r0 = residues(starts, small)
-    return ((r0[rows] + 2 * offsets[:, None]) % small != 0).all(axis=1)
-
-
-def window_logits(sieve, starts: list[int], width: int) -> np.ndarray:
-    """float64 [B, width]: the learned sieve's logit of every candidate n0 + 2j (j < width) of
-    the windows starting at the odd integers n0 = starts[b], of any size. The one window-logit
-    function of the any-size sampler (`optimus.sampling.sieve.window_logits` is the same for a
-    generator's own layer, with its float32 rounding, below 2^53)."""
-    return _batch(sieve, [int(v) for v in starts], width, None)[0]
 
 
 def _gumbel_top(logits: np.ndarray, k: int, temperature: float, nprng: np.random.Generator):
@@ -470,7 +332,7 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
             batch = min(need, chunk)
         starts = _place(rng, first, slots, batch, placement)
         windows += batch
-        logits, divisible, hit = _batch(sieve, starts, width, deep_primes)
+        logits, divisible, hit = window_batch(sieve, starts, width, deep_primes)
         struck += hit
         top, keys = _gumbel_top(logits, picks, temperature, nprng)  # [B, picks], best first
         live = np.isfinite(keys)  # a struck candidate is composite: never tested (and sorts last)
@@ -510,18 +372,27 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
                     break
         else:
             cand = [starts[b] + 2 * j for b, j in enumerate(top[:, 0].tolist())]
-            verdict = is_prime_any(cand).tolist()
-            test.tests += len(cand)
+            if hi < primes.EXACT_LIMIT:  # vectorised, and a batch is ~0.5 s of tests at most
+                verdict = primes.is_prime(np.array(cand, dtype=np.int64)).tolist()
+                test.tests += len(cand)
+            else:  # one at a time, the deadline checked before each test
+                verdict = []
+                for c in cand:
+                    if time.perf_counter() > deadline:
+                        stopped = "deadline"
+                        break
+                    verdict.append(test(c))
+            cand = cand[: len(verdict)]
             values.extend(cand)
             flags.extend(bool(v) for v in verdict)
             tests_per.extend([1] * len(cand))
-            tested_rows, tested_cols = list(range(batch)), top[:, 0].tolist()
+            tested_rows, tested_cols = list(range(len(cand))), top[: len(cand), 0].tolist()
             if time.perf_counter() > deadline and len(values) < count:
                 stopped = "deadline"
         if tested_rows:  # how many tested picks are coprime to every learned prime
             rows, cols = np.array(tested_rows), np.array(tested_cols)
             picked += rows.size
-            picked_survivors += int((~divisible[rows, cols] & _coprime_small(sieve, starts, rows, cols)).sum())
+            picked_survivors += int((~divisible[rows, cols] & coprime_small(sieve, starts, rows, cols)).sum())
     if primes_only:  # tests per prime: the tests spent since the previous prime
         tests_per = np.diff([0, *tests_per]).tolist()
     tested = test.tests

@@ -369,11 +369,29 @@ def test_bench_anysize_quick_json(capfd):
     out, err = capfd.readouterr()
     assert code == 0, err
     r = json.loads(out)["anysize"]
-    for name in ("100_digits", "2048_bits"):
+    assert r["all_prime"] and r["rounds"] >= 3 and r["reference"] == "gmpy2.next_prime"
+    for name in r["sizes"]:
         x = r[name]
-        assert x["all_prime"] and x["vs_randprime"] > 0 and x["vs_bpsw_loop"] > 0 and isinstance(x["met"], bool)
+        assert set(x["vs_ours"]) == {"gmpy2.next_prime", "sympy.randprime", "random odd + BPSW"}
+        assert all(v["min"] <= v["median"] <= v["max"] for v in x["vs_ours"].values())
+        assert x["limit_per_prime_s"] > 0 and isinstance(x["met"], bool)
         assert x["sieve_tests_per_prime"] < x["random_odd_tests_per_prime"]
-    assert all(row["agree"] for row in r["bpsw_us_per_test"].values())
+    for u in r["uniformity"].values():  # uniform over the primes is 1.0, next_prime about 2
+        assert 0 < u["ours_gap_ratio"] < u["next_prime_gap_ratio"] and 0 <= u["ours_ks"]["p_value"] <= 1
+
+
+def test_uniformity_figures_on_known_draws():
+    from optimus.bench import anysize as bench
+
+    primes_ = list(sympy.primerange(10**6, 10**6 + 20_000))
+    # every prime of a stretch: the mean preceding gap is the average gap, ~ ln p
+    assert bench.preceding_gap_ratio(primes_) == pytest.approx(1.0, abs=0.1)
+    # the primes after the largest gaps: far above 1
+    gaps = sorted(primes_[1:], key=lambda p: p - sympy.prevprime(p))[-200:]
+    assert bench.preceding_gap_ratio(gaps) > 2
+    lo, hi = 0, 10**6
+    assert bench.ks_uniform(list(range(1, 10**6, 997)), lo, hi)["p_value"] > 0.5
+    assert bench.ks_uniform(list(range(1, 10**5, 97)), lo, hi)["p_value"] < 1e-6
 
 
 @pytest.mark.parametrize("width", [8, 64, 300])
@@ -404,8 +422,8 @@ def test_ranges_from_below_3_count_their_odd_primes_over_the_range_itself():
     assert res.summary["random_odd_tests_per_prime"] == pytest.approx(1 / 0.6)
     with pytest.raises(ValueError, match="holds 3 odd primes: ask for at most 1 "):
         A.sample_any(sieve(), 1, 10, 3, seed=0, primes_only=True)
-    for lo in (0, 1, 2):
-        assert A.sample_any(sieve(), lo, 30, 50, seed=1).summary["odd_prime_density"] == pytest.approx(9 / 15)
+    for lo, odd in ((0, 15), (1, 15), (2, 14), (3, 14)):  # 9 odd primes up to 30
+        assert A.sample_any(sieve(), lo, 30, 50, seed=1).summary["odd_prime_density"] == pytest.approx(9 / odd)
 
 
 def test_cli_range_from_1_says_3_odd_primes(capsys, model_dir):

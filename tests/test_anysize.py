@@ -485,3 +485,24 @@ def test_the_largest_requests_peak_below_1_gb(tmp_path):
             pytest.skip(f"models/default not usable here: {out.stderr.strip()}")
         assert out.returncode == 0, out.stderr
         assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1_000_000  # KiB
+
+
+@pytest.mark.parametrize("text, value", [("1,000,000", 10**6), ("1 000 000", 10**6), ("10^18", 10**18),
+                                         ("1e18", 10**18), ("10**18", 10**18), ("1_000", 1000), ("12", 12)])
+def test_one_integer_dialect_for_the_cli_and_the_pages(text, value):
+    """validate.parse_int is the one parser: what the pages accepted (commas, spaces, ^) the
+    CLI accepts too, and anysize has no second parser."""
+    from optimus.cli import build_parser
+    from optimus.validate import parse_int
+
+    assert parse_int(text) == value
+    assert build_parser().parse_args(["sample", "--model-dir", "m", "--range", text, text]).range == [value, value]
+    assert not hasattr(A, "parse_integer")
+
+
+@pytest.mark.parametrize("text", ["1,00", "1,2", "1,000 000", "10^-1", "1,,000"])
+def test_the_integer_dialect_refuses_ambiguous_groups(text):
+    from optimus.validate import parse_int
+
+    with pytest.raises(ValueError, match="not a whole number"):
+        parse_int(text, what="lo")

@@ -270,13 +270,14 @@ def first_multiples(starts: list[int], moduli: np.ndarray, width: int):
         out_rows.append(rows + r)
         out_cols.append(cols)
         out_j.append(j[rows, cols].astype(np.int64))
-        for c in several.tolist():  # then j + p, j + 2p, ... (one prime at a time: ~W/p each)
-            p = int(moduli[c])
-            more = j[:, c].astype(np.int64)[:, None] + p * np.arange(1, -(-width // p) + 1)
-            rows, which = np.nonzero(more < width)
+        if several.size:  # then j + p, j + 2p, ...: [rows, primes < width, multiples] at once
+            p = moduli[several]
+            more = (j[:, several].astype(np.int64)[:, :, None]
+                    + p[None, :, None] * np.arange(1, -(-width // int(p.min())) + 1)[None, None, :])
+            rows, which, _ = np.nonzero(more < width)
             out_rows.append(rows + r)
-            out_cols.append(np.full(rows.size, c))
-            out_j.append(more[rows, which])
+            out_cols.append(several[which])
+            out_j.append(more[more < width])
     if not out_rows:
         return (np.zeros(0, dtype=np.int64),) * 3
     return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_j)

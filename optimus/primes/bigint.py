@@ -115,8 +115,8 @@ class ResidueTable:
     and with or without fused multiply-adds, is an integer below 2^53, so exact. The reduction
     A mod p is q = floor(A * (1/p)), A - q p: the rounded quotient is off by at most one (A/p <
     2^52), q p <= A + p <= 2^53 is exact, and one correction each way makes it exact. Measured
-    against NumPy's int64 `%` on 1,024 x 3,400 100-digit residues (2-core machine, loaded):
-    float64 floor-reduction in blocks ~4x faster than the 30-bit limbs, int64 matmul-then-`%`.
+    on 1,024 x 3,400 100-digit residues (2-core machine, loaded, one BLAS thread): 5-10 ns per
+    residue, int64 conversion included; the product itself 0.7 ns per entry.
     """
 
     def __init__(self, moduli, bits: int, factor=None):
@@ -216,12 +216,6 @@ def _trial_product(bound: int) -> gmpy2.mpz:
 def strong_prp2(n: int) -> bool:
     """The base-2 strong probable-prime test (GMP): the cheap half of BPSW, for odd n > 2."""
     return bool(gmpy2.is_strong_prp(n, 2))
-
-
-def lucas(n: int) -> bool:
-    """The strong Lucas test with Selfridge's parameters (GMP): BPSW's second half, for odd n
-    that passed `strong_prp2` (about 2-4 base-2 tests' cost, `bench anysize` measures it)."""
-    return bool(gmpy2.is_strong_selfridge_prp(n))
 
 
 def confirm(n: int) -> bool:

@@ -554,7 +554,7 @@ def evaluate_at(models, lo: int, hi: int, count: int = 10_000, seed: int = 0) ->
         "hit_rate": s["hit_rate"], "distinct_rate": distinct / count,
         "distinct_prime_rate": distinct_primes / count,
         "baseline": density, "baseline_exact": s["density_exact"], "baseline_source": s["density_source"],
-        "lift": lift(distinct_primes / count, density),
+        "lift": None if density <= 0 else lift(distinct_primes / count, density),  # JSON has no NaN
         "sieve_lift_ceiling": s["sieve_lift"], "picks_coprime_share": s["picks_coprime_share"],
         "window": s["window"], "certainty": s["certainty"], "seconds": s["seconds"],
     }

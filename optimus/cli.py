@@ -267,7 +267,7 @@ def _evaluate_at(a, size) -> int:
     print(f"model {res['model_dir']} (preset {res['preset']}), generator at {label} numbers, {res['samples']:,} samples "
           f"(windows of {res['window']} odd candidates placed uniformly, one Gumbel-max pick each):")
     print(f"  hit rate {res['hit_rate']:.4f}  distinct {res['distinct_rate']:.4f}  distinct-prime {res['distinct_prime_rate']:.4f}")
-    print(f"  odd-prime density {res['baseline']:.6g} ({src})  lift {res['lift']:.2f}  "
+    print(f"  odd-prime density {res['baseline']:.6g} ({src})  lift {'-' if res['lift'] is None else format(res['lift'], '.2f')}  "
           f"(classic sieve by the same primes: {res['sieve_lift_ceiling']:.2f})")
     print(f"  certainty: {res['certainty']}")
     return 0

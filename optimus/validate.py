@@ -22,6 +22,8 @@ import numpy as np
 from optimus import limits
 
 _DIGITS = re.compile(r"[+-]?\d+")
+# digit groups a person types: 1,000,000 / 1 000 000 / 1_000_000 (groups of three after the first)
+_GROUPED = re.compile(r"[+-]?\d{1,3}(?:([,\s_])\d{3})(?:\1\d{3})*")
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
@@ -33,16 +35,21 @@ def clip(text: str, chars: int = limits.ECHO_CHARS) -> str:
 
 
 def parse_int(text: str, lo: int | None = None, hi: int | None = None, what: str = "") -> int:
-    """A whole number from `text`, within [lo, hi] (either end open if None).
+    """A whole number from `text`, within [lo, hi] (either end open if None): the one integer
+    dialect of the CLI, the pages and the URL parameters.
 
-    Accepts decimal digits with optional sign and `_` separators, scientific notation that is
-    exactly an integer (`1e6`, `2.5e3`), and powers of two plain integers (`10**9`). Refuses
-    2.5, nan, inf, negative exponents (`2**-1` would be 0.5), and anything longer than
-    limits.MAX_INT_BITS bits, which it checks before computing the value. ValueError names
-    `what` when given.
+    Accepts decimal digits with an optional sign, digit groups of three separated by one kind of
+    `,`, `_` or space (`1,000,000`, `1 000 000`), scientific notation that is exactly an
+    integer (`1e6`, `2.5e3`), and powers of plain integers (`10**9`, `10^9`). Refuses 2.5,
+    nan, inf, `1,00` (not groups of three), negative exponents (`2**-1` would be 0.5), and
+    anything longer than limits.MAX_INT_BITS bits, which it checks before computing the value.
+    ValueError names `what` when given.
     """
     label = f"{what}: " if what else ""
-    t = str(text).strip().replace("_", "")
+    t = str(text).strip()
+    if len(t) <= limits.MAX_INT_DIGITS * 2 and _GROUPED.fullmatch(t):
+        t = re.sub(r"[,\s_]", "", t)
+    t = t.replace("_", "").replace("^", "**")
     if len(t) > limits.MAX_INT_DIGITS + 2:
         raise ValueError(f"{label}{clip(t)} is too long for a whole number (at most {limits.MAX_INT_DIGITS:,} digits)")
     if "**" in t:
@@ -107,6 +114,23 @@ def check_int(label: str, value, lo: int, hi: int) -> int:
     if not lo <= whole <= hi:
         raise ValueError(f"{label} must be between {lo:,} and {hi:,}; you entered {whole:,}.")
     return whole
+
+
+def check_range(lo, hi, *, lo_min: int = 0, hi_max: int, what: str = "range", func: str = "") -> tuple[int, int]:
+    """(lo, hi) as ints with lo_min <= lo <= hi <= hi_max, or ValueError saying what to change:
+    the one range check. A library function passes `func` (its messages name it: "count_primes:
+    lo > hi (5 > 3)"); a page passes `what` (sentences for a visitor)."""
+    if func:
+        lo = require_int(func, "lo", lo, lo_min, hi_max)
+        hi = require_int(func, "hi", hi, lo_min, hi_max)
+        if lo > hi:
+            raise ValueError(f"{func}: lo > hi ({lo} > {hi})")
+        return lo, hi
+    lo = check_int(f"The {what}'s lower end", lo, lo_min, hi_max)
+    hi = check_int(f"The {what}'s upper end", hi, lo_min, hi_max)
+    if lo > hi:
+        raise ValueError(f"The {what}'s lower end ({lo:,}) is above its upper end ({hi:,}): swap them or lower lo.")
+    return lo, hi
 
 
 def require_int(func: str, name: str, value, lo: int | None = 0, hi: int | None = None) -> int:

@@ -32,7 +32,8 @@ def test_candidates_and_logits_match_the_layer(overrides):
     generator, layer = trained_like(**overrides)
     latents = latents_for(4000)
     reals, logits = propose(generator, latents)
-    n0, fast_logits = sampling.propose(layer, latents)
+    n0 = sampling.first_candidates(layer, latents)
+    fast_logits = sampling.window_logits(layer, n0)
     assert np.array_equal(n0, primes.to_odd(reals[:, 0]))  # the same candidates, bit for bit
     assert np.array_equal(primes.to_odd(reals), n0[:, None] + 2 * np.arange(layer.window))
     # float32 sums in the layer, float64 in the tables: equal to float32 rounding
@@ -100,7 +101,8 @@ def test_band_override_draws_what_the_layer_draws_there():
     generator, layer = trained_like(seed=6)
     latents = latents_for(3000, seed=5)
     reals, logits = propose(generator, latents, out_lo=1e12, out_hi=1e15)
-    n0, fast_logits = sampling.propose(layer, latents, out_lo=1e12, out_hi=1e15)
+    n0 = sampling.first_candidates(layer, latents, out_lo=1e12, out_hi=1e15)
+    fast_logits = sampling.window_logits(layer, n0)
     assert np.array_equal(n0, primes.to_odd(reals[:, 0])) and n0.min() >= 1e12 - 1
     np.testing.assert_allclose(fast_logits, logits, rtol=0, atol=1e-5 * max(1.0, np.abs(logits).max()))
     draws = [generate(generator, latents, np.random.default_rng(4), fast=fast, out_lo=1e12, out_hi=1e15)
@@ -126,3 +128,14 @@ def test_learned_sieve_logits_match_the_layer_on_random_windows():
     assert scores[-1] == pytest.approx(a + b, rel=1e-5)  # w_p at the largest wide prime
     assert scores[len(layer.primes)] == pytest.approx(a, rel=1e-5, abs=1e-6)  # and at the first
     assert len(scores) == len(layer.primes) + len(wide)
+
+
+def test_one_window_logits_for_a_layer_and_for_its_learned_sieve_at_any_size():
+    """sampling.window_logits is the one window-logit function: on the layer (int64 starts, the
+    layer's float32 weights) and on its LearnedSieve (Python ints, any size) it agrees."""
+    generator, layer = trained_like()
+    n0 = sampling.first_candidates(layer, latents_for(500))
+    on_layer = sampling.window_logits(layer, n0)
+    sieve = sampling.learned_sieve(layer)
+    on_sieve = sampling.window_logits(sieve, n0.tolist(), layer.window)
+    np.testing.assert_allclose(on_sieve, on_layer, rtol=0, atol=1e-5 * max(1.0, np.abs(on_layer).max()))

@@ -51,13 +51,7 @@ def user_errors():
 check_int = validate.check_int
 
 
-def check_range(lo: int, hi: int, *, lo_min: int, hi_max: int, what: str = "range") -> tuple[int, int]:
-    """(lo, hi) with lo_min <= lo <= hi <= hi_max, or ValueError saying what to change."""
-    lo = check_int(f"The {what}'s lower end", lo, lo_min, hi_max)
-    hi = check_int(f"The {what}'s upper end", hi, lo_min, hi_max)
-    if lo > hi:
-        raise ValueError(f"The {what}'s lower end ({lo:,}) is above its upper end ({hi:,}): swap them or lower lo.")
-    return lo, hi
+check_range = validate.check_range  # (lo, hi, *, lo_min, hi_max, what): the one range check
 
 
 # --- models -----------------------------------------------------------------------------

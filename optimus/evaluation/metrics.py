@@ -162,6 +162,12 @@ def magnitude_matched_baseline(n_values, bins: int = 20) -> float:
 
 
 
+def lift(rate: float, baseline: float) -> float:
+    """The lift over chance: a prime rate divided by the rate chance reaches (the baseline); 1.0
+    is chance. NaN where it is undefined (a baseline of 0: no odd prime to find)."""
+    return float(rate / baseline) if baseline > 0 else float("nan")
+
+
 def generator_report(n_values) -> dict:
     """How good a batch of generated odd integers is, against the magnitude-matched baseline."""
     from optimus import primes
@@ -186,7 +192,7 @@ def generator_report(n_values) -> dict:
         "distinct_prime_rate": distinct_prime_rate,
         "same_range_probability": same_range,
         "baseline": float(baseline),
-        "lift": float(distinct_prime_rate / baseline) if baseline > 0 else float("nan"),
+        "lift": lift(distinct_prime_rate, baseline),
         "lo": lo,
         "hi": hi,
     }

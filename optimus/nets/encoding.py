@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from optimus.primes import small_odd_primes
+from optimus.primes.bigint import residues as _residues
 
 ENCODINGS = ("scalar", "fourier")
 # "residue" was this Fourier encoding's first name (forgetting-benchmark settings, saved results
@@ -23,9 +24,8 @@ _OLD_NAMES = {"residue": "fourier"}
 
 
 def residues(n, primes) -> np.ndarray:
-    """n mod p for every n (rows) and every p (columns), exact in int64."""
-    n = np.asarray(n, dtype=np.int64).reshape(-1, 1)
-    return np.mod(n, np.asarray(primes, dtype=np.int64).reshape(1, -1))
+    """n mod p for every n (rows) and every p (columns), exact in int64: `primes.residues`."""
+    return _residues(np.asarray(n, dtype=np.int64), primes)
 
 
 def fourier_features(n, primes) -> np.ndarray:

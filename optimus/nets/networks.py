@@ -134,8 +134,9 @@ def choose(reals: np.ndarray, logits: np.ndarray | None, rng: np.random.Generato
     """One real per latent: a Gumbel-max draw from softmax(logits / temperature)."""
     if logits is None:
         return reals[:, 0]
-    gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, size=logits.shape)))
-    pick = np.argmax(logits / max(temperature, 1e-6) + gumbel, axis=1)
+    from optimus.sampling.sieve import gumbel_keys  # sampling imports nets: not at the top
+
+    pick = np.argmax(gumbel_keys(logits, rng, temperature), axis=1)
     return reals[np.arange(len(reals)), pick]
 
 

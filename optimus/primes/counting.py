@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from optimus import limits
+from optimus import limits, validate
 from optimus.primes.sieve import (
     BLOCK_BYTES,
     SEGMENT,
@@ -292,9 +292,5 @@ def count_primes(lo: int, hi: int, max_seconds: float | None = None) -> int:
 
 def check_range(func: str, lo, hi) -> tuple[int, int]:
     """(lo, hi) as ints with 0 <= lo <= hi <= 10**18 (what can be counted), or ValueError
-    naming `func`."""
-    lo = require_int(func, "lo", lo, 0, limits.MAX_DENSITY_HI)
-    hi = require_int(func, "hi", hi, 0, limits.MAX_DENSITY_HI)
-    if lo > hi:
-        raise ValueError(f"{func}: lo > hi ({lo} > {hi})")
-    return lo, hi
+    naming `func`: `validate.check_range` with the counting bounds."""
+    return validate.check_range(lo, hi, hi_max=limits.MAX_DENSITY_HI, func=func)

@@ -135,6 +135,32 @@ def odd_prime_density(lo: int, hi: int) -> float:
     return (count_primes(lo, hi) - (lo <= 2 <= hi)) / odd
 
 
+EXACT_COUNT_HI = 10**12  # odd_prime_density_any counts exactly up to here (primecount: ~10 ms)
+
+
+def odd_prime_density_any(lo: int, hi: int) -> tuple[float, bool]:
+    """(share of odd integers in [lo, hi] that are prime, exact?) for ranges of any size below
+    2^4096: `odd_prime_density` (an exact count, 2 excluded) up to EXACT_COUNT_HI, else
+    estimated with li(x): (li(hi) - li(lo)) / (odd integers in [lo, hi]), or (width / ln mid) /
+    (odd integers) for ranges narrower than 10^6. ValueError if the range holds no odd integer."""
+    import mpmath  # sympy's dependency; only big ranges need it
+
+    odd = odd_count(lo, hi)
+    if odd == 0:
+        raise ValueError(f"[{lo}, {hi}] contains no odd integer" if hi < 10**24 else
+                         "the range contains no odd integer")
+    if hi <= EXACT_COUNT_HI:
+        return odd_prime_density(lo, hi), True
+    with mpmath.workdps(30):
+        if lo == 0:
+            count = mpmath.li(mpmath.mpf(hi)) - mpmath.li(2)
+        elif hi - lo < 10**6:
+            count = mpmath.mpf(hi - lo + 1) / mpmath.log(mpmath.mpf(lo + (hi - lo) // 2))
+        else:
+            count = mpmath.li(mpmath.mpf(hi)) - mpmath.li(mpmath.mpf(lo))
+        return float(count / odd), False
+
+
 def odd_prime_density_binned(edges, include_last: bool = True, estimate_above: bool = False):
     """Exact odd-prime density of each bin [edges[i], edges[i+1]) as a float64 array.
 

@@ -1,32 +1,35 @@
 """Primes of any size with the learned sieve: from 3 digits to 4096 bits.
 
 What a sieve generator learns is a preference over candidates n as a function of their residues
-n mod p for a fixed list of odd primes p (`optimus.sampling.sieve.learned_sieve`), and a sieve does not
-care how big n is. This module samples with it at any size, with Python ints:
+n mod p for a fixed list of odd primes p (`optimus.sampling.sieve.learned_sieve`), and a sieve does
+not care how big n is. This module samples with it at any size, with Python ints:
 
 1. *Windows.* A window of W consecutive odd candidates n0, n0+2, ..., n0+2(W-1) is placed
-   uniformly at random inside the requested range (n0 uniform over the odd integers that leave
-   the window inside it; `placement="log"` places it log-uniformly instead, for overlays on log
-   axes). Sampling N outputs uses N windows of the model's own width, one Gumbel-max pick each,
-   at the model's temperature: exactly the generator's draw, moved to another size.
-2. *Residues, exactly.* n0 mod p for every sieve prime comes from `residues` (30-bit limbs and
-   tables of 2^(30 i) mod p, a float64 matrix product that is exact: proof in its docstring);
-   candidate j's residues are (r0 + 2j) mod p.
-3. *Primes only.* Primes thin out as 2 / ln n among odd integers, so at big sizes the sampler
-   places wider windows (the smallest multiple of the model's width that is >= ln hi) and takes
-   several picks per window without replacement (Gumbel-top-k, Kool et al. 2019: the k largest
-   of logits / T + Gumbel noise), one pick per model-width of candidates, so each pick still
-   chooses among as many candidates as the trained generator does, and the residue arithmetic
-   of one window serves k picks. Picks are tested until N distinct primes are found.
-4. *Primality, with its certainty stated.* Below 2^53 `primes.is_prime` (deterministic trial
-   division + Miller-Rabin with proven base sets); from 2^53 to 2^64 BPSW, which is proven
-   there (no BPSW pseudoprime below 2^64: Gilchrist 2013 checked Feitsma's list of every base-2
-   strong pseudoprime below 2^64); above 2^64 BPSW, whose results are labelled "probable prime
-   (BPSW, no known counterexample)". Composites are always proven composite.
-
-Like every method that picks from windows (gmpy2.next_prime from a random start, too), the
-outputs are not exactly uniform over the primes of the range: a prime with few prime neighbours
-in its window is a little more likely to be picked.
+   uniformly at random inside the requested range (`placement="log"`: log-uniformly, for
+   overlays on log axes). Without primes_only, N outputs are N windows of the model's own width,
+   one Gumbel-max pick each, at the model's temperature: exactly the generator's draw, moved.
+2. *Residues, exactly, for many windows at once.* One `primes.bigint.ResidueTable` product
+   gives, for every window of a batch and every wide learned prime (and deep prime, below), the
+   first candidate j that p divides (j = -n0/2 mod p); the small learned primes go through CRT
+   tables (`sampling.sieve.window_batch`). Logits for all windows of a batch at once.
+3. *Primes only.* A window holds WINDOW_PER_LN x ln(hi) candidates (about 16 primes); a classic
+   sieve by the primes beyond the learned ones, up to GMP's own bound for its next_prime
+   (`deep_bound`), strikes candidates first; the window's picks (Gumbel-top-k of logits / T,
+   Kool et al. 2019: a random order drawn from the generator's preferences) are tested in that
+   order until the window's first prime. At most one prime per window, so the outputs are as
+   independent as the windows (never two neighbours). Every prime survives both sieves, so this
+   is close to uniform over the primes of the range: the mean gap before the sampled primes is
+   about 1.0-1.05 x the average gap (next_prime from a uniform start: about 2), measured by
+   `bench anysize`; what remains is a window's prime count (a prime in a window with fewer
+   primes is a little likelier).
+4. *Primality, with its certainty stated.* Below 2^53 `primes.is_prime` (deterministic); from
+   2^53 to 2^64 BPSW, which is proven there (no BPSW pseudoprime below 2^64: Gilchrist 2013
+   checked Feitsma's list of every base-2 strong pseudoprime below 2^64); above 2^64 a base-2
+   strong test on every sieved pick and BPSW (GMP's, plus one Miller-Rabin round) on those that
+   pass, labelled "probable prime (BPSW, no known counterexample)". Composites are always proven
+   composite.
+5. *Bounded.* Windows come in batches (memory bounded whatever the count) and a request still
+   running at its time cap stops inside its test loop and returns what it found, labelled.
 """
 
 from __future__ import annotations
@@ -40,29 +43,46 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from optimus import limits, primes
+from optimus.evaluation.metrics import lift
+from optimus.primes import bigint
+from optimus.primes.bigint import (  # noqa: F401  (re-exported: the README names them here)
+    CERT_COMPOSITE,
+    CERT_PROBABLE,
+    CERT_PROVEN,
+    LIMB_BITS,
+    MAX_RESIDUE_PRIME,
+    PROVEN_LIMIT,
+    bpsw,
+    certainty,
+    is_prime_any,
+    residues,
+    survivor_share,
+)
 from optimus.primes.odd import odd_count
-from optimus.validate import parse_int, require_int
+from optimus.sampling.sieve import (  # noqa: F401  (additive_tables, window_logits: re-exported)
+    additive_tables,
+    coprime_small,
+    first_multiples,
+    gumbel_keys,
+    window_batch,
+    window_logits,
+)
+from optimus.validate import require_int
 
-LIMB_BITS = 30
-_LIMB_MASK = (1 << LIMB_BITS) - 1
-_RESIDUE_ROWS = 64
-# Primes-only sampling picks one candidate per this many in a window (top-k of the Gumbel
-# draw). Measured, 1,000 verified 100-digit primes with the shipped model: one pick per 64
-# candidates 1.28 s, per 32 0.98-1.0 s, per 16 1.03 s with the fewest tests per prime (12.3,
-# a classic sieve by the same primes: 12.4): fewer windows mean fewer big-integer residues.
-PICK_SPACING = 16
-MAX_RESIDUE_PRIME = 1 << 22  # see residues(): keeps at least two limbs per exact float64 block
-EXACT_COUNT_HI = 10**12  # odd-prime densities are counted exactly up to here (primecount: ~10 ms)
-PROVEN_LIMIT = 2**64  # BPSW has no counterexample below this, by exhaustive verification
-
-CERT_PROVEN = "proven prime"
-CERT_PROBABLE = "probable prime (BPSW, no known counterexample)"
-CERT_COMPOSITE = "composite"
-
-# Trial division before BPSW: one gcd with the product of the odd primes up to this bound
-# (measured, 2048-bit odd n: the gcd costs ~50 us, one base-2 strong test ~2 ms, and ~40% of the
-# candidates a sieve to 97 lets through have a factor in (97, 2^16]).
-_GCD_BOUND_SMALL, _GCD_BOUND_BIG = 2_000, 1 << 16
+# Primes-only sampling: a window holds WINDOW_PER_LN x ln(hi) candidates (about twice as many
+# primes) and up to PICKS_PER_TEST / P(pick is prime) picks, tested in the order of the Gumbel
+# draw until the first prime. Measured (mean preceding gap / ln p of the sampled primes, 4,000 of
+# 30 digits and 600 of 100 digits, loaded 2-core machine): windows of 1 x ln hi with 4 picks
+# 1.10 / 1.04-1.09 but 3.4 windows per prime; 4 x ln hi, first prime of the window 1.09 / 1.15-1.19;
+# 8 x ln hi 1.05 / 1.03 with 1.0-1.1 windows per prime (the old 1 x ln hi, 16 picks: 1.20 / 1.17).
+WINDOW_PER_LN = 8
+PICKS_PER_TEST = 4
+BATCH_WINDOWS = 2048  # windows per batch at most: residues, logits and picks in bounded memory
+# The classic sieve beyond the learned primes: up to GMP's own bound for mpz_nextprime
+# (nbits^2.5 / 124, "derivative of Mertens' 3rd theorem x avg gap x cost of mod vs cost of a
+# PRP test", GMP 6.3 mpz/nextprime.c), below 2^22 (`bigint.ResidueTable`'s exact range) and
+# with its residue table [limbs, primes] within DEEP_TABLE_BYTES.
+DEEP_TABLE_BYTES = 48 << 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,184 +120,10 @@ def size_range(digits: int | None = None, bits: int | None = None,
     return lo, hi, f"[{_short(lo)}, {_short(hi)}]"
 
 
-def parse_integer(name: str, text: str) -> int:
-    """A non-negative integer typed by a person: what optimus.validate.parse_int reads (digits,
-    1e18, 10**18), plus `,` and spaces between digit groups and 10^18; ValueError naming `name`."""
-    t = str(text).strip().replace(",", "").replace(" ", "").replace("^", "**")
-    return parse_int(t, lo=0, what=name)
-
-
 def _short(n: int) -> str:
     """n in decimal, abbreviated in the middle beyond 24 digits."""
     s = str(n)
     return s if len(s) <= 24 else f"{s[:10]}...{s[-10:]} ({len(s)} digits)"
-
-
-# --------------------------------------------------------------------------------------------
-# Exact residues of big integers
-
-
-def _limbs(values: list[int]) -> np.ndarray:
-    """int64 [B, L]: the 30-bit limbs of non-negative Python ints, least significant first."""
-    top = max(values).bit_length() if values else 0
-    count = max(1, -(-top // LIMB_BITS))
-    width = (count * LIMB_BITS + 7) // 8 + 8  # bytes, with room for the 5-byte reads below
-    raw = np.frombuffer(b"".join(v.to_bytes(width, "little") for v in values), dtype=np.uint8)
-    raw = raw.reshape(len(values), width).astype(np.uint64)
-    start = np.arange(count) * LIMB_BITS
-    byte, shift = start // 8, (start % 8).astype(np.uint64)
-    # limb k = bits [30k, 30k + 30): within the 5 bytes from byte 30k // 8, after `shift` bits
-    word = np.zeros((len(values), count), dtype=np.uint64)
-    for j in range(5):
-        word |= raw[:, byte + j] << np.uint64(8 * j)
-    return ((word >> shift) & np.uint64(_LIMB_MASK)).astype(np.int64)
-
-
-@functools.lru_cache(maxsize=64)
-def _limb_table(moduli_bytes: bytes, count: int) -> np.ndarray:
-    """float64 [count, K]: 2^(30 i) mod m for each limb i and modulus m (cached: the same moduli
-    and sizes come back batch after batch)."""
-    moduli = np.frombuffer(moduli_bytes, dtype=np.int64).tolist()
-    rows, row = [], [1 % m for m in moduli]
-    for _ in range(count):
-        rows.append(row)
-        row = [(r << LIMB_BITS) % m for r, m in zip(row, moduli, strict=True)]
-    return np.array(rows, dtype=np.float64)
-
-
-def residues(values, moduli) -> np.ndarray:
-    """int64 [B, K]: values[b] mod moduli[k], exactly, for non-negative ints of any size.
-
-    `values`: Python ints (or an int64 array); `moduli`: K integers in [1, MAX_RESIDUE_PRIME).
-    Values below 2^63 take NumPy's int64 `%`. Larger ones are split into 30-bit limbs
-    a_i (n = sum_i a_i 2^(30 i)), and n mod p = (sum_i a_i t_i) mod p with t_i = 2^(30 i) mod p,
-    computed as float64 matrix products over blocks of c limbs:
-
-        acc <- (acc + sum_{i in block} a_i t_i) mod p,   c = floor((2^53 - p) / ((2^30 - 1)(p - 1))).
-
-    Why nothing rounds: every a_i <= 2^30 - 1 and t_i <= p - 1, so each product is an integer
-    <= (2^30 - 1)(p - 1) < 2^53, and acc < p before the block, so every partial sum of the block,
-    in whatever order the BLAS adds and with or without fused multiply-adds, is a non-negative
-    integer <= p - 1 + c (2^30 - 1)(p - 1) <= 2^53: all exactly representable, so every addition
-    and product is exact. fmod of exact integers is exact. With p < 2^22, c >= 2.
-    """
-    moduli = np.asarray(moduli, dtype=np.int64).reshape(-1)
-    if moduli.size and (moduli.min() < 1 or moduli.max() >= MAX_RESIDUE_PRIME):
-        raise ValueError(f"residues: moduli must lie in [1, {MAX_RESIDUE_PRIME})")
-    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
-        small = values.astype(np.int64)
-        return small.reshape(-1, 1) % moduli
-    values = [int(v) for v in values]
-    if not values:
-        return np.zeros((0, moduli.size), dtype=np.int64)
-    if min(values) < 0:
-        raise ValueError("residues: values must be >= 0")
-    if max(values) < 2**63:
-        return np.array(values, dtype=np.int64).reshape(-1, 1) % moduli
-    limbs = _limbs(values).astype(np.float64)
-    count = limbs.shape[1]
-    table = _limb_table(moduli.tobytes(), count)  # [L, K]: t_i per modulus
-    pmax = int(moduli.max())
-    block = max(1, (2**53 - pmax) // ((2**LIMB_BITS - 1) * max(pmax - 1, 1)))
-    # In blocks of _RESIDUE_ROWS values, so the [rows, K] working arrays stay in L2, and the
-    # reduction in int64 (exact: every acc is an integer < 2^53). Measured, 4,096 100-digit
-    # values x 3,400 primes: np.fmod on the whole array 1.7 s, int64 % in blocks of 64 rows 0.06 s.
-    out = np.empty((len(values), moduli.size), dtype=np.int64)
-    for r in range(0, len(values), _RESIDUE_ROWS):
-        acc = np.zeros((min(_RESIDUE_ROWS, len(values) - r), moduli.size), dtype=np.int64)
-        for i in range(0, count, block):
-            acc = (acc + limbs[r : r + _RESIDUE_ROWS, i : i + block] @ table[i : i + block]).astype(np.int64)
-            acc %= moduli
-        out[r : r + _RESIDUE_ROWS] = acc
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Primality at any size
-
-
-@dataclass(frozen=True)
-class _Trial:
-    bound: int
-    product: int
-
-
-_trials: dict[int, _Trial] = {}
-
-
-def _trial(bits: int) -> _Trial:
-    bound = _GCD_BOUND_SMALL if bits < 512 else _GCD_BOUND_BIG
-    if bound not in _trials:
-        import gmpy2
-
-        _trials[bound] = _Trial(bound, int(gmpy2.mpz(math.prod(primes.small_odd_primes(bound).tolist()))))
-    return _trials[bound]
-
-
-def bpsw(n: int) -> bool:
-    """Strong Baillie-PSW for an odd integer n > 2^22: trial division by one gcd, a base-2
-    strong probable-prime test, then a strong Lucas test with Selfridge's parameters (gmpy2).
-    Proven correct below 2^64; above, no counterexample is known."""
-    import gmpy2
-
-    if gmpy2.gcd(n, _trial(n.bit_length()).product) != 1:
-        return False
-    return bool(gmpy2.is_strong_prp(n, 2) and gmpy2.is_strong_selfridge_prp(n))
-
-
-def certainty(n: int, prime: bool) -> str:
-    """How sure `prime` is: proven below 2^64, BPSW-probable above; composites are proven."""
-    if not prime:
-        return CERT_COMPOSITE
-    return CERT_PROVEN if n < PROVEN_LIMIT else CERT_PROBABLE
-
-
-def is_prime_any(values) -> np.ndarray:
-    """bool [B]: primality of non-negative ints of any size (exact below 2^64; BPSW above).
-
-    Values below 2^53 go to `primes.is_prime` (vectorised, deterministic); the rest to `bpsw`.
-    """
-    values = [int(v) for v in values]
-    out = np.zeros(len(values), dtype=bool)
-    small = [i for i, v in enumerate(values) if v < primes.EXACT_LIMIT]
-    if small:
-        out[small] = primes.is_prime(np.array([values[i] for i in small], dtype=np.int64))
-    # even values above 2^53 are composite; odd ones take BPSW (a gcd per value measured faster
-    # than vectorised trial division by residues: 32,768 x 300 fmods cost more than 32,768 gcds)
-    for i, v in enumerate(values):
-        if v >= primes.EXACT_LIMIT:
-            out[i] = bool(v & 1) and bpsw(v)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Densities: what random odd candidates and a classic sieve need
-
-
-def odd_prime_density(lo: int, hi: int) -> tuple[float, bool]:
-    """(share of odd integers in [lo, hi] that are prime, exact?): counted exactly (primecount)
-    up to EXACT_COUNT_HI, else estimated with li(x): (li(hi) - li(lo)) / (odd integers)."""
-    odd = odd_count(lo, hi)
-    if odd == 0:
-        raise ValueError(f"[{_short(lo)}, {_short(hi)}] contains no odd integer")
-    if hi <= EXACT_COUNT_HI:
-        return primes.odd_prime_density(lo, hi), True
-    import mpmath
-
-    with mpmath.workdps(30):
-        if hi - lo < 10**6 or lo == 0:
-            mid = mpmath.mpf(lo + (hi - lo) // 2)
-            count = mpmath.mpf(hi - lo + 1) / mpmath.log(mid)
-            if lo == 0:
-                count = mpmath.li(mpmath.mpf(hi)) - mpmath.li(2)
-        else:
-            count = mpmath.li(mpmath.mpf(hi)) - mpmath.li(mpmath.mpf(lo))
-        return float(count / odd), False
-
-
-def survivor_share(sieve_primes) -> float:
-    """Share of odd integers coprime to every one of these odd primes: prod (1 - 1/p)."""
-    return float(np.prod(1.0 - 1.0 / np.asarray(sieve_primes, dtype=np.float64)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,115 +169,33 @@ def _place(rng: random.Random, first: int, slots: int, size: int, placement: str
     return out
 
 
-_ADDITIVE_PROBE_MAX = 20_000_000  # probe entries (sum of p) x K: ~1 s and 160 MB at most
-_additive_cache: dict = {}
-
-
-def additive_tables(sieve, width: int):
-    """(base, [(m, T_m)]) when the sieve's logit is a sum of one score per prime and residue
-    (checked, not assumed: the contract only promises `logits(residues)`), else None.
-
-    Probing `logits` with one non-zero residue at a time gives every score relative to residue
-    0; 64 random residue vectors then confirm that the sum reproduces `logits` (to 1e-9). The
-    window's logits then come from the CRT tables of `optimus.sampling.sieve.build_tables`: a few
-    contiguous row reads per window instead of W x K gathers (measured: 4096 windows of 256
-    candidates, 24 primes: ~0.02 s against ~0.4 s).
-    """
-    p = sieve.primes
-    key = (id(sieve), width)
-    if key in _additive_cache and _additive_cache[key][0] is sieve:
-        return _additive_cache[key][1]
-    result = None
-    total = int(p.sum())
-    if p.size and total * p.size <= _ADDITIVE_PROBE_MAX:
-        offsets = np.concatenate([[0], np.cumsum(p)[:-1]]).astype(np.int64)
-        which = np.repeat(np.arange(p.size), p)
-        probe = np.zeros((total, p.size), dtype=np.int64)
-        probe[np.arange(total), which] = np.arange(total) - offsets[which]
-        base = float(sieve.logits(np.zeros((1, p.size), dtype=np.int64))[0])
-        scores = sieve.logits(probe) - base
-        test = np.random.default_rng(0).integers(0, p, size=(64, p.size))
-        predicted = base + scores[offsets + test].sum(axis=1)
-        actual = sieve.logits(test)
-        if np.allclose(predicted, actual, rtol=0, atol=1e-9 * max(1.0, float(np.abs(actual).max()))):
-            from optimus.sampling.sieve import build_tables
-
-            result = (base, build_tables(scores, p, width))
-    if len(_additive_cache) > 8:
-        _additive_cache.clear()
-    _additive_cache[key] = (sieve, result)
-    return result
-
-
-def window_logits(sieve, starts: list[int], r0: np.ndarray, width: int) -> np.ndarray:
-    """float64 [B, width]: the sieve's logit for candidates n0 + 2j, from r0 = n0 mod p [B, K].
-
-    A sieve with wide primes (one "p divides n" weight each, thousands of them) is split: its
-    small primes go through the CRT tables, and each wide prime p adds its weight to the one
-    candidate j < width with n0 + 2j = 0 mod p, j = -r0 / 2 mod p (and j + p, ... in windows
-    wider than p). Measured on the
-    shipped model (24 small + 3,376 wide primes), 1,000 verified 100-digit primes: 21.5 s
-    through `logits` on [B, W, K] residue blocks, 1.0 s split this way.
-    """
-    wide = getattr(sieve, "wide_primes", np.zeros(0, dtype=np.int64))
-    if wide.size:
-        k = len(sieve.primes) - wide.size
-        out = window_logits(sieve.small_sieve(), starts, r0[:, :k], width)
-        # int32 where (p - r) * (p + 1) / 2 < 2^31 (p < 46,341: the shipped model's wide primes
-        # stop at 31,607), in blocks of rows that stay in L2
-        dtype = np.int32 if int(wide.max()) < 46_341 else np.int64
-        wide32 = wide.astype(dtype)
-        inverse_of_2 = (wide32 + 1) // 2
-        for r in range(0, len(r0), _RESIDUE_ROWS):
-            block = out[r : r + _RESIDUE_ROWS]
-            # [rows, wide]: the first candidate that p divides
-            j = (wide32 - r0[r : r + _RESIDUE_ROWS, k:].astype(dtype)) % wide32 * inverse_of_2 % wide32
-            while True:  # a window wider than p holds several multiples of p: j, j + p, ...
-                rows, cols = np.nonzero(j < width)
-                if not rows.size:
-                    break
-                np.add.at(block, (rows, j[rows, cols]), sieve.wide_scores[cols])
-                j += wide32
-        return out
-    tables = additive_tables(sieve, width)
-    if tables is not None:
-        base, groups = tables
-        moduli = np.array([m for m, _ in groups], dtype=np.int64)
-        rows = residues(starts, moduli) if moduli.max() < MAX_RESIDUE_PRIME else None
-        if rows is not None:
-            out = np.full((len(starts), width), base)
-            for g, (_, table) in enumerate(groups):
-                out += np.take(table, rows[:, g], axis=0)
-            return out
-    p = sieve.primes
-    steps = (2 * np.arange(width, dtype=np.int64))[:, None] % p  # [W, K]
-    # [rows, W, K] residue blocks of ~64K entries stay in L2 (measured, 4096 windows of 256 x 24
-    # primes: 0.36 s in blocks of 64K entries, 0.68 s in blocks of 4M)
-    rows = max(1, 65_536 // max(1, width * p.size))
-    out = np.empty((len(r0), width), dtype=np.float64)
-    for i in range(0, len(r0), rows):
-        res = r0[i : i + rows, None, :] + steps[None]
-        res -= p * (res >= p)
-        out[i : i + rows] = sieve.logits(res)
-    return out
-
-
-def _gumbel_top(logits: np.ndarray, k: int, temperature: float, nprng: np.random.Generator) -> np.ndarray:
-    """int [B, k]: the k candidates of each window with the largest logits / T + Gumbel noise,
-    in decreasing order (k = 1: the generator's Gumbel-max draw, as `models.choose`)."""
-    u = nprng.uniform(1e-12, 1.0, size=logits.shape)
-    g = logits / max(temperature, 1e-6) - np.log(-np.log(u))
+def _gumbel_top(logits: np.ndarray, k: int, temperature: float, nprng: np.random.Generator):
+    """(picks int [B, k], keys [B, k]): the k candidates of each window with the largest
+    logits / T + Gumbel noise, in decreasing order (k = 1: the generator's Gumbel-max draw)."""
+    g = gumbel_keys(logits, nprng, temperature)
     if k == 1:
-        return np.argmax(g, axis=1)[:, None]
-    top = np.argpartition(-g, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(g, top, axis=1), axis=1)
-    return np.take_along_axis(top, order, axis=1)
+        top = np.argmax(g, axis=1)[:, None]
+    else:
+        top = np.argpartition(-g, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(g, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+    return top, np.take_along_axis(g, top, axis=1)
 
 
 def wide_window(window: int, hi: int) -> int:
-    """Window for primes-only sampling: the smallest multiple of the model's window >= ln hi."""
+    """Window for primes-only sampling: the smallest multiple of the model's window holding
+    WINDOW_PER_LN x ln hi candidates (about 2 x WINDOW_PER_LN primes)."""
     ln_hi = hi.bit_length() * math.log(2)
-    return window * max(1, math.ceil(ln_hi / window))
+    return window * max(1, math.ceil(WINDOW_PER_LN * ln_hi / window))
+
+
+def deep_bound(bits: int) -> int:
+    """Bound of the classic sieve added beyond the learned primes at this size (see DEEP_TABLE_BYTES)."""
+    gmp = int(bits**2.5 / 124)
+    limbs = max(1, bits // 24)  # ResidueTable's limbs at these sizes are 24-26 bits
+    primes_fit = DEEP_TABLE_BYTES // (8 * limbs)
+    by_memory = int(primes_fit * math.log(primes_fit * math.log(primes_fit)))  # ~ the primes_fit-th prime
+    return min(gmp, by_memory, bigint.MAX_RESIDUE_PRIME - 1)
 
 
 def seconds_per_test(bits: int) -> float:
@@ -442,20 +206,54 @@ def seconds_per_test(bits: int) -> float:
     return 2e-6 + 1.25e-3 * (bits / 2048) ** 2.6
 
 
+@functools.lru_cache(maxsize=8)
+def _deep_primes(above: int, bound: int) -> np.ndarray:
+    p = primes.small_odd_primes(bound + 1)
+    return p[p > above]
+
+
+class _Tester:
+    """Primality of one candidate at a time, counted: exact below 2^53 (`primes.is_prime`), BPSW
+    above (proven below 2^64). Above 2^64 the candidates come sieved, so the cheap half of BPSW
+    (a base-2 strong test) goes first and the rest (`bigint.confirm`) runs only on those
+    passing, as GMP's next_prime does (mpz_millerrabin stops at the base-2 test on composites)."""
+
+    def __init__(self):
+        self.tests = self.lucas = 0
+
+    def __call__(self, n: int) -> bool:
+        self.tests += 1
+        if n < primes.EXACT_LIMIT:
+            return bool(primes.is_prime(n))
+        if n < PROVEN_LIMIT:
+            return bpsw(n)
+        if not bigint.strong_prp2(n):
+            return False
+        self.lucas += 1
+        return bigint.confirm(n)
+
+
 def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperature: float = 1.0,
                primes_only: bool = False, placement: str = "uniform", vet=None,
-               max_seconds: float | None = None) -> AnySizeResult:
+               max_seconds: float | None = None, deep: bool = True) -> AnySizeResult:
     """`count` outputs of the learned sieve in [lo, hi] (see the module docstring).
 
     primes_only=False: `count` windows of the model's width, one Gumbel-max pick each (what
     the generator outputs at that size; primes or not). primes_only=True: `count` distinct
-    verified primes, from wide windows with several picks each. `vet`: a callable n (int64
-    array, all < 2^53) -> probability of prime (the discriminator): picks it gives < 0.5 are
-    skipped without a primality test (rejection sampling, Azadi et al. 2019). Raises ValueError
-    for a range without odd integers or primes, a count too large for the range, or a request
-    estimated to take more than max_seconds (default limits.MAX_SAMPLE_SECONDS); stops with an
-    error saying how far it got if it runs past twice that.
+    verified primes, from wider windows with a few picks each, at most one prime per window;
+    `deep` adds the classic sieve by more primes where the size makes it pay (DEEP_SIEVE).
+    `vet`: a callable n (int64 array, all < 2^53) -> probability of prime (the discriminator):
+    picks it gives < 0.5 are skipped without a primality test (rejection sampling, Azadi et al.
+    2019). Raises ValueError for a range without odd integers or primes, a count too large for
+    the range, or a request estimated to take more than max_seconds (default
+    limits.MAX_SAMPLE_SECONDS). A request still running at max_seconds stops inside its test
+    loop and returns what it found, its summary's `stopped` saying so.
     """
+    with bigint.one_blas_thread():
+        return _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement, vet, max_seconds, deep)
+
+
+def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement, vet, max_seconds, deep):
     t_start = time.perf_counter()
     if placement not in ("uniform", "log"):
         raise ValueError(f"placement must be uniform or log, got {placement!r}")
@@ -472,7 +270,9 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
         raise ValueError("discriminator vetting needs hi < 2^53: the discriminator reads n "
                          "exactly only below 2^53")
     max_seconds = limits.MAX_SAMPLE_SECONDS if max_seconds is None else max_seconds
-    density, exact = odd_prime_density(max(lo, 3), hi) if hi >= 3 else (0.0, True)
+    # over [lo, hi] itself: 2 is not odd, and 1 is not prime (a count from max(lo, 3) against
+    # the odd integers from lo said [1, 10] holds 4 odd primes)
+    density, exact = primes.odd_prime_density_any(lo, hi)
     if not exact and odd < 10**6 and odd * seconds_per_test(hi.bit_length()) < 1.0:
         # a narrow range of big numbers: test every odd integer in it rather than estimate
         density, exact = float(is_prime_any(range(first, hi + 1, 2)).sum()) / odd, True
@@ -485,13 +285,20 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
             cap = int(cap)
             what = "holds" if exact else "holds about"
             raise ValueError(
-                f"{_short(lo)}..{_short(hi)} {what} {expected_primes:,.0f} odd primes: ask for at most "
+                f"{_short(lo)}..{_short(hi)} {what} {round(expected_primes):,} odd primes: ask for at most "
                 f"{max(cap, 0):,} distinct primes (a random draw slows down like a coupon collector "
                 f"beyond {limits.MAX_PRIME_SHARE:.0%} of them)")
+    bits = hi.bit_length()
+    bound = deep_bound(bits) if primes_only and deep else 0
+    deep_primes = _deep_primes(int(sieve.primes.max()) if sieve.primes.size else 1, bound) if bound else None
+    if deep_primes is not None and (not deep_primes.size or first <= int(deep_primes[-1])):
+        deep_primes = None  # n0 > every deep prime, so that a multiple is composite
+    sieved_by = np.concatenate([sieve.primes, deep_primes]) if deep_primes is not None else sieve.primes
     share = survivor_share(sieve.primes)
+    deep_share = survivor_share(sieved_by)
     # tests per output: a sieve-quality learned sieve needs about share / density per prime
-    per_output = max(share / max(density, 1e-300), 1.0) if primes_only else 1.0
-    estimate = count * per_output * seconds_per_test(hi.bit_length())
+    per_output = max(deep_share / max(density, 1e-300), 1.0) if primes_only else 1.0
+    estimate = count * per_output * seconds_per_test(bits)
     if estimate > max_seconds:
         doable = max(1, int(count * max_seconds / estimate))
         raise ValueError(f"{count:,} {'primes' if primes_only else 'samples'} of this size would take "
@@ -499,119 +306,140 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
 
     model_window = min(sieve.window, odd)
     width = min(wide_window(sieve.window, hi), odd) if primes_only else model_window
-    picks = max(1, width // PICK_SPACING) if primes_only else 1
+    # picks per window: enough to find the window's prime nearly always (see WINDOW_PER_LN)
+    per_pick = min(max(density / max(deep_share, 1e-300), 1e-9), 1.0)  # P(a pick is prime)
+    picks = max(1, min(math.ceil(PICKS_PER_TEST / per_pick), width)) if primes_only else 1
     slots = odd - width + 1
     rng = random.Random(seed)
     nprng = np.random.default_rng([seed, 15485863])
+    # one batch of windows costs its residues and [batch, width] logits: in chunks, so that
+    # memory stays bounded (100,000 windows at once took 4.7 GB) and the deadline is checked
+    # at least every ~0.5 s of tests
+    chunk = int(min(BATCH_WINDOWS, max(1, 0.5 / seconds_per_test(bits) / (1 / per_pick if primes_only else 1))))
 
-    primes32 = sieve.primes.astype(np.int32)
     values: list[int] = []
     flags: list[bool] = []
     tests_per: list[int] = []
     seen: set[int] = set()
-    tested = vetted_out = windows = picked_survivors = picked = 0
-    deadline = t_start + 2 * max_seconds
-    while len(values) < count:
+    test = _Tester()
+    vetted_out = windows = picked_survivors = picked = struck = 0
+    stopped = ""
+    deadline = t_start + max_seconds
+    while len(values) < count and not stopped:
         need = count - len(values)
         if primes_only:
-            # primes per window: at most one (see below)
-            rate = min(max(density / max(share, 1e-300), 1e-9) * picks, 0.75)
-            batch = int(min(max(need / rate * 1.2, 16), 4096))
+            # windows per prime: 1 / P(a window's picks hold a prime)
+            rate = 1.0 - (1.0 - per_pick) ** picks
+            batch = int(min(max(need / rate * 1.1, 16), chunk))
         else:
-            batch = need
+            batch = min(need, chunk)
         starts = _place(rng, first, slots, batch, placement)
         windows += batch
-        r0 = residues(starts, sieve.primes)
-        logits = window_logits(sieve, starts, r0, width)
-        top = _gumbel_top(logits, picks, temperature, nprng)  # [B, picks]
-        rows = np.repeat(np.arange(batch), picks)
-        offsets = top.reshape(-1)
-        cand = [starts[b] + 2 * int(j) for b, j in zip(rows.tolist(), offsets.tolist(), strict=True)]
-        # int32 (residues < 2^22 and offsets < 2 * width stay far below 2^31) and in blocks of
-        # rows that stay in L2: 16k picks x 3,400 primes took 1.0 s in one int64 array, 0.15 s so.
-        r0_32, off_32 = r0.astype(np.int32), (2 * offsets).astype(np.int32)
-        coprime = np.empty(len(rows), dtype=bool)
-        for i in range(0, len(rows), _RESIDUE_ROWS):
-            part = (r0_32[rows[i : i + _RESIDUE_ROWS]] + off_32[i : i + _RESIDUE_ROWS, None]) % primes32
-            coprime[i : i + _RESIDUE_ROWS] = ~(part == 0).any(axis=1)
-        picked += len(cand)
-        picked_survivors += int(coprime.sum())
-        keep = np.ones(len(cand), dtype=bool)
-        if vet is not None:
-            keep = np.asarray(vet(np.array(cand, dtype=np.int64)), dtype=np.float64) >= 0.5
-            vetted_out += int((~keep).sum())
-        keep = keep.tolist()
+        logits, divisible, hit = window_batch(sieve, starts, width, deep_primes)
+        struck += hit
+        top, keys = _gumbel_top(logits, picks, temperature, nprng)  # [B, picks], best first
+        live = np.isfinite(keys)  # a struck candidate is composite: never tested (and sorts last)
+        if vet is not None:  # below 2^53: the candidates fit int64
+            cand = np.array(starts, dtype=np.int64)[:, None] + 2 * top
+            vetted = np.asarray(vet(cand[live]), dtype=np.float64) >= 0.5
+            vetted_out += int((~vetted).sum())
+            keep = np.zeros(live.shape, dtype=bool)
+            keep[live] = vetted
+            live = keep
+        tested_rows, tested_cols = [], []
         if primes_only:
             # At most one prime per window: its picks are tested in the order of the Gumbel
-            # draw, rank by rank across the batch, and a window closes at its first prime. So
-            # outputs are as independent as the windows (a window of 256 odd 30-digit numbers
-            # holds about four primes: taking them all would list near neighbours). At 2048 bits
-            # a test takes ~1 ms: chunks of 64 stop close to the count.
-            chunk = 64 if hi.bit_length() > 512 else batch
-            open_windows = np.ones(batch, dtype=bool)
-            for rank in range(picks):
-                idx = [b for b in range(batch) if open_windows[b] and keep[b * picks + rank]]
-                for i in range(0, len(idx), chunk):
-                    part_idx = idx[i : i + chunk]
-                    part = [cand[b * picks + rank] for b in part_idx]
-                    for b, c, prime in zip(part_idx, part, is_prime_any(part).tolist(), strict=True):
-                        if len(values) == count:
-                            break  # the rest of the batch's picks are not tested
-                        tested += 1
-                        if prime and c not in seen:
-                            seen.add(c)
-                            values.append(c)
-                            flags.append(True)
-                            tests_per.append(tested)
-                            open_windows[b] = False
-                    if len(values) == count:
+            # draw and a window closes at its first prime, so outputs are as independent as the
+            # windows (never two neighbours of one window). Candidates are built as they are
+            # tested: a window's first prime comes after ~tests-per-prime of its picks.
+            live_rows = live.tolist()
+            top_rows = top.tolist()
+            for b in range(batch):
+                start, flags_b, top_b = starts[b], live_rows[b], top_rows[b]
+                for i in range(picks):
+                    if not flags_b[i]:
+                        continue
+                    if time.perf_counter() > deadline:
+                        stopped = "deadline"
                         break
-                if len(values) == count:
+                    c = start + 2 * top_b[i]
+                    tested_rows.append(b)
+                    tested_cols.append(top_b[i])
+                    if test(c) and c not in seen:
+                        seen.add(c)
+                        values.append(c)
+                        flags.append(True)
+                        tests_per.append(test.tests)
+                        break
+                if len(values) == count or stopped:
                     break
         else:
-            to_test = [c for c, k in zip(cand, keep, strict=True) if k]
-            verdict = dict(zip(to_test, is_prime_any(to_test).tolist(), strict=True))
-            tested += len(to_test)
-            for c, k in zip(cand, keep, strict=True):
-                values.append(c)
-                flags.append(bool(verdict[c]) if k else False)
-                tests_per.append(1 if k else 0)
-        if time.perf_counter() > deadline and len(values) < count:
-            raise ValueError(f"stopped after {time.perf_counter() - t_start:.0f} s with {len(values):,} "
-                             f"of {count:,} {'primes' if primes_only else 'samples'}: ask for fewer")
+            cand = [starts[b] + 2 * j for b, j in enumerate(top[:, 0].tolist())]
+            if hi < primes.EXACT_LIMIT:  # vectorised, and a batch is ~0.5 s of tests at most
+                verdict = primes.is_prime(np.array(cand, dtype=np.int64)).tolist()
+                test.tests += len(cand)
+            else:  # one at a time, the deadline checked before each test
+                verdict = []
+                for c in cand:
+                    if time.perf_counter() > deadline:
+                        stopped = "deadline"
+                        break
+                    verdict.append(test(c))
+            cand = cand[: len(verdict)]
+            values.extend(cand)
+            flags.extend(bool(v) for v in verdict)
+            tests_per.extend([1] * len(cand))
+            tested_rows, tested_cols = list(range(len(cand))), top[: len(cand), 0].tolist()
+            if time.perf_counter() > deadline and len(values) < count:
+                stopped = "deadline"
+        if tested_rows:  # how many tested picks are coprime to every learned prime
+            rows, cols = np.array(tested_rows), np.array(tested_cols)
+            picked += rows.size
+            picked_survivors += int((~divisible[rows, cols] & coprime_small(sieve, starts, rows, cols)).sum())
     if primes_only:  # tests per prime: the tests spent since the previous prime
         tests_per = np.diff([0, *tests_per]).tolist()
+    tested = test.tests
     found = sum(flags)
+    what = "primes" if primes_only else "samples"
+    if stopped and not values:
+        raise ValueError(f"stopped at the {max_seconds:g} s limit before the first of {count:,} {what}: "
+                         "ask for a smaller size")
+    note = (f"stopped at the {max_seconds:g} s limit with {len(values):,} of {count:,} {what}: "
+            "the rest were not drawn" if stopped else "")
     random_tests = 1.0 / density if density > 0 else math.inf
     # at least one test per prime (below 101^2 every survivor of a sieve to 97 is prime)
     sieve_tests = max(share / density, 1.0) if density > 0 else math.inf
     learned_tests = tested / found if found else math.inf
+    hit_rate = found / tested if tested else 0.0
     summary = {
-        "lo": str(lo), "hi": str(hi), "bits": hi.bit_length(), "digits": len(str(hi)),
+        "lo": str(lo), "hi": str(hi), "bits": bits, "digits": len(str(hi)),
         "primes_only": primes_only, "placement": placement, "temperature": temperature,
         "window": width, "model_window": sieve.window, "picks_per_window": picks,
-        "windows": windows, "outputs": len(values), "primes": found, "tested": tested,
-        "vetted_out": vetted_out,
-        "hit_rate": found / tested if tested else 0.0,
+        "windows": windows, "outputs": len(values), "requested": count, "primes": found, "tested": tested,
+        "lucas_tests": test.lucas, "vetted_out": vetted_out, "stopped": note,
+        "hit_rate": hit_rate,
         "tests_per_prime": learned_tests,
         "random_odd_tests_per_prime": random_tests,
         "sieve_tests_per_prime": sieve_tests,
         "density_exact": exact,
         "odd_prime_density": density,
         "density_source": ("estimate: (li(hi) - li(lo)) / odd integers" if not exact else
-                           "exact count (primecount)" if hi <= EXACT_COUNT_HI else "exact count (every odd integer tested)"),
+                           "exact count (primecount)" if hi <= primes.density.EXACT_COUNT_HI else "exact count (every odd integer tested)"),
         "sieve_primes": int(sieve.primes.size),
         "sieve_max_prime": int(sieve.primes.max()) if sieve.primes.size else 0,
         "sieve_survivor_share": share,
+        "deep_sieve_primes": int(deep_primes.size) if deep_primes is not None else 0,
+        "deep_sieve_max_prime": int(deep_primes[-1]) if deep_primes is not None else 0,
+        "deep_sieve_struck": struck,
+        "deep_tests_per_prime": max(deep_share / density, 1.0) if density > 0 else math.inf,
         "picks_coprime_share": picked_survivors / picked if picked else 0.0,
-        "lift": (found / tested) / density if tested and density > 0 else 0.0,
+        "lift": lift(hit_rate, density),
         "sieve_lift": 1.0 / share,
         "tests_saved_per_prime": random_tests - learned_tests if found else 0.0,
-        "certainty": CERT_PROVEN if hi < PROVEN_LIMIT else
-        (CERT_PROBABLE if lo >= PROVEN_LIMIT else f"{CERT_PROVEN} below 2^64, {CERT_PROBABLE} above"),
+        "certainty": bigint.range_certainty(lo, hi),
         "seconds": time.perf_counter() - t_start,
     }
-    # JSON has no infinity: a figure that does not exist (no prime found) is None
+    # JSON has no infinity or NaN: a figure that does not exist (no prime found) is None
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     return AnySizeResult(values, np.array(flags, dtype=bool), np.array(tests_per, dtype=np.int64), summary)
 
@@ -619,11 +447,12 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
 def summary_lines(s: dict) -> list[str]:
     """The summary as text: tests per prime against random odd candidates and a classic sieve."""
     src = "exact" if s["density_exact"] else "estimated with li(x)"
+    shown_lift = "-" if s["lift"] is None else f"{s['lift']:.2f}"
     lines = [
         f"{s['outputs']:,} outputs, {s['primes']:,} primes; {s['tested']:,} candidates tested in "
         f"{s['windows']:,} windows of {s['window']} odd candidates ({s['picks_per_window']} picks each), "
         f"{s['seconds']:.2f} s",
-        f"hit rate {s['hit_rate']:.4f}; odd-prime density {s['odd_prime_density']:.6g} ({src}); lift {s['lift']:.2f}",
+        f"hit rate {s['hit_rate']:.4f}; odd-prime density {s['odd_prime_density']:.6g} ({src}); lift {shown_lift}",
     ]
     if s["primes"]:
         lines.append(
@@ -631,11 +460,19 @@ def summary_lines(s: dict) -> list[str]:
             f"{s['random_odd_tests_per_prime']:.1f} ({src}); classic trial-division sieve by the same "
             f"{s['sieve_primes']} primes (<= {s['sieve_max_prime']}) {s['sieve_tests_per_prime']:.1f} "
             f"(lift ceiling {s['sieve_lift']:.2f})")
-        lines.append(f"the learned sieve reaches {s['lift'] / s['sieve_lift']:.0%} of the classic sieve's lift; "
-                     f"{s['picks_coprime_share']:.1%} of its picks are coprime to all of its primes")
+        if s.get("deep_sieve_primes"):
+            lines.append(f"a classic sieve by {s['deep_sieve_primes']:,} more primes (<= {s['deep_sieve_max_prime']:,}) "
+                         f"struck {s['deep_sieve_struck']:,} candidates before the picks (alone with the learned "
+                         f"primes' it needs {s['deep_tests_per_prime']:.1f} tests per prime); "
+                         f"{s['picks_coprime_share']:.1%} of the picks are coprime to all of the learned primes")
+        else:
+            lines.append(f"the learned sieve reaches {s['lift'] / s['sieve_lift']:.0%} of the classic sieve's lift; "
+                         f"{s['picks_coprime_share']:.1%} of its picks are coprime to all of its primes")
     if s["vetted_out"]:
         lines.append(f"discriminator vetting skipped {s['vetted_out']:,} picks without a primality test")
     lines.append(f"certainty: {s['certainty']}")
+    if s.get("stopped"):
+        lines.append(s["stopped"])
     return lines
 
 
@@ -717,7 +554,7 @@ def evaluate_at(models, lo: int, hi: int, count: int = 10_000, seed: int = 0) ->
         "hit_rate": s["hit_rate"], "distinct_rate": distinct / count,
         "distinct_prime_rate": distinct_primes / count,
         "baseline": density, "baseline_exact": s["density_exact"], "baseline_source": s["density_source"],
-        "lift": distinct_primes / count / density if density > 0 else 0.0,
+        "lift": None if density <= 0 else lift(distinct_primes / count, density),  # JSON has no NaN
         "sieve_lift_ceiling": s["sieve_lift"], "picks_coprime_share": s["picks_coprime_share"],
         "window": s["window"], "certainty": s["certainty"], "seconds": s["seconds"],
     }

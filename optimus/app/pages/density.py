@@ -6,7 +6,7 @@ No TensorFlow here unless a model's outputs are overlaid (then the model is load
 import pandas as pd
 import streamlit as st
 
-from optimus import limits
+from optimus import limits, validate
 from optimus.app import charts, common, overlays, query
 from optimus.sampling import anysize
 
@@ -65,8 +65,8 @@ estimate = c[2].checkbox("Estimate costly bins", key="estimate",
 query.publish("lo", "hi", "bins", "spacing", "estimate", "overlay")
 
 with common.user_errors():
-    lo = anysize.parse_integer("lo", st.session_state["lo"])
-    hi = anysize.parse_integer("hi", st.session_state["hi"])
+    lo = validate.parse_int(st.session_state["lo"], lo=0, what="lo")
+    hi = validate.parse_int(st.session_state["hi"], lo=0, what="hi")
     # not common.check_range: it compares through float, which cannot hold every integer above 2^53
     for label, value in (("lower", lo), ("upper", hi)):
         if value > limits.MAX_DENSITY_HI:

@@ -178,8 +178,10 @@ with st.container(border=True):
             count = common.check_int("How many", st.session_state["overview_count"], 1, GENERATE_MAX)
             primes_table, summary = common.generate_primes(shown, digits, count, st.session_state["overview_seed"])
         except ValueError as exc:
-            st.error(str(exc), icon=":material/error:")
+            common.error(str(exc))
         else:
+            if summary.get("stopped"):
+                st.warning(summary["stopped"], icon=":material/timer:")
             # No delta arrow: Streamlit's arrow reads as "went up", not as a comparison.
             g3.metric("Tests per prime", f"{summary['tests_per_prime']:,.1f}",
                       help="Primality tests the learned sieve needed per prime found, against random odd candidates.")

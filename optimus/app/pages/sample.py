@@ -6,7 +6,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from optimus import limits
+from optimus import limits, validate
 from optimus.app import charts, common, query
 from optimus.sampling import anysize
 
@@ -99,7 +99,7 @@ if size != "band":
         count = common.check_int("Samples", count, 1, limits.MAX_SAMPLES)
         seed = common.check_int("Seed", seed, 0, 2**32 - 1)
         if size == "range":
-            lo, hi = anysize.parse_integer("lo", st.session_state["lo"]), anysize.parse_integer("hi", st.session_state["hi"])
+            lo, hi = validate.parse_int(st.session_state["lo"], lo=0, what="lo"), validate.parse_int(st.session_state["hi"], lo=0, what="hi")
             lo, hi, label = anysize.size_range(lo=lo, hi=hi)
         else:
             lo, hi, label = anysize.size_range(**{size: int(st.session_state[size])})
@@ -107,6 +107,8 @@ if size != "band":
         models = common.load_models(name)
         table, summary = sample_any(models, common.model_signature(common.model_path(name)), lo, hi, count, seed,
                                     primes_only, bool(st.session_state["vet"]))
+    if summary.get("stopped"):
+        st.warning(summary["stopped"], icon=":material/timer:")
     m = st.columns(5)
     m[0].metric("Primes", f"{summary['primes']:,} of {summary['outputs']:,}")
     m[1].metric("Tests per prime", f"{summary['tests_per_prime']:,.1f}" if summary["tests_per_prime"] else "-",
@@ -116,7 +118,7 @@ if size != "band":
                      + ("" if summary["density_exact"] else " (estimated with li(x))") + ".")
     m[3].metric("Classic sieve needs", f"{summary['sieve_tests_per_prime']:,.1f}",
                 help=f"Trial division by the same {summary['sieve_primes']} primes (<= {summary['sieve_max_prime']}) first.")
-    m[4].metric("Lift", f"{summary['lift']:.2f}x", help="Hit rate / odd-prime density; the classic sieve reaches "
+    m[4].metric("Lift", "-" if summary["lift"] is None else f"{summary['lift']:.2f}x", help="Hit rate / odd-prime density; the classic sieve reaches "
                 f"{summary['sieve_lift']:.2f}x.")
     st.caption(f"{anysize.summary_lines(summary)[0]}. Certainty: {summary['certainty']}.")
     st.altair_chart(charts.tests_per_prime_chart(summary), width="stretch")

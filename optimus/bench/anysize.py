@@ -1,0 +1,241 @@
+"""`bench anysize`: verified primes of any size with the learned sieve against the references a
+Python user would pick, measured fairly, and how uniform each one's primes are.
+
+Fair means: every method finds the same number of primes of the same size, in at least three
+interleaved rounds (the order rotates each round), on one machine whose load changes from second
+to second (it is shared), so only ratios taken within a round are reported, as the median and
+the spread (min-max) over the rounds. The reference to beat is `gmpy2.next_prime` from a uniform
+random start (GMP's C sieve and tests); beside it `sympy.randprime` and random odd + BPSW.
+
+The limit: a method that tests sieved candidates cannot beat (tests per prime) x (cost of one
+base-2 strong test) + the full test of the prime (GMP's BPSW + one Miller-Rabin round, as ours
+and next_prime run it); both costs are measured in the same run, and each method's time per
+prime is reported against that.
+
+Uniformity: `next_prime` from a uniform start picks a prime with probability proportional to the
+gap before it, so the mean gap before its primes is about twice the average gap (ln p); a sampler
+uniform over the primes gives 1.0. Reported for ours and `next_prime` (mean preceding gap / ln p),
+with a Kolmogorov-Smirnov test of the primes' positions in the range against uniform.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from pathlib import Path
+
+import gmpy2
+import numpy as np
+
+from optimus.primes import bigint
+from optimus.sampling import anysize
+
+SEED = 20240501  # fixed, so every run times the same integers
+ROUNDS = 3
+# (label, lo, hi): the sizes of issue 19
+SIZES = (
+    ("100_digits", 10**99, 10**100 - 1),
+    ("300_digits", 10**299, 10**300 - 1),
+    ("2048_bits", 2**2047, 2**2048 - 1),
+    ("4096_bits", 2**4095, 2**4096 - 1),
+)
+# primes per method per round, (full, quick; 0: not in the quick form): the same for every
+# method. Quick stays under a minute on the shared machine (a test runs it): two sizes.
+COUNTS = {"100_digits": (300, 20), "300_digits": (30, 0), "2048_bits": (6, 1), "4096_bits": (2, 0)}
+# uniformity: (label, lo, hi, primes full, primes quick)
+UNIFORMITY = (("30_digits", 10**29, 10**30 - 1, 10_000, 1_000), ("100_digits", 10**99, 10**100 - 1, 1_000, 200))
+METHODS = ("ours", "gmpy2.next_prime", "sympy.randprime", "random odd + BPSW")
+REFERENCE = "gmpy2.next_prime"
+
+
+def _shipped_sieve():
+    """models/default's learned sieve (what a user samples with), and where it came from."""
+    from optimus.evaluation.report import load_models  # TensorFlow: only when the bench runs
+
+    path = Path(__file__).resolve().parents[2] / "models" / "default"
+    try:
+        return anysize.model_sieve(load_models(path)), str(path)
+    except (OSError, ValueError) as exc:  # no shipped model here: the same prime set, avoiding residue 0
+        from optimus.sampling.sieve import LearnedSieve
+
+        primes_ = np.array([3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97])
+        scores = np.concatenate([np.where(np.arange(p) == 0, -8.0, 0.0) for p in primes_.tolist()])
+        return LearnedSieve(primes_, scores, 32), f"a stand-in sieve ({exc})"
+
+
+def _random_odd_bpsw(lo: int, hi: int, count: int, rng, test=bigint.bpsw) -> list[int]:
+    """The plain reference: random odd candidates in [lo, hi] until `count` pass `test`."""
+    found = []
+    while len(found) < count:
+        n = rng.randrange(lo, hi + 1) | 1
+        if n <= hi and test(n):
+            found.append(n)
+    return found
+
+
+def _next_prime(lo: int, hi: int, count: int, rng) -> list[int]:
+    """gmpy2.next_prime from uniform random starts, as a user would call it (a start whose next
+    prime is beyond hi is drawn again)."""
+    found = []
+    while len(found) < count:
+        p = int(gmpy2.next_prime(rng.randrange(lo - 1, hi)))
+        if p <= hi:
+            found.append(p)
+    return found
+
+
+def _methods(sieve, lo: int, hi: int, count: int, rng) -> dict:
+    import sympy
+
+    box: dict = {}
+
+    def ours():
+        res = anysize.sample_any(sieve, lo, hi, count, seed=rng.randrange(2**32), primes_only=True,
+                                 max_seconds=3600)
+        box["summary"] = res.summary
+        return res.values
+
+    return {
+        "ours": ours,
+        "gmpy2.next_prime": lambda: _next_prime(lo, hi, count, rng),
+        "sympy.randprime": lambda: [int(sympy.randprime(lo, hi + 1)) for _ in range(count)],
+        "random odd + BPSW": lambda: _random_odd_bpsw(lo, hi, count, rng),
+    }, box
+
+
+def _test_costs(lo: int, hi: int, rng, seconds: float = 0.3) -> dict:
+    """Seconds of one base-2 strong test on random odd n of the size, and of the full test of a
+    prime of the size that every prime found gets (`bigint.confirm`: GMP's BPSW + one MR)."""
+    values = [rng.randrange(lo, hi + 1) | 1 for _ in range(64)]
+    prime = int(gmpy2.next_prime(values[0]))
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or done < 8:
+        for v in values[:8]:
+            gmpy2.is_strong_prp(v, 2)
+        done += 8
+    strong = (time.perf_counter() - t0) / done
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or done < 2:
+        bigint.confirm(prime)
+        done += 1
+    return {"strong_test_s": strong, "confirm_s": (time.perf_counter() - t0) / done}
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def preceding_gap_ratio(values) -> float:
+    """Mean over the primes p of (p - previous prime) / ln p: 1.0 for primes drawn uniformly
+    (the average gap near p is ln p), about 2 for next_prime from uniform starts."""
+    return float(np.mean([(p - int(gmpy2.prev_prime(p))) / math.log(p) for p in values]))
+
+
+def ks_uniform(values, lo: int, hi: int) -> dict:
+    """One-sample Kolmogorov-Smirnov test of the positions (p - lo) / (hi - lo) against the
+    uniform distribution: the statistic D and its asymptotic p-value (Stephens' correction)."""
+    x = np.sort(np.array([(v - lo) / (hi - lo) for v in values], dtype=np.float64))
+    n = x.size
+    i = np.arange(1, n + 1)
+    d = float(max((i / n - x).max(), (x - (i - 1) / n).max()))
+    lam = (math.sqrt(n) + 0.12 + 0.11 / math.sqrt(n)) * d
+    p = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
+    return {"D": d, "p_value": float(min(1.0, max(0.0, p)))}
+
+
+def _uniformity(sieve, quick: bool) -> dict:
+    out = {}
+    rng = random.Random(SEED + 1)
+    for label, lo, hi, full, short in UNIFORMITY:
+        count = short if quick else full
+        ours = anysize.sample_any(sieve, lo, hi, count, seed=SEED, primes_only=True, max_seconds=3600).values
+        nxt = _next_prime(lo, hi, count, rng)
+        out[label] = {
+            "primes": count,
+            "ours_gap_ratio": preceding_gap_ratio(ours), "next_prime_gap_ratio": preceding_gap_ratio(nxt),
+            "ours_ks": ks_uniform(ours, lo, hi), "next_prime_ks": ks_uniform(nxt, lo, hi),
+        }
+    return out
+
+
+def bench_anysize(quick: bool = False) -> dict:
+    """Per verified prime at 100 digits, 300 digits, 2048 and 4096 bits: ours against
+    gmpy2.next_prime (uniform random start), sympy.randprime and random odd + BPSW, the same
+    count each, ROUNDS interleaved rounds; ratios (method / ours, > 1: ours faster) as median and
+    min-max over the rounds; the limit (tests per prime x one test + one Lucas test); and the
+    uniformity figures. quick: fewer primes (COUNTS, UNIFORMITY), the same protocol."""
+    sieve, source = _shipped_sieve()
+    rng = random.Random(SEED)
+    results: dict = {"quick": quick, "sieve": source, "sieve_primes": int(sieve.primes.size), "rounds": ROUNDS,
+                     "reference": REFERENCE}
+    all_prime = True
+    sizes = [(label, lo, hi) for label, lo, hi in SIZES if COUNTS[label][1 if quick else 0]]
+    results["sizes"] = [label for label, _, _ in sizes]
+    for label, lo, hi in sizes:
+        count = COUNTS[label][1 if quick else 0]
+        anysize.sample_any(sieve, lo, hi, 1, seed=SEED, primes_only=True, max_seconds=3600)  # warm-up: tables
+        methods, box = _methods(sieve, lo, hi, count, rng)
+        seconds = {m: [] for m in METHODS}
+        tests = []
+        for r in range(ROUNDS):
+            order = METHODS[r % len(METHODS):] + METHODS[: r % len(METHODS)]
+            for m in order:
+                t0 = time.perf_counter()
+                got = methods[m]()
+                seconds[m].append(time.perf_counter() - t0)
+                all_prime &= len(got) == count and all(lo <= v <= hi and gmpy2.is_prime(v, 25) for v in got)
+                if m == "ours":
+                    tests.append(box["summary"]["tests_per_prime"])
+        costs = _test_costs(lo, hi, rng)
+        tests_per_prime = statistics.median(tests)
+        limit = tests_per_prime * costs["strong_test_s"] + costs["confirm_s"]
+        row = {
+            "primes": count,
+            "per_prime_s": {m: _spread([s / count for s in seconds[m]]) for m in METHODS},
+            # > 1: the method takes longer than ours (ours is faster); one ratio per round
+            "vs_ours": {m: _spread([a / b for a, b in zip(seconds[m], seconds["ours"], strict=True)])
+                        for m in METHODS if m != "ours"},
+            "tests_per_prime": tests_per_prime,
+            "random_odd_tests_per_prime": box["summary"]["random_odd_tests_per_prime"],
+            "sieve_tests_per_prime": box["summary"]["sieve_tests_per_prime"],
+            "deep_tests_per_prime": box["summary"]["deep_tests_per_prime"],
+            "deep_sieve_max_prime": box["summary"]["deep_sieve_max_prime"],
+            **costs,
+            "limit_per_prime_s": limit,
+            # method time / the limit, per round's median time: 1.0 would be pure test time
+            "vs_limit": {m: statistics.median(seconds[m]) / count / limit for m in METHODS},
+        }
+        row["met"] = row["vs_ours"][REFERENCE]["median"] >= 1.0 and row["vs_ours"]["sympy.randprime"]["median"] >= 1.0
+        results[label] = row
+    results["all_prime"] = all_prime
+    results["uniformity"] = _uniformity(sieve, quick)
+    results["met"] = all(results[label]["met"] for label, _, _ in sizes)
+    return results
+
+
+def _format_anysize(r: dict) -> list[str]:
+    lines = [f"  learned sieve: {r['sieve']} ({r['sieve_primes']} primes); {r['rounds']} interleaved rounds, "
+             f"ratios = method's time / ours (> 1: ours faster), median [min-max] over the rounds"]
+    for label in r.get("sizes", [s[0] for s in SIZES]):
+        x = r[label]
+        shown = label.replace("_", " ")
+        ratios = "; ".join(f"{m} {v['median']:.2f}x [{v['min']:.2f}-{v['max']:.2f}]" for m, v in x["vs_ours"].items())
+        lines.append(f"  {x['primes']:,} verified primes of {shown} per method and round: ours "
+                     f"{x['per_prime_s']['ours']['median'] * 1e3:.3g} ms per prime; {ratios}: "
+                     f"{'met' if x['met'] else 'NOT met'} (faster than next_prime and randprime)")
+        lines.append(f"    tests per prime: ours {x['tests_per_prime']:.1f} (a classic sieve by the learned primes "
+                     f"{x['sieve_tests_per_prime']:.1f}" + (f", by the primes to {x['deep_sieve_max_prime']:,} "
+                                                            f"{x['deep_tests_per_prime']:.1f}" if x["deep_sieve_max_prime"] else "")
+                     + f"), random odd {x['random_odd_tests_per_prime']:.1f}; one base-2 test {x['strong_test_s'] * 1e6:.3g} us, "
+                     f"the full test of a prime {x.get('confirm_s', x.get('lucas_s', 0)) * 1e6:.3g} us")
+        lines.append(f"    limit (tests per prime x one test + one full test) {x['limit_per_prime_s'] * 1e3:.3g} ms; time / limit: "
+                     + ", ".join(f"{m} {v:.2f}" for m, v in x["vs_limit"].items()))
+    for label, u in r["uniformity"].items():
+        lines.append(f"  uniformity, {u['primes']:,} primes of {label.replace('_', ' ')}: mean preceding gap / ln p "
+                     f"ours {u['ours_gap_ratio']:.3f}, next_prime {u['next_prime_gap_ratio']:.3f} (uniform: 1.0); "
+                     f"KS vs uniform positions: ours D={u['ours_ks']['D']:.4f} p={u['ours_ks']['p_value']:.2f}, "
+                     f"next_prime D={u['next_prime_ks']['D']:.4f} p={u['next_prime_ks']['p_value']:.2f}")
+    lines.append(f"  every prime verified (gmpy2.is_prime, 25 rounds): {r['all_prime']}")
+    return lines

@@ -46,7 +46,7 @@ def auto_count() -> int:
         elif size == "bits":
             digits = int(int(st.session_state["bits"]) * 0.30103) + 1
         elif size == "range":
-            digits = len(str(anysize.parse_integer("hi", st.session_state["hi"])))
+            digits = len(str(validate.parse_int(st.session_state["hi"], lo=0, what="hi")))
         else:
             return 1_000
     except (TypeError, ValueError):

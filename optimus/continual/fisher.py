@@ -79,7 +79,7 @@ def _compiled(fn, variables, chunk: int):
     compiled = _COMPILED.get(key)
     if compiled is None:
         compiled = tf.function(lambda *tensors: _fisher_graph(fn, variables, list(tensors), chunk),
-                               reduce_retracing=True)
+                               reduce_retracing=True, autograph=False)
         _COMPILED[key] = compiled
         while len(_COMPILED) > _COMPILED_MAX:
             _COMPILED.popitem(last=False)
@@ -153,7 +153,8 @@ def _compiled_dense(fn, layers):
     key = (fn, tuple(id(layer) for layer in layers))
     compiled = _COMPILED_DENSE.get(key)
     if compiled is None:
-        compiled = tf.function(lambda *tensors: _dense_fisher_graph(fn, layers, list(tensors)), reduce_retracing=True)
+        compiled = tf.function(lambda *tensors: _dense_fisher_graph(fn, layers, list(tensors)), reduce_retracing=True,
+                               autograph=False)
         _COMPILED_DENSE[key] = compiled
         while len(_COMPILED_DENSE) > _COMPILED_MAX:
             _COMPILED_DENSE.popitem(last=False)

@@ -104,10 +104,10 @@ class OnlineBatches:
             self.bound = self._trial.bound
         # The sieve band is fixed by the layer: decided once. Dense outputs: per batch.
         self.band_fits = self.sieve and cfg.out_hi + 2 * self.window + 2 <= self.bound
-        self._propose = tf.function(self._propose_fn)
-        self._label_features = tf.function(self._label_features_fn)
-        self._finish = tf.function(self._finish_fn)
-        self._whole = tf.function(self._whole_fn)
+        self._propose = tf.function(self._propose_fn, autograph=False)
+        self._label_features = tf.function(self._label_features_fn, autograph=False)
+        self._finish = tf.function(self._finish_fn, autograph=False)
+        self._whole = tf.function(self._whole_fn, autograph=False)
 
     # --- the public call ------------------------------------------------------------------
     def tracing_counts(self) -> dict[str, int]:

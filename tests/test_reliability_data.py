@@ -42,10 +42,8 @@ def hashes(directory: Path) -> dict:
 
 
 @pytest.fixture
-def model(tiny_model, tmp_path) -> Path:
-    d = tmp_path / "m"
-    shutil.copytree(tiny_model, d)
-    return d
+def model(tiny_model_copy) -> Path:
+    return tiny_model_copy  # (conftest's private copy, under the name these tests use)
 
 
 # --- 1. readers never write ---------------------------------------------------------------

@@ -18,6 +18,8 @@ import streamlit as st
 from optimus import primes, validate
 from optimus.app import query
 from optimus.evaluation import metrics
+from optimus.evaluation import report as evaluation
+from optimus.sampling import anysize
 from optimus.store import runs
 
 SMALL_PRIMES = tuple(p for p in primes.SIEVE_CHART_PRIMES if p <= 31)
@@ -110,8 +112,6 @@ def model_signature(path) -> tuple:
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model ...")
 def _load_models(path: str, signature: tuple):
-    from optimus.evaluation import report as evaluation
-
     return evaluation.load_models(path)
 
 
@@ -131,8 +131,6 @@ def load_models(name: str):
 
 @st.cache_data(max_entries=24, show_spinner="Sampling ...")
 def _sample(path: str, signature: tuple, count: int, seed: int) -> tuple[pd.DataFrame, dict]:
-    from optimus.evaluation import report as evaluation
-
     table = evaluation.sample(_load_models(path, signature), count, seed=seed)
     report = metrics.generator_report(table["n"].to_numpy())
     return table, report
@@ -146,16 +144,12 @@ def sample(name: str, count: int, seed: int) -> tuple[pd.DataFrame, dict]:
 
 @st.cache_data(max_entries=24, show_spinner="Generating primes ...")
 def _primes_of_size(path: str, signature: tuple, lo: int, hi: int, count: int, seed: int):
-    from optimus.sampling import anysize
-
     return anysize.sample_models(_load_models(path, signature), lo, hi, count, seed, primes_only=True)
 
 
 def generate_primes(name: str, digits: int, count: int, seed: int) -> tuple[pd.DataFrame, dict]:
     """`count` verified primes of `digits` digits from the model's learned sieve: (table, summary)
     as `anysize.sample_models` gives them (n as decimal strings, certainty, tests per prime)."""
-    from optimus.sampling import anysize
-
     lo, hi, _ = anysize.size_range(digits=digits)
     path = model_path(name)
     return _primes_of_size(str(path), model_signature(path), lo, hi, int(count), int(seed))
@@ -163,8 +157,6 @@ def generate_primes(name: str, digits: int, count: int, seed: int) -> tuple[pd.D
 
 @st.cache_data(max_entries=24, show_spinner=False)
 def _residues(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> pd.DataFrame:
-    from optimus.evaluation import report as evaluation
-
     table, _ = _sample(path, signature, count, seed)
     return evaluation.residue_distribution(table["n"].to_numpy(), list(primes))
 
@@ -177,8 +169,6 @@ def residues(name: str, count: int, seed: int, primes=SMALL_PRIMES) -> pd.DataFr
 
 @st.cache_data(max_entries=24, show_spinner="Classifying ...")
 def _discriminate(path: str, signature: tuple, n_values: np.ndarray) -> tuple[dict, np.ndarray]:
-    from optimus.evaluation import report as evaluation
-
     report = evaluation.discriminator_report(_load_models(path, signature), n_values)
     return report, np.asarray(report["prob"], dtype=np.float64)
 

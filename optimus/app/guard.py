@@ -20,6 +20,8 @@ import ipaddress
 import os
 import socket
 
+import streamlit as st
+
 ALLOWED_HOSTS_ENV = "OPTIMUS_ALLOWED_HOSTS"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 WILDCARD_ADDRESSES = ("", "0.0.0.0", "::")
@@ -72,8 +74,6 @@ def host_allowed(header: str | None, server_address: str | None = None, extra: s
 
 def check_host() -> None:
     """Show an error and stop this script run when the session's Host is not allowed."""
-    import streamlit as st
-
     header = st.context.headers.get("Host")
     if host_allowed(header, st.get_option("server.address"), os.environ.get(ALLOWED_HOSTS_ENV)):
         return

@@ -5,7 +5,8 @@ registered in BENCHES; `format_table` turns a {name: results} dict into text for
 module per section: primes, train (train, batch), sample, density (density, count), app (app,
 app-load), anysize; timing holds the shared ways to time, server the Streamlit server and Chromium that
 the app sections and the browser tests drive, visitors the many-visitors scenario of
-tests/test_visitors_e2e.py, anysize the primes of any size against GMP.
+tests/test_visitors_e2e.py, anysize the primes of any size against GMP. `train` imports TensorFlow,
+so it is loaded on first use: the CLI imports this package for every command.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from optimus.bench.primes import _format_primes, bench_primes
 from optimus.bench.sample import SAMPLE_SIZES, SAMPLE_TARGET_PER_S, _format_sample, bench_sample
 from optimus.bench.server import rss_bytes, serve
 from optimus.bench.timing import SEED
-from optimus.bench.train import _format_batch, _format_train, bench_batch, bench_train
 from optimus.bench.visitors import RACE_MODEL, VISITOR_SAMPLES, visit_app
 
 __all__ = ["BENCHES", "RACE_MODEL", "SAMPLE_SIZES", "SAMPLE_TARGET_PER_S", "SEED", "VISITOR_SAMPLES",
@@ -26,6 +26,31 @@ __all__ = ["BENCHES", "RACE_MODEL", "SAMPLE_SIZES", "SAMPLE_TARGET_PER_S", "SEED
 
 
 # --- registry and text ------------------------------------------------------------------------
+
+def _train_section():
+    """optimus.bench.train, imported on first use."""
+    from optimus.bench import train  # TensorFlow: the CLI imports optimus.bench for every command
+
+    return train
+
+
+def bench_train(quick: bool = False) -> dict:
+    """`bench train`: optimus.bench.train.bench_train (TensorFlow loaded on first use)."""
+    return _train_section().bench_train(quick)
+
+
+def bench_batch(quick: bool = False) -> dict:
+    """`bench batch`: optimus.bench.train.bench_batch (TensorFlow loaded on first use)."""
+    return _train_section().bench_batch(quick)
+
+
+def _format_train(r: dict) -> list[str]:
+    return _train_section()._format_train(r)
+
+
+def _format_batch(r: dict) -> list[str]:
+    return _train_section()._format_batch(r)
+
 
 BENCHES = {"primes": bench_primes, "density": bench_density, "sample": bench_sample,
            "train": bench_train, "batch": bench_batch, "app": bench_app, "app-load": bench_app_load,

@@ -29,8 +29,10 @@ from pathlib import Path
 import gmpy2
 import numpy as np
 
+from optimus.evaluation.report import load_models
 from optimus.primes import bigint
 from optimus.sampling import anysize
+from optimus.sampling.sieve import LearnedSieve
 
 SEED = 20240501  # fixed, so every run times the same integers
 ROUNDS = 3
@@ -52,14 +54,10 @@ REFERENCE = "gmpy2.next_prime"
 
 def _shipped_sieve():
     """models/default's learned sieve (what a user samples with), and where it came from."""
-    from optimus.evaluation.report import load_models  # TensorFlow: only when the bench runs
-
     path = Path(__file__).resolve().parents[2] / "models" / "default"
     try:
         return anysize.model_sieve(load_models(path)), str(path)
     except (OSError, ValueError) as exc:  # no shipped model here: the same prime set, avoiding residue 0
-        from optimus.sampling.sieve import LearnedSieve
-
         primes_ = np.array([3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97])
         scores = np.concatenate([np.where(np.arange(p) == 0, -8.0, 0.0) for p in primes_.tolist()])
         return LearnedSieve(primes_, scores, 32), f"a stand-in sieve ({exc})"
@@ -87,7 +85,7 @@ def _next_prime(lo: int, hi: int, count: int, rng) -> list[int]:
 
 
 def _methods(sieve, lo: int, hi: int, count: int, rng) -> dict:
-    import sympy
+    import sympy  # sympy: 0.2 s to import; the CLI imports optimus.bench
 
     box: dict = {}
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from optimus.bench import server as srv
+from optimus.store import storage
 
 RATIO_TARGET = 2.0  # issue 18: every page's load at most 2x the bare page's server CPU
 COLD_START_TARGET_S = 3.0
@@ -65,8 +66,6 @@ QUICK_PAGES = ("overview", "sample 10,000 in band", "train")
 
 def copy_models(dest: Path) -> list[str]:
     """The repository's shipped models (not mid-training), without logs and locks."""
-    from optimus.store import storage
-
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
     models = srv.REPO / "models"
@@ -128,7 +127,7 @@ async def _cold_start(browser, models_root: Path) -> dict:
 
 
 async def _bench_app(models_root: Path, pages, repeat: int) -> dict:
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright  # Playwright: the CLI imports optimus.bench
 
     results: dict = {"pages": {}}
     async with async_playwright() as p:
@@ -219,7 +218,9 @@ async def _flow(browser, server, pages, seed: int, times: list | None = None) ->
     Streamlit session, as a page opened from a link is)."""
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
-    from playwright.async_api import TimeoutError as PlaywrightTimeout
+    from playwright.async_api import (
+        TimeoutError as PlaywrightTimeout,  # Playwright: the CLI imports optimus.bench
+    )
 
     problems = []
     try:
@@ -237,7 +238,7 @@ async def _flow(browser, server, pages, seed: int, times: list | None = None) ->
 
 
 async def _bench_app_load(models_root: Path, pages, flows: int, sessions: int) -> dict:
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright  # Playwright: the CLI imports optimus.bench
 
     out: dict = {}
     async with async_playwright() as p:

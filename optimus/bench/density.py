@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 
+from optimus import primes
 from optimus.bench.timing import best_time, met
+from optimus.primes import counting
 
 DENSITY_TARGET_S = 2.0  # 100 log bins over [1, 10**9]
 DENSITY_BINS = 100
@@ -14,8 +17,6 @@ DENSITY_BINS = 100
 
 def _binned_seconds(hi: int) -> float:
     """binned_prime_counts(1, hi, 100, log=True), cold (no memoised counts), in seconds."""
-    from optimus import primes
-
     primes.clear_count_cache()
     start = time.perf_counter()
     primes.binned_prime_counts(1, hi, DENSITY_BINS, log=True)
@@ -28,10 +29,6 @@ def bench_density(quick: bool = False) -> dict:
     the count, as in a fresh app process); absent (no cache file: a fresh machine).
 
     quick: one timing per figure instead of the best of three."""
-    import os
-
-    from optimus import primes
-
     repeat = 1 if quick else 3
     results: dict = {"quick": quick, "bins": DENSITY_BINS, "target_s": DENSITY_TARGET_S}
     start = time.perf_counter()
@@ -82,9 +79,6 @@ def bench_count(quick: bool = False) -> dict:
     lookup, cold, at the same x; and 100 log bins to 10^12 and 10^15 as density_table counts them.
 
     quick: Lucy only to 10^10, primecount to 10^14."""
-    from optimus import primes
-    from optimus.primes import counting
-
     primes.ensure_sieve()
     pc = counting.primecount()
     out: dict = {"quick": quick, "primecount": pc is not None, "pi": {}}

@@ -6,14 +6,14 @@ import time
 
 import numpy as np
 
+from optimus import primes
 from optimus.bench.timing import SEED, best_time
+from optimus.primes import is_prime
 
 
 def _versus_sympy(values: np.ndarray, repeats: int) -> dict:
     """is_prime against a sympy.isprime loop on the same values: elements/s, ratio, agreement."""
-    import sympy
-
-    from optimus.primes import is_prime
+    import sympy  # sympy: 0.2 s to import; the CLI imports optimus.bench
 
     ours_s, ours = best_time(lambda: is_prime(values), repeats)
     # one run of the loop: it is slow, and variance matters far less at this length
@@ -35,8 +35,6 @@ def bench_primes(quick: bool = False) -> dict:
     quick: ten times fewer integers (100,000 below 10**9 and 10,000 in [2**40, 2**53), instead of
     1,000,000 and 100,000).
     """
-    from optimus import primes
-
     rng = np.random.default_rng(SEED)
     results: dict = {"quick": quick}
 

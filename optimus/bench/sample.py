@@ -7,7 +7,10 @@ import time
 
 import numpy as np
 
+from optimus import primes
 from optimus.bench.timing import SEED, interleaved, median_time, met
+from optimus.config import preset
+from optimus.sampling import sieve as sampling
 
 SAMPLE_TARGET_PER_S = 1_000_000  # verified outputs per second (the issue's target)
 SAMPLE_SIZES = {False: 1_000_000, True: 200_000}  # latents per timed call, by `quick`
@@ -15,8 +18,7 @@ REFERENCE_CHUNK = 10_000  # latents per Keras forward on the reference path (its
 
 def _trained_like_generator():
     """The default preset's generator with random residue scores (a trained one's spread)."""
-    from optimus.config import preset
-    from optimus.nets.networks import build_generator
+    from optimus.nets.networks import build_generator  # TensorFlow: the CLI imports optimus.bench
 
     cfg = preset("default")
     generator = build_generator(cfg)
@@ -37,9 +39,7 @@ def bench_sample(quick: bool = False) -> dict:
     Set-up is timed apart: the big sieve (built or loaded once per machine, then in memory) and
     the fast path's residue tables (built once per version of the weights).
     """
-    from optimus import primes
-    from optimus.nets.networks import generate
-    from optimus.sampling import sieve as sampling
+    from optimus.nets.networks import generate  # TensorFlow: the CLI imports optimus.bench
 
     n = SAMPLE_SIZES[bool(quick)]
     results: dict = {"quick": quick, "latents": n, "target_per_s": SAMPLE_TARGET_PER_S}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +26,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from optimus.store import runs, storage
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -36,15 +39,13 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def chromium_path() -> str:
-    import shutil
-
     return shutil.which("chromium") or CHROMIUM
 
 
 def browser_missing() -> str | None:
     """Why no browser can be driven here (None when Playwright and Chromium are both present)."""
     try:
-        import playwright  # noqa: F401
+        import playwright  # noqa: F401  Playwright: optional; the CLI imports optimus.bench
     except ImportError:
         return "playwright is not installed"
     if not os.path.exists(chromium_path()):
@@ -133,8 +134,6 @@ class Server:
 
 
 def _stop_trainers(models_root: Path, wait_s: float = 60) -> None:
-    from optimus.store import storage
-
     dirs = [d for d in models_root.iterdir() if d.is_dir()] if models_root.is_dir() else []
     for model_dir in dirs:
         if storage.lock_holder(model_dir) is not None:
@@ -156,8 +155,6 @@ def serve(models_root=None, script=None, log_path=None, env: dict | None = None,
     ($OPTIMUS_MODELS_DIR; None keeps the environment's), with the repository's config; yields a
     Server once /_stcore/health answers (wait=False: at once, `healthy` then 0). On exit the
     server's process group is stopped, then every trainer under `models_root`."""
-    from optimus.store import runs
-
     port = free_port("127.0.0.1" if address in ("0.0.0.0", "::") else address)
     host = "127.0.0.1" if address in ("0.0.0.0", "::") else address
     url = f"http://{host}:{port}"

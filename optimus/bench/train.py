@@ -1,21 +1,30 @@
 """`bench train` (an online batch of each preset against a bare loop; Fisher against one
-batched gradient) and `bench batch` (the batch's preparation: NumPy against one graph)."""
+batched gradient) and `bench batch` (the batch's preparation: NumPy against one graph).
+
+Imports TensorFlow at the top: optimus.bench loads this module on first use (`_train_section`)."""
 
 from __future__ import annotations
 
 import tempfile
 
+import keras
 import numpy as np
+import tensorflow as tf
 
+from optimus import primes
 from optimus.bench.timing import interleaved, median_time
+from optimus.config import preset
+from optimus.continual.fisher import bernoulli_log_likelihood, dense_layers_of, fisher_diagonal
+from optimus.nets.networks import build_discriminator, build_generator, discriminator_parts, propose
+from optimus.primes.trial_division import TrialDivision
+from optimus.store import checkpoint
+from optimus.training.loop import build_gan, run_online_batch
+from optimus.training.online_batch import OnlineBatches, default_d_rows
 
 
 def _bare_loop(gan, d_features, d_labels, z, features, steps: int):
     """The same forward and backward passes as an online batch's gradient steps, with nothing
     else: no EWC penalty, no labelling, no metrics, no Fisher. The yardstick for overhead."""
-    import keras
-    import tensorflow as tf
-
     g_opt, d_opt = keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3)
     g_opt.build(gan.g_vars)
     d_opt.build(gan.d_vars)
@@ -39,14 +48,6 @@ def _bare_loop(gan, d_features, d_labels, z, features, steps: int):
 def bench_train(quick: bool = False) -> dict:
     """One online batch of each preset against a bare tf.function loop; Fisher against one
     batched gradient."""
-    import tensorflow as tf
-
-    from optimus import primes
-    from optimus.config import preset
-    from optimus.nets.networks import build_discriminator, build_generator, propose
-    from optimus.store import checkpoint
-    from optimus.training.loop import build_gan, run_online_batch
-
     out: dict = {"quick": quick}
     for name in ("seed", "default"):
         cfg = preset(name, apply_regularizers=False) if name == "seed" else preset(name)
@@ -79,7 +80,6 @@ def bench_train(quick: bool = False) -> dict:
     cfg = preset("seed")
     d = build_discriminator(cfg)
     head = d.get_layer("head")
-    from optimus.continual.fisher import bernoulli_log_likelihood, dense_layers_of, fisher_diagonal
 
     x = tf.constant(np.random.default_rng(1).uniform(1, 1e6, size=(1000, 1)).astype(np.float32))
     y = tf.constant((np.random.default_rng(2).random(1000) < 0.5).astype(np.float32))
@@ -127,11 +127,6 @@ def _format_train(r: dict) -> list[str]:
 def _prepare_numpy(generator, encoding, cfg, d_rows: int, batch_index: int) -> dict:
     """The online batch's data as the loop prepared it before optimus.training.online_batch: NumPy
     latents, labels (the sieve lookup), window residues and undersampling, then tensors."""
-    import tensorflow as tf
-
-    from optimus import primes
-    from optimus.nets.networks import propose
-
     rng = np.random.default_rng([cfg.seed, batch_index])
     latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=cfg.batch_size)
     reals, _ = propose(generator, latents)
@@ -162,9 +157,6 @@ def _simple_steps(generator, head, cfg):
     """cfg.steps plain discriminator and generator steps (weighted cross-entropy; the sieve
     generator's exact expectation over its window), traceable: the same work for either
     preparation, so the difference between two online batches is the preparation's."""
-    import keras
-    import tensorflow as tf
-
     g_vars, d_vars = generator.trainable_variables, head.trainable_variables
     g_opt, d_opt = keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3)
     g_opt.build(g_vars)
@@ -192,14 +184,6 @@ def bench_batch(quick: bool = False) -> dict:
     """An online batch of the default preset: the NumPy preparation (the loop's before
     optimus.training.online_batch) against the one-graph batch (optimus.training.online_batch), alone and with
     cfg.steps simple gradient steps; and exact labels by trial division against the sieve."""
-    import tensorflow as tf
-
-    from optimus import primes
-    from optimus.config import preset
-    from optimus.nets.networks import build_discriminator, build_generator, discriminator_parts
-    from optimus.primes.trial_division import TrialDivision
-    from optimus.training.online_batch import OnlineBatches, default_d_rows
-
     repeat = 2 if quick else 5
     cfg = preset("default")
     generator, discriminator = build_generator(cfg), build_discriminator(cfg)

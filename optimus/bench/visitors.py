@@ -5,6 +5,8 @@ model name at the same moment. (Its figures: `bench app-load`, optimus/bench/app
 from __future__ import annotations
 
 import asyncio
+import gc
+import re
 import time
 
 import numpy as np
@@ -18,8 +20,6 @@ RACE_MODEL = "race"  # the new model two visitors try to start at the same momen
 async def _visitor(browser, url: str, index: int, samples: int, race: asyncio.Barrier | None) -> dict:
     """One visitor: the Sample page with `samples` samples, then the Discriminator and Density
     pages; with `race`, then Start on the Train page for RACE_MODEL in step with the others."""
-    import re
-
     out: dict = {"visitor": index, "times": {}, "exceptions": [], "race": None}
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
@@ -79,7 +79,7 @@ async def _visitor(browser, url: str, index: int, samples: int, race: asyncio.Ba
 
 
 async def _visitors(url: str, count: int, samples: int, racers: int) -> list[dict]:
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright  # Playwright: the CLI imports optimus.bench
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=srv.chromium_path(), headless=True, args=srv.CHROMIUM_ARGS)
@@ -98,7 +98,6 @@ def visit_app(url: str, pid: int, count: int = 10, samples: int = VISITOR_SAMPLE
     before, _ = srv.rss_bytes(pid)
     sessions = asyncio.run(_visitors(url, count, samples, racers))
     time.sleep(2.0)  # let the server drop the closed sessions
-    import gc
 
     gc.collect()
     after, peak = srv.rss_bytes(pid)

@@ -17,14 +17,21 @@ when the README and the figures disagree. Sections:
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from optimus.store import storage
+from optimus.config import preset
+from optimus.evaluation import report as evaluation
+from optimus.experiments import forgetting
+from optimus.primes import SIEVE_CHART_PRIMES
+from optimus.store import runs, storage
 
 SECTIONS = ("overview", "discriminator", "train", "continual")
 FIGURES_FILE = Path(__file__).resolve().parents[2] / "docs" / "demo-figures.json"
@@ -44,8 +51,6 @@ CONTINUAL_DEFAULT_SEEDS = 3
 
 def continual_page_settings() -> tuple[dict, list[int]]:
     """The settings and seeds the Continual page's Run button uses with its defaults."""
-    from optimus.experiments import forgetting
-
     tasks = " ".join(str(p) for p in forgetting.FACTOR_PRIMES)
     settings = {"family": "factor", "tasks": [tasks], "methods": list(forgetting.METHODS), "encoding": "fourier",
                 "ewc_lambda": None, **CONTINUAL_BUDGETS[CONTINUAL_DEFAULT_BUDGET]}
@@ -53,17 +58,11 @@ def continual_page_settings() -> tuple[dict, list[int]]:
 
 
 def _models_root(root=None) -> Path:
-    from optimus.store import runs
-
     return runs.models_root(root)
 
 
 def overview(root=None) -> dict:
     """What the Overview shows for `default` and `seed` (their saved evaluations) and its sieve chart."""
-    from optimus.evaluation import report as evaluation
-    from optimus.store import runs
-    from optimus.training.loop import SIEVE_CHART_PRIMES
-
     out = {}
     entries = {m["name"]: m for m in runs.list_models(root)}
     for name in ("default", "seed"):
@@ -85,8 +84,6 @@ def overview(root=None) -> dict:
 def discriminator(root=None) -> dict:
     """The Discriminator page with its defaults: 5,000 outputs of `default` (seed 0) classified
     by `default` and `seed`."""
-    from optimus.evaluation import report as evaluation
-
     default = evaluation.load_models(_models_root(root) / "default")
     n = evaluation.sample(default, DISC_SAMPLES, seed=0)["n"].to_numpy()
     out = {"count": int(len(n)), "primes": int(evaluation.primes.is_prime(n).sum())}
@@ -101,13 +98,6 @@ def discriminator(root=None) -> dict:
 def train(batches: int | None = None, log=None) -> dict:
     """A `demo` preset run in a new process, as the Train page starts one: per batch its lift and
     multiples of 3 relative to chance, and its timings."""
-    import os
-    import subprocess
-    import sys
-
-    from optimus.config import preset
-    from optimus.store import storage
-
     cfg = preset("demo", batches=batches)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="optimus-demo-") as tmp:
@@ -138,8 +128,6 @@ def train(batches: int | None = None, log=None) -> dict:
 
 def continual(progress=None) -> dict:
     """The Continual page's benchmark with its defaults: ACC and BWT per method (means over seeds)."""
-    from optimus.experiments import forgetting
-
     settings, seeds = continual_page_settings()
     settings = dict(settings, tasks=forgetting.parse_tasks(settings["family"], settings["tasks"]))
     result = forgetting.run_seeds(seeds, progress=progress, **settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimus import limits
+from optimus import limits, primes
 from optimus.primes.bins import magnitude_bins
 from optimus.primes.density import odd_prime_density_binned
 from optimus.validate import exact_int_array, require_int
@@ -170,8 +170,6 @@ def lift(rate: float, baseline: float) -> float:
 
 def generator_report(n_values) -> dict:
     """How good a batch of generated odd integers is, against the magnitude-matched baseline."""
-    from optimus import primes
-
     n = np.asarray(n_values, dtype=np.int64)
     if n.size == 0:
         raise ValueError("no generated values to report on")

@@ -13,17 +13,22 @@ The definitions behind every figure Optimus reports:
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from optimus import limits, primes
 from optimus.config import TrainConfig
 from optimus.evaluation import metrics
 from optimus.evaluation.metrics import accuracy_by_magnitude, generator_report
-from optimus.validate import check_int
+from optimus.nets import forward
+from optimus.nets.forward import generate
+from optimus.store import checkpoint, storage
+from optimus.validate import check_int, read_integers
 
 __all__ = [
     "Models", "load_models", "sample", "discriminate", "discriminator_report",
@@ -53,9 +58,6 @@ def load_models(model_dir) -> Models:
     directory is damaged, its archives exceed their caps, or its networks do not match
     config.json. Reads the committed version of a live run, as `checkpoint.load` does, and
     only `batches_done` of state.npz (the optimiser and EWC state stay on disk)."""
-    from optimus.nets import forward
-    from optimus.store import checkpoint, storage
-
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise checkpoint.CheckpointError(f"{model_dir} does not exist or is not a directory")
@@ -92,9 +94,6 @@ def load_models(model_dir) -> Models:
 def _check_matches(model_dir, config: TrainConfig, generator, discriminator) -> None:
     """The networks are the kinds config.json names, with its shapes (else the files come
     from different models): what `checkpoint.load` checks by building the Keras models."""
-    from optimus.nets import forward
-    from optimus.store import checkpoint
-
     sieve = generator.sieve
     kinds = {
         "dense": forward.ScalarInput, "residue": (forward.FactorEncoding if config.disc_factor_slots
@@ -142,8 +141,6 @@ def check_band(models: Models, out_lo, out_hi) -> tuple[float, float] | tuple[No
 
 
 def _draw(models: Models, rng, count: int, band):
-    from optimus.nets.forward import generate
-
     cfg = models.config
     latents = rng.integers(cfg.latent_lo, cfg.latent_hi + 1, size=count)
     reals = generate(models.generator, latents, rng, cfg.temperature, out_lo=band[0], out_hi=band[1])
@@ -163,8 +160,6 @@ def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None
     the columns `candidates` (how many the discriminator looked at for this output) and
     `accepted` (False only where it gave up after MAX_VET_CANDIDATES).
     """
-    import pandas as pd
-
     n = check_int("number of samples", n, 1, limits.MAX_SAMPLES)
     band = check_band(models, out_lo, out_hi)
     rng = np.random.default_rng([seed, 7919])
@@ -231,8 +226,6 @@ def discriminator_report(models: Models, n_values) -> dict:
 
 def residue_distribution(n_values, primes_list=RESIDUE_PRIMES):
     """Share of the values in each residue class r mod p (r = 0 means 'multiple of p')."""
-    import pandas as pd
-
     n = np.asarray(n_values, dtype=np.int64)
     rows = []
     for p in primes_list:
@@ -250,10 +243,6 @@ def uniform_rng(seed: int = 0) -> np.random.Generator:
 
 def parse_integers(text: str, limit: int = limits.MAX_CLASSIFY) -> np.ndarray:
     """Integers from text (one per line, or separated by commas/spaces); clear errors."""
-    import io
-
-    from optimus.validate import read_integers
-
     return read_integers(io.StringIO(text), limit)
 
 

@@ -33,10 +33,13 @@ import re
 import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 
+from optimus import validate
 from optimus.nets.encoding import factor_lists
 from optimus.primes import small_odd_primes
+from optimus.sampling import sieve
 from optimus.store import storage
 
 # Rows per block of a forward, at most; fewer for wide encodings, so that a block's
@@ -201,10 +204,6 @@ def snake_case(name: str) -> str:
 def read_archive(path, max_bytes: int) -> tuple[dict, dict[str, list[np.ndarray]]]:
     """(config.json, {h5 group path: [vars/0, vars/1, ...]}) of a .keras file, its members'
     declared sizes checked against `max_bytes` before anything is inflated."""
-    import h5py
-
-    from optimus import validate
-
     path = Path(path)
     validate.check_archive(path, max_bytes)
     try:
@@ -477,8 +476,6 @@ class SieveWindow(Layer):
 
     def __call__(self, z, out_lo=None, out_hi=None):
         """(reals [B, W] float64, logits [B, W] float64): the layer's outputs."""
-        from optimus.sampling import sieve
-
         n0 = sieve.first_candidates(self, z, out_lo, out_hi)
         n = n0[:, None] + 2 * np.arange(self.window, dtype=np.int64)[None, :]
         return ((n - 1) // 2).astype(np.float64) + 0.5, sieve.window_logits(self, n0)
@@ -620,8 +617,6 @@ def generate(generator: Generator, latents, rng: np.random.Generator, temperatur
     """The generator's reals x (float64) for latent integers: `networks.generate`, in NumPy.
     A sieve generator draws from `optimus.sampling.sieve` (the same rng use as `networks.choose`)."""
     if generator.sieve is not None:
-        from optimus.sampling import sieve
-
         return sieve.generate(generator.sieve, latents, rng, temperature, out_lo, out_hi)
     if out_lo is not None or out_hi is not None:
         raise ValueError("only a sieve generator has a band to move (this generator has no sampling band)")

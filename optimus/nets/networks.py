@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from optimus.config import TrainConfig
+from optimus.nets.gln import build_gln
 from optimus.nets.layers import (
     Absolute,
     DivisibilityEncoding,
@@ -24,6 +25,8 @@ from optimus.nets.layers import (
     ScalarInput,
     SieveWindow,
 )
+from optimus.sampling import sieve as sampling
+from optimus.sampling.sieve import gumbel_keys
 
 
 def build_generator(cfg: TrainConfig) -> keras.Model:
@@ -100,8 +103,6 @@ def build_discriminator(cfg: TrainConfig) -> keras.Model:
         encoding = DivisibilityEncoding(cfg.disc_prime_max, name="encoding")
         head = _residue_head(cfg, encoding.size)
     else:
-        from optimus.nets.gln import build_gln
-
         # The GLN gates on dense side information: it keeps one bit per prime (its input size
         # grows with disc_prime_max; tiny configs use 200).
         encoding = DivisibilityEncoding(cfg.disc_prime_max, name="encoding")
@@ -134,15 +135,12 @@ def choose(reals: np.ndarray, logits: np.ndarray | None, rng: np.random.Generato
     """One real per latent: a Gumbel-max draw from softmax(logits / temperature)."""
     if logits is None:
         return reals[:, 0]
-    from optimus.sampling.sieve import gumbel_keys  # sampling imports nets: not at the top
 
     pick = np.argmax(gumbel_keys(logits, rng, temperature), axis=1)
     return reals[np.arange(len(reals)), pick]
 
 
 def _sieve(generator):
-    from optimus.sampling import sieve as sampling
-
     layer = sampling.sieve_layer(generator)
     if layer is None:
         raise ValueError("only a sieve generator has a band to move (this generator has no sampling band)")
@@ -159,8 +157,6 @@ def generate(generator: keras.Model, latents, rng: np.random.Generator, temperat
     out_lo/out_hi: sample a sieve generator in another band, with the same learned preferences.
     """
     if fast:
-        from optimus.sampling import sieve as sampling
-
         layer = sampling.sieve_layer(generator)
         if layer is not None:
             return sampling.generate(layer, latents, rng, temperature, out_lo, out_hi)

@@ -3,7 +3,8 @@
 This package is the ground truth of the whole project (labels, baselines, the density page), so
 every answer here is exact: no probabilistic test, no floating-point shortcut that could round.
 It imports NumPy, the standard library and gmpy2 (GMP, for big integers), never TensorFlow, so it
-is cheap to import from the CLI and the app.
+is cheap to import from the CLI and the app. The one exception, `trial_division` (exact primality
+inside a TensorFlow graph, for the online batch), imports TensorFlow and is not imported here.
 One module per concept, each with the trick it uses and what it measured:
 
 * `sieve`: the small in-memory sieve (below 2**22), the bit-packed 2**30 sieve and its disk

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import signal
 import threading
 
 import numpy as np
@@ -143,15 +144,13 @@ def primecount():
     raises "signal only works in main thread". There the import runs with signal.signal made a
     no-op; the only loss is that Ctrl-C cannot interrupt a count running in that thread.
     """
-    import signal
-
     with _import_lock:
         in_main = threading.current_thread() is threading.main_thread()
         real = signal.signal
         if not in_main:
             signal.signal = lambda *args, **kwargs: signal.SIG_DFL
         try:
-            from primecountpy import prime_pi as pc_pi
+            from primecountpy import prime_pi as pc_pi  # cysignals: see the docstring
         except ImportError:
             return None
         finally:

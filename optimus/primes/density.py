@@ -10,6 +10,7 @@ costly bins are Li(x) estimates marked as such. The baselines of every lift figu
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 
 from optimus import limits
@@ -143,8 +144,6 @@ def odd_prime_density_any(lo: int, hi: int) -> tuple[float, bool]:
     2^4096: `odd_prime_density` (an exact count, 2 excluded) up to EXACT_COUNT_HI, else
     estimated with li(x): (li(hi) - li(lo)) / (odd integers in [lo, hi]), or (width / ln mid) /
     (odd integers) for ranges narrower than 10^6. ValueError if the range holds no odd integer."""
-    import mpmath  # sympy's dependency; only big ranges need it
-
     odd = odd_count(lo, hi)
     if odd == 0:
         raise ValueError(f"[{lo}, {hi}] contains no odd integer" if hi < 10**24 else

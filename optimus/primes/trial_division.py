@@ -22,6 +22,7 @@ only for the primes they need.
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 
 from optimus.primes.sieve import small_odd_primes
 
@@ -44,8 +45,6 @@ class TrialDivision:
     """
 
     def __init__(self, prime_max: int = DEFAULT_PRIME_MAX, chunk: int = 64):
-        import tensorflow as tf
-
         if prime_max < 3:
             raise ValueError(f"prime_max must be at least 3, got {prime_max}")
         if chunk < 1:
@@ -64,8 +63,6 @@ class TrialDivision:
         """Bool tensor: n is prime, for an int64 tensor n of any shape with 0 <= n < bound
         (negative n are not prime). Values at or above `bound` give undefined answers:
         check `bound` first (`in_range`)."""
-        import tensorflow as tf
-
         n = tf.convert_to_tensor(n, dtype=tf.int64)
         flat = tf.reshape(n, (-1, 1))
         top = tf.reduce_max(tf.concat([tf.reshape(flat, (-1,)), tf.zeros([1], tf.int64)], 0))

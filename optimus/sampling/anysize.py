@@ -40,10 +40,13 @@ import random
 import time
 from dataclasses import dataclass, field
 
+import mpmath
 import numpy as np
+import pandas as pd
 
 from optimus import limits, primes
 from optimus.evaluation.metrics import lift
+from optimus.evaluation.report import discriminate
 from optimus.primes import bigint
 from optimus.primes.bigint import (  # noqa: F401  (re-exported: the README names them here)
     CERT_COMPOSITE,
@@ -64,6 +67,7 @@ from optimus.sampling.sieve import (  # noqa: F401  (additive_tables, window_log
     coprime_small,
     first_multiples,
     gumbel_keys,
+    learned_sieve,
     window_batch,
     window_logits,
 )
@@ -155,7 +159,6 @@ def _place(rng: random.Random, first: int, slots: int, size: int, placement: str
     beyond the int64 draws of NumPy's generators."""
     if placement == "uniform":
         return [first + 2 * rng.randrange(slots) for _ in range(size)]
-    import mpmath
 
     lo1 = max(first, 1)
     last = first + 2 * (slots - 1)
@@ -479,8 +482,6 @@ def summary_lines(s: dict) -> list[str]:
 def table(result: AnySizeResult, d_prob: np.ndarray | None = None):
     """A DataFrame of the outputs: n as a decimal string, digits, is_prime, certainty, tests,
     d_prob (None beyond 2^53, where the discriminator cannot read n exactly)."""
-    import pandas as pd
-
     frame = pd.DataFrame({
         "n": [str(v) for v in result.values],
         "digits": [len(str(v)) for v in result.values],
@@ -501,8 +502,6 @@ D_PROB_REASON = "d_prob is empty: the discriminator reads n exactly only below 2
 
 def model_sieve(models):
     """The learned sieve of loaded models (`evaluation.Models`), or ValueError saying why not."""
-    from optimus.sampling.sieve import learned_sieve
-
     sieve = learned_sieve(models.generator)
     if sieve is None:
         raise ValueError(f"model {models.name} has no learned sieve (its generator is not a sieve "
@@ -512,8 +511,6 @@ def model_sieve(models):
 
 def vetting(models):
     """The discriminator as a vetting callable for `sample_any` (n < 2^53, odd)."""
-    from optimus.evaluation.report import discriminate
-
     return lambda n: discriminate(models, n)
 
 
@@ -529,8 +526,6 @@ def sample_models(models, lo: int, hi: int, count: int, seed: int = 0, *, primes
     d_prob = None
     summary = dict(result.summary)
     if hi < primes.EXACT_LIMIT:
-        from optimus.evaluation.report import discriminate
-
         d_prob = discriminate(models, np.array(result.values, dtype=np.int64))
         summary["d_prob_note"] = ""
     else:

@@ -67,9 +67,9 @@ def sieve_layer(generator):
         if hasattr(generator, "sieve"):
             return generator.sieve
         return generator if hasattr(generator, "position") else None
-    import keras
+    import keras  # TensorFlow: the pages import sieve
 
-    from optimus.nets.layers import SieveWindow
+    from optimus.nets.layers import SieveWindow  # TensorFlow: the pages import sieve
 
     layers = [layer for layer in getattr(generator, "layers", []) if not isinstance(layer, keras.layers.InputLayer)]
     if len(layers) == 1 and isinstance(layers[0], SieveWindow) and len(generator.outputs) == 2:
@@ -129,7 +129,7 @@ def first_candidates(layer, latents, out_lo=None, out_hi=None) -> np.ndarray:
     if getattr(layer, "numpy_forward", False):  # Eigen's exp/pow transcribed (optimus.nets.forward)
         x0 = layer.position(u, out_lo, out_hi)
     else:
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow: the pages import sieve
 
         x0 = layer.position(tf.constant(u), out_lo, out_hi).numpy()
     return (2 * np.floor(x0).astype(np.int64) + 1).reshape(-1)
@@ -219,7 +219,7 @@ def window_logits(sieve, starts, width: int | None = None) -> np.ndarray:
     `sieve`: a generator's SieveWindow layer (starts: int64 below 2^53; width: the layer's; the
     same logits as its forward, to float32 rounding), or a `LearnedSieve` (starts: Python ints
     of any size; width: any, default the model's), through `window_batch`."""
-    from optimus.nets.layers import SieveWindow  # the layer class needs Keras: only for a layer
+    from optimus.nets.layers import SieveWindow  # TensorFlow: the pages import sieve
 
     if isinstance(sieve, SieveWindow):
         return _layer_window_logits(sieve, np.asarray(starts, dtype=np.int64))
@@ -478,7 +478,7 @@ def learned_sieve(generator) -> LearnedSieve | None:
     if getattr(generator, "numpy_forward", False):
         layer = sieve_layer(generator)
     else:
-        from optimus.nets.layers import SieveWindow
+        from optimus.nets.layers import SieveWindow  # TensorFlow: the pages import sieve
 
         layer = generator if isinstance(generator, SieveWindow) else sieve_layer(generator)
     if layer is None:

@@ -8,6 +8,7 @@ import streamlit as st
 
 from optimus import limits, validate
 from optimus.app import charts, common, overlays, query
+from optimus.primes import density_table as table_of
 from optimus.sampling import anysize
 
 NONE = "(none)"
@@ -22,8 +23,6 @@ st.caption(
 
 @st.cache_data(max_entries=32, show_spinner="Counting primes ...")
 def density_table(lo: int, hi: int, bins: int, log: bool, estimate: bool) -> tuple[pd.DataFrame, float, dict]:
-    from optimus.primes import density_table as table_of
-
     table = table_of(lo, hi, bins, log, estimate=estimate)
     rows = pd.DataFrame(table["rows"]).rename(columns={"lo": "bin_lo", "hi": "bin_hi"})
     odd_density = table["odd_prime_density"]

@@ -12,6 +12,7 @@ import streamlit as st
 
 from optimus import limits
 from optimus.app import charts, common, query
+from optimus.evaluation import report as evaluation
 from optimus.primes import SIEVE_CHART_PRIMES
 from optimus.store import runs
 
@@ -31,8 +32,6 @@ PAGES = {
 
 @st.cache_data(max_entries=8, show_spinner="Evaluating the model against exact primality ...")
 def _evaluate(path: str, signature: tuple) -> dict:
-    from optimus.evaluation import report as evaluation  # NumPy forwards: no TensorFlow
-
     return evaluation.evaluate(path)
 
 

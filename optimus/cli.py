@@ -18,6 +18,7 @@ from pathlib import Path
 
 from optimus import bench, continual, limits
 from optimus.config import PRESETS
+from optimus.evaluation import demo
 from optimus.evaluation.report import discriminate, evaluate, load_models, sample
 from optimus.experiments import background, forgetting
 from optimus.primes import density_table
@@ -224,8 +225,6 @@ def _run_evaluate(a) -> int:
     if size is not None:
         return _evaluate_at(a, size)
     if a.save:
-        from pathlib import Path
-
         storage.check_user_file(Path(a.model_dir) / storage.EVALUATION)  # before any work
     lo, hi = a.uniform_range or (None, None)
     band_lo, band_hi = a.band or (None, None)
@@ -407,27 +406,22 @@ def _run_forgetting(a) -> int:
 
 
 def _add_demo_figures(sub):
-    from optimus.evaluation.demo import SECTIONS
-
     p = sub.add_parser("demo-figures", help="measure every figure the README's five-minute demo quotes")
-    p.add_argument("sections", nargs="*", default=list(SECTIONS), metavar="SECTION", help=f"{', '.join(SECTIONS)} (all by default)")
+    p.add_argument("sections", nargs="*", default=list(demo.SECTIONS), metavar="SECTION", help=f"{', '.join(demo.SECTIONS)} (all by default)")
     p.add_argument("--output", help="merge into this JSON file (atomically; docs/demo-figures.json is the README's)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON (else the README's sentences)")
 
 
 def _run_demo_figures(a) -> int:
-    from optimus.evaluation import demo
-    from optimus.store import storage
-
+    if a.output:
+        storage.check_user_file(a.output)  # a link or a directory is refused before any work
     for section in a.sections:
         if section not in demo.SECTIONS:
             raise CliError(f"optimus demo-figures: unknown section {section!r}; choose from {', '.join(demo.SECTIONS)}")
     figures = demo.measure(a.sections, log=lambda m: print(m, file=sys.stderr))
     if a.output:
-        from pathlib import Path
-
-        old = demo.load(a.output) if Path(a.output).exists() else None
-        storage.write_json(a.output, demo.merge(old, figures))
+        old = demo.load(a.output) if Path(a.output).is_file() else None
+        storage.write_user_file(a.output, storage.json_bytes(demo.merge(old, figures)))
     if a.json:
         print(json.dumps(figures, indent=2))
     else:

@@ -31,7 +31,6 @@ PAGE_LIBRARIES = ["optimus.app.common", "optimus.evaluation.report", "optimus.sa
                   "optimus.experiments.background", "optimus.store.runs"]
 # Issue 20 item 4 is done everywhere else; these are being edited in another change (remove them
 # from here as they get their reasons or lose their function-level imports).
-NOT_YET_CLEANED = {"cli.py", "experiments/forgetting.py", "store/checkpoint.py", "training/distribute.py"}
 REPORT = "import sys; print('LOADED', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
 
 
@@ -145,8 +144,6 @@ def test_function_level_imports_say_why():
     """Every import left inside a function carries a one-line `# reason` comment."""
     missing = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if str(path.relative_to(PACKAGE)) in NOT_YET_CLEANED:
-            continue
         lines = path.read_text().splitlines()
         for fn in ast.walk(ast.parse("\n".join(lines))):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):

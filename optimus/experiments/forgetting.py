@@ -370,8 +370,8 @@ class _MLPLearner:
     def __init__(self, input_dim: int, cfg: ForgettingConfig, method: str):
         # TensorFlow only here and in the learners below: the pages import this module for its
         # settings and task lists, and run the benchmark in a child process.
-        import keras
-        import tensorflow as tf
+        import keras  # TensorFlow: the pages import this module for its settings
+        import tensorflow as tf  # TensorFlow: as above
 
         from optimus.continual import fisher, step  # TensorFlow: as above
 

@@ -278,7 +278,7 @@ def load_state(model_dir) -> dict:
 
 def load_network(path):
     # Keras (TensorFlow) on first load: the pages import this module to read configs and history.
-    import keras
+    import keras  # TensorFlow: the pages import this module to read configs and history
 
     from optimus.nets import serialisables  # imports TensorFlow: as above
 
@@ -337,7 +337,7 @@ def load(model_dir) -> Checkpoint:
         if network.name != name:
             raise CheckpointError(f"{model_dir / file} holds a network named {network.name!r}, not an Optimus {name}")
     # TensorFlow, as in load_network (a model is loaded only where the networks are used).
-    from optimus.nets.networks import build_discriminator, build_generator
+    from optimus.nets.networks import build_discriminator, build_generator  # TensorFlow: as above
 
     for built, loaded, label in (
         (build_generator(config), generator, "generator"),

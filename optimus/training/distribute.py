@@ -34,8 +34,7 @@ _STRATEGIES: dict = {}
 
 
 def _tf():
-    # TensorFlow on first use: the CLI reads DEVICES to build its parser in every command.
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow on first use: the CLI reads DEVICES in every command
 
     return tf
 

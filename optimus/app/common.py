@@ -156,15 +156,15 @@ def generate_primes(name: str, digits: int, count: int, seed: int) -> tuple[pd.D
 
 
 @st.cache_data(max_entries=24, show_spinner=False)
-def _residues(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> pd.DataFrame:
+def _residue_shares(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> pd.DataFrame:
     table, _ = _sample(path, signature, count, seed)
     return evaluation.residue_distribution(table["n"].to_numpy(), list(primes))
 
 
-def residues(name: str, count: int, seed: int, primes=SMALL_PRIMES) -> pd.DataFrame:
+def residue_shares(name: str, count: int, seed: int, primes=SMALL_PRIMES) -> pd.DataFrame:
     """Share of the model's outputs in each residue class mod each of `primes`."""
     path = model_path(name)
-    return _residues(str(path), model_signature(path), int(count), int(seed), tuple(primes))
+    return _residue_shares(str(path), model_signature(path), int(count), int(seed), tuple(primes))
 
 
 @st.cache_data(max_entries=24, show_spinner="Classifying ...")

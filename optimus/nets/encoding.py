@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from optimus.primes import small_odd_primes
-from optimus.primes.bigint import residues as _residues
+from optimus.primes.bigint import residues
 
 ENCODINGS = ("scalar", "fourier")
 # "residue" was this Fourier encoding's first name (forgetting-benchmark settings, saved results
@@ -23,14 +23,9 @@ ENCODINGS = ("scalar", "fourier")
 _OLD_NAMES = {"residue": "fourier"}
 
 
-def residues(n, primes) -> np.ndarray:
-    """n mod p for every n (rows) and every p (columns), exact in int64: `primes.residues`."""
-    return _residues(np.asarray(n, dtype=np.int64), primes)
-
-
 def fourier_features(n, primes) -> np.ndarray:
     """[cos(2 pi r/p), sin(2 pi r/p)] per prime: a smooth, periodic view of each residue."""
-    r = residues(n, primes).astype(np.float64)
+    r = residues(np.asarray(n, dtype=np.int64), primes).astype(np.float64)
     angle = 2.0 * np.pi * r / np.asarray(primes, dtype=np.float64)
     return np.concatenate([np.cos(angle), np.sin(angle)], axis=1).astype(np.float32)
 
@@ -38,7 +33,7 @@ def fourier_features(n, primes) -> np.ndarray:
 def divisibility_features(n, primes) -> np.ndarray:
     """1 where p divides n. By Dirichlet's theorem the non-zero residues of a large n carry no
     information about its primality, so this one bit per prime is all a residue says."""
-    return (residues(n, primes) == 0).astype(np.float32)
+    return (residues(np.asarray(n, dtype=np.int64), primes) == 0).astype(np.float32)
 
 
 def log_magnitude(n, lo: float = 1.0, hi: float = 2.0**53) -> np.ndarray:

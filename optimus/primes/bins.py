@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from optimus import limits
-from optimus.primes.counting import check_range
+from optimus.primes.counting import check_count_range
 from optimus.validate import require_int
 
 
@@ -39,7 +39,7 @@ def log_edges(lo: int, hi: int, bins: int) -> list[int]:
 def bin_layout(func: str, lo, hi, bins, log) -> tuple[int, int, int, bool]:
     """(lo, hi, bins, log) checked for `func` (0 <= lo <= hi <= 10**18, 1 <= bins <= MAX_BINS
     and no more bins than integers) and as used: log spacing moves a lo of 0 to 1."""
-    lo, hi = check_range(func, lo, hi)
+    lo, hi = check_count_range(func, lo, hi)
     bins = require_int(func, "bins", bins, 1, limits.MAX_BINS)
     if not isinstance(log, bool | np.bool_):
         raise ValueError(f"{func}: log must be True or False, got {log!r}")

@@ -282,14 +282,14 @@ def prime_pi(x: int, max_seconds: float | None = None) -> int:
 def count_primes(lo: int, hi: int, max_seconds: float | None = None) -> int:
     """The number of primes in [lo, hi] (both included), 0 <= lo <= hi <= 10**18; ValueError
     if the estimated time exceeds max_seconds (default limits.MAX_COUNT_SECONDS)."""
-    lo, hi = check_range("count_primes", lo, hi)
+    lo, hi = check_count_range("count_primes", lo, hi)
     if plan([lo - 1, hi], True, sieve_reach())[1] > (limits.MAX_COUNT_SECONDS if max_seconds is None else max_seconds):
         _check_cost("count_primes", [lo - 1, hi], max_seconds)
     below, top = pi_many([lo - 1, hi], relative=True)
     return top - below
 
 
-def check_range(func: str, lo, hi) -> tuple[int, int]:
+def check_count_range(func: str, lo, hi) -> tuple[int, int]:
     """(lo, hi) as ints with 0 <= lo <= hi <= 10**18 (what can be counted), or ValueError
     naming `func`: `validate.check_range` with the counting bounds."""
     return validate.check_range(lo, hi, hi_max=limits.MAX_DENSITY_HI, func=func)

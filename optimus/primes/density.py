@@ -16,7 +16,7 @@ import numpy as np
 from optimus import limits
 from optimus.primes.bins import bin_layout, linear_edges, log_edges
 from optimus.primes.counting import (
-    check_range,
+    check_count_range,
     count_primes,
     count_seconds,
     is_memoised,
@@ -129,7 +129,7 @@ def odd_prime_density(lo: int, hi: int) -> float:
     (odd primes in [lo, hi]) / (odd integers in [lo, hi]). 0 <= lo <= hi <= 10**10; ValueError
     if the range holds no odd integer (e.g. [2, 2]).
     """
-    lo, hi = check_range("odd_prime_density", lo, hi)
+    lo, hi = check_count_range("odd_prime_density", lo, hi)
     odd = odd_count(lo, hi)
     if odd == 0:
         raise ValueError(f"odd_prime_density: [{lo}, {hi}] contains no odd integer")

@@ -133,7 +133,7 @@ with st.container():
         if name not in choices:
             continue
         try:  # one model that cannot be loaded must not hide the rest of the page
-            residues = common.residues(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
+            residues = common.residue_shares(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
                                        st.session_state["overview_seed"], SIEVE_CHART_PRIMES)
         except ValueError as exc:
             common.warning(f"{name}: {exc}", icon=":material/error:")

@@ -173,11 +173,11 @@ st.caption(
 )
 FIGURES = ("hit_rate", "distinct_rate", "distinct_prime_rate", "baseline", "lift")
 reports = [{"model": name, "samples": count, **{k: report[k] for k in FIGURES}}]
-frames = [common.residues(name, count, seed).assign(model=name)]
+frames = [common.residue_shares(name, count, seed).assign(model=name)]
 for other in compare[1:]:  # cached per model version: changing the seed or count above costs nothing
     try:
         _, rep = common.sample(other, common.COMPARE_SAMPLES, 0)
-        res = common.residues(other, common.COMPARE_SAMPLES, 0)
+        res = common.residue_shares(other, common.COMPARE_SAMPLES, 0)
     except ValueError as exc:
         common.warning(f"{other}: {exc}")
         continue

@@ -44,6 +44,7 @@ def root(tmp_path, monkeypatch):
     folder = tmp_path / "models"
     folder.mkdir()
     monkeypatch.setenv(runs.MODELS_ENV, str(folder))
+    monkeypatch.setattr(background, "SHIPPED", tmp_path / "no-shipped")  # this root's records only
     yield folder
     # Only the children this test spawned: a record's pid is what these tests forge (0, -1, ours).
     for child in list(background._spawned.values()):

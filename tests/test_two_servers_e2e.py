@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from optimus import bench
+from optimus.bench import server as bench_server
 from optimus.experiments import background
 from optimus.store import runs, storage
 from tests.helpers import shipped_or_tiny_models
@@ -227,8 +227,8 @@ def _check_race(answers: list[str], root: Path) -> None:
 @pytest.mark.e2e
 def test_train_page_in_two_tabs_of_one_server(tmp_path):
     root = shipped_or_tiny_models(tmp_path / "models")
-    with bench.app_server(root, log_path=tmp_path / "streamlit.log") as server:
-        answers = asyncio.run(_two_places([server["url"]], root, tabs=True))
+    with bench_server.serve(root, log_path=tmp_path / "streamlit.log") as server:
+        answers = asyncio.run(_two_places([server.url], root, tabs=True))
         _check_race(answers, root)
 
 
@@ -236,9 +236,9 @@ def test_train_page_in_two_tabs_of_one_server(tmp_path):
 @pytest.mark.e2e
 def test_two_app_servers_on_one_models_folder(tmp_path):
     root = shipped_or_tiny_models(tmp_path / "models")
-    with bench.app_server(root, log_path=tmp_path / "a.log") as a, \
-            bench.app_server(root, log_path=tmp_path / "b.log") as b:
-        answers = asyncio.run(_two_places([a["url"], b["url"]], root, tabs=False))
+    with bench_server.serve(root, log_path=tmp_path / "a.log") as a, \
+            bench_server.serve(root, log_path=tmp_path / "b.log") as b:
+        answers = asyncio.run(_two_places([a.url, b.url], root, tabs=False))
         _check_race(answers, root)
 
 
@@ -246,14 +246,14 @@ def test_two_app_servers_on_one_models_folder(tmp_path):
 
 
 def _serve(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = bench._free_port()
+    port = bench_server.free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
         cwd=REPO, env=dict(os.environ, **{runs.MODELS_ENV: str(root)}), stdin=subprocess.DEVNULL,
         stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    _wait_for(lambda: bench._get(url + "/_stcore/health") == 200 or proc.poll() is not None, "no server", 120)
+    _wait_for(lambda: bench_server.http_status(url + "/_stcore/health") == 200 or proc.poll() is not None, "no server", 120)
     assert proc.poll() is None, log.read_text()[-2000:]
     return proc, url
 

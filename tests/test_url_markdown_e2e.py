@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from optimus import bench
+from optimus.bench import server as bench_server
 from tests.helpers import shipped_or_tiny_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -56,7 +56,7 @@ def test_markdown_in_url_values_is_shown_as_text_and_fetches_nothing(tmp_path: P
     bait = f"http://127.0.0.1:{trap.server_address[1]}"
     payloads = [f"![p]({bait}/img.png)", f"[click me]({bait}/link)", f"<img src={bait}/html.png>"]
     try:
-        with bench.app_server(root, log_path=tmp_path / "streamlit.log") as server, sync_playwright() as p:
+        with bench_server.serve(root, log_path=tmp_path / "streamlit.log") as server, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
             page.set_default_timeout(180_000)

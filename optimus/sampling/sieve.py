@@ -216,12 +216,11 @@ def window_logits(sieve, starts, width: int | None = None) -> np.ndarray:
     """float64 [B, width]: the logit of every candidate n0 + 2j (j < width) of the windows that
     start at the odd integers n0 = starts[b]: the one window-logit function of the project.
 
-    `sieve`: a generator's SieveWindow layer (starts: int64 below 2^53; width: the layer's; the
-    same logits as its forward, to float32 rounding), or a `LearnedSieve` (starts: Python ints
+    `sieve`: a generator's SieveWindow layer, Keras or NumPy (`optimus.nets.forward`) (starts:
+    int64 below 2^53; width: the layer's; the same logits as its forward, to float32 rounding), or
+    a `LearnedSieve` (starts: Python ints
     of any size; width: any, default the model's), through `window_batch`."""
-    from optimus.nets.layers import SieveWindow  # TensorFlow: the pages import sieve
-
-    if isinstance(sieve, SieveWindow):
+    if not isinstance(sieve, LearnedSieve):  # a SieveWindow: the Keras layer or its NumPy forward
         return _layer_window_logits(sieve, np.asarray(starts, dtype=np.int64))
     return window_batch(sieve, [int(v) for v in starts], sieve.window if width is None else width)[0]
 

@@ -295,7 +295,7 @@ def test_server_killed_during_a_background_benchmark(tmp_path):
     proc, url = _serve(root, tmp_path / "streamlit.log")
     try:
         asyncio.run(_benchmark_page(url, start=True))
-        [record] = background.list_runs(root)
+        [record] = background.list_runs(root, shipped=False)
         assert record["live"], record
         # The machine goes down: the server and the benchmark it started, both killed at once.
         os.killpg(proc.pid, signal.SIGKILL)
@@ -311,9 +311,9 @@ def test_server_killed_during_a_background_benchmark(tmp_path):
         assert _hashes(root) == before  # the models are untouched
         # A new benchmark is not refused by the dead one.
         asyncio.run(_benchmark_page(url, start=True))
-        assert [r["live"] for r in background.list_runs(root)].count(True) == 1
+        assert [r["live"] for r in background.list_runs(root, shipped=False)].count(True) == 1
     finally:
-        for r in background.list_runs(root):
+        for r in background.list_runs(root, shipped=False):
             if r["live"] and isinstance(r.get("pid"), int) and r["pid"] > 1:
                 os.killpg(r["pid"], signal.SIGKILL)
         runs.stop_process_group(proc)

@@ -63,7 +63,7 @@ def test_markdown_in_url_values_is_shown_as_text_and_fetches_nothing(tmp_path: P
             for path, params in PAGES.items():
                 for payload in payloads:
                     query = "&".join(f"{key}={quote(payload)}" for key in params)
-                    page.goto(f"{server['url']}/{path}?{query}")
+                    page.goto(f"{server.url}/{path}?{query}")
                     alert = page.get_by_test_id("stAlertContentError").first
                     alert.wait_for()
                     page.wait_for_timeout(500)

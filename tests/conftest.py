@@ -3,12 +3,15 @@
 - `tiny_model`: a default-preset model trained for one tiny online batch, once per session
   (read only; `tiny_model_copy` for a test that changes it);
 - `models_root`: $OPTIMUS_MODELS_DIR pointing at copies of the shipped models, per module;
-- `run_cli`: `python -m optimus ...` in this process, returning (exit code, stdout, stderr).
+- `run_cli`: `python -m optimus ...` in this process, returning (exit code, stdout, stderr);
+- `model`: `tiny_model_copy` by a shorter name; `root`: an empty models root ($OPTIMUS_MODELS_DIR);
+  `shipped`: a copy of the shipped default model, per module.
 """
 
 import io
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +24,8 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from optimus import cli  # noqa: E402  (after the path and TensorFlow's log level are set)
+from optimus.experiments import background  # noqa: E402
+from optimus.store import runs, storage  # noqa: E402
 from tests.helpers import models_env, shipped_or_tiny_models, tiny  # noqa: E402
 
 
@@ -80,3 +85,33 @@ def run_cli(capsys, monkeypatch):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def model(tiny_model_copy) -> Path:
+    """`tiny_model_copy` under the short name the storage, checkpoint and CLI tests use."""
+    return tiny_model_copy
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    """An empty models root the app and the library use."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setenv(runs.MODELS_ENV, str(folder))
+    monkeypatch.setattr(background, "SHIPPED", tmp_path / "no-shipped")  # this root's records only
+    yield folder
+    # Only the children this test spawned: a record's pid is what these tests forge (0, -1, ours).
+    for child in list(background._spawned.values()):
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory) -> Path:
+    """A copy of the shipped default model (a complete model directory)."""
+    dest = tmp_path_factory.mktemp("shipped") / "default"
+    shutil.copytree(ROOT / "models" / "default", dest,
+                    ignore=shutil.ignore_patterns(storage.LOCK, storage.STOP, storage.LOG, "logs"))
+    return dest

@@ -1,10 +1,41 @@
 """The CLI: happy paths on a tiny model, and one-line errors for bad arguments."""
 
+from __future__ import annotations
+
+import contextlib
+import io
 import json
+import os
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
+from hypothesis import strategies as st
+
+from optimus import cli, limits
+from optimus.config import preset
+from optimus.store import checkpoint, runs, storage
+from optimus.training.loop import train
+from tests.helpers import (
+    CONTENT,
+    ENV,
+    MB,
+    QUIET,
+    REPO,
+    _one_line_error,
+    _optimus,
+    _plant,
+    damage,
+    hashes,
+    tiny,
+)
 
 
 def test_sample_csv_and_json(run_cli, tiny_model):
@@ -172,7 +203,6 @@ def trained_config(monkeypatch):
 
 
 def test_config_written_by_one_process_is_trained_by_another(run_cli, tmp_path, trained_config):
-    from optimus.config import preset
     from optimus.store import runs
 
     model = tmp_path / "m"
@@ -224,7 +254,6 @@ def test_config_file_refuses_preset_and_missing_file(run_cli, tmp_path, trained_
 def test_run_config_new_resumed_and_copied(tiny_model, tmp_path):
     import shutil
 
-    from optimus.config import preset
     from optimus.store import checkpoint
 
     # A new model: the preset with the overrides.
@@ -254,7 +283,7 @@ def test_run_config_new_resumed_and_copied(tiny_model, tmp_path):
 def test_cli_and_app_resume_with_the_same_config(run_cli, tiny_model, tmp_path, trained_config, monkeypatch):
     import shutil
 
-    from optimus.store import checkpoint, runs
+    from optimus.store import runs
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model, copy)
@@ -268,3 +297,249 @@ def test_cli_and_app_resume_with_the_same_config(run_cli, tiny_model, tmp_path, 
     runs.start_training(copy, overrides={"steps": 3})
     runs.forget_children()
     assert written == [trained_config["cfg"]]
+
+
+# --- classify's stdin (defect 11) -----------------------------------------------------------
+
+
+def test_classify_stops_reading_at_the_limit(tmp_path):
+    big = tmp_path / "many.txt"
+    with open(big, "w") as fh:
+        for _ in range(50):
+            fh.write("7\n" * (MB // 2))  # 50 MB, 26 million integers
+    with open(big) as stdin:
+        code, out, err, rss = _optimus("classify", "--model-dir", "nowhere", stdin=stdin)
+    assert code == cli.EXIT_FAILED and out == ""
+    assert f"at most {limits.MAX_CLASSIFY:,} integers" in _one_line_error(err)
+    # Before: the whole input read and split first (480 MB resident for 50 MB).
+    assert rss < 200 * MB, rss / MB
+
+
+def test_classify_refuses_a_huge_token_without_echoing_it(tmp_path):
+    big = tmp_path / "token.txt"
+    big.write_text("7\n" + "1" * (52 * MB) + "\n")
+    with open(big) as stdin:
+        code, _, err, rss = _optimus("classify", "--model-dir", "nowhere", stdin=stdin)
+    assert code == cli.EXIT_FAILED
+    line = _one_line_error(err)
+    assert "too long" in line and len(line) < 200, len(line)  # before: a 52 MB error line
+    assert rss < 200 * MB, rss / MB
+
+
+KINDS = [("default", "gln"), ("default", "residue"), ("default", "dense"), ("seed", "dense")]
+
+
+SAMPLE_EACH = """
+import sys
+from optimus.cli import main
+sys.exit(max(main(["sample", "--model-dir", d, "-n", "20"]) for d in sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_each_kind_trained_by_the_cli_samples_in_a_new_process(run_cli, tmp_path):
+    dirs = []
+    for preset_name, discriminator in KINDS:
+        d = tmp_path / f"{preset_name}-{discriminator}"
+        code, _, err = run_cli("train", "--model-dir", d, "--preset", preset_name, "--discriminator",
+                               discriminator, "--batches", "1", "--batch-size", "16", "--steps", "1", "--quiet",
+                               "--inert-regularizers")
+        assert code == 0, err
+        dirs.append(str(d))
+    # One new process, the GLN model first: nothing but the loader can have registered its class.
+    out = subprocess.run([sys.executable, "-c", SAMPLE_EACH, *dirs], cwd=tmp_path, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("latent,n,") == len(KINDS) and len(out.stdout.splitlines()) == 21 * len(KINDS)
+
+
+# --- 8 and 12. targets that would be overwritten, or are no directory at all --------------
+
+
+def test_from_into_an_existing_model_is_refused(run_cli, model, tiny_model, tmp_path):
+    before = hashes(model)
+    code, _, err = run_cli("train", "--model-dir", model, "--from", tiny_model, "--batches", "1", "--quiet")
+    assert code != 0 and "already holds a model" in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(ValueError, match="already holds a model"):
+        runs.start_training(model, from_dir=tiny_model, overrides={"batches": 1})
+    with pytest.raises(ValueError, match="already holds a model"):
+        train(tiny("default", batches=1), model, from_dir=tiny_model, **QUIET)
+    assert hashes(model) == before
+
+
+def test_a_refused_from_leaves_nothing_a_later_run_reuses(run_cli, tmp_path):
+    """Issue 21.2: a `--from` refused for its method used to copy history.jsonl and runs.jsonl
+    into the target first; the next `--from` then continued on those stale copies."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    for _ in range(2):  # two runs: run-001 and run-002, batches 1..2
+        train(tiny("default", batches=1), a, **QUIET)
+    a_history, a_runs = storage.read_jsonl(a / storage.HISTORY), storage.read_jsonl(a / storage.RUNS)
+    code, _, err = run_cli("train", "--model-dir", b, "--from", a, "--method", "si",
+                           "--batches", "1", "--quiet")
+    assert code != 0 and "only between ewc, online-ewc and none" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not b.exists(), sorted(p.name for p in b.iterdir())
+    train(tiny("default", batches=1), a, **QUIET)  # A moves on: run-003, batch 3
+    a_history, a_runs = storage.read_jsonl(a / storage.HISTORY), storage.read_jsonl(a / storage.RUNS)
+    code, _, err = run_cli("train", "--model-dir", b, "--from", a, "--method", "ewc",
+                           "--batches", "1", "--quiet")
+    assert code == 0, err
+    history, events = storage.read_jsonl(b / storage.HISTORY), storage.read_jsonl(b / storage.RUNS)
+    assert history[:len(a_history)] == a_history
+    assert [r["batch"] for r in history] == [1, 2, 3, 4]
+    assert events[:len(a_runs)] == a_runs
+    start = [e for e in events[len(a_runs):] if e.get("event") == "start"]
+    assert [e["run"] for e in start] == ["run-004"]
+    assert start[0]["parent"]["run"] == "run-003" and start[0]["parent"]["batches_done"] == 3
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_an_empty_model_dir_is_refused(run_cli, tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("train", "--model-dir", name, "--batches", "1", "--quiet")
+    assert code != 0 and "--model-dir is empty" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- 13b. files the user names: devices and pipes written into, links and folders refused --
+
+
+def _one_line_failure(code: int, err: str, expected: str) -> None:
+    assert code != 0 and expected in err and len(err.strip().splitlines()) == 1, (code, err)
+    assert "Traceback" not in err
+
+
+def _device(tmp_path: Path, name: str, minor: int) -> Path:
+    """A character device node of our own (1, minor): 3 is null, 7 is full. Never a real /dev file."""
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    node = tmp_path / name
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+    return node
+
+
+def test_sample_output_to_a_character_device_writes_into_it(run_cli, tiny_model, tmp_path):
+    """Issue 21.1: `--output /dev/full` became a regular file holding the CSV."""
+    node = _device(tmp_path, "null", 3)
+    code, out, err = run_cli("sample", "--model-dir", tiny_model, "-n", "3", "--output", node)
+    assert code == 0 and out == "", err
+    assert stat.S_ISCHR(os.lstat(node).st_mode) and os.lstat(node).st_rdev == os.makedev(1, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]  # no temporary file left
+
+
+def test_sample_output_to_a_full_device_fails_in_one_line(run_cli, tiny_model, tmp_path):
+    node = _device(tmp_path, "full", 7)
+    code, _, err = run_cli("sample", "--model-dir", tiny_model, "-n", "3", "--output", node)
+    _one_line_failure(code, err, "No space left on device")
+    assert str(node) in err
+    assert stat.S_ISCHR(os.lstat(node).st_mode) and os.lstat(node).st_rdev == os.makedev(1, 7)
+
+
+def test_sample_output_to_a_fifo_writes_into_it(run_cli, tiny_model, tmp_path):
+    code, expected, err = run_cli("sample", "--model-dir", tiny_model, "-n", "3")
+    assert code == 0, err
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    try:
+        code, out, err = run_cli("sample", "--model-dir", tiny_model, "-n", "3", "--output", fifo)
+    finally:
+        if reader.is_alive():  # the command never opened the pipe: release the reader
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=30)
+    assert code == 0 and out == "", err
+    assert got == [expected.encode()]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_sample_output_and_evaluate_save_refuse_links_and_directories(run_cli, model, tmp_path):
+    target = tmp_path / "target.csv"
+    target.write_text("keep\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    code, _, err = run_cli("sample", "--model-dir", model, "-n", "3", "--output", link)
+    _one_line_failure(code, err, "symbolic link")
+    assert link.is_symlink() and target.read_text() == "keep\n"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    code, _, err = run_cli("sample", "--model-dir", model, "-n", "3", "--output", folder)
+    _one_line_failure(code, err, "is a directory")
+    assert list(folder.iterdir()) == []
+    # evaluate --save writes evaluation.json by the same rule
+    (model / storage.EVALUATION).symlink_to(target)
+    before = hashes(model)
+    code, _, err = run_cli("evaluate", "--model-dir", model, "-n", "10", "--save")
+    _one_line_failure(code, err, "symbolic link")
+    assert (model / storage.EVALUATION).is_symlink() and target.read_text() == "keep\n"
+    assert hashes(model) == before
+    # and the atomic write of a regular file is unchanged
+    out = tmp_path / "out.csv"
+    code, _, err = run_cli("sample", "--model-dir", model, "-n", "3", "--output", out)
+    assert code == 0 and out.read_text().count("\n") == 4, err
+
+
+@pytest.mark.slow
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(file=hst.sampled_from([storage.STATUS, storage.CONFIG, storage.HISTORY, storage.RUNS, storage.EVALUATION]),
+       content=CONTENT)
+def test_any_json_file_content_never_crashes_a_command(tmp_path_factory, shipped, file, content):
+    root = tmp_path_factory.mktemp("prop-cli")
+    path = _plant(root, shipped, file, content)
+    result = subprocess.run([sys.executable, "-m", "optimus", "sample", "--model-dir", str(root / "m"), "-n", "3"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    if result.returncode != 0:
+        assert path.name in result.stderr or "config" in result.stderr, result.stderr[-500:]
+
+
+MODEL_FILES = (storage.GENERATOR, storage.DISCRIMINATOR, storage.STATE, storage.CONFIG, storage.HISTORY,
+         storage.RUNS, storage.STATUS)
+
+
+COMMANDS = (
+    ("sample", "-n", "5"),
+    ("evaluate", "-n", "50", "--uniform-count", "50", "--json"),
+    ("classify",),
+)
+
+
+def run(argv, stdin: str = "") -> tuple[int, str]:
+    err, out = io.StringIO(), io.StringIO()
+    saved_stdin = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = cli.main(argv)
+    finally:
+        sys.stdin = saved_stdin
+    return code, err.getvalue()
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(MODEL_FILES),
+    how=st.sampled_from(["truncate", "garble", "swap"]),
+    where=st.floats(0.0, 0.999),
+    count=st.integers(1, 8),
+    other=st.sampled_from(MODEL_FILES),
+)
+def test_commands_work_or_name_the_damaged_file(tiny_model, name, how, where, count, other):
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "m"
+        shutil.copytree(tiny_model, d)
+        damage(d, name, how, where, count, other)
+        before = hashes(d)
+        for command in COMMANDS:
+            code, err = run([command[0], "--model-dir", str(d), *command[1:]], stdin="7\n9\n1000003\n")
+            if code != 0:
+                lines = err.strip().splitlines()
+                assert len(lines) == 1 and "Traceback" not in err, err
+                assert name in lines[0], (name, how, lines[0])
+        entry = runs.list_models(d.parent)[0]  # the app's view: listed, never a crash
+        if entry["status"] == "damaged":
+            assert name in entry["error"] or name in (entry["problem"] or "")
+        assert hashes(d) == before

@@ -2,8 +2,15 @@
 vectorised Fisher against the loop, state files, no retracing, and a small synthetic
 continual-learning benchmark where EWC must beat fine-tuning."""
 
+from __future__ import annotations
+
+import json
+
 import numpy as np
 import pytest
+
+from optimus.store import runs, storage
+from tests.helpers import _optimus
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -337,3 +344,83 @@ def test_dense_shortcut_falls_back_when_rows_are_not_samples():
     slow = fisher_diagonal_loop(log_likelihood, head.trainable_variables, x)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-8)
+
+
+# --- EWC mode conversion (defect 9) ----------------------------------------------------------
+
+
+def _ewc_pair(mode, seed=0):
+    tf = pytest.importorskip("tensorflow")
+    from optimus.continual.ewc import ewc_for_mode as EWC
+
+    rng = np.random.default_rng(seed)
+    variables = [tf.Variable(rng.normal(size=(3, 2)).astype(np.float32)), tf.Variable(rng.normal(size=(2,)).astype(np.float32))]
+    ewc = EWC(variables, mode=mode, lam=3.0, gamma=0.8)
+    for _ in range(3):
+        for v in variables:
+            v.assign(rng.normal(size=v.shape).astype(np.float32))
+        ewc.consolidate([tf.constant(rng.uniform(0.1, 2.0, size=v.shape).astype(np.float32)) for v in variables])
+    for v in variables:
+        v.assign(rng.normal(size=v.shape).astype(np.float32))
+    return ewc, variables
+
+
+def _penalty_and_gradient(ewc, variables):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        p = ewc.penalty()
+    return float(p), [g.numpy() for g in tape.gradient(p, variables)]
+
+
+@pytest.mark.parametrize("source, target", [("separate", "online"), ("online", "separate")])
+def test_ewc_state_converts_keeping_the_penalty_gradient(source, target):
+    from optimus.continual.ewc import ewc_for_mode as EWC
+
+    ewc, variables = _ewc_pair(source)
+    converted = EWC(variables, mode=target, lam=3.0, gamma=0.8)
+    converted.load_state(ewc.state())  # before: "EWC state: mode is ... but this EWC is ..."
+    assert converted.tasks_seen == 3
+    (p0, g0), (p1, g1) = _penalty_and_gradient(ewc, variables), _penalty_and_gradient(converted, variables)
+    for a, b in zip(g0, g1, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if source == "online":
+        assert p1 == pytest.approx(p0, rel=1e-5)  # one task: the same penalty exactly
+    else:
+        assert 0 <= p1 <= p0 + 1e-6  # the separate penalty's constant K is dropped
+
+
+@pytest.mark.parametrize("source", ["separate", "online"])
+def test_ewc_off_keeps_nothing_and_back_on_starts_fresh(source):
+    from optimus.continual.ewc import ewc_for_mode as EWC
+
+    ewc, variables = _ewc_pair(source)
+    off = EWC(variables, mode="off", lam=3.0)
+    off.load_state(ewc.state())
+    assert float(off.penalty()) == 0.0 and off.tasks_seen == 3
+    on = EWC(variables, mode=source, lam=3.0, gamma=0.8)
+    on.load_state(off.state())
+    assert float(on.penalty()) == 0.0 and on.tasks_seen == 3
+
+
+@pytest.mark.slow
+def test_continue_a_model_under_every_ewc_mode_and_a_damaged_runs_file(tmp_path):
+    from optimus.config import LEGACY_EWC_MODES
+
+    """`--ewc-mode` changes when continuing (before: refused with a traceback-free but fatal
+    "EWC state: mode is 'online' but this EWC is 'separate'"), and a runs.jsonl holding `[1]`
+    or `{"event": "end"}` lines no longer crashes the resume (before: a traceback)."""
+    model = tmp_path / "m"
+    base = ("--batches", "1", "--batch-size", "64", "--steps", "1", "--quiet")
+    code, _, err, _ = _optimus("train", "--model-dir", model, "--ewc-mode", "online", *base)
+    assert code == 0, err[-2000:]
+    with open(model / storage.RUNS, "a") as fh:
+        fh.write('[1]\n{"event": "end"}\n"text"\n')
+    for mode in ("separate", "off", "online"):
+        code, out, err, _ = _optimus("train", "--model-dir", model, "--ewc-mode", mode, *base)
+        assert code == 0, (mode, err[-2000:])
+        assert json.loads(out.splitlines()[-1])["state"] == "done"
+        assert json.loads((model / storage.CONFIG).read_text())["method"] == LEGACY_EWC_MODES[mode]
+    table = runs.read_runs(model)
+    assert list(table["status"]) == ["done"] * 4
+    assert runs.last_failure(model) is None

@@ -81,3 +81,11 @@ def test_rebinding_page_gets_no_app(tmp_path):
                 assert "does not answer to the host" not in page.inner_text("body")
             finally:
                 browser.close()
+
+
+def test_server_defaults_are_local_and_xsrf_protected(repo_root):
+    import tomllib
+
+    cfg = tomllib.loads((repo_root / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == "127.0.0.1"
+    assert cfg["server"]["enableXsrfProtection"] is True

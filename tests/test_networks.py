@@ -1,3 +1,6 @@
+
+from __future__ import annotations
+
 import keras
 import numpy as np
 import pytest
@@ -20,7 +23,7 @@ from optimus.nets.networks import (
     residue_preferences,
 )
 from optimus.primes import small_odd_primes
-from tests.helpers import tiny
+from tests.helpers import REPO, tiny
 
 
 @pytest.mark.parametrize("name", ["default", "seed"])
@@ -198,3 +201,16 @@ def test_config_without_the_new_fields_keeps_the_earlier_design():
 def test_bad_new_config_fields_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         preset("default", **change)
+
+
+# --- 3. every kind of model loads in a new process ----------------------------------------
+
+
+def test_every_registering_module_is_in_the_registry():
+    from optimus.nets import serialisables
+
+    registering = sorted(  # every module of the package tree, subpackages included
+        ".".join(p.relative_to(REPO).with_suffix("").parts) for p in (REPO / "optimus").rglob("*.py")
+        if "register_keras_serializable" in p.read_text() and p.stem != "serialisables"
+    )
+    assert sorted(serialisables.MODULES) == registering

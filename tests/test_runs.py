@@ -1,19 +1,24 @@
 """Runs from disk: model name validation, model discovery, and starting/stopping a detached
 trainer (a stand-in that takes the real lock, so no TensorFlow is needed)."""
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from optimus.config import preset
-from optimus.store import runs, storage
+from optimus.store import checkpoint, runs, storage
+from tests.helpers import DAMAGES, DEEP, HUGE, damaged_root
 
 
 def _make_model(root, name, preset_name="default", batches=0, status=None):
@@ -253,3 +258,110 @@ def test_live_lock_with_previous_runs_status_reads_starting(tmp_path):
         status = runs.read_status(path)
         assert status["state"] == "starting" and status["live"] is True
         assert runs.list_models(tmp_path)[0]["status"] == "starting"
+
+
+# --- a trainer's failure, at any moment (defect 9) ---------------------------------------------
+
+
+def _launch_log(model: Path, *lines: str) -> None:
+    model.mkdir(exist_ok=True)
+    with open(model / storage.LOG, "a") as fh:
+        fh.write("\n$ python -m optimus train --model-dir m\n" + "".join(line + "\n" for line in lines))
+
+
+def test_last_failure_of_a_launch_that_never_started_its_run(tmp_path):
+    model = tmp_path / "m"
+    _launch_log(model, "optimus train: state.npz: ewc_g: EWC state: bad")
+    failure = runs.last_failure(model)
+    assert failure["state"] == "failed" and "state.npz: ewc_g: EWC state: bad" in failure["message"]
+    # A traceback (an unexpected crash) is reported by its last line.
+    _launch_log(model, "Traceback (most recent call last):", '  File "x", line 1', "OSError: [Errno 28] No space left on device")
+    assert "No space left on device" in runs.last_failure(model)["message"]
+
+
+def test_last_failure_of_a_run_that_failed_later(tmp_path):
+    model = tmp_path / "m"
+    _launch_log(model, "run-002: training m from batch 3 for 10 batches", "loss is NaN")
+    storage.write_json(model / storage.STATUS, {"run": "run-002", "state": "failed", "message": "loss became NaN",
+                                                "pid": 1, "batches_done": 2, "batches_total": 10})
+    failure = runs.last_failure(model)
+    assert failure["run"] == "run-002" and "loss became NaN" in failure["message"]
+    storage.write_json(model / storage.STATUS, {"run": "run-002", "state": "running", "pid": 1,
+                                                "batches_done": 2, "batches_total": 10})
+    assert "ended without a final status" in runs.last_failure(model)["message"]  # killed: no lock
+    storage.write_json(model / storage.STATUS, {"run": "run-002", "state": "done", "message": "", "pid": 1,
+                                                "batches_done": 10, "batches_total": 10})
+    assert runs.last_failure(model) is None
+    # status.json lost: the run's end event in runs.jsonl says it.
+    (model / storage.STATUS).unlink()
+    storage.append_jsonl(model / storage.RUNS, {"event": "start", "run": "run-003"})
+    storage.append_jsonl(model / storage.RUNS, {"event": "end", "run": "run-003", "status": "failed", "message": "disk full"})
+    assert "disk full" in runs.last_failure(model)["message"]
+
+
+def test_damaged_models_are_listed_with_what_is_wrong(tiny_model, tmp_path):
+    root = damaged_root(tiny_model, tmp_path / "models")
+    models = {m["name"]: m for m in runs.list_models(root)}
+    assert set(models) == {"good", *DAMAGES}
+    assert models["good"]["problem"] is None and models["good"]["status"] == "done"
+    for name, (file, _, what) in DAMAGES.items():
+        entry = models[name]
+        if what is None:  # a lock file nobody holds is free, whatever it holds
+            assert entry["problem"] is None and not entry["live"], name
+            continue
+        assert file in entry["problem"] and what in entry["problem"], (name, entry["problem"])
+    assert models["config-list"]["status"] == "damaged"
+    # Damaged records lose only themselves: the model still loads and its history reads.
+    assert models["history-not-utf8"]["status"] != "damaged"
+    assert len(runs.read_history(root / "history-not-utf8")) == 1
+    for name in DAMAGES:
+        runs.read_runs(root / name)
+        runs.read_status(root / name)
+        runs.read_history(root / name)
+
+
+def test_a_refused_from_started_by_the_app_copies_nothing(model, tmp_path):
+    """The app's start_training runs the same trainer: its refused `--from` writes no lineage."""
+    target = tmp_path / "B"
+    try:
+        runs.start_training(target, from_dir=model, overrides={"method": "si", "batches": 1})
+    except RuntimeError as exc:  # the trainer refused before start_training returned
+        assert "only between" in str(exc), exc
+    child = runs.live_child(target)
+    if child is not None:
+        assert child.wait(timeout=120) != 0
+    assert "only between" in runs.tail_log(target)
+    assert not (target / storage.HISTORY).exists() and not (target / storage.RUNS).exists()
+    assert not checkpoint.holds_model(target)
+
+
+# --- 8. status.json fields of the wrong type --------------------------------------------------
+
+
+@pytest.mark.parametrize("field, value", [
+    ("batches_done", "abc"), ("batches_total", 1e400), ("last", [1]), ("last", {"hit_rate": "x"}),
+    ("eta_seconds", "soon"), ("state", ["running"]), ("pid", "abc"), ("batches_done", -5),
+    ("message", {"a": 1}), ("run", 7),
+])
+def test_status_fields_of_the_wrong_type_are_named_not_used(root, field, value):
+    model = root / "m"
+    model.mkdir()
+    status = {"run": "run-001", "state": "done", "pid": 123, "batches_done": 3, "batches_total": 5,
+              "eta_seconds": 0, "message": "done", "last": {"hit_rate": 0.5, "lift": 1.2}, field: value}
+    (model / storage.STATUS).write_text(json.dumps(status).replace("Infinity", "1e400"))
+    read = runs.read_status(model)
+    assert read.get(field) != value or field == "message"
+    assert f"{field} is not" in read["message"]
+    assert f"{field} is not" in runs.model_problems(model)[0]
+
+
+@pytest.mark.parametrize("text, expect", [('{"batches": ' + HUGE + "}", "batches holds a number of 5,000 digits"),
+                                          (DEEP, "nested more than 64 levels deep")])
+def test_a_models_listed_problem_names_the_file_and_field(root, shipped, text, expect):
+    shutil.copytree(shipped, root / "m")
+    (root / "m" / storage.CONFIG).write_text(text)
+    entry = runs.list_models(root)[0]
+    assert entry["status"] == "damaged"
+    assert storage.CONFIG in entry["error"] and expect in entry["error"], entry["error"]
+    with pytest.raises(checkpoint.CheckpointError, match=expect):
+        checkpoint.load_config(root / "m")

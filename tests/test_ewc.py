@@ -221,7 +221,7 @@ def test_load_state_names_what_is_wrong():
     with pytest.raises(ValueError, match=r"online-ewc state: fisher_1 has shape \(10,\) but variable has \(2, 2\)"):
         EWC(variables, mode="online").load_state(bad)
     with pytest.raises(ValueError, match="mode is 'online' but this method is 'l2'"):
-        create("l2", variables).load_state(state)  # training modes convert (tests/test_inputs.py)
+        create("l2", variables).load_state(state)  # training modes convert (test_ewc_state_converts_keeping_the_penalty_gradient)
     with pytest.raises(ValueError, match="missing 'anchor_0'"):
         EWC(variables, mode="online").load_state({k: v for k, v in state.items() if k != "anchor_0"})
     with pytest.raises(ValueError, match="2 variables but this method has 1"):

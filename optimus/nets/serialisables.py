@@ -4,7 +4,7 @@ A `.keras` file names its custom classes ("optimus>SieveWindow"); `keras.saving.
 finds them only if the module that registers them was imported in the loading process. So
 every module that calls `keras.saving.register_keras_serializable` is listed here, and every
 loader calls `register_all()` first (GLN models failed to load in any new process while the
-loader imported `optimus.nets.layers` alone). `tests/test_reliability_data.py` checks that this
+loader imported `optimus.nets.layers` alone). `tests/test_networks.py` checks that this
 list covers every registering module of the package.
 """
 

@@ -67,6 +67,7 @@ FAKE = {
                  "models": ["default"], "cpu_per_flow_s": {"median": 4.0, "min": 3.5, "max": 4.5, "n": 3},
                  "flows_per_minute_2_cores": 30.0, "alone_p50_s": 0.5, "page_p50_s": 2.0, "page_p95_s": 6.0,
                  "page_answers": 80, "concurrent_wall_s": 40.0, "concurrent_server_cpu_s": 35.0,
+                 "concurrent_browsers_cpu_s": 30.0, "concurrent_machine_cpu_s": 72.0, "cores": 2,
                  "rss_before_mb": 300.0, "rss_after_mb": 310.0, "rss_peak_mb": 500.0, "exceptions": [], "met": False},
 }
 
@@ -88,6 +89,8 @@ def test_format_table_shows_every_section_with_ratios_and_targets():
     assert "to the Overview's figures drawn in Chromium 2.50 s" in text and "target <= 3 s: met" in text
     assert "4.00 s of server CPU" in text and "about 30.0 flows per minute" in text
     assert "p50 2.00 s, p95 6.00 s over 80 answers" in text
+    assert "35.0 s of server CPU in 40.0 s (0.88 cores)" in text
+    assert "the browsers (Chromium and Playwright) used 30.0 s" in text and "(1.80 of 2 cores busy)" in text
 
 
 def test_format_table_survives_partial_results():
@@ -121,4 +124,5 @@ def test_every_bench_section_runs_in_its_quick_form(name, capfd, monkeypatch):
         assert r["cold_start"]["overview_drawn_s"] > r["cold_start"]["health_s"] > 0
     if name == "app-load":
         assert r["cpu_per_flow_s"]["median"] > 0 and r["page_answers"] == 3 * r["pages_per_flow"]
+        assert r["concurrent_browsers_cpu_s"] > 0 and r["concurrent_machine_cpu_s"] >= r["concurrent_server_cpu_s"]
         assert r["exceptions"] == []

@@ -189,6 +189,18 @@ def test_shipped_models_load_without_tensorflow():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=300)
 
 
+@pytest.mark.parametrize("name", ["default", "seed"])
+def test_outputs_are_the_samples_n_without_classifying(name):
+    """report.outputs (the residue charts' draw) gives exactly the column n of report.sample."""
+    if not (REPO / "models" / name).exists():
+        pytest.skip("no shipped models")
+    models = report.load_models(REPO / "models" / name)
+    for seed in (0, 7):
+        n = report.outputs(models, 3000, seed=seed)
+        assert n.dtype == np.int64
+        assert np.array_equal(n, report.sample(models, 3000, seed=seed)["n"].to_numpy())
+
+
 def test_the_pages_top_level_imports_leave_tensorflow_out():
     """Every module app.py and the pages import at top level, in a fresh process: no TensorFlow
     (the e2e test, tests/test_server_e2e.py, checks the running server after every page)."""

@@ -8,6 +8,7 @@ big sieve, so the small-sieve and Miller-Rabin paths are what is tested, unless 
 from __future__ import annotations
 
 import math
+import mmap
 import re
 
 import mpmath
@@ -524,3 +525,19 @@ def test_uniform_odd_is_inclusive_and_reproduces_the_seeded_streams():
                             (1, 2**53, "hi must be <=")]:
         with pytest.raises(ValueError, match=message):
             P.uniform_odd(lo, hi, 1, rng)
+
+
+def test_loaded_sieve_is_mapped_and_its_pages_can_be_dropped(built_sieve, monkeypatch):
+    """The server maps the cache file (shared page cache) and drops its pages from its resident
+    set after each page run (app.py); lookups then fault back in and still answer."""
+    path, cache = built_sieve
+    monkeypatch.setenv("OPTIMUS_CACHE_DIR", str(path))
+    assert P.ensure_sieve(build=False) == "loaded"
+    loaded = sieve.big_sieve()[0]
+    assert isinstance(loaded.base.obj, mmap.mmap) and not loaded.flags.writeable
+    values = np.arange(2**22, 2**22 + 200_000)
+    before = P.is_prime(values)
+    sieve.release_sieve_pages()
+    assert np.array_equal(P.is_prime(values), before)
+    assert np.array_equal(before, sympy_flags(values))
+    assert np.array_equal(loaded, cache[0])

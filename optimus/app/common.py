@@ -8,7 +8,9 @@ tests/test_server_e2e.py opens every page and checks the server never mapped Ten
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -129,10 +131,27 @@ def load_models(name: str):
     return _load_models(str(path), model_signature(path))
 
 
+# The outputs (column "n") of the latest samples, so that a page that shows both a sample and
+# its residue shares draws from the generator once; bounded like the caches below.
+_latest_outputs: collections.OrderedDict = collections.OrderedDict()
+_OUTPUTS_KEPT = 8
+_outputs_lock = threading.Lock()
+
+
+def _keep_outputs(key: tuple, n: np.ndarray) -> None:
+    with _outputs_lock:
+        _latest_outputs[key] = n
+        _latest_outputs.move_to_end(key)
+        while len(_latest_outputs) > _OUTPUTS_KEPT:
+            _latest_outputs.popitem(last=False)
+
+
 @st.cache_data(max_entries=24, show_spinner="Sampling ...")
 def _sample(path: str, signature: tuple, count: int, seed: int) -> tuple[pd.DataFrame, dict]:
     table = evaluation.sample(_load_models(path, signature), count, seed=seed)
-    report = metrics.generator_report(table["n"].to_numpy())
+    n = table["n"].to_numpy()
+    _keep_outputs((path, signature, count, seed), n)
+    report = metrics.generator_report(n)
     return table, report
 
 
@@ -157,8 +176,13 @@ def generate_primes(name: str, digits: int, count: int, seed: int) -> tuple[pd.D
 
 @st.cache_data(max_entries=24, show_spinner=False)
 def _residue_shares(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> pd.DataFrame:
-    table, _ = _sample(path, signature, count, seed)
-    return evaluation.residue_distribution(table["n"].to_numpy(), list(primes))
+    # The generator's outputs alone (the Overview's sieve chart: half the cost of a first
+    # Overview was classifying samples it never shows), or those of a sample just drawn.
+    with _outputs_lock:
+        n = _latest_outputs.get((path, signature, count, seed))
+    if n is None:
+        n = evaluation.outputs(_load_models(path, signature), count, seed=seed)
+    return evaluation.residue_distribution(n, list(primes))
 
 
 def residue_shares(name: str, count: int, seed: int, primes=SMALL_PRIMES) -> pd.DataFrame:

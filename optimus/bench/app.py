@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
 import shutil
 import tempfile
@@ -254,12 +255,19 @@ async def _bench_app_load(models_root: Path, pages, flows: int, sessions: int) -
                     cpu.append(srv.cpu_seconds(server.pid) - start)
                 times: list[float] = []
                 rss_before = srv.rss_bytes(server.pid)[0]
+                me = os.getpid()
                 with srv.PeakRss(server.pid) as peak:
                     start, t0 = srv.cpu_seconds(server.pid), time.perf_counter()
+                    browsers0, machine0 = srv.descendants_cpu_seconds(me, [server.pid]), srv.machine_cpu_seconds()
                     problems = await asyncio.gather(*(_flow(browser, server, pages, seed=1000 + s, times=times)
                                                       for s in range(sessions)))
                     out["concurrent_wall_s"] = time.perf_counter() - t0
                     out["concurrent_server_cpu_s"] = srv.cpu_seconds(server.pid) - start
+                    # Where the cores went meanwhile: the browsers (Chromium's processes and
+                    # Playwright's driver), this process, and the whole machine (other work too).
+                    out["concurrent_browsers_cpu_s"] = srv.descendants_cpu_seconds(me, [server.pid]) - browsers0
+                    out["concurrent_machine_cpu_s"] = srv.machine_cpu_seconds() - machine0
+                    out["cores"] = os.cpu_count()
                 await asyncio.sleep(2.0)
                 out["rss_before_mb"] = rss_before / 2**20
                 out["rss_peak_mb"] = peak.peak / 2**20
@@ -305,7 +313,11 @@ def format_app_load(r: dict) -> list[str]:
         f"  {r['sessions']} browser sessions at once running the flow (the browsers share this machine with the "
         f"server): page answer p50 {r['page_p50_s']:.2f} s, p95 {r['page_p95_s']:.2f} s over {r['page_answers']} "
         f"answers (target p95 <= {r['p95_target_s']:g} s; one visitor alone: p50 {r['alone_p50_s']:.2f} s); "
-        f"{r['concurrent_server_cpu_s']:.1f} s of server CPU in {r['concurrent_wall_s']:.1f} s",
+        f"{r['concurrent_server_cpu_s']:.1f} s of server CPU in {r['concurrent_wall_s']:.1f} s"
+        + (f" ({r['concurrent_server_cpu_s'] / r['concurrent_wall_s']:.2f} cores); meanwhile the browsers (Chromium and "
+           f"Playwright) used {r['concurrent_browsers_cpu_s']:.1f} s and the whole machine {r['concurrent_machine_cpu_s']:.1f} s "
+           f"of CPU ({r['concurrent_machine_cpu_s'] / r['concurrent_wall_s']:.2f} of {r['cores']} cores busy)"
+           if "concurrent_browsers_cpu_s" in r else ""),
         f"  server RSS: {r['rss_before_mb']:.0f} MB before the sessions, {r['rss_after_mb']:.0f} MB after "
         f"(peak {r['rss_peak_mb']:.0f} MB); exceptions shown: {len(r['exceptions'])}"
         + (f" [{r['exceptions'][0][:80]}]" if r["exceptions"] else ""),

@@ -85,6 +85,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process visible in /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{entry}/stat") as fh:
+                    parents[int(entry)] = int(fh.read().rpartition(")")[2].split()[1])
+    return parents
+
+
+def descendants_cpu_seconds(root: int, exclude=()) -> float:
+    """CPU seconds (all threads) of the processes below `root`, leaving out those in `exclude`
+    and everything below them: the browsers Playwright drives from this process (Chromium and
+    its driver), without the server. Processes that already ended are not counted."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        children.setdefault(parent, []).append(pid)
+    total, todo, skip = 0.0, list(children.get(root, [])), set(exclude)
+    while todo:
+        pid = todo.pop()
+        if pid in skip:
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += cpu_seconds(pid)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def machine_cpu_seconds() -> float:
+    """The machine's busy CPU seconds since boot, all cores and processes (/proc/stat: user,
+    nice, system, irq, softirq, steal)."""
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()[1:]
+    return sum(int(fields[i]) for i in (0, 1, 2, 5, 6, 7)) / _CLK_TCK
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset VmHWM to the current RSS (`5` to /proc/<pid>/clear_refs, Linux 4.0+); False if refused."""
     try:

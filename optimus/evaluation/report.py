@@ -31,7 +31,7 @@ from optimus.store import checkpoint, storage
 from optimus.validate import check_int, read_integers
 
 __all__ = [
-    "Models", "load_models", "sample", "discriminate", "discriminator_report",
+    "Models", "load_models", "sample", "outputs", "discriminate", "discriminator_report",
     "accuracy_by_magnitude", "residue_distribution", "uniform_rng", "evaluate", "parse_integers",
     "check_band", "vetting_report",
 ]
@@ -186,6 +186,14 @@ def sample(models: Models, n: int, seed: int = 0, vet: bool = False, out_lo=None
         "d_prob": d_prob,
         **columns,
     })
+
+
+def outputs(models: Models, n: int, seed: int = 0) -> np.ndarray:
+    """The odd integers `sample(models, n, seed)` puts in its column "n", without classifying
+    them (no discriminator, no primality test): what the residue charts need."""
+    n = check_int("number of samples", n, 1, limits.MAX_SAMPLES)
+    _, reals = _draw(models, np.random.default_rng([seed, 7919]), n, (None, None))
+    return np.asarray(primes.to_odd(reals), dtype=np.int64)
 
 
 def discriminate_reals(models: Models, reals) -> np.ndarray:

@@ -37,7 +37,7 @@ import h5py
 import numpy as np
 
 from optimus import validate
-from optimus.nets.encoding import factor_lists
+from optimus.nets.encoding import Divisibility, factor_layout
 from optimus.primes import small_odd_primes
 from optimus.sampling import sieve
 from optimus.store import storage
@@ -349,10 +349,11 @@ class DivisibilityEncoding(Layer):
     def __init__(self, config, variables):
         super().__init__(config, variables)
         self.primes = small_odd_primes(int(config["prime_max"])).astype(np.int64)
+        self.divisibility = Divisibility(self.primes)
 
     def features(self, n):
         n = np.asarray(n, dtype=np.int64).reshape(-1, 1)
-        divides = (n % self.primes == 0) & (n != self.primes)
+        divides = self.divisibility.matrix(n)
         return np.concatenate([divides.astype(np.float32), _log_feature(n)], axis=1)
 
     def __call__(self, x):
@@ -366,10 +367,11 @@ class FactorEncoding(Layer):
         super().__init__(config, variables)
         self.primes = small_odd_primes(int(config["prime_max"])).astype(np.int64)
         self.slots = int(config["slots"])
+        self.divisibility = Divisibility(self.primes)
 
     def features(self, n):
         n = np.asarray(n, dtype=np.int64).reshape(-1)
-        factors = factor_lists(n, self.primes, self.slots, chunk=block_rows(len(self.primes)))
+        factors = factor_layout(*self.divisibility.pairs(n), n.size, self.slots)
         return np.concatenate([factors.astype(np.float32), _log_feature(n)], axis=1)
 
     def __call__(self, x):

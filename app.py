@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from optimus.app import presenter
+from optimus.app import heap, presenter
 from optimus.app.guard import check_host
 
 # A file served by this server: a `:material/...:` page icon makes every browser fetch it from
@@ -39,4 +39,5 @@ try:
         ]
     ).run()
 finally:  # also when the page stops (st.stop) or reruns
+    heap.freeze_imports()  # Streamlit's collection after each run skips what the imports made
     _release_freed_memory()

@@ -140,7 +140,7 @@ with st.container():
             continue
         frames.append(residues.assign(model=name))
     if frames:
-        st.altair_chart(charts.sieve_chart(charts.sieve_frame(pd.concat(frames, ignore_index=True))),
+        st.vega_lite_chart(charts.spec(charts.sieve_chart(charts.sieve_frame(pd.concat(frames, ignore_index=True)))),
                         width="stretch")
     st.caption(
         f"From {SIEVE_SAMPLES:,} samples of each generator. Random odd integers put 1 in p among multiples of p "

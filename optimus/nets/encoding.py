@@ -101,7 +101,7 @@ class Divisibility:
     when m * p^-1 mod 2^w <= (2^w - 1) // p (p^-1 the inverse of p mod 2^w; multiplying by it
     permutes the residues mod 2^w and maps the multiples of p, 0 .. (2^w - 1) // p times p, onto
     0 .. (2^w - 1) // p). w = 32 when every |n| < 2^32, else 64. Measured: 10,000 n x 3,400
-    primes in 0.08 s against 0.23-0.35 s for NumPy's int64 `%` (shared 2-core machine)."""
+    primes in about 0.02 s against 0.23-0.35 s for NumPy's int64 `%` (shared 2-core machine)."""
 
     def __init__(self, primes):
         self.primes = np.asarray(primes, dtype=np.int64).reshape(-1)
@@ -116,7 +116,7 @@ class Divisibility:
         self._limit = {np.uint64: np.uint64(2**64 - 1) // np.maximum(p, 1),
                        np.uint32: (np.uint64(2**32 - 1) // np.maximum(p, 1)).astype(np.uint32)}
 
-    def pairs(self, n, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    def pairs(self, n, chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:
         """(row, prime index) of every prime that divides n[row] with n != p, by row (n: int64 [B])."""
         n = np.asarray(n, dtype=np.int64).reshape(-1)
         if n.size == 0 or self.primes.size == 0:
@@ -129,13 +129,13 @@ class Divisibility:
         with np.errstate(over="ignore"):
             for start in range(0, n.size, chunk):
                 product = np.multiply(m[start : start + chunk, None], inverse, out=buffer[: min(chunk, n.size - start)])
-                b, k = np.nonzero(product <= limit)
+                b, k = np.divmod(np.flatnonzero(product <= limit), self.primes.size)  # (2-D nonzero: 6x slower)
                 keep = n[start + b] != self.primes[k]  # a prime is not its own factor
                 rows.append(start + b[keep])
                 cols.append(k[keep])
         return np.concatenate(rows), np.concatenate(cols)
 
-    def matrix(self, n, chunk: int = 512) -> np.ndarray:
+    def matrix(self, n, chunk: int = 128) -> np.ndarray:
         """bool [B, K]: prime k divides n[b] and n[b] != prime k."""
         n = np.asarray(n, dtype=np.int64).reshape(-1)
         out = np.zeros((n.size, self.primes.size), dtype=bool)
@@ -144,7 +144,7 @@ class Divisibility:
         return out
 
 
-def factor_lists(n, primes, slots: int, chunk: int = 512) -> np.ndarray:
+def factor_lists(n, primes, slots: int, chunk: int = 128) -> np.ndarray:
     """FactorEncoding's factor lists for any odd n [B] (int64, < 2**53), in NumPy: int32
     [B, slots], the 1-based indices of the primes dividing n (n != p), largest first, 0 for
     an empty slot (`Divisibility`: no integer division)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from optimus.app import presenter
+from optimus.app import heap, presenter
 from optimus.app.guard import check_host
 from optimus.primes.sieve import release_sieve_pages
 
@@ -68,4 +68,5 @@ try:
         ]
     ).run()
 finally:  # also when the page stops (st.stop) or reruns
+    heap.freeze_imports()  # Streamlit's collection after each run skips what the imports made
     _release_freed_memory()

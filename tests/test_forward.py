@@ -249,3 +249,21 @@ def test_a_weight_stored_in_another_file_is_refused(tmp_path):
         z.write(h5, "model.weights.h5")
     with pytest.raises(forward.ForwardError, match="not a plain numeric array"):
         forward.load_network(path, limits.MAX_KERAS_BYTES)
+
+
+def test_dense_on_a_sparse_encoding_sums_the_picked_kernel_rows():
+    """Dense's sparse path (a divisibility encoding's few non-zeros per row) equals the dense
+    product within float32 rounding, rows with several, one or no non-zeros included; a dense
+    input takes the plain product."""
+    encoding = forward.DivisibilityEncoding({"prime_max": 2000}, [])
+    n = np.concatenate([np.random.default_rng(3).integers(10**6, 10**9, 700) | 1, [3 * 5 * 7 * 11 * 13 * 17, 1999]])
+    features = encoding.features(n)
+    features[5] = 0  # a row of zeros: the bias alone
+    kernel = np.random.default_rng(4).standard_normal((features.shape[1], 37)).astype(np.float32)
+    layer = forward.Dense({"units": 37, "activation": "linear"}, [kernel, np.full(37, 0.5, np.float32)])
+    assert layer._sparse_product(features) is not None
+    np.testing.assert_allclose(layer(features), features @ kernel + np.float32(0.5), atol=2e-5)
+    assert np.array_equal(layer(features)[5], np.full(37, 0.5, np.float32))
+    dense = np.random.default_rng(5).standard_normal(features.shape).astype(np.float32)
+    assert layer._sparse_product(dense) is None
+    assert np.array_equal(layer(dense), dense @ kernel + np.float32(0.5))

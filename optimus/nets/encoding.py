@@ -95,22 +95,62 @@ def window_factor_lists(n0, window: int, primes, slots: int) -> np.ndarray:
     return factor_layout(np.concatenate(rows), np.concatenate(cols), rows_total, slots)
 
 
-def factor_lists(n, primes, slots: int, chunk: int = 2048) -> np.ndarray:
+class Divisibility:
+    """Exact "p divides n" for many n against fixed odd primes, with one wrapping multiply and
+    one compare per pair instead of an integer division: for odd p, p divides m >= 0 exactly
+    when m * p^-1 mod 2^w <= (2^w - 1) // p (p^-1 the inverse of p mod 2^w; multiplying by it
+    permutes the residues mod 2^w and maps the multiples of p, 0 .. (2^w - 1) // p times p, onto
+    0 .. (2^w - 1) // p). w = 32 when every |n| < 2^32, else 64. Measured: 10,000 n x 3,400
+    primes in about 0.02 s against 0.23-0.35 s for NumPy's int64 `%` (shared 2-core machine)."""
+
+    def __init__(self, primes):
+        self.primes = np.asarray(primes, dtype=np.int64).reshape(-1)
+        if self.primes.size and not (self.primes % 2).all():
+            raise ValueError("Divisibility takes odd primes only")
+        p = self.primes.astype(np.uint64)
+        inverse = p.copy()  # Newton's iteration doubles the correct low bits: 3, 6, ..., 96 >= 64
+        with np.errstate(over="ignore"):
+            for _ in range(5):
+                inverse *= np.uint64(2) - p * inverse
+        self._inverse = {np.uint64: inverse, np.uint32: (inverse & np.uint64(2**32 - 1)).astype(np.uint32)}
+        self._limit = {np.uint64: np.uint64(2**64 - 1) // np.maximum(p, 1),
+                       np.uint32: (np.uint64(2**32 - 1) // np.maximum(p, 1)).astype(np.uint32)}
+
+    def pairs(self, n, chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """(row, prime index) of every prime that divides n[row] with n != p, by row (n: int64 [B])."""
+        n = np.asarray(n, dtype=np.int64).reshape(-1)
+        if n.size == 0 or self.primes.size == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        magnitude = np.abs(n)  # p divides n exactly when it divides |n|
+        kind = np.uint32 if int(magnitude.max()) < 2**32 else np.uint64
+        m, inverse, limit = magnitude.astype(kind), self._inverse[kind], self._limit[kind]
+        buffer = np.empty((min(chunk, n.size), self.primes.size), dtype=kind)
+        rows, cols = [], []
+        with np.errstate(over="ignore"):
+            for start in range(0, n.size, chunk):
+                product = np.multiply(m[start : start + chunk, None], inverse, out=buffer[: min(chunk, n.size - start)])
+                b, k = np.divmod(np.flatnonzero(product <= limit), self.primes.size)  # (2-D nonzero: 6x slower)
+                keep = n[start + b] != self.primes[k]  # a prime is not its own factor
+                rows.append(start + b[keep])
+                cols.append(k[keep])
+        return np.concatenate(rows), np.concatenate(cols)
+
+    def matrix(self, n, chunk: int = 128) -> np.ndarray:
+        """bool [B, K]: prime k divides n[b] and n[b] != prime k."""
+        n = np.asarray(n, dtype=np.int64).reshape(-1)
+        out = np.zeros((n.size, self.primes.size), dtype=bool)
+        rows, cols = self.pairs(n, chunk)
+        out[rows, cols] = True
+        return out
+
+
+def factor_lists(n, primes, slots: int, chunk: int = 128) -> np.ndarray:
     """FactorEncoding's factor lists for any odd n [B] (int64, < 2**53), in NumPy: int32
     [B, slots], the 1-based indices of the primes dividing n (n != p), largest first, 0 for
-    an empty slot. NumPy's int64 mod is about 3x TensorFlow's here (measured: 10,000 n x 3,400
-    primes in 0.09 s against 0.27 s)."""
+    an empty slot (`Divisibility`: no integer division)."""
     n = np.asarray(n, dtype=np.int64).reshape(-1)
-    primes = np.asarray(primes, dtype=np.int64)
-    rows, cols = [], []
-    for start in range(0, n.size, chunk):
-        part = n[start : start + chunk, None]
-        b, k = np.nonzero((part % primes == 0) & (part != primes))
-        rows.append(start + b)
-        cols.append(k)
-    if not rows:
-        return np.zeros((0, slots), dtype=np.int32)
-    return factor_layout(np.concatenate(rows), np.concatenate(cols), n.size, slots)
+    rows, cols = Divisibility(primes).pairs(n, chunk)
+    return factor_layout(rows, cols, n.size, slots)
 
 
 def factor_layout(rows: np.ndarray, cols: np.ndarray, rows_total: int, slots: int) -> np.ndarray:

@@ -35,6 +35,12 @@ def _evaluate(path: str, signature: tuple) -> dict:
     return evaluation.evaluate(path)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def sieve_figure(residues: pd.DataFrame) -> dict:
+    """The sieve chart as a Vega-Lite dict, built once per set of residue shares."""
+    return charts.spec(charts.sieve_chart(charts.sieve_frame(residues)))
+
+
 def model_figures(name: str, batches: int) -> tuple[dict, str]:
     """(the model's evaluation report, where it came from)."""
     path = common.model_path(name)
@@ -140,8 +146,7 @@ with st.container():
             continue
         frames.append(residues.assign(model=name))
     if frames:
-        st.altair_chart(charts.sieve_chart(charts.sieve_frame(pd.concat(frames, ignore_index=True))),
-                        width="stretch")
+        st.vega_lite_chart(sieve_figure(pd.concat(frames, ignore_index=True)), width="stretch")
     st.caption(
         f"From {SIEVE_SAMPLES:,} samples of each generator. Random odd integers put 1 in p among multiples of p "
         "(the dashed line); a perfect sieve puts none. The default generator is never told about divisibility: "

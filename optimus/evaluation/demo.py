@@ -118,7 +118,9 @@ def train(batches: int | None = None, log=None) -> dict:
         "hit_rate": [float(r["hit_rate"]) for r in history],
         "multiples_of_3_vs_chance": [float(r["divisible_share"]["3"]) * 3 for r in history],
         "first_batch_seconds": seconds[0],
-        "later_batch_seconds_median": statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0],
+        # the pace on screen: from one batch's record to the next (consolidation included)
+        "later_batch_seconds_median": float(statistics.median(np.diff([float(r["time"]) for r in history])))
+        if len(seconds) > 1 else seconds[0],
         "wall_seconds": wall,
         # the 1-minute load average before and after: timings on a shared machine mean little without it
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],

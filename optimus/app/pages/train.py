@@ -105,6 +105,7 @@ if preset_name == "seed":
 submitted = False
 # Starting, stopping and continuing are the presenter's on a shared server (optimus/app/presenter.py).
 if presenter.unlock_box("starting, stopping and continuing training runs"):
+    runs.ensure_spare()  # a warm trainer for this session's Start (optimus/training/spare.py)
     with st.form("train_form"):
         target = st.text_input(
             "Model name (saved as)", key="train_name",

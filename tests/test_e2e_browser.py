@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = server_harness.CHROMIUM
 CHROMIUM_ARGS = server_harness.CHROMIUM_ARGS
+SHIPPED_BENCHMARK = "factor-standard-3seeds"  # models/continual/: the Continual page's default view
 TRAIN_TIMEOUT_MS = 300_000  # TensorFlow import + 2 tiny batches, on a busy 2-core machine
 PAGE_TIMEOUT_MS = 120_000
 
@@ -53,7 +54,8 @@ def artifacts() -> Path:
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
     root = shipped_or_tiny_models(work / "models")
-    with serve(root, log_path=work / "streamlit.log") as running:  # stops the trainers on the way out
+    # the warm trainer on, as a presenter's server has it (tests/conftest.py turns it off)
+    with serve(root, log_path=work / "streamlit.log", env={runs.SPARE_ENV: "1"}) as running:  # stops the trainers on the way out
         yield {"url": running.url, "root": root, "work": work}
 
 
@@ -358,6 +360,8 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     assert not _text_on_screen(page, "has not been trained from this app yet")
     page.get_by_text(re.compile(r"Started training demo1")).wait_for()
     _wait_for_batches(model_dir, 3)
+    trainer = storage.lock_holder(model_dir)["pid"]  # the warm trainer the Train page started took the run
+    assert b"optimus.training.spare" in Path(f"/proc/{trainer}/cmdline").read_bytes()
     page.get_by_text(re.compile(r"running: batch \d+ of 20")).first.wait_for(timeout=TRAIN_TIMEOUT_MS)
     heatmap = 4
     _wait_until(lambda: len(_chart_scale(page, heatmap) or []) == 20,
@@ -425,9 +429,31 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     _shot(page, artifacts / "7-density.png")
     _doc_shot(page, "density")
 
-    # 4. Continual learning, opened from a shared link: a tiny benchmark (the README's figures
-    # come from the page's defaults, measured by demo-figures: minutes, not for this walk); its
-    # charts fit the page's column.
+    # 4. Continual learning: the page opens on the shipped benchmark of its defaults
+    # (models/continual/factor-standard-3seeds.json); the README's figures (demo-figures'
+    # continual section) are what its chart draws: the means over the seeds, per method.
+    page.goto(f"{server['url']}/continual")
+    page.get_by_role("heading", name="Continual learning").first.wait_for()
+    page.get_by_text(re.compile(r"Figures are means over the seeds")).first.wait_for()
+    _settle(page)
+    _no_exception(page)
+    assert page.get_by_test_id("stSelectbox").filter(has_text="Result").first.inner_text().count(
+        SHIPPED_BENCHMARK) == 1, "the page does not open on the shipped benchmark"
+    spread = _rows_with(_chart_data(page, 0), "seed")
+    shown = {metric: {m: sum(r["value"] for r in spread if r["metric"] == metric.upper() and r["method"] == m)
+                      / sum(1 for r in spread if r["metric"] == metric.upper() and r["method"] == m)
+                      for m in {r["method"] for r in spread}} for metric in ("acc", "bwt")}
+    on_screen = demo.readme_claims({"sections": {"continual": {**figures["continual"], **shown}}})
+    for claim in ("continual least", "continual most", "continual best ACC", "continual ewc"):
+        assert on_screen[claim] == claims[claim], (claim, on_screen[claim], claims[claim])
+        assert claims[claim] in demo.demo_section((REPO / "README.md").read_text()), claim
+    seeds = figures["continual"]["seeds"]
+    assert sorted({r["seed"] for r in spread}) == seeds
+    page.get_by_text(re.compile(rf"seeds {', '.join(map(str, seeds))},")).first.wait_for()
+    _shot(page, artifacts / "8-continual-shipped.png")
+
+    # Then a tiny benchmark from a shared link (the defaults take minutes, not for this walk);
+    # its charts fit the page's column.
     page.goto(f"{server['url']}/continual?cl_tasks=3+5&cl_methods=none,ewc,l2,online-ewc,si,replay,joint,gln"
               "&cl_budget=tiny&cl_tune=false&cl_seeds=2")
     page.get_by_role("heading", name="Continual learning").first.wait_for()
@@ -435,7 +461,7 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
     _no_exception(page)
     page.get_by_role("button", name=re.compile("Run in the background")).click()
     page.get_by_text(re.compile(r"Benchmark \S+ (starting|running)")).first.wait_for()
-    _shot(page, artifacts / "8-continual-running.png")
+    _shot(page, artifacts / "9-continual-running.png")
     page.get_by_role("heading", name="Accuracy per task over time").first.wait_for(timeout=TRAIN_TIMEOUT_MS)
     _settle(page)
     _no_exception(page)
@@ -446,7 +472,7 @@ def test_presenter_flow_and_screenshots(server, browser_page, artifacts):
         inner = chart.evaluate("e => Math.max(...Array.from(e.querySelectorAll('canvas, svg'))"
                                ".map(c => c.getBoundingClientRect().right), 0)")
         assert inner <= column["x"] + column["width"] + 1, f"continual chart {k} overflows its column"
-    _shot(page, artifacts / "9-continual-result.png")
+    _shot(page, artifacts / "10-continual-result.png")
     _doc_shot(page, "continual", scroll_to=page.get_by_role("heading", name="Benchmarks").first)
 
     assert not console, console

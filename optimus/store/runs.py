@@ -289,7 +289,7 @@ def read_status(model_dir) -> dict | None:
         # The trainer holds the lock but has not written its status yet (it is importing
         # TensorFlow); what is on disk, if anything, is the previous run's.
         status = {"state": "starting", "pid": holder.get("pid"), "batches_done": 0, "batches_total": 0,
-                  "message": "the trainer is starting (loading TensorFlow and the networks)"}
+                  "message": "the trainer is starting (building the networks, compiling its steps)"}
     status = dict(status)
     status["live"] = holder is not None
     if status.get("state") == "running" and holder is None:
@@ -722,7 +722,8 @@ def ensure_spare() -> int | None:
     """Start a warm trainer if this process has none waiting; return its pid (None: turned off).
 
     Call it where runs may be started soon (the Train page, for a session that may start one):
-    it costs a process of about SPARE_RSS of memory that imports TensorFlow in the background."""
+    it costs a process that imports TensorFlow in the background (about 3 s of CPU) and then
+    holds about 570 MB of memory while it waits (`python -m optimus bench start`)."""
     if not spare_wanted():
         return None
     with _spawn_lock:
@@ -750,7 +751,8 @@ def _hand_to_spare(command: list[str], model_dir: Path) -> subprocess.Popen | No
     global _spare
     spare, env = _spare, _spare_env
     _spare = None
-    if spare is None or spare.poll() is not None or env != _trainer_env():
+    if (spare is None or spare.poll() is not None or env != _trainer_env()
+            or command[:3] != [sys.executable, "-m", "optimus"]):  # it runs `python -m optimus` commands only
         if spare is not None and spare.poll() is None:
             spare.kill()
         if spare is not None:

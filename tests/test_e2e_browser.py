@@ -161,8 +161,17 @@ def _doc_shot(page, name: str, scroll_to=None) -> None:
 # the app's root when a page is opened from its own URL; the server answers 404 by design
 # (starlette_static_routes' reserved paths) and the client goes on at the root. Known upstream:
 # streamlit/streamlit#7074 ("404 health check when navigating directly to a subpage", open,
-# confirmed, P3); no setting avoids it (server.baseUrlPath moves the root, not the probe). These
-# two 404s, and only these, are not the app's errors.
+# confirmed, P3). No supported way avoids it in 1.67 (checked for issue 22):
+# - no setting: server.baseUrlPath moves the root, not the probe;
+# - answering them 200 is wrong: the client takes the first base path whose two probes succeed
+#   and opens its websocket there (`/<page>/_stcore/stream`), so the app would load as if
+#   mounted at /<page>/ (bundle static/js/index.*.js: `PD()` lists the candidate base paths,
+#   `Promise.all([health, host-config]).then(... s(u))` picks the first that answers);
+# - the client probes the root alone only when `window.__streamlit.BACKEND_BASE_URL` is set
+#   before the bundle runs (`PD()`: a base path of "/" gives one candidate), which takes a
+#   modified index.html served instead of Streamlit's: app.py turned into an `st.App` launcher
+#   with a user route shadowing every page path (starlette_app.py: user routes come first).
+# These two 404s, and only these, are not the app's errors.
 UPSTREAM_PROBE = re.compile(r"^https?://[^/]+/[^?#]+/_stcore/(health|host-config)$")
 
 

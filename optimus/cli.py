@@ -309,7 +309,7 @@ def _run_density(a) -> int:
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="speed figures, as ratios measured side by side in one run")
-    p.add_argument("what", nargs="*", default=["all"], help="primes, density, sample, train, app, app-load, or all")
+    p.add_argument("what", nargs="*", default=["all"], help="primes, density, sample, train, batch, app, app-load, start, anysize, count, or all")
     p.add_argument("--quick", action="store_true", help="smaller sizes (seconds, not minutes)")
     p.add_argument("--json", action="store_true")
 

@@ -22,6 +22,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No warm trainer (optimus/training/spare.py) by default: AppTest runs the Train page in this
+# process, and each test's page would start one that imports TensorFlow. The tests of the warm
+# trainer, the presenter's walk and `bench start` turn it on for their own processes and servers.
+os.environ.setdefault("OPTIMUS_WARM_TRAINER", "0")
 
 from optimus import cli  # noqa: E402  (after the path and TensorFlow's log level are set)
 from optimus.experiments import background  # noqa: E402

@@ -63,6 +63,11 @@ FAKE = {
             "rss_warm_mb": 300.0, "rss_after_mb": 320.0, "rss_peak_mb": 400.0, "bare_rss_mb": 60.0,
             "cold_start": {"health_s": 1.2, "overview_drawn_s": 2.5, "server_cpu_s": 2.0, "rss_mb": 280.0,
                            "met": True}},
+    "start": {"quick": False, "target_s": 5.0, "rounds": 3, "ratio": 2.0, "met": True, "load_average": 1.5,
+              "warm": {"starting_s": 0.4, "first_batch_s": 4.0, "first_record_s": 3.5, "trainer_cpu_s": 3.0, "spare_rss_mb": 420.0,
+                       "used_spare": True, "trials": []},
+              "cold": {"starting_s": 0.5, "first_batch_s": 8.0, "first_record_s": 7.5, "trainer_cpu_s": 9.0,
+                       "trials": []}},
     "app-load": {"quick": False, "sessions": 10, "cpu_target_s": 2.0, "p95_target_s": 5.0, "pages_per_flow": 8,
                  "models": ["default"], "cpu_per_flow_s": {"median": 4.0, "min": 3.5, "max": 4.5, "n": 3},
                  "flows_per_minute_2_cores": 30.0, "alone_p50_s": 0.5, "page_p50_s": 2.0, "page_p95_s": 6.0,
@@ -91,6 +96,9 @@ def test_format_table_shows_every_section_with_ratios_and_targets():
     assert "p50 2.00 s, p95 6.00 s over 80 answers" in text
     assert "35.0 s of server CPU in 40.0 s (0.88 cores)" in text
     assert "the browsers (Chromium and Playwright) used 30.0 s" in text and "(1.80 of 2 cores busy)" in text
+    assert ("warm trainer: 'starting' 0.40 s, batch 1 4.00 s (trainer's record 3.50 s, its CPU from Start 3.00 s); "
+            "waiting trainer 420 MB RSS") in text
+    assert "cold / warm: 2.00x; target batch 1 within 5 s: met" in text
 
 
 def test_format_table_survives_partial_results():
@@ -122,6 +130,10 @@ def test_every_bench_section_runs_in_its_quick_form(name, capfd, monkeypatch):
         for page, p in r["pages"].items():
             assert p["cpu_s"]["median"] > 0 and p["peak_rss_mb"] > 0 and p["exceptions"] == [], page
         assert r["cold_start"]["overview_drawn_s"] > r["cold_start"]["health_s"] > 0
+    if name == "start":  # the Train page's Start handed the run to the warm trainer
+        assert r["warm"]["used_spare"] and r["warm"]["spare_rss_mb"] > 0
+        for mode in ("warm", "cold"):
+            assert r[mode]["first_batch_s"] > r[mode]["starting_s"] > 0, (mode, r[mode])
     if name == "app-load":
         assert r["cpu_per_flow_s"]["median"] > 0 and r["page_answers"] == 3 * r["pages_per_flow"]
         assert r["concurrent_browsers_cpu_s"] > 0 and r["concurrent_machine_cpu_s"] >= r["concurrent_server_cpu_s"]

@@ -3,7 +3,7 @@
 Each bench is a function `bench_<name>(quick: bool = False) -> dict` of plain numbers (JSON-ready),
 registered in BENCHES; `format_table` turns a {name: results} dict into text for the CLI. One
 module per section: primes, train (train, batch), sample, density (density, count), app (app,
-app-load), anysize; timing holds the shared ways to time, server the Streamlit server and Chromium that
+app-load), start (Start to the first batch on screen), anysize; timing holds the shared ways to time, server the Streamlit server and Chromium that
 the app sections and the browser tests drive, visitors the many-visitors scenario of
 tests/test_visitors_e2e.py, anysize the primes of any size against GMP. `train` imports TensorFlow,
 so it is loaded on first use: the CLI imports this package for every command.
@@ -17,12 +17,13 @@ from optimus.bench.density import _format_count, _format_density, bench_count, b
 from optimus.bench.primes import _format_primes, bench_primes
 from optimus.bench.sample import SAMPLE_SIZES, SAMPLE_TARGET_PER_S, _format_sample, bench_sample
 from optimus.bench.server import rss_bytes, serve
+from optimus.bench.start import bench_start, format_start
 from optimus.bench.timing import SEED
 from optimus.bench.visitors import RACE_MODEL, VISITOR_SAMPLES, visit_app
 
 __all__ = ["BENCHES", "RACE_MODEL", "SAMPLE_SIZES", "SAMPLE_TARGET_PER_S", "SEED", "VISITOR_SAMPLES",
            "bench_anysize", "bench_app", "bench_app_load", "bench_batch", "bench_count", "bench_density",
-           "bench_primes", "bench_sample", "bench_train", "format_table", "rss_bytes", "serve", "visit_app"]
+           "bench_primes", "bench_sample", "bench_start", "bench_train", "format_table", "rss_bytes", "serve", "visit_app"]
 
 
 # --- registry and text ------------------------------------------------------------------------
@@ -54,11 +55,11 @@ def _format_batch(r: dict) -> list[str]:
 
 BENCHES = {"primes": bench_primes, "density": bench_density, "sample": bench_sample,
            "train": bench_train, "batch": bench_batch, "app": bench_app, "app-load": bench_app_load,
-           "anysize": bench_anysize, "count": bench_count}
+           "anysize": bench_anysize, "count": bench_count, "start": bench_start}
 
 _FORMATTERS = {"primes": _format_primes, "density": _format_density, "sample": _format_sample,
                "train": _format_train, "batch": _format_batch, "app": format_app, "app-load": format_app_load,
-               "anysize": _format_anysize, "count": _format_count}
+               "anysize": _format_anysize, "count": _format_count, "start": format_start}
 
 def format_table(results: dict) -> str:
     """Human-readable text for {bench name: results}, or for one bench's results alone."""

@@ -3,7 +3,8 @@
 The app never trains in its own process. `start_training` decides the run's config with
 `checkpoint.run_config` (the rule the CLI applies), writes it to a file of that launch's own and
 spawns `python -m optimus train --config FILE` as a detached child (its own session, output
-appended to `train.log`), and every view of a run is
+appended to `train.log`) or hands that command to the warm trainer waiting for it
+(`ensure_spare`, `optimus.training.spare`: TensorFlow already imported), and every view of a run is
 read back from the files the trainer writes (`status.json`, `history.jsonl`, `runs.jsonl`,
 `train.lock`). So a page refresh, a closed tab or a second visitor sees the same run and
 cannot start a duplicate, and a restarted app finds running and finished runs again.
@@ -14,9 +15,11 @@ No Streamlit and no TensorFlow here.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -48,6 +51,7 @@ RUN_COLUMNS = [
 # file has, so listing and loading a model never see it.
 RUN_CONFIG_PREFIX = ".run-config-"
 START_WAIT_SECONDS = 2.0
+STARTING_LIMIT_SECONDS = 120.0  # a launch that has shown no batch after this long is no longer "starting"
 # How long a trainer whose run has ended may take to exit before a new start is refused.
 # Measured on the shared 2-core machine: about 1 s from the lock's release to the exit
 # (TensorFlow's teardown); a Continue clicked in that second used to be refused as "just started".
@@ -58,6 +62,16 @@ EXIT_WAIT_SECONDS = 30.0
 # stops a double click in any session of this app from starting a second run.
 _spawned: dict[str, subprocess.Popen] = {}
 _spawn_lock = threading.Lock()
+
+# The warm trainer (optimus/training/spare.py) this process keeps for its next run, and the
+# environment it was started with: a run whose environment differs is spawned cold (TensorFlow
+# reads some variables at import). $OPTIMUS_WARM_TRAINER=0 turns it off.
+SPARE_ENV = "OPTIMUS_WARM_TRAINER"
+# How long a launch waits for the spare to take its job: it may still be importing TensorFlow
+# (seconds), which a cold start would have to do as well.
+SPARE_TAKE_SECONDS = 60.0
+_spare: subprocess.Popen | None = None
+_spare_env: dict | None = None
 
 
 # --- where models live ------------------------------------------------------------------
@@ -275,7 +289,7 @@ def read_status(model_dir) -> dict | None:
         # The trainer holds the lock but has not written its status yet (it is importing
         # TensorFlow); what is on disk, if anything, is the previous run's.
         status = {"state": "starting", "pid": holder.get("pid"), "batches_done": 0, "batches_total": 0,
-                  "message": "the trainer is starting (loading TensorFlow and the networks)"}
+                  "message": "the trainer is starting (building the networks, compiling its steps)"}
     status = dict(status)
     status["live"] = holder is not None
     if status.get("state") == "running" and holder is None:
@@ -679,13 +693,101 @@ def live_child(model_dir) -> subprocess.Popen | None:
 
 
 def forget_children(kill: bool = True) -> None:
-    """Kill (by default) and forget every trainer this process spawned: for tests' clean-up."""
+    """Kill (by default) and forget every trainer this process spawned, and its spare: for tests'
+    clean-up."""
+    global _spare
     with _spawn_lock:
+        if _spare is not None:
+            if kill and _spare.poll() is None:
+                _spare.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                _spare.communicate(timeout=30)  # (closes its pipes)
+            _spare = None
         for key, child in list(_spawned.items()):
             if kill and child.poll() is None:
                 child.kill()
                 child.wait()
             _spawned.pop(key, None)
+
+
+def _trainer_env() -> dict:
+    return dict(os.environ, PYTHONUNBUFFERED="1")
+
+
+def spare_wanted() -> bool:
+    return os.environ.get(SPARE_ENV, "1") != "0"
+
+
+def ensure_spare() -> int | None:
+    """Start a warm trainer if this process has none waiting; return its pid (None: turned off).
+
+    Call it where runs may be started soon (the Train page, for a session that may start one):
+    it costs a process that imports TensorFlow in the background (about 3 s of CPU) and then
+    holds about 570 MB of memory while it waits (`python -m optimus bench start`)."""
+    if not spare_wanted():
+        return None
+    with _spawn_lock:
+        return _ensure_spare_locked()
+
+
+def _ensure_spare_locked() -> int:
+    global _spare, _spare_env
+    if _spare is None or _spare.poll() is not None:
+        if _spare is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                _spare.communicate(timeout=1)  # reap it, close its pipes
+        _spare_env = _trainer_env()
+        _spare = subprocess.Popen(
+            [sys.executable, "-m", "optimus.training.spare"], cwd=REPO_ROOT, env=_spare_env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+    return _spare.pid
+
+
+def _hand_to_spare(command: list[str], model_dir: Path) -> subprocess.Popen | None:
+    """Give `command` (train_command's) to the waiting spare; it becomes the trainer. None if
+    there is no usable spare (none, another environment, or it exited without taking the job):
+    the caller spawns the trainer cold. Called with _spawn_lock held; the spare is used once."""
+    global _spare
+    spare, env = _spare, _spare_env
+    _spare = None
+    if (spare is None or spare.poll() is not None or env != _trainer_env()
+            or command[:3] != [sys.executable, "-m", "optimus"]):  # it runs `python -m optimus` commands only
+        if spare is not None and spare.poll() is None:
+            spare.kill()
+        if spare is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spare.communicate(timeout=5)
+        return None
+    job = json.dumps({"argv": command[3:], "log": str(model_dir / storage.LOG)}) + "\n"
+    try:
+        spare.stdin.write(job.encode())
+        spare.stdin.close()
+        readable, _, _ = select.select([spare.stdout], [], [], SPARE_TAKE_SECONDS)
+        answer = spare.stdout.readline() if readable else b""
+    except OSError:  # it exited (a broken pipe)
+        answer = b""
+    spare.stdout.close()
+    if answer != b"ok\n":
+        if spare.poll() is None:
+            spare.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spare.wait(timeout=5)
+        return None
+    return spare
+
+
+def _replace_spare(child: subprocess.Popen, model_dir: Path) -> None:
+    """A new spare once the run that took the last one has shown its first batch (or ended): its
+    import would otherwise share the two cores with that run's start."""
+    deadline = time.monotonic() + STARTING_LIMIT_SECONDS
+    while child.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            status = storage.read_json(model_dir / storage.STATUS)
+            if isinstance(status, dict) and status.get("pid") == child.pid and int(status.get("batches_done") or 0) >= 1:
+                break
+        time.sleep(0.2)
+    ensure_spare()
 
 
 def start_training(model_dir, *, from_dir=None, preset: str | None = None, overrides: dict | None = None,
@@ -733,26 +835,28 @@ def start_training(model_dir, *, from_dir=None, preset: str | None = None, overr
         storage.clear_stop(model_dir)
         config_file = write_run_config(model_dir, cfg)
         command = train_command(model_dir, config_file, from_dir, device)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
             with os.fdopen(storage.open_nofollow(model_dir / storage.LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT),
                            "ab") as log:
                 log.write(f"\n$ {' '.join(command)}\n".encode())
                 log.flush()
-                child = subprocess.Popen(
+                warm = _hand_to_spare(command, model_dir)
+                child = warm or subprocess.Popen(
                     command,
                     cwd=REPO_ROOT,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    env=env,
+                    env=_trainer_env(),
                 )
         except BaseException:
             config_file.unlink(missing_ok=True)
             raise
         _spawned[key] = child
     threading.Thread(target=_remove_once_read, args=(child, model_dir, config_file, launch), daemon=True).start()
+    if warm is not None and spare_wanted():
+        threading.Thread(target=_replace_spare, args=(child, model_dir), daemon=True).start()
     deadline = time.monotonic() + START_WAIT_SECONDS
     while time.monotonic() < deadline:
         if child.poll() is not None:

@@ -7,12 +7,13 @@ one gradient step is a *train batch*. `on_epoch_end` receives the batch's histor
 
 - `StopRequest`: the app's stop file, Ctrl-C or SIGTERM set `model.stop_training`; the loop
   finishes the current step, saves and exits cleanly (a second Ctrl-C aborts).
-- `History`: appends the record to history.jsonl.
+- `History`: appends the record to history.jsonl (`on_batch_recorded`: before the consolidation).
 - `Checkpoint`: commits the networks and the GAN's state atomically (optimus.store.checkpoint),
   AFTER `History` (a kill in between leaves a record past the checkpoint, which
   `checkpoint.read_history` ignores; never a checkpoint without its record).
 - `TensorBoard`: Keras' own, fed the record's scalars.
-- `RunStatus`: status.json (state, progress, ETA) for the app's live view.
+- `RunStatus`: status.json (state, progress, ETA) for the app's live view, also as soon as the
+  record exists; at the end it counts the checkpointed batches.
 - `ProgressBar`: Keras' Progbar on the terminal.
 - `RunEvents`: the start and end events in runs.jsonl.
 
@@ -65,9 +66,17 @@ class Callbacks:
         for callback in self.callbacks:
             callback.on_train_batch_end(step)
 
+    def on_batch_recorded(self, epoch, record: dict):
+        """The batch's record, before the continual method consolidates on it and before the
+        checkpoint (`on_epoch_end`): for the callbacks that show it (`RECORDING`)."""
+        for callback in self.callbacks:
+            if isinstance(callback, RECORDING):
+                callback.on_epoch_end(epoch, record)
+
     def on_epoch_end(self, epoch, record: dict):
         for callback in self.callbacks:
-            callback.on_epoch_end(epoch, record)
+            if not isinstance(callback, RECORDING):
+                callback.on_epoch_end(epoch, record)
 
     def on_train_end(self, logs: dict, log=print) -> None:
         for callback in self.callbacks:
@@ -178,8 +187,16 @@ class RunStatus(keras.callbacks.Callback):
         storage.write_json(self.path, s)
 
     def on_train_end(self, logs=None):
-        self.status.update(state=logs["state"], message=logs["message"], updated=time.time(), eta_seconds=0)
+        # The checkpointed counts: a batch recorded but not yet saved when the run ended is not one.
+        self.status.update(state=logs["state"], message=logs["message"], updated=time.time(), eta_seconds=0,
+                           batches_done=logs["batches_done"], model_batches=logs["model_batches"])
         storage.write_json(self.path, self.status)
+
+
+# Called with the record as soon as it exists (`Callbacks.on_batch_recorded`), the others after
+# the consolidation: the record is on disk before the checkpoint, and the app shows the batch
+# without waiting for the Fisher.
+RECORDING = (History, RunStatus)
 
 
 class ProgressBar(keras.callbacks.Callback):

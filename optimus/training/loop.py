@@ -84,6 +84,14 @@ def run_online_batch(gan, cfg: TrainConfig, batch_index: int, callbacks=None) ->
     """One online batch (one continual-learning task): prepare it, `cfg.steps` GAN steps
     (fewer when a callback sets `gan.stop_training`), judge the generator, consolidate.
     Returns the batch's history record."""
+    batch, rng, record = train_and_judge(gan, cfg, batch_index, callbacks)
+    gan.consolidate(batch, rng)
+    return record
+
+
+def train_and_judge(gan, cfg: TrainConfig, batch_index: int, callbacks=None) -> tuple[dict, np.random.Generator, dict]:
+    """`run_online_batch` up to its record: (batch, rng, record); the caller consolidates with
+    `gan.consolidate(batch, rng)` (the loop does, once the record is on disk)."""
     rng = np.random.default_rng([cfg.seed, batch_index])
     batch = prepare_batch(gan, cfg, batch_index)
     inputs = gan.distribute_batch(batch)
@@ -94,8 +102,7 @@ def run_online_batch(gan, cfg: TrainConfig, batch_index: int, callbacks=None) ->
         if gan.stop_training:
             break
     record = _judge(gan, cfg, batch, {k: float(v) for k, v in logs.items()}, batch_index, rng)
-    gan.consolidate(batch, rng)
-    return record
+    return batch, rng, record
 
 
 def _judge(gan, cfg: TrainConfig, batch: dict, logs: dict, batch_index: int, rng) -> dict:
@@ -296,15 +303,16 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
     log(cfg.to_json())
 
     workers = distribute.num_workers(strategy)
+    start = done
     status = cb.RunStatus(model_dir, run_id, cfg.batches, done)
     callbacks = [
         cb.RunEvents(model_dir, run_id, cfg, done, parent, info),
         # Mid-batch stops only on one worker: several must run the same number of steps.
         cb.StopRequest(model_dir, mid_batch=workers == 1),
-        cb.History(model_dir),  # the record first, then the checkpoint
+        cb.History(model_dir),  # the record first (on_batch_recorded), then the checkpoint
+        status,  # the batch on screen as soon as it is recorded
         saver,
         cb.TensorBoard(model_dir / storage.TENSORBOARD / run_id),
-        status,
         *([cb.ProgressBar(cfg.batches)] if progress else []),
     ]
     callback_list = cb.Callbacks(callbacks, model=gan)
@@ -315,13 +323,19 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
             callback_list.on_epoch_begin(done)
             # Every worker stops at the same batch, or the collectives hang.
             if distribute.any_worker(strategy, gan.stop_training):
-                end.update(state="stopped", message=f"stopped by request after {status.status['batches_done']} batches")
+                end.update(state="stopped", message=f"stopped by request after {done - start} batches")
                 break
             t0 = time.time()
-            record = run_online_batch(gan, cfg, done + 1, callback_list)
+            batch, rng, record = train_and_judge(gan, cfg, done + 1, callback_list)
+            record.update({"run": run_id, "batch": done + 1, "time": time.time(), "seconds": time.time() - t0})
+            # History and status first, so the batch is on screen while the continual method
+            # consolidates on it (the Fisher: about a second of a run's first batch, tracing)
+            # and the checkpoint is committed; a kill in between leaves a record past the
+            # checkpoint, which checkpoint.read_history ignores (as between History and Checkpoint).
+            callback_list.on_batch_recorded(done + 1, record)
+            gan.consolidate(batch, rng)
             done += 1
-            record.update({"run": run_id, "batch": done, "time": time.time(), "seconds": time.time() - t0})
-            callback_list.on_epoch_end(done, record)  # history, checkpoint, TensorBoard, status, bar
+            callback_list.on_epoch_end(done, record)  # checkpoint, TensorBoard, bar
             end["final"] = record
             if gan.stop_training:
                 end.update(state="stopped", message=f"stopped by request during batch {done}; saved")
@@ -338,6 +352,6 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
                    + f" (the last good checkpoint, batch {done}, is kept)")
         raise
     finally:
-        end.update(batches_done=status.status["batches_done"], model_batches=done)
+        end.update(batches_done=done - start, model_batches=done)  # the checkpointed batches
         callback_list.on_train_end(end, log)  # each on its own (a full disk may fail one)
     return status.status

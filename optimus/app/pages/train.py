@@ -106,6 +106,7 @@ if preset_name == "seed":
 submitted = False
 # Starting, stopping and continuing are the presenter's on a shared server (optimus/app/presenter.py).
 if presenter.unlock_box("starting, stopping and continuing training runs"):
+    runs.ensure_spare()  # a warm trainer for this session's Start (optimus/training/spare.py)
     with st.form("train_form"):
         target = st.text_input(
             "Model name (saved as)", key="train_name",
@@ -345,7 +346,7 @@ def live_view(name: str, polling: bool) -> None:
         status = runs.read_status(model_dir)
     elif _starting(name, status):
         launch = st.session_state["train_launch"]
-        st.progress(0.0, text=f"{name} starting: the trainer is loading TensorFlow and the networks "
+        st.progress(0.0, text=f"{name} starting: the trainer is building the networks and compiling its steps "
                               f"({time.time() - launch['time']:.0f} s)")
         if launch.get("remaining"):
             _continue_disabled(launch["remaining"])
@@ -358,7 +359,7 @@ def live_view(name: str, polling: bool) -> None:
         done, total = int(status.get("batches_done") or 0), int(status.get("batches_total") or 0)
         fraction, text = progress_text(status)
         if state == "starting":
-            text = f"{name} starting: the trainer is loading TensorFlow and the networks"
+            text = f"{name} starting: the trainer is building the networks and compiling its steps"
         st.progress(fraction, text=text)
         if status.get("live"):
             if presenter.may_act() and st.button("Stop after the current step", icon=":material/stop:",

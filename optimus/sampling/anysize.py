@@ -62,6 +62,7 @@ from optimus.primes.bigint import (  # noqa: F401  (re-exported: the README name
     survivor_share,
 )
 from optimus.primes.odd import odd_count
+from optimus.sampling.deep_sieve import DeepSieve
 from optimus.sampling.sieve import (  # noqa: F401  (additive_tables, window_logits: re-exported)
     additive_tables,
     coprime_small,
@@ -87,6 +88,11 @@ BATCH_WINDOWS = 2048  # windows per batch at most: residues, logits and picks in
 # PRP test", GMP 6.3 mpz/nextprime.c), below 2^22 (`bigint.ResidueTable`'s exact range) and
 # with its residue table [limbs, primes] within DEEP_TABLE_BYTES.
 DEEP_TABLE_BYTES = 48 << 20
+# Above DEEP_MIN (where BPSW is the test: 2^64) primes-only windows are sieved in batches by
+# `deep_sieve.DeepSieve` up to DEEP_BOUNDS (bits, bound; interpolated), chosen by measurement
+# (the saving per test avoided against the sieve's cost per window; README, "Speed").
+DEEP_MIN = PROVEN_LIMIT
+DEEP_BOUNDS = ((64, 50_000), (333, 50_000), (997, 300_000), (2048, 1_000_000), (4096, 2_000_000))
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,12 +199,22 @@ def wide_window(window: int, hi: int) -> int:
 
 
 def deep_bound(bits: int) -> int:
-    """Bound of the classic sieve added beyond the learned primes at this size (see DEEP_TABLE_BYTES)."""
+    """Bound of the classic sieve at this size: for the batched deep sieve (above DEEP_MIN,
+    `deep_sieve.DeepSieve`), DEEP_BOUNDS, measured; else GMP's own bound for next_prime, within
+    the residue table's DEEP_TABLE_BYTES."""
+    if bits > DEEP_MIN.bit_length():
+        return int(np.interp(bits, *zip(*DEEP_BOUNDS)))
     gmp = int(bits**2.5 / 124)
     limbs = max(1, bits // 24)  # ResidueTable's limbs at these sizes are 24-26 bits
     primes_fit = DEEP_TABLE_BYTES // (8 * limbs)
     by_memory = int(primes_fit * math.log(primes_fit * math.log(primes_fit)))  # ~ the primes_fit-th prime
     return min(gmp, by_memory, bigint.MAX_RESIDUE_PRIME - 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _deep_sieve(bits: int, bound: int, width: int) -> DeepSieve:
+    """The deep sieve of a size (its residue table cached with it when small: DeepSieve)."""
+    return DeepSieve(bits, bound, width)
 
 
 def seconds_per_test(bits: int) -> float:
@@ -234,6 +250,18 @@ class _Tester:
             return False
         self.lucas += 1
         return bigint.confirm(n)
+
+    def one_call(self, n: int) -> bool:
+        """For deep-sieved candidates above 2^64: `bigint.confirm` alone, one call (GMP's
+        mpz_probab_prime_p stops at its base-2 strong test on a composite, and runs the rest of
+        BPSW and one Miller-Rabin round only on those passing: the base-2 test is not run twice
+        on the prime, as strong_prp2 then confirm would; measured the same cost as strong_prp2 on
+        deep-sieved composites, 333 and 2048 bits, interleaved)."""
+        self.tests += 1
+        if bigint.confirm(n):
+            self.lucas += 1
+            return True
+        return False
 
 
 def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperature: float = 1.0,
@@ -292,13 +320,20 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
                 f"{max(cap, 0):,} distinct primes (a random draw slows down like a coupon collector "
                 f"beyond {limits.MAX_PRIME_SHARE:.0%} of them)")
     bits = hi.bit_length()
+    # big sizes: the batched deep sieve and a uniform order among its survivors (DEEP_MIN)
+    batched = primes_only and deep and vet is None and first > DEEP_MIN and odd >= wide_window(sieve.window, hi)
     bound = deep_bound(bits) if primes_only and deep else 0
-    deep_primes = _deep_primes(int(sieve.primes.max()) if sieve.primes.size else 1, bound) if bound else None
+    learned_max = int(sieve.primes.max()) if sieve.primes.size else 1
+    if batched:
+        bound = max(bound, learned_max)  # the learned primes are among the deep sieve's
+    deep_primes = _deep_primes(learned_max, bound) if bound else None
     if deep_primes is not None and (not deep_primes.size or first <= int(deep_primes[-1])):
         deep_primes = None  # n0 > every deep prime, so that a multiple is composite
     sieved_by = np.concatenate([sieve.primes, deep_primes]) if deep_primes is not None else sieve.primes
     share = survivor_share(sieve.primes)
     deep_share = survivor_share(sieved_by)
+    if batched:
+        deep_share = survivor_share(primes.small_odd_primes(bound + 1))
     # tests per output: a sieve-quality learned sieve needs about share / density per prime
     per_output = max(deep_share / max(density, 1e-300), 1.0) if primes_only else 1.0
     estimate = count * per_output * seconds_per_test(bits)
@@ -328,7 +363,34 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
     vetted_out = windows = picked_survivors = picked = struck = 0
     stopped = ""
     deadline = t_start + max_seconds
-    while len(values) < count and not stopped:
+    if batched:  # one survivor mask per window, candidates tested in a uniformly random order
+        ds = _deep_sieve(bits, bound, width)
+        picks = width
+        while len(values) < count and not stopped:
+            # a window of WINDOW_PER_LN x ln hi candidates nearly always holds a prime
+            batch = min(count - len(values) + 1 + (count - len(values)) // 16, BATCH_WINDOWS)
+            starts = _place(rng, first, slots, batch, placement)
+            windows += batch
+            alive = ds.survivors(starts)
+            struck += int(alive.size - np.count_nonzero(alive))
+            for b in range(batch):
+                start = starts[b]
+                for i in nprng.permutation(np.flatnonzero(alive[b])).tolist():
+                    if time.perf_counter() > deadline:
+                        stopped = "deadline"
+                        break
+                    c = start + 2 * i
+                    if test.one_call(c) and c not in seen:
+                        seen.add(c)
+                        values.append(c)
+                        flags.append(True)
+                        tests_per.append(test.tests)
+                        break
+                if len(values) == count or stopped:
+                    break
+        # every tested candidate survived a sieve by every learned prime (bound >= their max)
+        picked = picked_survivors = test.tests
+    while not batched and len(values) < count and not stopped:
         need = count - len(values)
         if primes_only:
             # windows per prime: 1 / P(a window's picks hold a prime)

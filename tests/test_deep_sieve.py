@@ -91,7 +91,7 @@ def test_blocks_built_per_batch_equal_the_cached_table(monkeypatch):
     cached = D.DeepSieve(1_000, 20_000, 700)
     assert cached._cache is not None
     monkeypatch.setattr(D, "TABLE_CACHE_BYTES", 0)
-    monkeypatch.setattr(D, "BLOCK_ENTRIES", 1 << 12)  # many small blocks
+    monkeypatch.setattr(D, "TABLE_BLOCK_BYTES", 1 << 16)  # many small blocks
     built = D.DeepSieve(1_000, 20_000, 700)
     assert built._cache is None
     np.testing.assert_array_equal(cached.survivors(starts), built.survivors(starts))

@@ -91,8 +91,8 @@ DEEP_TABLE_BYTES = 48 << 20
 # Above DEEP_MIN (where BPSW is the test: 2^64) primes-only windows are sieved in batches by
 # `deep_sieve.DeepSieve` up to DEEP_BOUNDS (bits, bound; interpolated), chosen by measurement
 # (the saving per test avoided against the sieve's cost per window; README, "Speed").
-DEEP_MIN = PROVEN_LIMIT
-DEEP_BOUNDS = ((64, 50_000), (333, 50_000), (997, 300_000), (2048, 1_000_000), (4096, 2_000_000))
+DEEP_MIN = 1 << 160
+DEEP_BOUNDS = ((64, 50_000), (333, 50_000), (997, 1_000_000), (2048, 8_000_000), (4096, 16_000_000))
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,16 +366,22 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
     if batched:  # one survivor mask per window, candidates tested in a uniformly random order
         ds = _deep_sieve(bits, bound, width)
         picks = width
+        draw = rng.random
         while len(values) < count and not stopped:
             # a window of WINDOW_PER_LN x ln hi candidates nearly always holds a prime
-            batch = min(count - len(values) + 1 + (count - len(values)) // 16, BATCH_WINDOWS)
+            batch = min(count - len(values) + 1 + (count - len(values)) // 64, BATCH_WINDOWS)
             starts = _place(rng, first, slots, batch, placement)
             windows += batch
             alive = ds.survivors(starts)
             struck += int(alive.size - np.count_nonzero(alive))
             for b in range(batch):
                 start = starts[b]
-                for i in nprng.permutation(np.flatnonzero(alive[b])).tolist():
+                left = np.flatnonzero(alive[b]).tolist()
+                while left:  # a uniformly random order, drawn as it is tested (Fisher-Yates)
+                    k = int(draw() * len(left))
+                    i = left[k]
+                    left[k] = left[-1]
+                    left.pop()
                     if time.perf_counter() > deadline:
                         stopped = "deadline"
                         break

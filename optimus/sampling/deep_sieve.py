@@ -40,7 +40,9 @@ WHEEL_PRIMES = (3, 5, 7, 11, 13, 17)
 WHEEL = math.prod(WHEEL_PRIMES)  # 255,255
 MARGIN = 8  # > A 2^-52 (A < 2^53): the quotient's error, see the module docstring
 MAX_DEEP_PRIME = 1 << 28
-BLOCK_ENTRIES = 1 << 20  # [windows, primes] working block: 8 MB of float64
+NB = 1 << 10  # wide primes per inner block (a power of two: a flagged entry's row is its index >> 10)
+ROWS = 128  # windows per inner block: the [ROWS, NB] working arrays (1 MB each) stay in cache
+TABLE_BLOCK_BYTES = 8 << 20  # a table block built per batch (memory bounded whatever the bound)
 TABLE_CACHE_BYTES = 48 << 20  # tables up to this size are kept between batches (one size at a time)
 
 
@@ -100,24 +102,31 @@ class DeepSieve:
         self.bits, self.bound, self.width = int(bits), int(bound), int(width)
         primes = small_odd_primes(self.bound + 1)
         self.primes = primes[primes > WHEEL_PRIMES[-1]]
-        # column 0: the wheel; then the primes that can hit a window more than once; then the rest
+        # the head: the wheel (column 0) and the primes that can hit a window more than once,
+        # exact j each; the wide primes, padded to a multiple of NB (repeating the last one)
         self.moduli = np.concatenate([[WHEEL], self.primes]).astype(np.int64)
         self.digit_bits = digit_bits(self.bits, int(max(self.moduli.max(), WHEEL)))
         self.count = -(-self.bits // self.digit_bits)
         self.multi = 1 + int(np.searchsorted(self.primes, self.width + 2 * MARGIN, side="right"))
         k = self.primes[: self.multi - 1]
         reps = -(-self.width // k)  # multiples of p that can fall in a window
-        self._multi_col = np.repeat(np.arange(1, self.multi), reps)
-        self._multi_col = self._multi_col.astype(np.int32)
+        self._multi_col = np.repeat(np.arange(1, self.multi), reps).astype(np.int32)
         self._multi_step = (np.concatenate([np.arange(r) * p for r, p in zip(reps.tolist(), k.tolist(), strict=True)])
                             if k.size else np.zeros(0)).astype(np.int32)
+        self._head = _table(self.moduli[: self.multi], self.count, self.digit_bits)
+        wide = self.moduli[self.multi:]
+        if wide.size % NB:
+            wide = np.concatenate([wide, np.full(NB - wide.size % NB, wide[-1] if wide.size else WHEEL)])
+        self._wide = wide
+        self._wide_f = wide.astype(np.float64)
+        self._wide_inv = 1.0 / self._wide_f
         self._cache: np.ndarray | None = None
         if self.table_bytes <= TABLE_CACHE_BYTES:
-            self._cache = _table(self.moduli, self.count, self.digit_bits)
+            self._cache = _table(self._wide, self.count, self.digit_bits)
 
     @property
     def table_bytes(self) -> int:
-        return 8 * (self.count + 1) * self.moduli.size
+        return 8 * (self.count + 1) * self._wide.size
 
     def share(self) -> float:
         """Odd integers coprime to 3..bound: prod (1 - 1/p)."""
@@ -134,64 +143,63 @@ class DeepSieve:
         out[:, self.count] = 1.0
         return out
 
-    def _blocks(self, rows: int):
-        """(lo, hi, table block [count + 1, hi - lo]) over the moduli, blocks of BLOCK_ENTRIES / rows."""
-        step = max(1024, BLOCK_ENTRIES // max(rows, 1))
-        for lo in range(0, self.moduli.size, step):
-            hi = min(lo + step, self.moduli.size)
-            block = self._cache[:, lo:hi] if self._cache is not None else \
-                _table(self.moduli[lo:hi], self.count, self.digit_bits)
-            yield lo, hi, block
+    def _wide_tables(self):
+        """(lo, table block [count + 1, n]) over the wide primes: the cached table, else blocks
+        of at most TABLE_BLOCK_BYTES built per batch (n a multiple of NB)."""
+        if self._cache is not None:
+            yield 0, self._cache
+            return
+        step = max(NB, TABLE_BLOCK_BYTES // (8 * (self.count + 1)) // NB * NB)
+        for lo in range(0, self._wide.size, step):
+            yield lo, _table(self._wide[lo : lo + step], self.count, self.digit_bits)
 
     def first_multiples(self, starts: list[int]) -> np.ndarray:
         """int64 [K, moduli]: j = -s/2 mod m for every start s and modulus m (the wheel, then
-        the primes): exact; for tests and small batches (the sieve itself never forms it)."""
+        the primes): exact; for tests (the sieve itself never forms it for the wide primes)."""
         d = self.digits(starts)
-        out = np.empty((len(starts), self.moduli.size), dtype=np.int64)
-        for lo, hi, block in self._blocks(len(starts)):
-            out[:, lo:hi] = exact(d @ block, self.moduli[lo:hi])
-        return out
+        parts = [exact(d @ self._head, self.moduli[: self.multi])]
+        for lo, table in self._wide_tables():
+            parts.append(exact(d @ table, self._wide[lo : lo + table.shape[1]]))
+        return np.concatenate(parts, axis=1)[:, : self.moduli.size]
 
     def survivors(self, starts: list[int]) -> np.ndarray:
         """bool [K, width]: candidate i of window k (starts[k] + 2 i) is coprime to every odd
         prime up to the bound."""
         k, w = len(starts), self.width
         d = self.digits(starts)
-        pattern = _wheel_pattern()
-        # one spare column: the multiples beyond the window land there (no compress, one scatter)
+        # one spare column: multiples beyond the window land there (no compress, one scatter)
         alive = np.ones((k, w + 1), dtype=bool)
         flat = alive.reshape(-1)
-        base = (np.arange(k, dtype=np.int32) * (w + 1))[:, None]
-        for lo, hi, block in self._blocks(k):
-            acc = d @ block
-            mod = self.moduli[lo:hi]
-            if lo < self.multi:  # the wheel and the primes that may hit more than once: exact j
-                n = min(hi, self.multi) - lo
-                j = exact(acc[:, :n], mod[:n]).astype(np.int32)
-                if lo == 0:
-                    alive[:, :w] &= np.lib.stride_tricks.sliding_window_view(pattern, w)[WHEEL - j[:, 0]]
-                sel = (self._multi_col >= lo) & (self._multi_col < lo + n)
-                pos = j[:, self._multi_col[sel] - lo]
-                pos += self._multi_step[sel]
-                np.minimum(pos, w, out=pos)
-                pos += base
-                flat[pos] = False
-                acc, mod, lo = acc[:, n:], mod[n:], lo + n
-                if not mod.size:
-                    continue
-            # wide primes (p >= W + 2 MARGIN): at most one hit each. q = floor(A / p) rounded is
-            # off by one only where A mod p is within A 2^-52 < 2 of 0 or p (docstring), so
-            # A - q p - MARGIN in [0, W) is exactly a hit; flagged by frac(A / p) < (M + W + 2) / p
-            inv = 1.0 / mod.astype(np.float64)
-            t = acc * inv
-            q = np.floor(t)
-            t -= q
-            idx = np.flatnonzero(t < (MARGIN + w + 2) * inv)
-            if idx.size:
-                rows, cols = np.divmod(idx, mod.size)
-                j = acc.ravel()[idx] - q.ravel()[idx] * mod[cols] - MARGIN
-                ok = (j >= 0) & (j < w)
-                flat[rows[ok] * (w + 1) + j[ok].astype(np.int64)] = False
+        j = exact(d @ self._head, self.moduli[: self.multi]).astype(np.int32)
+        alive[:, :w] &= np.lib.stride_tricks.sliding_window_view(_wheel_pattern(), w)[WHEEL - j[:, 0]]
+        pos = j[:, self._multi_col]
+        pos += self._multi_step
+        np.minimum(pos, w, out=pos)
+        pos += (np.arange(k, dtype=np.int32) * (w + 1))[:, None]
+        flat[pos] = False
+        # wide primes (p >= W + 2 MARGIN): at most one hit each. r = A - q p with q the rounded
+        # floor(A / p) is exact, and q is off by one only where A mod p is within A 2^-52 < 2
+        # of 0 or p (docstring), far from the hits: r - MARGIN in [0, W) is exactly a hit
+        acc = np.empty((min(k, ROWS), NB))
+        q = np.empty_like(acc)
+        top = MARGIN + w
+        for lo, table in self._wide_tables():
+            for c0 in range(0, table.shape[1], NB):
+                block = table[:, c0 : c0 + NB]
+                p, inv = self._wide_f[lo + c0 : lo + c0 + NB], self._wide_inv[lo + c0 : lo + c0 + NB]
+                for r0 in range(0, k, ROWS):
+                    rows = min(ROWS, k - r0)
+                    a, b = acc[:rows], q[:rows]
+                    np.matmul(d[r0 : r0 + rows], block, out=a)
+                    np.multiply(a, inv, out=b)
+                    np.floor(b, out=b)
+                    b *= p
+                    np.subtract(a, b, out=a)
+                    idx = np.flatnonzero(a < top)
+                    if idx.size:
+                        hit = a.ravel()[idx] - MARGIN
+                        ok = hit >= 0
+                        flat[((idx[ok] >> 10) + r0) * (w + 1) + hit[ok].astype(np.int64)] = False
         return alive[:, :w]
 
 

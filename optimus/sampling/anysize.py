@@ -12,22 +12,27 @@ not care how big n is. This module samples with it at any size, with Python ints
    gives, for every window of a batch and every wide learned prime (and deep prime, below), the
    first candidate j that p divides (j = -n0/2 mod p); the small learned primes go through CRT
    tables (`sampling.sieve.window_batch`). Logits for all windows of a batch at once.
-3. *Primes only.* A window holds WINDOW_PER_LN x ln(hi) candidates (about 16 primes); a classic
-   sieve by the primes beyond the learned ones, up to GMP's own bound for its next_prime
-   (`deep_bound`), strikes candidates first; the window's picks (Gumbel-top-k of logits / T,
+3. *Primes only.* A window holds WINDOW_PER_LN x ln(hi) candidates (about 16 primes), at
+   most one prime per window, so the outputs are as independent as the windows (never two
+   neighbours). Above DEEP_MIN (2^160) every batch of windows goes through the batched deep
+   sieve (`sampling.deep_sieve.DeepSieve`: every odd prime up to DEEP_BOUNDS at that size,
+   which includes every learned prime) and each window's survivors are tested in a uniformly
+   random order until its first prime: every prime survives the sieve and the primes of a
+   window come first in a uniform order, so this is uniform over the primes up to the spread of
+   a window's prime count (mean gap before the sampled primes about 1.0-1.05 x the average
+   gap; next_prime from a uniform start about 2; `bench anysize`). The learned preferences play
+   no part there: among survivors they are nearly flat (README). Below 2^160 the classic sieve
+   by the primes beyond the learned ones, up to GMP's own bound for its next_prime
+   (`deep_bound`), strikes candidates first and the window's picks (Gumbel-top-k of logits / T,
    Kool et al. 2019: a random order drawn from the generator's preferences) are tested in that
-   order until the window's first prime. At most one prime per window, so the outputs are as
-   independent as the windows (never two neighbours). Every prime survives both sieves, so this
-   is close to uniform over the primes of the range: the mean gap before the sampled primes is
-   about 1.0-1.05 x the average gap (next_prime from a uniform start: about 2), measured by
-   `bench anysize`; what remains is a window's prime count (a prime in a window with fewer
-   primes is a little likelier).
+   order until the window's first prime.
 4. *Primality, with its certainty stated.* Below 2^53 `primes.is_prime` (deterministic); from
    2^53 to 2^64 BPSW, which is proven there (no BPSW pseudoprime below 2^64: Gilchrist 2013
    checked Feitsma's list of every base-2 strong pseudoprime below 2^64); above 2^64 a base-2
    strong test on every sieved pick and BPSW (GMP's, plus one Miller-Rabin round) on those that
-   pass, labelled "probable prime (BPSW, no known counterexample)". Composites are always proven
-   composite.
+   pass (above 2^160 one GMP call per candidate, `_Tester.one_call`, which stops at the base-2
+   test on composites), labelled "probable prime (BPSW, no known counterexample)". Composites
+   are always proven composite.
 5. *Bounded.* Windows come in batches (memory bounded whatever the count) and a request still
    running at its time cap stops inside its test loop and returns what it found, labelled.
 """
@@ -88,9 +93,14 @@ BATCH_WINDOWS = 2048  # windows per batch at most: residues, logits and picks in
 # PRP test", GMP 6.3 mpz/nextprime.c), below 2^22 (`bigint.ResidueTable`'s exact range) and
 # with its residue table [limbs, primes] within DEEP_TABLE_BYTES.
 DEEP_TABLE_BYTES = 48 << 20
-# Above DEEP_MIN (where BPSW is the test: 2^64) primes-only windows are sieved in batches by
-# `deep_sieve.DeepSieve` up to DEEP_BOUNDS (bits, bound; interpolated), chosen by measurement
-# (the saving per test avoided against the sieve's cost per window; README, "Speed").
+# Above DEEP_MIN primes-only windows are sieved in batches by `deep_sieve.DeepSieve` up to
+# DEEP_BOUNDS (bits, bound; interpolated), chosen by measurement: the tests a deeper bound
+# saves against its cost per window (at 100 digits about 6 ns per prime and window, a test
+# 20 us; at 4096 bits about 70 ns with the table built per batch of 11 windows, a test 16 ms;
+# README, "Speed"). Below 2^160 (under 48 digits) a test costs a few microseconds and the
+# learned windows' path is kept, so that the learned sieve still decides there (measured,
+# 300 primes per size on the loaded machine: the batched path 10-20% faster at 40 digits,
+# within 3% at 50-80).
 DEEP_MIN = 1 << 160
 DEEP_BOUNDS = ((64, 50_000), (333, 50_000), (997, 1_000_000), (2048, 8_000_000), (4096, 16_000_000))
 

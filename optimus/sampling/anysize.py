@@ -496,6 +496,7 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
         "lo": str(lo), "hi": str(hi), "bits": bits, "digits": len(str(hi)),
         "primes_only": primes_only, "placement": placement, "temperature": temperature,
         "window": width, "model_window": sieve.window, "picks_per_window": picks,
+        "order": "uniform (batched deep sieve)" if batched else "learned (Gumbel-top-k)",
         "windows": windows, "outputs": len(values), "requested": count, "primes": found, "tested": tested,
         "lucas_tests": test.lucas, "vetted_out": vetted_out, "stopped": note,
         "hit_rate": hit_rate,
@@ -531,13 +532,15 @@ def summary_lines(s: dict) -> list[str]:
     shown_lift = "-" if s["lift"] is None else f"{s['lift']:.2f}"
     lines = [
         f"{s['outputs']:,} outputs, {s['primes']:,} primes; {s['tested']:,} candidates tested in "
-        f"{s['windows']:,} windows of {s['window']} odd candidates ({s['picks_per_window']} picks each), "
-        f"{s['seconds']:.2f} s",
+        f"{s['windows']:,} windows of {s['window']} odd candidates "
+        + ("(survivors of the deep sieve in a uniformly random order), " if s.get("order", "").startswith("uniform")
+           else f"({s['picks_per_window']} picks each), ") + f"{s['seconds']:.2f} s",
         f"hit rate {s['hit_rate']:.4f}; odd-prime density {s['odd_prime_density']:.6g} ({src}); lift {shown_lift}",
     ]
     if s["primes"]:
         lines.append(
-            f"tests per prime: learned sieve {s['tests_per_prime']:.1f}; random odd candidates "
+            f"tests per prime: {'deep sieve' if s.get('order', '').startswith('uniform') else 'learned sieve'} "
+            f"{s['tests_per_prime']:.1f}; random odd candidates "
             f"{s['random_odd_tests_per_prime']:.1f} ({src}); classic trial-division sieve by the same "
             f"{s['sieve_primes']} primes (<= {s['sieve_max_prime']}) {s['sieve_tests_per_prime']:.1f} "
             f"(lift ceiling {s['sieve_lift']:.2f})")

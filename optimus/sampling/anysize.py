@@ -12,22 +12,27 @@ not care how big n is. This module samples with it at any size, with Python ints
    gives, for every window of a batch and every wide learned prime (and deep prime, below), the
    first candidate j that p divides (j = -n0/2 mod p); the small learned primes go through CRT
    tables (`sampling.sieve.window_batch`). Logits for all windows of a batch at once.
-3. *Primes only.* A window holds WINDOW_PER_LN x ln(hi) candidates (about 16 primes); a classic
-   sieve by the primes beyond the learned ones, up to GMP's own bound for its next_prime
-   (`deep_bound`), strikes candidates first; the window's picks (Gumbel-top-k of logits / T,
+3. *Primes only.* A window holds WINDOW_PER_LN x ln(hi) candidates (about 16 primes), at
+   most one prime per window, so the outputs are as independent as the windows (never two
+   neighbours). Above DEEP_MIN (2^160) every batch of windows goes through the batched deep
+   sieve (`sampling.deep_sieve.DeepSieve`: every odd prime up to DEEP_BOUNDS at that size,
+   which includes every learned prime) and each window's survivors are tested in a uniformly
+   random order until its first prime: every prime survives the sieve and the primes of a
+   window come first in a uniform order, so this is uniform over the primes up to the spread of
+   a window's prime count (mean gap before the sampled primes about 1.0-1.05 x the average
+   gap; next_prime from a uniform start about 2; `bench anysize`). The learned preferences play
+   no part there: among survivors they are nearly flat (README). Below 2^160 the classic sieve
+   by the primes beyond the learned ones, up to GMP's own bound for its next_prime
+   (`deep_bound`), strikes candidates first and the window's picks (Gumbel-top-k of logits / T,
    Kool et al. 2019: a random order drawn from the generator's preferences) are tested in that
-   order until the window's first prime. At most one prime per window, so the outputs are as
-   independent as the windows (never two neighbours). Every prime survives both sieves, so this
-   is close to uniform over the primes of the range: the mean gap before the sampled primes is
-   about 1.0-1.05 x the average gap (next_prime from a uniform start: about 2), measured by
-   `bench anysize`; what remains is a window's prime count (a prime in a window with fewer
-   primes is a little likelier).
+   order until the window's first prime.
 4. *Primality, with its certainty stated.* Below 2^53 `primes.is_prime` (deterministic); from
    2^53 to 2^64 BPSW, which is proven there (no BPSW pseudoprime below 2^64: Gilchrist 2013
    checked Feitsma's list of every base-2 strong pseudoprime below 2^64); above 2^64 a base-2
    strong test on every sieved pick and BPSW (GMP's, plus one Miller-Rabin round) on those that
-   pass, labelled "probable prime (BPSW, no known counterexample)". Composites are always proven
-   composite.
+   pass (above 2^160 one GMP call per candidate, `_Tester.one_call`, which stops at the base-2
+   test on composites), labelled "probable prime (BPSW, no known counterexample)". Composites
+   are always proven composite.
 5. *Bounded.* Windows come in batches (memory bounded whatever the count) and a request still
    running at its time cap stops inside its test loop and returns what it found, labelled.
 """
@@ -62,6 +67,7 @@ from optimus.primes.bigint import (  # noqa: F401  (re-exported: the README name
     survivor_share,
 )
 from optimus.primes.odd import odd_count
+from optimus.sampling.deep_sieve import DeepSieve
 from optimus.sampling.sieve import (  # noqa: F401  (additive_tables, window_logits: re-exported)
     additive_tables,
     coprime_small,
@@ -87,6 +93,16 @@ BATCH_WINDOWS = 2048  # windows per batch at most: residues, logits and picks in
 # PRP test", GMP 6.3 mpz/nextprime.c), below 2^22 (`bigint.ResidueTable`'s exact range) and
 # with its residue table [limbs, primes] within DEEP_TABLE_BYTES.
 DEEP_TABLE_BYTES = 48 << 20
+# Above DEEP_MIN primes-only windows are sieved in batches by `deep_sieve.DeepSieve` up to
+# DEEP_BOUNDS (bits, bound; interpolated), chosen by measurement: the tests a deeper bound
+# saves against its cost per window (at 100 digits about 6 ns per prime and window, a test
+# 20 us; at 4096 bits about 70 ns with the table built per batch of 11 windows, a test 16 ms;
+# README, "Speed"). Below 2^160 (under 48 digits) a test costs a few microseconds and the
+# learned windows' path is kept, so that the learned sieve still decides there (measured,
+# 300 primes per size on the loaded machine: the batched path 10-20% faster at 40 digits,
+# within 3% at 50-80).
+DEEP_MIN = 1 << 160
+DEEP_BOUNDS = ((64, 50_000), (333, 50_000), (997, 1_000_000), (2048, 8_000_000), (4096, 16_000_000))
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,12 +209,22 @@ def wide_window(window: int, hi: int) -> int:
 
 
 def deep_bound(bits: int) -> int:
-    """Bound of the classic sieve added beyond the learned primes at this size (see DEEP_TABLE_BYTES)."""
+    """Bound of the classic sieve at this size: for the batched deep sieve (above DEEP_MIN,
+    `deep_sieve.DeepSieve`), DEEP_BOUNDS, measured; else GMP's own bound for next_prime, within
+    the residue table's DEEP_TABLE_BYTES."""
+    if bits > DEEP_MIN.bit_length():
+        return int(np.interp(bits, *zip(*DEEP_BOUNDS)))
     gmp = int(bits**2.5 / 124)
     limbs = max(1, bits // 24)  # ResidueTable's limbs at these sizes are 24-26 bits
     primes_fit = DEEP_TABLE_BYTES // (8 * limbs)
     by_memory = int(primes_fit * math.log(primes_fit * math.log(primes_fit)))  # ~ the primes_fit-th prime
     return min(gmp, by_memory, bigint.MAX_RESIDUE_PRIME - 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _deep_sieve(bits: int, bound: int, width: int) -> DeepSieve:
+    """The deep sieve of a size (its residue table cached with it when small: DeepSieve)."""
+    return DeepSieve(bits, bound, width)
 
 
 def seconds_per_test(bits: int) -> float:
@@ -234,6 +260,18 @@ class _Tester:
             return False
         self.lucas += 1
         return bigint.confirm(n)
+
+    def one_call(self, n: int) -> bool:
+        """For deep-sieved candidates above 2^64: `bigint.confirm` alone, one call (GMP's
+        mpz_probab_prime_p stops at its base-2 strong test on a composite, and runs the rest of
+        BPSW and one Miller-Rabin round only on those passing: the base-2 test is not run twice
+        on the prime, as strong_prp2 then confirm would; measured the same cost as strong_prp2 on
+        deep-sieved composites, 333 and 2048 bits, interleaved)."""
+        self.tests += 1
+        if bigint.confirm(n):
+            self.lucas += 1
+            return True
+        return False
 
 
 def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperature: float = 1.0,
@@ -292,13 +330,20 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
                 f"{max(cap, 0):,} distinct primes (a random draw slows down like a coupon collector "
                 f"beyond {limits.MAX_PRIME_SHARE:.0%} of them)")
     bits = hi.bit_length()
+    # big sizes: the batched deep sieve and a uniform order among its survivors (DEEP_MIN)
+    batched = primes_only and deep and vet is None and first > DEEP_MIN and odd >= wide_window(sieve.window, hi)
     bound = deep_bound(bits) if primes_only and deep else 0
-    deep_primes = _deep_primes(int(sieve.primes.max()) if sieve.primes.size else 1, bound) if bound else None
+    learned_max = int(sieve.primes.max()) if sieve.primes.size else 1
+    if batched:
+        bound = max(bound, learned_max)  # the learned primes are among the deep sieve's
+    deep_primes = _deep_primes(learned_max, bound) if bound else None
     if deep_primes is not None and (not deep_primes.size or first <= int(deep_primes[-1])):
         deep_primes = None  # n0 > every deep prime, so that a multiple is composite
     sieved_by = np.concatenate([sieve.primes, deep_primes]) if deep_primes is not None else sieve.primes
     share = survivor_share(sieve.primes)
     deep_share = survivor_share(sieved_by)
+    if batched:
+        deep_share = survivor_share(primes.small_odd_primes(bound + 1))
     # tests per output: a sieve-quality learned sieve needs about share / density per prime
     per_output = max(deep_share / max(density, 1e-300), 1.0) if primes_only else 1.0
     estimate = count * per_output * seconds_per_test(bits)
@@ -328,7 +373,40 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
     vetted_out = windows = picked_survivors = picked = struck = 0
     stopped = ""
     deadline = t_start + max_seconds
-    while len(values) < count and not stopped:
+    if batched:  # one survivor mask per window, candidates tested in a uniformly random order
+        ds = _deep_sieve(bits, bound, width)
+        picks = width
+        draw = rng.random
+        while len(values) < count and not stopped:
+            # a window of WINDOW_PER_LN x ln hi candidates nearly always holds a prime
+            batch = min(count - len(values) + 1 + (count - len(values)) // 64, BATCH_WINDOWS)
+            starts = _place(rng, first, slots, batch, placement)
+            windows += batch
+            alive = ds.survivors(starts)
+            struck += int(alive.size - np.count_nonzero(alive))
+            for b in range(batch):
+                start = starts[b]
+                left = np.flatnonzero(alive[b]).tolist()
+                while left:  # a uniformly random order, drawn as it is tested (Fisher-Yates)
+                    k = int(draw() * len(left))
+                    i = left[k]
+                    left[k] = left[-1]
+                    left.pop()
+                    if time.perf_counter() > deadline:
+                        stopped = "deadline"
+                        break
+                    c = start + 2 * i
+                    if test.one_call(c) and c not in seen:
+                        seen.add(c)
+                        values.append(c)
+                        flags.append(True)
+                        tests_per.append(test.tests)
+                        break
+                if len(values) == count or stopped:
+                    break
+        # every tested candidate survived a sieve by every learned prime (bound >= their max)
+        picked = picked_survivors = test.tests
+    while not batched and len(values) < count and not stopped:
         need = count - len(values)
         if primes_only:
             # windows per prime: 1 / P(a window's picks hold a prime)
@@ -418,6 +496,7 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
         "lo": str(lo), "hi": str(hi), "bits": bits, "digits": len(str(hi)),
         "primes_only": primes_only, "placement": placement, "temperature": temperature,
         "window": width, "model_window": sieve.window, "picks_per_window": picks,
+        "order": "uniform (batched deep sieve)" if batched else "learned (Gumbel-top-k)",
         "windows": windows, "outputs": len(values), "requested": count, "primes": found, "tested": tested,
         "lucas_tests": test.lucas, "vetted_out": vetted_out, "stopped": note,
         "hit_rate": hit_rate,
@@ -453,13 +532,15 @@ def summary_lines(s: dict) -> list[str]:
     shown_lift = "-" if s["lift"] is None else f"{s['lift']:.2f}"
     lines = [
         f"{s['outputs']:,} outputs, {s['primes']:,} primes; {s['tested']:,} candidates tested in "
-        f"{s['windows']:,} windows of {s['window']} odd candidates ({s['picks_per_window']} picks each), "
-        f"{s['seconds']:.2f} s",
+        f"{s['windows']:,} windows of {s['window']} odd candidates "
+        + ("(survivors of the deep sieve in a uniformly random order), " if s.get("order", "").startswith("uniform")
+           else f"({s['picks_per_window']} picks each), ") + f"{s['seconds']:.2f} s",
         f"hit rate {s['hit_rate']:.4f}; odd-prime density {s['odd_prime_density']:.6g} ({src}); lift {shown_lift}",
     ]
     if s["primes"]:
         lines.append(
-            f"tests per prime: learned sieve {s['tests_per_prime']:.1f}; random odd candidates "
+            f"tests per prime: {'deep sieve' if s.get('order', '').startswith('uniform') else 'learned sieve'} "
+            f"{s['tests_per_prime']:.1f}; random odd candidates "
             f"{s['random_odd_tests_per_prime']:.1f} ({src}); classic trial-division sieve by the same "
             f"{s['sieve_primes']} primes (<= {s['sieve_max_prime']}) {s['sieve_tests_per_prime']:.1f} "
             f"(lift ceiling {s['sieve_lift']:.2f})")

@@ -34,6 +34,7 @@ from tests.helpers import models_env, shipped_or_tiny_models, tiny  # noqa: E402
 ONE_WORKER_MODULES = ("test_e2e_browser", "test_server_e2e", "test_distribute", "test_forward")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marker into the node id
 def pytest_collection_modifyitems(items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]

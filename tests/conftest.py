@@ -32,18 +32,6 @@ from optimus.experiments import background  # noqa: E402
 from optimus.store import runs, storage  # noqa: E402
 from tests.helpers import models_env, shipped_or_tiny_models, tiny  # noqa: E402
 
-# Modules whose tests share an expensive module-scoped fixture (a served app, a browser, a trained
-# set of models): under `--dist loadgroup` (pyproject's addopts) each runs whole on one xdist
-# worker, so the fixture is built once; every other test is spread over the workers one by one.
-ONE_WORKER_MODULES = ("test_e2e_browser", "test_server_e2e", "test_distribute", "test_forward")
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if module in ONE_WORKER_MODULES:
-            item.add_marker(pytest.mark.xdist_group(module))
-
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

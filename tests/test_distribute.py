@@ -23,7 +23,7 @@ def mirrored(repo_root, tmp_path_factory):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
     proc = subprocess.run([sys.executable, str(repo_root / "tests" / "mirrored_run.py"), str(out)],
-                          cwd=repo_root, env=env, capture_output=True, text=True, timeout=240)
+                          cwd=repo_root, env=env, capture_output=True, text=True, timeout=900)  # a hang guard: 200 s on a quiet CI
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

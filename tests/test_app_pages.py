@@ -632,3 +632,23 @@ def test_train_page_says_starting_at_once_and_never_no_status(models_root, slow_
     assert any("quick-start starting" in t for t in texts), texts
     assert [b.disabled for b in at.button if b.key == "train_continue"] == [True]  # greyed out in place
     assert fake_trainer[-1]["config"]["batches"] == 2
+
+
+def test_heap_freezes_once_per_new_import():
+    """freeze_imports collects and freezes after new imports only (a later page run imports
+    nothing new, so it does nothing)."""
+    import gc
+    import sys
+    import types
+
+    from optimus.app import heap
+
+    try:
+        heap.freeze_imports()
+        assert heap.freeze_imports() is False  # nothing imported since
+        sys.modules["optimus_heap_test_module"] = types.ModuleType("optimus_heap_test_module")
+        assert heap.freeze_imports() is True and gc.get_freeze_count() > 0
+        assert heap.freeze_imports() is False
+    finally:
+        sys.modules.pop("optimus_heap_test_module", None)
+        gc.unfreeze()  # the rest of the test session collects as before

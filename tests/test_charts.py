@@ -369,3 +369,20 @@ def test_spec_is_the_validated_chart_without_an_altair_theme(builder):
         expected = chart.to_dict()  # validates against the Vega-Lite schema
     assert charts.spec(chart) == expected
     assert alt.theme.active == "default"  # spec leaves Altair's globals as it found them
+
+
+def test_altair_class_table_built_once_equals_altairs_own():
+    """charts shares Altair's schema-to-class table between `_FromDict`s (built once, not on
+    every shorthand): the shared table is the one Altair would build."""
+    from collections import defaultdict
+
+    from altair.utils import schemapi
+
+    classes = tuple(schemapi.SchemaBase._default_wrapper_classes())
+    first, second = schemapi._FromDict(classes), schemapi._FromDict(iter(classes))
+    assert first.class_dict is second.class_dict
+    fresh = defaultdict(list)
+    for tp in classes:
+        if tp._schema is not None:
+            fresh[schemapi._FromDict.hash_schema(tp._schema)].append(tp)
+    assert {k: v for k, v in first.class_dict.items() if v} == dict(fresh)

@@ -869,3 +869,23 @@ def test_the_sample_page_names_the_damaged_file(tiny_model, tmp_path, monkeypatc
     at.selectbox(key="sample_model").set_value("good").run()
     assert not at.exception and not at.error
     assert hashes(root / "bad") == before
+
+
+def test_heap_freezes_once_per_new_import():
+    """freeze_imports collects and freezes after new imports only (a later page run imports
+    nothing new, so it does nothing)."""
+    import gc
+    import sys
+    import types
+
+    from optimus.app import heap
+
+    try:
+        heap.freeze_imports()
+        assert heap.freeze_imports() is False  # nothing imported since
+        sys.modules["optimus_heap_test_module"] = types.ModuleType("optimus_heap_test_module")
+        assert heap.freeze_imports() is True and gc.get_freeze_count() > 0
+        assert heap.freeze_imports() is False
+    finally:
+        sys.modules.pop("optimus_heap_test_module", None)
+        gc.unfreeze()  # the rest of the test session collects as before

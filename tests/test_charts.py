@@ -356,3 +356,33 @@ def test_sieve_heatmap_has_a_fixed_column_per_planned_batch_and_a_dark_sieve():
     assert later["encoding"]["x"]["scale"]["domain"] == list(range(41, 61))
     # without a plan (a finished model) the recorded batches are the columns
     assert charts.sieve_heatmap(history).to_dict()["encoding"]["x"]["scale"]["domain"] == [41, 42, 43]
+
+
+@pytest.mark.parametrize("builder", [charts.losses_chart, charts.sieve_heatmap])
+def test_spec_is_the_validated_chart_without_an_altair_theme(builder):
+    """charts.spec (what the pages send, unvalidated) is exactly the dict Altair's validating
+    to_dict gives under the "none" theme Streamlit uses for st.altair_chart."""
+    import altair as alt
+
+    chart = builder(_history(40))
+    with alt.theme.enable("none"), alt.data_transformers.enable("default", max_rows=None):
+        expected = chart.to_dict()  # validates against the Vega-Lite schema
+    assert charts.spec(chart) == expected
+    assert alt.theme.active == "default"  # spec leaves Altair's globals as it found them
+
+
+def test_altair_class_table_built_once_equals_altairs_own():
+    """charts shares Altair's schema-to-class table between `_FromDict`s (built once, not on
+    every shorthand): the shared table is the one Altair would build."""
+    from collections import defaultdict
+
+    from altair.utils import schemapi
+
+    classes = tuple(schemapi.SchemaBase._default_wrapper_classes())
+    first, second = schemapi._FromDict(classes), schemapi._FromDict(iter(classes))
+    assert first.class_dict is second.class_dict
+    fresh = defaultdict(list)
+    for tp in classes:
+        if tp._schema is not None:
+            fresh[schemapi._FromDict.hash_schema(tp._schema)].append(tp)
+    assert {k: v for k, v in first.class_dict.items() if v} == dict(fresh)

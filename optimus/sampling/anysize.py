@@ -212,8 +212,8 @@ def deep_bound(bits: int) -> int:
     """Bound of the classic sieve at this size: for the batched deep sieve (above DEEP_MIN,
     `deep_sieve.DeepSieve`), DEEP_BOUNDS, measured; else GMP's own bound for next_prime, within
     the residue table's DEEP_TABLE_BYTES."""
-    if bits > DEEP_MIN.bit_length():
-        return int(np.interp(bits, *zip(*DEEP_BOUNDS)))
+    if bits >= DEEP_MIN.bit_length():
+        return int(np.interp(bits, [b for b, _ in DEEP_BOUNDS], [v for _, v in DEEP_BOUNDS]))
     gmp = int(bits**2.5 / 124)
     limbs = max(1, bits // 24)  # ResidueTable's limbs at these sizes are 24-26 bits
     primes_fit = DEEP_TABLE_BYTES // (8 * limbs)

@@ -282,7 +282,8 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
     primes_only=False: `count` windows of the model's width, one Gumbel-max pick each (what
     the generator outputs at that size; primes or not). primes_only=True: `count` distinct
     verified primes, from wider windows with a few picks each, at most one prime per window;
-    `deep` adds the classic sieve by more primes where the size makes it pay (DEEP_SIEVE).
+    `deep` adds the classic sieve by more primes (`deep_bound`; above DEEP_MIN the batched deep
+    sieve with a uniform order among its survivors; deep=False keeps the learned picks).
     `vet`: a callable n (int64 array, all < 2^53) -> probability of prime (the discriminator):
     picks it gives < 0.5 are skipped without a primality test (rejection sampling, Azadi et al.
     2019). Raises ValueError for a range without odd integers or primes, a count too large for

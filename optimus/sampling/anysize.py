@@ -212,8 +212,8 @@ def deep_bound(bits: int) -> int:
     """Bound of the classic sieve at this size: for the batched deep sieve (above DEEP_MIN,
     `deep_sieve.DeepSieve`), DEEP_BOUNDS, measured; else GMP's own bound for next_prime, within
     the residue table's DEEP_TABLE_BYTES."""
-    if bits > DEEP_MIN.bit_length():
-        return int(np.interp(bits, *zip(*DEEP_BOUNDS)))
+    if bits >= DEEP_MIN.bit_length():
+        return int(np.interp(bits, [b for b, _ in DEEP_BOUNDS], [v for _, v in DEEP_BOUNDS]))
     gmp = int(bits**2.5 / 124)
     limbs = max(1, bits // 24)  # ResidueTable's limbs at these sizes are 24-26 bits
     primes_fit = DEEP_TABLE_BYTES // (8 * limbs)
@@ -282,7 +282,8 @@ def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperatur
     primes_only=False: `count` windows of the model's width, one Gumbel-max pick each (what
     the generator outputs at that size; primes or not). primes_only=True: `count` distinct
     verified primes, from wider windows with a few picks each, at most one prime per window;
-    `deep` adds the classic sieve by more primes where the size makes it pay (DEEP_SIEVE).
+    `deep` adds the classic sieve by more primes (`deep_bound`; above DEEP_MIN the batched deep
+    sieve with a uniform order among its survivors; deep=False keeps the learned picks).
     `vet`: a callable n (int64 array, all < 2^53) -> probability of prime (the discriminator):
     picks it gives < 0.5 are skipped without a primality test (rejection sampling, Azadi et al.
     2019). Raises ValueError for a range without odd integers or primes, a count too large for

@@ -22,9 +22,11 @@ presenter.announce()  # beyond 127.0.0.1: the presenter key (optimus/app/present
 # MALLOC_ARENA_MAX=2 in the environment does the same, but a presenter types `streamlit run
 # app.py`). Every page run is a new thread, and each thread took an arena of its own (up to 8 per
 # core) whose freed pages stayed fragmented. Measured with the visitor flow of `bench app` (three
-# rounds of its eight pages): server RSS 516 MB with glibc's defaults, 366 MB with two arenas.
-# Fixing the mmap threshold too (256 KiB: 289 MB with the mapped sieve below) cost 40% more CPU
-# per sample (the page faults of mapping every working array afresh); at 32 MiB, 444 MB.
+# rounds of its eight pages): server RSS 516 MB with glibc's defaults, 366 MB with two arenas
+# from the start (MALLOC_ARENA_MAX=2; set here, after Streamlit's own threads took theirs, it
+# does less: 462 MB after `bench app`'s flow against 583 MB). Fixing the mmap threshold too
+# (256 KiB: 289 MB with the mapped sieve below) cost 40% more CPU per 10,000-sample draw (page
+# faults: every working array mapped afresh); at 32 MiB, 444 MB. README: "What a page costs".
 _M_ARENA_MAX = -8
 ARENA_MAX = 2
 

@@ -18,16 +18,16 @@ check_host()  # DNS rebinding: refuse sessions for other host names (optimus/app
 presenter.announce()  # beyond 127.0.0.1: the presenter key (optimus/app/presenter.py)
 
 
-# glibc's malloc tuned for a long-lived server of short NumPy runs (mallopt, the C library's own
-# knobs; MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ in the environment do the same, but a
-# presenter types `streamlit run app.py`). Every page run is a new thread, and each thread took
-# an arena of its own (up to 8 per core), whose freed pages stayed fragmented; and glibc raises
-# its mmap threshold each time a large array is freed (up to 32 MiB), after which NumPy's working
-# arrays land in those arenas instead of being unmapped when freed. Measured with `bench app`'s
-# visitor flow: server RSS after three rounds of the eight pages 516 MB before, 366 MB with two
-# arenas alone, and the threshold fixed keeps it flat across rounds.
-_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
-MMAP_THRESHOLD_BYTES = 256 * 1024  # arrays from 256 KiB up are mapped, and unmapped when freed
+# glibc's malloc tuned for a long-lived server of short runs (mallopt, the C library's own knob;
+# MALLOC_ARENA_MAX=2 in the environment does the same, but a presenter types `streamlit run
+# app.py`). Every page run is a new thread, and each thread took an arena of its own (up to 8 per
+# core) whose freed pages stayed fragmented. Measured with the visitor flow of `bench app` (three
+# rounds of its eight pages): server RSS 516 MB with glibc's defaults, 366 MB with two arenas
+# from the start (MALLOC_ARENA_MAX=2; set here, after Streamlit's own threads took theirs, it
+# does less: 462 MB after `bench app`'s flow against 583 MB). Fixing the mmap threshold too
+# (256 KiB: 289 MB with the mapped sieve below) cost 40% more CPU per 10,000-sample draw (page
+# faults: every working array mapped afresh); at 32 MiB, 444 MB. README: "What a page costs".
+_M_ARENA_MAX = -8
 ARENA_MAX = 2
 
 
@@ -40,7 +40,6 @@ def _tune_malloc() -> None:
     libc = _libc()
     if libc is not None:
         libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def _release_freed_memory() -> None:

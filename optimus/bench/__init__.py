@@ -3,7 +3,8 @@
 Each bench is a function `bench_<name>(quick: bool = False) -> dict` of plain numbers (JSON-ready),
 registered in BENCHES; `format_table` turns a {name: results} dict into text for the CLI. One
 module per section: primes, train (train, batch), sample, density (density, count), app (app,
-app-load), start (Start to the first batch on screen), anysize; timing holds the shared ways to time, server the Streamlit server and Chromium that
+app-load), start (the Train page's Start to the first batch on screen), anysize; timing holds
+the shared ways to time, server the Streamlit server and Chromium that
 the app sections and the browser tests drive, visitors the many-visitors scenario of
 tests/test_visitors_e2e.py, anysize the primes of any size against GMP. `train` imports TensorFlow,
 so it is loaded on first use: the CLI imports this package for every command.

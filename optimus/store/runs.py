@@ -749,10 +749,11 @@ def _hand_to_spare(command: list[str], model_dir: Path) -> subprocess.Popen | No
     there is no usable spare (none, another environment, or it exited without taking the job):
     the caller spawns the trainer cold. Called with _spawn_lock held; the spare is used once."""
     global _spare
+    if command[:3] != [sys.executable, "-m", "optimus"]:  # it runs `python -m optimus` commands only
+        return None
     spare, env = _spare, _spare_env
     _spare = None
-    if (spare is None or spare.poll() is not None or env != _trainer_env()
-            or command[:3] != [sys.executable, "-m", "optimus"]):  # it runs `python -m optimus` commands only
+    if spare is None or spare.poll() is not None or env != _trainer_env():
         if spare is not None and spare.poll() is None:
             spare.kill()
         if spare is not None:

@@ -112,6 +112,17 @@ def test_running_status_without_live_lock_reads_interrupted(tmp_path):
     assert status["state"] == "interrupted" and status["live"] is False
 
 
+def test_a_run_killed_between_its_record_and_its_checkpoint_counts_the_saved_batches(tmp_path):
+    """The live view writes a batch's status before its checkpoint: a kill in between must not
+    make Continue plan from a batch the model does not hold."""
+    path = _make_model(tmp_path, "m", batches=2,
+                       status={"run": "run-002", "state": "running", "pid": 999999, "batches_done": 2,
+                               "batches_total": 5, "model_batches": 3})
+    status = runs.read_status(path)
+    assert status["state"] == "interrupted"
+    assert (status["batches_done"], status["model_batches"], status["batches_total"]) == (1, 2, 5)
+
+
 def test_read_history_and_runs(tmp_path):
     path = _make_model(tmp_path, "m", batches=2)
     assert list(runs.read_history(path)["batch"]) == [1, 2]

@@ -373,15 +373,19 @@ def test_sigkill_at_20_random_moments_leaves_a_loadable_consistent_dir(tmp_path,
     model_dir = tmp_path / "m"
     saved_before = 0
     for kill in range(KILLS):
+        committed = checkpoint.saved_batches(model_dir) or 0
         proc = _start(model_dir, repo_root)
         try:
-            # Wait until this process has finished a batch (past start-up and tracing), then kill
-            # it at a random moment: during gradient steps, Fisher computation or a checkpoint write.
+            # Wait until this process has finished a batch (past start-up and tracing) and
+            # committed it (its status shows a batch before the consolidation and the checkpoint),
+            # then kill it at a random moment: during gradient steps, Fisher computation or a
+            # checkpoint write.
             deadline = time.time() + 300  # a hang guard, not a timing: start-up under a loaded CI takes minutes
             while time.time() < deadline:
                 try:
                     status = json.loads((model_dir / storage.STATUS).read_text())
-                    if status.get("pid") == proc.pid and status.get("batches_done", 0) >= 1:
+                    if (status.get("pid") == proc.pid and status.get("batches_done", 0) >= 1
+                            and (checkpoint.saved_batches(model_dir) or 0) > committed):
                         break
                 except (FileNotFoundError, json.JSONDecodeError):
                     pass

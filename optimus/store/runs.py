@@ -295,6 +295,13 @@ def read_status(model_dir) -> dict | None:
     if status.get("state") == "running" and holder is None:
         status["state"] = "interrupted"
         status["message"] = status.get("message") or "the training process ended without a final status"
+        # The live view shows a batch as soon as it is recorded, before its checkpoint: a kill in
+        # between leaves a status one batch past what is saved. Count the checkpointed batches,
+        # so Continue plans from what the model holds.
+        saved, model = checkpoint.saved_batches(model_dir), status.get("model_batches")
+        if isinstance(saved, int) and isinstance(model, int) and model > saved:
+            status["batches_done"] = max(0, int(status.get("batches_done") or 0) - (model - saved))
+            status["model_batches"] = saved
     return status
 
 

@@ -20,7 +20,6 @@ the job, and the loop seeds every generator itself (`keras.utils.set_random_seed
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import sys
@@ -42,7 +41,7 @@ def main() -> int:
     readable, _, _ = select.select([sys.stdin], [], [], IDLE_SECONDS)
     line = sys.stdin.readline() if readable else ""
     try:
-        job = json.loads(line)
+        job = storage.loads_json(line)
         argv, log = [str(a) for a in job["argv"]], str(job["log"])
     except (ValueError, KeyError, TypeError):
         return UNUSED

@@ -287,8 +287,9 @@ def _ask_continue(name: str, remaining: int) -> None:
     st.session_state["train_continue_request"] = {"name": name, "remaining": remaining}
 
 
-def _continue(name: str, model_dir, remaining: int) -> None:
-    """A new incremental run from the stopped model, in place (its lineage goes to the runs table)."""
+def _continue(name: str, model_dir, remaining: int) -> bool:
+    """A new incremental run from the stopped model, in place (its lineage goes to the runs table).
+    True when the trainer was launched."""
     try:
         presenter.require("continue a training run")
         pid = runs.start_training(model_dir, overrides={"batches": remaining})
@@ -301,6 +302,8 @@ def _continue(name: str, model_dir, remaining: int) -> None:
     else:
         _launched(name, pid, remaining)
         st.toast(f"Continuing {name} for {remaining:,} batches (process {pid}).", icon=":material/play_arrow:")
+        return True
+    return False
 
 
 def _number(value, fmt: str = ".3f") -> str:
@@ -342,7 +345,11 @@ def live_view(name: str, polling: bool) -> None:
     if request and request["name"] == name:
         st.progress(0.0, text=f"{name} starting: continuing for {request['remaining']:,} more batches")
         _continue_disabled(request["remaining"])
-        _continue(name, model_dir, request["remaining"])
+        if _continue(name, model_dir, request["remaining"]) and not polling:
+            # Continue was pressed in the idle view (its button reruns only this fragment, at the
+            # idle refresh): the page again, with the live refresh, or a short run could start and
+            # end between two idle refreshes without being seen.
+            st.rerun()
         status = runs.read_status(model_dir)
     elif _starting(name, status):
         launch = st.session_state["train_launch"]

@@ -2,7 +2,7 @@
 the page that shows it computes it, on the shipped models (`python -m optimus demo-figures`).
 
 The figures go to `docs/demo-figures.json`; `readme_claims(figures)` renders the sentences the
-README must contain, in the pages' own number formats, and tests/test_demo_figures.py fails
+README must contain, in the pages' own number formats, and tests/test_demo.py fails
 when the README and the figures disagree. Sections:
 
 - overview: each shipped model's figures as the Overview shows them (its saved evaluation,

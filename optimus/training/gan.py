@@ -170,7 +170,7 @@ class PrimeGAN(keras.Model):
         return {"d_loss": d_loss, "g_loss": g_loss, "g_regularizer": g_regularizer}
 
     def make_train_function(self, force: bool = False):
-        """`train_step`, compiled once per run (tests/test_retrace.py); under a strategy, run on
+        """`train_step`, compiled once per run (tests/test_gan_retrace.py); under a strategy, run on
         every replica with the metrics SUM-reduced (each replica returns its share).
 
         autograph=False (here, in online_batch and in the Fisher): the step has no Python control

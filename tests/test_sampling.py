@@ -139,3 +139,33 @@ def test_one_window_logits_for_a_layer_and_for_its_learned_sieve_at_any_size():
     sieve = sampling.learned_sieve(layer)
     on_sieve = sampling.window_logits(sieve, n0.tolist(), layer.window)
     np.testing.assert_allclose(on_sieve, on_layer, rtol=0, atol=1e-5 * max(1.0, np.abs(on_layer).max()))
+
+
+def _wide_logits_by_division(n0: np.ndarray, window: int, wide_primes, weights) -> np.ndarray:
+    """The wide logits spelled out: w_p added to every candidate n0 + 2j that p divides, the
+    primes in order (the float sums in the order `_add_wide_logits` adds them)."""
+    candidates = n0[:, None] + 2 * np.arange(window)
+    logits = np.zeros(candidates.shape)
+    for p, w in zip(wide_primes.tolist(), weights.tolist(), strict=True):
+        logits[candidates % p == 0] += w
+    return logits
+
+
+@pytest.mark.parametrize("lo, hi", [(3, 2_000), (10**6, 10**9), (2**32 - 10**5, 2**32 + 10**5),
+                                    (2**53 - 10**6, 2**53 - 100)])
+def test_wide_logits_are_the_divisions_spelled_out(lo, hi):
+    """uint32 (windows below 2**32) and uint64 paths; windows whose candidates two wide primes
+    divide (101 * 103 * k), and windows at n0 = p * k (j = 0) and ending at one (j = W - 1)."""
+    window = 16
+    wide = np.array([p for p in range(101, 3_000) if primes.is_prime(np.array([p]))[0]], dtype=np.int64)
+    weights = np.random.default_rng(0).normal(-3.0, 2.0, size=wide.size)
+    rng = np.random.default_rng(1)
+    n0 = rng.integers(lo, hi, size=3_000) | 1
+    k = lo // (101 * 103) + 1
+    n0[:4] = [101 * 103 * (2 * k + 1), 101 * 103 * (2 * k + 1) - 2 * (window - 1), 1009 * (2 * k + 1),
+              1009 * (2 * k + 1) - 2 * (window - 1)]
+    logits = np.zeros((n0.size, window))
+    sampling._add_wide_logits(logits, n0, (wide, weights))
+    expected = _wide_logits_by_division(n0, window, wide, weights)
+    assert np.array_equal(logits, expected)
+    assert (logits[:4] != 0).sum(axis=1).min() >= 1 and logits[0, 0] == expected[0, 0] != 0

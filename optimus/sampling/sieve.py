@@ -167,25 +167,39 @@ def gumbel_keys(logits: np.ndarray, rng: np.random.Generator, temperature: float
 
 def _add_wide_logits(logits: np.ndarray, n0: np.ndarray, wide) -> None:
     """Add w_p to the one candidate of each window that a wide prime p divides (in place): the
-    layer's `wide_logits` in NumPy. The candidates span [n0, top], top = n0 + 2W - 2; the
-    largest odd multiple of p up to top is q*p, q = top // p, less one if even (p is odd), and
-    p divides a candidate iff q*p >= n0 (then at j = (q*p - n0) / 2; p > W, so at most one).
-    One prime at a time, because NumPy divides an array by a scalar with libdivide, about 10x
-    faster than an elementwise int64 mod (measured on 8,192 x 3,390: 0.02 s against 0.57 s;
-    the whole function 0.21 s against 0.80 s per 20,000 windows, on the shared machine)."""
+    layer's `wide_logits` in NumPy. In halves: candidate j of the window at odd n0 is 2(h0 + j) + 1,
+    h0 = (n0 - 1) / 2, and p divides 2x + 1 iff x = k (mod p), k = (p - 1) / 2. The largest such x
+    up to the window's last half e = h0 + W - 1 is e - d, d = (e + p - k) mod p, so p divides
+    candidate j = W - 1 - d when d < W (p > W: at most one per window; the largest, as before).
+    One prime at a time, because NumPy divides an array by a scalar with libdivide (an
+    elementwise mod is about 10x slower, and np.remainder does not use libdivide), in uint32 when
+    e + p fits (7x faster than int64: 3,390 primes x 10,000 windows in about 0.03 s instead of 0.1 s
+    on the shared 2-core machine), else uint64. The weights are summed in the same order as
+    before (bincount over the primes in order), so the logits are bit-identical."""
     primes, weights = wide
     window = logits.shape[1]
-    top = n0 + (2 * window - 2)
-    index, values = [], []
-    for p, w in zip(primes.tolist(), weights.tolist(), strict=True):
-        q = top // p
-        q -= (q & 1) ^ 1
-        multiple = q * p
-        rows = np.flatnonzero(multiple >= n0)
-        index.append(rows * window + ((multiple[rows] - n0[rows]) >> 1))
-        values.append(np.full(rows.size, w))
+    if n0.size == 0 or primes.size == 0:
+        return
+    last = (n0 >> 1) + (window - 1)  # e; n0 is odd and positive, so n0 >> 1 = h0
+    dtype = np.uint32 if int(last.max()) + int(primes.max()) < 2**32 else np.uint64
+    last = last.astype(dtype)
+    shifted, rem = np.empty_like(last), np.empty_like(last)
+    hit = np.empty(last.shape, dtype=bool)
+    rows, offsets, counts = [], [], []
+    for p in primes.tolist():
+        prime = dtype(p)
+        np.add(last, dtype(p - (p - 1) // 2), out=shifted)
+        np.floor_divide(shifted, prime, out=rem)
+        np.multiply(rem, prime, out=rem)
+        np.subtract(shifted, rem, out=rem)  # d
+        np.less(rem, window, out=hit)
+        found = hit.nonzero()[0]
+        rows.append(found)
+        offsets.append(rem[found])
+        counts.append(found.size)
+    index = np.concatenate(rows) * window + (window - 1) - np.concatenate(offsets).astype(np.int64)
     flat = logits.reshape(-1)
-    flat += np.bincount(np.concatenate(index), weights=np.concatenate(values), minlength=flat.size)
+    flat += np.bincount(index, weights=np.repeat(weights, counts), minlength=flat.size)
 
 
 def _window_logits(tables, n0: np.ndarray) -> np.ndarray:

@@ -328,10 +328,13 @@ class Dense(Layer):
         non-zeros' column indices and values in slots (padded with a zero row of the kernel),
         then one small product per row: 10,000 rows through the seed discriminator's 1,229 x
         1,000 kernel in 0.07 s against 0.26 s for the dense product (float32, sums in another
-        order: within 1e-6)."""
-        flat = np.flatnonzero(x)
-        if flat.size * 16 > x.size or flat.size == 0:
+        order: within 1e-6). The count comes first: listing the non-zeros of a dense hidden
+        layer's output (the seed discriminator's 1,000 sigmoid units) only to refuse them cost
+        more than the dense product it decided on."""
+        nonzero = np.count_nonzero(x)
+        if nonzero * 16 > x.size or nonzero == 0:
             return None
+        flat = np.flatnonzero(x)
         rows, cols = np.divmod(flat, x.shape[1])
         counts = np.bincount(rows, minlength=x.shape[0])
         rank = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)

@@ -340,11 +340,11 @@ def test_tests_per_prime_chart():
 
     lo, hi, _ = A.size_range(digits=40)
     summary = A.sample_any(sieve(), lo, hi, 20, seed=1, primes_only=True).summary
-    spec = charts.tests_per_prime_chart(summary).to_dict()
+    spec = charts.tests_per_prime_chart(summary)
     values = spec["datasets"][next(iter(spec["datasets"]))]
     assert [v["method"] for v in values] == list(charts.TESTS_SERIES)
     assert values[1]["tests"] == summary["tests_per_prime"] and "saves" in spec["title"]
-    empty = charts.tests_per_prime_chart({**summary, "tests_per_prime": None}).to_dict()
+    empty = charts.tests_per_prime_chart({**summary, "tests_per_prime": None})
     assert "no prime found" in str(empty)
 
 

@@ -25,6 +25,18 @@ def _history(n=5):
     })
 
 
+def _valid(spec: dict) -> dict:
+    """`spec`, a chart the pages send as a plain dict, checked against the Vega-Lite schema
+    (what Altair's to_dict checks), and as the JSON the browser gets (no NaN)."""
+    from altair.utils.schemapi import validate_jsonschema
+    from altair.vegalite.v6.schema import core
+
+    schema = core.load_schema()
+    validate_jsonschema(spec, schema, rootschema=schema)
+    json.dumps(spec, allow_nan=False)
+    return spec
+
+
 def _layers(spec):
     """Every single-view spec inside a (possibly nested / faceted) spec."""
     if "layer" in spec:
@@ -73,7 +85,7 @@ def test_history_charts_empty(builder):
 def test_output_histogram_log_bins_and_density_curve():
     n = [10**6 + 2 * i + 1 for i in range(0, 2000, 7)] + [10**8 + 1, 10**8 + 7]
     samples = pd.DataFrame({"n": n, "is_prime": [i % 3 == 0 for i in range(len(n))]})
-    spec = charts.output_histogram(samples, bins=12).to_dict()
+    spec = _valid(charts.output_histogram(samples, bins=12))
     bars, lines = list(_layers(spec))
     assert bars["mark"]["type"] == "bar" and bars["encoding"]["x"]["scale"]["type"] == "log"
     assert bars["encoding"]["x2"]["field"] == "bin_hi"
@@ -92,7 +104,7 @@ def test_output_histogram_bins_are_the_magnitude_bins():
 
     n = [10 + 2 * i + 1 for i in range(0, 5000, 3)] + [10**6 + 1]
     samples = pd.DataFrame({"n": n, "is_prime": [False] * len(n)})
-    spec = charts.output_histogram(samples, bins=5).to_dict()
+    spec = _valid(charts.output_histogram(samples, bins=5))
     bars = next(iter(_layers(spec)))
     rows = spec["datasets"][bars["data"]["name"]]
     edges, index = magnitude_bins(np.array(n), 5)
@@ -103,7 +115,7 @@ def test_output_histogram_bins_are_the_magnitude_bins():
 def test_residue_chart_two_models_highlights_zero():
     rows = [{"model": m, "p": p, "residue": r, "share": (0.0 if r == 0 and m == "default" else 1 / p)}
             for m in ("default", "seed") for p in (3, 5, 7) for r in range(p)]
-    spec = charts.residue_chart(pd.DataFrame(rows)).to_dict()
+    spec = _valid(charts.residue_chart(pd.DataFrame(rows)))
     assert spec["facet"]["column"]["field"] == "model"
     assert spec["facet"]["column"]["sort"] == ["default", "seed"]
     cells, zero = list(_layers(spec))
@@ -119,13 +131,13 @@ def test_residue_chart_two_models_highlights_zero():
 def test_model_comparison_chart():
     table = pd.DataFrame({"model": ["default", "seed"], "hit_rate": [0.3, 0.1], "baseline": [0.1, 0.1],
                           "distinct_prime_rate": [0.3, 0.1]})
-    spec = charts.model_comparison_chart(table).to_dict()
+    spec = _valid(charts.model_comparison_chart(table))
     assert spec["encoding"]["xOffset"]["field"] == "model"
     assert spec["encoding"]["x"]["field"] == "metric"
 
 
 def test_confusion_heatmap():
-    spec = charts.confusion_heatmap({"tp": 5, "fp": 2, "fn": 1, "tn": 92}).to_dict()
+    spec = _valid(charts.confusion_heatmap({"tp": 5, "fp": 2, "fn": 1, "tn": 92}))
     rows = next(iter(spec["datasets"].values()))
     assert {(r["actual"], r["predicted"]): r["count"] for r in rows} == {
         ("prime", "prime"): 5, ("prime", "not prime"): 1, ("not prime", "prime"): 2, ("not prime", "not prime"): 92}
@@ -141,7 +153,7 @@ def _roc_rows(spec, model_prefix):
 def test_roc_chart_two_models_and_diagonal():
     rocs = {"default": {"fpr": [0, 0.1, 1], "tpr": [0, 0.9, 1], "threshold": [None, 0.5, 0]},
             "seed": {"fpr": [0, 1], "tpr": [0, 1], "threshold": [None, 0]}}
-    spec = charts.roc_chart(rocs, {"default": 0.95, "seed": 0.5}).to_dict()
+    spec = _valid(charts.roc_chart(rocs, {"default": 0.95, "seed": 0.5}))
     diagonal, *curves = list(_layers(spec))
     assert diagonal["mark"]["strokeDash"] == [4, 4]
     assert len(curves) == 2  # one layer per model: the picked one (default) drawn last, on top
@@ -165,7 +177,7 @@ def test_roc_of_a_constant_classifier_is_the_diagonal():
     assert metrics.roc_auc(truth, np.full(len(truth), 0.61)) == 0.5
     perfect = metrics.roc_curve(truth, truth.astype(float))
     assert list(zip(perfect["fpr"], perfect["tpr"], strict=True)) == [(0, 0), (0, 1), (1, 1)]
-    spec = charts.roc_chart({"default": perfect, "seed": roc}, {"default": 1.0, "seed": 0.5}).to_dict()
+    spec = _valid(charts.roc_chart({"default": perfect, "seed": roc}, {"default": 1.0, "seed": 0.5}))
     seed = sorted(_roc_rows(spec, "seed"), key=lambda r: r["step"])
     assert [(r["fpr"], r["tpr"]) for r in seed] == [(0, 0), (1, 1)]
     default = sorted(_roc_rows(spec, "default"), key=lambda r: r["step"])
@@ -194,7 +206,7 @@ def test_roc_ties_are_diagonal_segments_and_area_matches_auc():
     # one class only: no curve, and the chart names the model instead of drawing a false line
     empty = metrics.roc_curve(np.zeros(5, bool), np.linspace(0, 1, 5))
     assert empty["fpr"] == []
-    spec = charts.roc_chart({"x": empty}, {"x": float("nan")}).to_dict()
+    spec = _valid(charts.roc_chart({"x": empty}, {"x": float("nan")}))
     assert [r["model"] for r in _roc_rows(spec, "x")] == ["x (one class: no ROC)"]
 
 
@@ -216,7 +228,7 @@ def test_accuracy_by_magnitude_chart():
     rows = pd.DataFrame({"model": ["default", "default", "seed", "seed"], "bin_lo": [1e6, 1e7, 1e6, 1e7],
                          "bin_hi": [1e7, 1e8, 1e7, 1e8], "count": [10, 10, 10, 10],
                          "accuracy": [0.9, 0.8, 0.5, 0.5], "balanced_accuracy": [0.9, 0.85, 0.5, 0.5]})
-    spec = charts.accuracy_by_magnitude_chart(rows).to_dict()
+    spec = _valid(charts.accuracy_by_magnitude_chart(rows))
     line = next(iter(_layers(spec)))
     assert line["encoding"]["y"]["field"] == "balanced_accuracy"
     assert line["encoding"]["x"]["scale"]["type"] == "log"
@@ -241,7 +253,7 @@ def test_balanced_accuracy_of_a_one_class_bin_is_a_gap_not_zero():
     mixed = [r for r in rows if 0 < r["prime_share"] < 1]
     assert mixed and all(r["balanced_accuracy"] == 0.5 for r in mixed)  # constant: 0.5 where both classes
     frame = pd.DataFrame([{"model": "seed", **r} for r in rows])
-    spec = charts.accuracy_by_magnitude_chart(frame).to_dict()
+    spec = _valid(charts.accuracy_by_magnitude_chart(frame))
     line = next(iter(_layers(spec)))
     assert line["mark"]["invalid"] == "break-paths-filter-domains"
     values = [r["balanced_accuracy"] for r in spec["datasets"][spec["data"]["name"]]] if "data" in spec else [
@@ -386,3 +398,31 @@ def test_altair_class_table_built_once_equals_altairs_own():
         if tp._schema is not None:
             fresh[schemapi._FromDict.hash_schema(tp._schema)].append(tp)
     assert {k: v for k, v in first.class_dict.items() if v} == dict(fresh)
+
+
+def test_records_are_json_rows_with_null_for_nan():
+    rows = charts._records({"a": np.array([1, 2]), "b": pd.Series([0.5, float("nan")]), "c": ["x", None]})
+    assert rows == [{"a": 1, "b": 0.5, "c": "x"}, {"a": 2, "b": None, "c": None}]
+    assert type(rows[0]["a"]) is int and json.dumps(rows, allow_nan=False)
+
+
+def test_roc_chart_with_a_model_without_a_curve_sends_no_nan():
+    """Three models, one with one class only: its row has no rates, and the others' first
+    vertex (threshold None) goes to the browser as null (Altair's frame sent NaN, not JSON)."""
+    rocs = {"default": {"fpr": [0, 0.5, 1], "tpr": [0, 1, 1], "threshold": [None, 0.7, 0.1]},
+            "seed": {"fpr": [0, 1], "tpr": [0, 1], "threshold": [None, 0.5]},
+            "empty": {"fpr": [], "tpr": [], "threshold": []}}
+    spec = _valid(charts.roc_chart(rocs, {"default": 1.0, "seed": 0.5, "empty": float("nan")}))
+    assert [r["threshold"] for r in _roc_rows(spec, "default")] == [None, 0.7, 0.1]
+    assert [(r["fpr"], r["tpr"]) for r in _roc_rows(spec, "empty")] == [(None, None)]
+    curves = list(_layers(spec))[1:]
+    assert [c["encoding"]["color"]["scale"]["range"] for c in curves][0] == ["#6c3bd1", "#9e9e9e", "#2a9d8f"]
+    assert spec["datasets"][curves[-1]["data"]["name"]][0]["model"].startswith("default")  # picked: on top
+
+
+def test_tests_per_prime_chart_is_valid():
+    summary = {"tests_per_prime": 5.0, "random_odd_tests_per_prime": 100.0, "sieve_tests_per_prime": 10.0,
+               "density_exact": False}
+    spec = _valid(charts.tests_per_prime_chart(summary))
+    assert [r["method"] for r in spec["datasets"][spec["data"]["name"]]] == list(charts.TESTS_SERIES)
+    assert _valid(charts.tests_per_prime_chart({**summary, "tests_per_prime": None}))["mark"]["type"] == "text"

@@ -1,8 +1,9 @@
 """Altair chart builders for the app: small pure functions from data to a chart spec.
 
 Each function takes plain data (a pandas DataFrame, a dict or a list of numbers) and returns an
-`altair` chart; nothing here reads files, imports Streamlit or TensorFlow, or computes primes,
-so every chart can be built and checked in a unit test with `chart.to_dict()`.
+`altair` chart, or (the Sample and Discriminator pages' charts) the Vega-Lite dict itself; nothing
+here reads files, imports Streamlit or TensorFlow, or computes primes, so every chart can be built
+and checked in a unit test (`chart.to_dict()`, or the dict against the Vega-Lite schema).
 """
 
 from __future__ import annotations
@@ -74,9 +75,7 @@ def spec(chart) -> dict:
 def _model_scale(models) -> alt.Scale:
     """A colour scale that gives `default` and `seed` their fixed colours."""
     names = list(dict.fromkeys(models))
-    palette = ["#2a9d8f", "#e9c46a", "#264653", "#f4a261", "#8ab17d"]
-    extra = iter(palette * 4)
-    return alt.Scale(domain=names, range=[MODEL_COLORS.get(m) or next(extra) for m in names])
+    return alt.Scale(domain=names, range=_model_colors(names))
 
 
 def _empty(message: str) -> alt.Chart:
@@ -158,10 +157,53 @@ def balanced_accuracy_chart(history: pd.DataFrame) -> alt.Chart:
     )
 
 
+# --- plain Vega-Lite dicts ----------------------------------------------------------------
+# The Sample and Discriminator pages' charts are built as the Vega-Lite dicts Altair's to_dict
+# gave for them, without Altair: building and serialising an Altair chart (deep copies, a schema
+# look-up per shorthand, a DataFrame sanitised per layer) took 17-25 ms of the server's CPU per
+# chart, for a chart of a few dozen rows. tests/test_charts.py validates each against the
+# Vega-Lite schema.
+
+
+def _q(field: str, **props) -> dict:
+    return {"field": field, "type": "quantitative", **props}
+
+
+def _n(field: str, **props) -> dict:
+    return {"field": field, "type": "nominal", **props}
+
+
+def _o(field: str, **props) -> dict:
+    return {"field": field, "type": "ordinal", **props}
+
+
+def _records(columns: dict) -> list[dict]:
+    """Rows from equal-length columns, as JSON: NumPy scalars as Python numbers, NaN as null."""
+    names = list(columns)
+    values = []
+    for name in names:
+        column = columns[name]
+        column = column.tolist() if isinstance(column, (np.ndarray, pd.Series)) else list(column)
+        values.append([None if isinstance(v, float) and v != v else v for v in column])
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def _empty_spec(message: str) -> dict:
+    """`_empty` as a dict: a chart that only says why there is nothing to draw."""
+    return {"data": {"values": [{"text": message}]}, "mark": {"type": "text", "color": "#888", "size": 14},
+            "encoding": {"text": _n("text")}, "height": 60, "width": WIDTH}
+
+
+def _model_colors(models) -> list[str]:
+    """`default` and `seed` in their fixed colours, other models from a palette, in order."""
+    palette = iter(["#2a9d8f", "#e9c46a", "#264653", "#f4a261", "#8ab17d"] * 4)
+    return [MODEL_COLORS.get(m) or next(palette) for m in dict.fromkeys(models)]
+
+
 # --- the generator's outputs ------------------------------------------------------------
 
 
-def output_histogram(samples: pd.DataFrame, bins: int | None = None) -> alt.Chart:
+def output_histogram(samples: pd.DataFrame, bins: int | None = None) -> dict:
     """Outputs per magnitude bin (log bins), with the prime share among them and the chance curve.
 
     `samples` has columns `n` and `is_prime`. Bars: outputs per bin (left axis). Lines (right
@@ -170,69 +212,51 @@ def output_histogram(samples: pd.DataFrame, bins: int | None = None) -> alt.Char
     that size would give.
     """
     if samples.empty:
-        return _empty("no samples")
+        return _empty_spec("no samples")
     if bins is None:  # about 4 outputs per bin's prime share at least, at most 30 bins
         bins = int(min(30, max(5, math.sqrt(len(samples)) / 2)))
     edges, index = magnitude_bins(samples["n"].to_numpy(dtype=np.int64), bins)  # the one log binning
     bins = len(edges) - 1  # fewer where the outputs span fewer integers
-    grouped = (
-        pd.DataFrame({"bin": index, "is_prime": samples["is_prime"].astype(bool).to_numpy()})
-        .groupby("bin", observed=True)["is_prime"]
-        .agg(["size", "mean"])
-        .reindex(range(bins), fill_value=0)
-    )
-    table = pd.DataFrame(
-        {
-            "bin_lo": edges[:-1],
-            "bin_hi": edges[1:],
-            "outputs": grouped["size"].to_numpy(),
-            "prime share": grouped["mean"].where(grouped["size"] > 0).to_numpy(),
-        }
-    )
-    table["mid"] = [math.sqrt(a * b) for a, b in zip(table["bin_lo"], table["bin_hi"], strict=True)]
-    table["chance (2 / ln x)"] = [min(1.0, 2.0 / math.log(m)) if m > math.e else 1.0 for m in table["mid"]]
-    x_scale = alt.Scale(type="log")
-    bars = (
-        alt.Chart(table)
-        .mark_bar(opacity=0.55, color="#6c3bd1")
-        .encode(
-            x=alt.X("bin_lo:Q", title="output n (log scale)", scale=x_scale),
-            x2="bin_hi:Q",
-            y=alt.Y("outputs:Q", title="outputs per bin"),
-            y2=alt.datum(0),  # without it a bar with x and x2 is a horizontal range
-            tooltip=[
-                alt.Tooltip("bin_lo:Q", format=",.0f", title="from"),
-                alt.Tooltip("bin_hi:Q", format=",.0f", title="to"),
-                "outputs:Q",
-                alt.Tooltip("prime share:Q", format=".3f"),
-            ],
-        )
-    )
-    shares = table.melt(
-        id_vars=["mid"], value_vars=["prime share", "chance (2 / ln x)"], var_name="curve", value_name="share"
-    ).dropna()
-    lines = (
-        alt.Chart(shares)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("mid:Q", scale=x_scale),
-            y=alt.Y("share:Q", title="share prime", axis=alt.Axis(format="%")),
-            color=alt.Color(
-                "curve:N",
-                title=None,
-                scale=alt.Scale(domain=["prime share", "chance (2 / ln x)"], range=["#2a9d8f", CHANCE_COLOR]),
-            ),
-            tooltip=[alt.Tooltip("mid:Q", format=",.0f", title="x"), "curve:N", alt.Tooltip("share:Q", format=".3f")],
-        )
-    )
-    return (
-        alt.layer(bars, lines)
-        .resolve_scale(y="independent")
-        .properties(title="Outputs over magnitude", width=WIDTH, height=HEIGHT + 40)
-    )
+    outputs = np.bincount(index, minlength=bins)
+    primes_in = np.bincount(index, weights=samples["is_prime"].to_numpy(dtype=bool), minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(outputs > 0, primes_in / outputs, np.nan)
+    mid = [math.sqrt(a * b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    chance = [min(1.0, 2.0 / math.log(m)) if m > math.e else 1.0 for m in mid]
+    table = _records({"bin_lo": edges[:-1], "bin_hi": edges[1:], "outputs": outputs, "prime share": share,
+                      "mid": mid, "chance (2 / ln x)": chance})
+    curves = [{"mid": r["mid"], "curve": "prime share", "share": r["prime share"]}
+              for r in table if r["prime share"] is not None]
+    curves += [{"mid": m, "curve": "chance (2 / ln x)", "share": c} for m, c in zip(mid, chance, strict=True)]
+    x_scale = {"type": "log"}
+    bars = {
+        "data": {"name": "bins"},
+        "mark": {"type": "bar", "color": "#6c3bd1", "opacity": 0.55},
+        "encoding": {
+            "tooltip": [_q("bin_lo", format=",.0f", title="from"), _q("bin_hi", format=",.0f", title="to"),
+                        _q("outputs"), _q("prime share", format=".3f")],
+            "x": _q("bin_lo", scale=x_scale, title="output n (log scale)"),
+            "x2": {"field": "bin_hi"},
+            "y": _q("outputs", title="outputs per bin"),
+            "y2": {"datum": 0},  # without it a bar with x and x2 is a horizontal range
+        },
+    }
+    lines = {
+        "data": {"name": "curves"},
+        "mark": {"type": "line", "point": True},
+        "encoding": {
+            "color": _n("curve", scale={"domain": ["prime share", "chance (2 / ln x)"],
+                                        "range": ["#2a9d8f", CHANCE_COLOR]}, title=None),
+            "tooltip": [_q("mid", format=",.0f", title="x"), _n("curve"), _q("share", format=".3f")],
+            "x": _q("mid", scale=x_scale),
+            "y": _q("share", axis={"format": "%"}, title="share prime"),
+        },
+    }
+    return {"layer": [bars, lines], "height": HEIGHT + 40, "resolve": {"scale": {"y": "independent"}},
+            "title": "Outputs over magnitude", "width": WIDTH, "datasets": {"bins": table, "curves": curves}}
 
 
-def residue_chart(residues: pd.DataFrame) -> alt.Chart:
+def residue_chart(residues: pd.DataFrame) -> dict:
     """"What the network learned": share of outputs in each residue class mod small primes.
 
     `residues` has columns model, p, residue, share (one row per model, prime and residue).
@@ -242,66 +266,71 @@ def residue_chart(residues: pd.DataFrame) -> alt.Chart:
     that learned divisibility by p leaves that cell near 0.
     """
     if residues.empty:
-        return _empty("no outputs")
-    data = residues.copy()
-    data["vs_chance"] = data["share"] * data["p"]
-    data["class"] = data["residue"].map(lambda r: "0: multiple of p" if r == 0 else "non-zero")
-    models = list(dict.fromkeys(data["model"]))
-    primes = sorted(int(p) for p in data["p"].unique())
-    base = alt.Chart().encode(
-        x=alt.X("residue:O", title="n mod p", axis=alt.Axis(labelAngle=0, labelFontSize=9)),
-        y=alt.Y("p:O", title="p", sort=primes, axis=alt.Axis(labelOverlap=False)),
-    )
-    cells = base.mark_rect().encode(
-        color=alt.Color(
-            "vs_chance:Q",
-            title=["share / chance", "(1 = random)"],
-            scale=alt.Scale(scheme="purpleorange", domain=[0, 2], domainMid=1, clamp=True, reverse=True),
-        ),
-        tooltip=["model:N", "p:O", "residue:O", "class:N", alt.Tooltip("share:Q", format=".2%"),
-                 alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance")],
-    )
-    zero = (
-        base.transform_filter(alt.datum.residue == 0)
-        .mark_rect(fill=None, stroke=CHANCE_COLOR, strokeWidth=2)
-    )
-    return (
-        alt.layer(cells, zero, data=data)
-        .properties(width=alt.Step(13 if len(models) <= 2 else 8), height=alt.Step(18))
-        .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
-        .properties(title="Share of outputs per residue class, relative to chance (residue 0 outlined)")
-    )
+        return _empty_spec("no outputs")
+    p, residue, share = (residues[c].to_numpy() for c in ("p", "residue", "share"))
+    rows = _records({"model": residues["model"], "p": p, "residue": residue, "share": share,
+                     "vs_chance": share * p,
+                     "class": np.where(residue == 0, "0: multiple of p", "non-zero")})
+    models = list(dict.fromkeys(residues["model"]))
+    primes = sorted(int(v) for v in np.unique(p))
+    position = {
+        "x": _o("residue", axis={"labelAngle": 0, "labelFontSize": 9}, title="n mod p"),
+        "y": _o("p", axis={"labelOverlap": False}, sort=primes, title="p"),
+    }
+    cells = {
+        "mark": {"type": "rect"},
+        "encoding": {
+            "color": _q("vs_chance", scale={"clamp": True, "domain": [0, 2], "domainMid": 1, "reverse": True,
+                                            "scheme": "purpleorange"},
+                        title=["share / chance", "(1 = random)"]),
+            "tooltip": [_n("model"), _o("p"), _o("residue"), _n("class"), _q("share", format=".2%"),
+                        _q("vs_chance", format=".2f", title="share / chance")],
+            **position,
+        },
+    }
+    zero = {"mark": {"type": "rect", "fill": None, "stroke": CHANCE_COLOR, "strokeWidth": 2},
+            "encoding": position, "transform": [{"filter": "(datum.residue === 0)"}]}
+    return {
+        "data": {"name": "residues"},
+        "facet": {"column": _n("model", header={"labelFontSize": 13}, sort=models, title=None)},
+        "spec": {"layer": [cells, zero], "height": {"step": 18}, "width": {"step": 13 if len(models) <= 2 else 8}},
+        "title": "Share of outputs per residue class, relative to chance (residue 0 outlined)",
+        "datasets": {"residues": rows},
+    }
 
 
 def model_comparison_chart(table: pd.DataFrame,
-                           metrics=("hit_rate", "distinct_prime_rate", "baseline")) -> alt.Chart:
+                           metrics=("hit_rate", "distinct_prime_rate", "baseline")) -> dict:
     """Grouped bars of a few generator metrics for several models.
 
     `table` has a `model` column and one column per metric.
     """
     present = [m for m in metrics if m in table.columns]
     if table.empty or not present:
-        return _empty("nothing to compare")
-    long = table[["model", *present]].melt("model", var_name="metric", value_name="value")
+        return _empty_spec("nothing to compare")
     models = list(dict.fromkeys(table["model"]))
-    return (
-        alt.Chart(long)
-        .mark_bar()
-        .encode(
-            x=alt.X("metric:N", title=None, sort=list(present), axis=alt.Axis(labelAngle=0)),
-            xOffset=alt.XOffset("model:N", sort=models),
-            y=alt.Y("value:Q", title=None),
-            color=alt.Color("model:N", scale=_model_scale(models)),
-            tooltip=["model:N", "metric:N", alt.Tooltip("value:Q", format=".4f")],
-        )
-        .properties(title="Models side by side", width=WIDTH, height=HEIGHT)
-    )
+    rows = [{"model": model, "metric": metric, "value": value}
+            for metric in present for model, value in zip(table["model"], table[metric].tolist(), strict=True)]
+    return {
+        "data": {"name": "metrics"},
+        "mark": {"type": "bar"},
+        "encoding": {
+            "color": _n("model", scale={"domain": models, "range": _model_colors(models)}),
+            "tooltip": [_n("model"), _n("metric"), _q("value", format=".4f")],
+            "x": _n("metric", axis={"labelAngle": 0}, sort=list(present), title=None),
+            "xOffset": _n("model", sort=models),
+            "y": _q("value", title=None),
+        },
+        "height": HEIGHT, "title": "Models side by side", "width": WIDTH,
+        "datasets": {"metrics": _records({"model": [r["model"] for r in rows], "metric": [r["metric"] for r in rows],
+                                          "value": [r["value"] for r in rows]})},
+    }
 
 
 # --- the discriminator ------------------------------------------------------------------
 
 
-def confusion_heatmap(confusion: dict) -> alt.Chart:
+def confusion_heatmap(confusion: dict) -> dict:
     """2 x 2 heatmap of {tp, fp, fn, tn}, actual (sympy) in rows, predicted in columns."""
     cells = [
         ("prime", "prime", "tp"),
@@ -309,116 +338,110 @@ def confusion_heatmap(confusion: dict) -> alt.Chart:
         ("not prime", "prime", "fp"),
         ("not prime", "not prime", "tn"),
     ]
-    data = pd.DataFrame(
-        [{"actual": a, "predicted": p, "cell": c.upper(), "count": int(confusion.get(c, 0))} for a, p, c in cells]
-    )
-    total = max(int(data["count"].sum()), 1)
-    data["share"] = data["count"] / total
-    data["label"] = [f"{c}: {k:,}" for c, k in zip(data["cell"], data["count"], strict=True)]
+    counts = [int(confusion.get(c, 0)) for _, _, c in cells]
+    total = max(sum(counts), 1)
+    rows = [{"actual": a, "predicted": p, "cell": c.upper(), "count": k, "share": k / total,
+             "label": f"{c.upper()}: {k:,}"} for (a, p, c), k in zip(cells, counts, strict=True)]
     order = ["prime", "not prime"]
-    base = alt.Chart(data).encode(
-        x=alt.X("predicted:N", sort=order, title="predicted (discriminator)", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("actual:N", sort=order, title="actual (sympy)"),
-    )
-    heat = base.mark_rect().encode(
-        color=alt.Color("count:Q", scale=alt.Scale(scheme="purples"), legend=None),
-        tooltip=["actual:N", "predicted:N", "count:Q", alt.Tooltip("share:Q", format=".2%")],
-    )
-    text = base.mark_text(fontSize=16).encode(
-        text="label:N",
-        color=alt.condition(alt.datum.share > 0.4, alt.value("white"), alt.value("black")),
-    )
-    return (heat + text).properties(title="Confusion matrix", width=WIDTH, height=HEIGHT)
+    position = {
+        "x": _n("predicted", axis={"labelAngle": 0}, sort=order, title="predicted (discriminator)"),
+        "y": _n("actual", sort=order, title="actual (sympy)"),
+    }
+    heat = {"mark": {"type": "rect"},
+            "encoding": {"color": _q("count", legend=None, scale={"scheme": "purples"}),
+                         "tooltip": [_n("actual"), _n("predicted"), _q("count"), _q("share", format=".2%")],
+                         **position}}
+    text = {"mark": {"type": "text", "fontSize": 16},
+            "encoding": {"color": {"condition": {"test": "(datum.share > 0.4)", "value": "white"}, "value": "black"},
+                         "text": _n("label"), **position}}
+    return {"layer": [heat, text], "data": {"name": "confusion"}, "height": HEIGHT, "title": "Confusion matrix",
+            "width": WIDTH, "datasets": {"confusion": rows}}
 
 
-def roc_frame(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> pd.DataFrame:
-    """One row per ROC vertex: model (its legend label, with the AUC), step (the vertex's order
-    along the curve), fpr, tpr, threshold. A model whose curve is empty (one class only) keeps one
-    row with no rates, so its label still names it in the legend."""
-    frames = []
-    for model, roc in rocs.items():
-        label = model
-        if aucs and model in aucs and aucs[model] == aucs[model]:
-            label = f"{model} (AUC {aucs[model]:.3f})"
-        elif not roc["fpr"]:
-            label = f"{model} (one class: no ROC)"
-        fpr = list(roc["fpr"]) or [None]
-        frames.append(pd.DataFrame({
-            "model": label, "step": range(len(fpr)), "fpr": fpr, "tpr": list(roc["tpr"]) or [None],
-            "threshold": list(roc.get("threshold") or [None] * len(fpr)),
-        }))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["model", "step", "fpr", "tpr", "threshold"])
+def roc_label(model: str, roc: dict, aucs: dict[str, float] | None) -> str:
+    """A model's legend label: its name with its AUC, or why it has no curve."""
+    if aucs and model in aucs and aucs[model] == aucs[model]:
+        return f"{model} (AUC {aucs[model]:.3f})"
+    if not roc["fpr"]:
+        return f"{model} (one class: no ROC)"
+    return model
 
 
-def roc_chart(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> alt.Chart:
+def roc_chart(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> dict:
     """ROC curves, one per model: `rocs` maps a model name to `metrics.roc_curve`'s {fpr, tpr,
     threshold}. Vertices are joined by straight lines in their order along the curve (`step`):
     tied scores are a diagonal segment, so a constant classifier draws the chance diagonal (a
     step-after line drew it as a perfect classifier's corner). The curves are drawn over the
-    dashed chance line, each model in its fixed colour, the first model (the one picked) on top."""
-    data = roc_frame(rocs, aucs)
-    if data.empty:
-        return _empty("no ROC curve")
-    labels = list(dict.fromkeys(data["model"]))
-    names = list(rocs)
-    scale = alt.Scale(domain=labels, range=list(_model_scale(names).range))
-    def curve(label: str) -> alt.Chart:
-        return (
-            alt.Chart(data[data["model"] == label])
-            .mark_line(strokeWidth=2.5, point=alt.OverlayMarkDef(size=18, filled=True),
-                       invalid="break-paths-filter-domains")
-            .encode(
-                x=alt.X("fpr:Q", title="false positive rate", scale=alt.Scale(domain=[0, 1])),
-                y=alt.Y("tpr:Q", title="true positive rate (recall)", scale=alt.Scale(domain=[0, 1])),
+    dashed chance line, each model in its fixed colour, the first model (the one picked) on top.
+    A model whose curve is empty (one class only) keeps one row with no rates, so its label
+    still names it in the legend."""
+    if not rocs:
+        return _empty_spec("no ROC curve")
+    labels = [roc_label(model, roc, aucs) for model, roc in rocs.items()]
+    datasets = {"chance": [{"fpr": 0, "tpr": 0}, {"fpr": 1, "tpr": 1}]}
+    color = _n("model", legend={"labelLimit": 240}, scale={"domain": labels, "range": _model_colors(rocs)},
+               title=None)
+    curves = []
+    # one layer per model, the picked one (first) drawn last: on top where the curves meet
+    for i, (label, roc) in reversed(list(enumerate(zip(labels, rocs.values(), strict=True)))):
+        fpr = list(roc["fpr"]) or [None]
+        datasets[f"roc-{i}"] = _records({"model": [label] * len(fpr), "step": range(len(fpr)), "fpr": fpr,
+                                         "tpr": list(roc["tpr"]) or [None],
+                                         "threshold": list(roc.get("threshold") or [None] * len(fpr))})
+        curves.append({
+            "data": {"name": f"roc-{i}"},
+            "mark": {"type": "line", "invalid": "break-paths-filter-domains", "point": {"filled": True, "size": 18},
+                     "strokeWidth": 2.5},
+            "encoding": {
                 # legend on the right: below the plot it took the height the plot needs (Streamlit
                 # fits the whole chart, legend included, into the spec's height)
-                color=alt.Color("model:N", title=None, scale=scale, legend=alt.Legend(labelLimit=240)),
-                order=alt.Order("step:Q"),
-                tooltip=["model:N", alt.Tooltip("threshold:Q", format=".4f", title="threshold (score >=)"),
-                         alt.Tooltip("fpr:Q", format=".3f"), alt.Tooltip("tpr:Q", format=".3f")],
-            )
-        )
-
-    diagonal = (
-        alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]}))
-        .mark_line(strokeDash=[4, 4], color=CHANCE_COLOR, strokeWidth=1.5)
-        .encode(x="fpr:Q", y="tpr:Q")
-    )
-    # one layer per model, the picked one (first) drawn last: on top where the curves meet
-    return alt.layer(diagonal, *(curve(label) for label in labels[::-1])).properties(
-        title="ROC curve (dashed: chance)", width=WIDTH, height=HEIGHT + 40, padding=TITLE_PADDING)
+                "color": color,
+                "order": _q("step"),
+                "tooltip": [_n("model"), _q("threshold", format=".4f", title="threshold (score >=)"),
+                            _q("fpr", format=".3f"), _q("tpr", format=".3f")],
+                "x": _q("fpr", scale={"domain": [0, 1]}, title="false positive rate"),
+                "y": _q("tpr", scale={"domain": [0, 1]}, title="true positive rate (recall)"),
+            },
+        })
+    diagonal = {"data": {"name": "chance"},
+                "mark": {"type": "line", "color": CHANCE_COLOR, "strokeDash": [4, 4], "strokeWidth": 1.5},
+                "encoding": {"x": _q("fpr"), "y": _q("tpr")}}
+    return {"layer": [diagonal, *curves], "height": HEIGHT + 40, "padding": TITLE_PADDING,
+            "title": "ROC curve (dashed: chance)", "width": WIDTH, "datasets": datasets}
 
 
-def accuracy_by_magnitude_chart(rows: pd.DataFrame, metric: str = "balanced_accuracy") -> alt.Chart:
+def accuracy_by_magnitude_chart(rows: pd.DataFrame, metric: str = "balanced_accuracy") -> dict:
     """Accuracy per magnitude bin, one line per model.
 
     `rows` has columns model, bin_lo, bin_hi, count and `metric` (accuracy or balanced_accuracy).
     """
     if rows.empty or metric not in rows.columns:
-        return _empty("no magnitude bins")
-    data = rows.copy()
-    data["mid"] = [math.sqrt(max(a, 1) * max(b, 1)) for a, b in zip(data["bin_lo"], data["bin_hi"], strict=True)]
-    models = list(dict.fromkeys(data["model"]))
-    log = float(data["bin_hi"].max()) >= 10 * max(float(data["bin_lo"].min()), 1.0)
+        return _empty_spec("no magnitude bins")
+    lo, hi = rows["bin_lo"].to_numpy(dtype=np.float64), rows["bin_hi"].to_numpy(dtype=np.float64)
+    mid = np.sqrt(np.maximum(lo, 1) * np.maximum(hi, 1))
+    models = list(dict.fromkeys(rows["model"]))
+    log = float(hi.max()) >= 10 * max(float(lo.min()), 1.0)
     # NaN (a bin with one class: balanced accuracy undefined) breaks the line: a gap, not a 0
-    data[metric] = data[metric].astype("float64")
-    chart = (
-        alt.Chart(data)
-        .mark_line(point=True, invalid="break-paths-filter-domains")
-        .encode(
-            x=alt.X("mid:Q", title="n (bin centre)", scale=alt.Scale(type="log" if log else "linear")),
-            y=alt.Y(f"{metric}:Q", title=metric.replace("_", " "), scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("model:N", scale=_model_scale(models)),
-            tooltip=["model:N", alt.Tooltip("bin_lo:Q", format=",.0f"), alt.Tooltip("bin_hi:Q", format=",.0f"),
-                     "count:Q", alt.Tooltip(f"{metric}:Q", format=".3f")],
-        )
-    )
-    rule = alt.Chart(pd.DataFrame({"y": [0.5]})).mark_rule(strokeDash=[4, 4], color=CHANCE_COLOR).encode(y="y:Q")
+    values = rows[metric].to_numpy(dtype=np.float64)
+    data = _records({**{c: rows[c] for c in rows.columns if c != metric}, metric: values, "mid": mid})
+    line = {
+        "data": {"name": "bins"},
+        "mark": {"type": "line", "invalid": "break-paths-filter-domains", "point": True},
+        "encoding": {
+            "color": _n("model", scale={"domain": models, "range": _model_colors(models)}),
+            "tooltip": [_n("model"), _q("bin_lo", format=",.0f"), _q("bin_hi", format=",.0f"), _q("count"),
+                        _q(metric, format=".3f")],
+            "x": _q("mid", scale={"type": "log" if log else "linear"}, title="n (bin centre)"),
+            "y": _q(metric, scale={"domain": [0, 1]}, title=metric.replace("_", " ")),
+        },
+    }
+    rule = {"data": {"name": "half"}, "mark": {"type": "rule", "color": CHANCE_COLOR, "strokeDash": [4, 4]},
+            "encoding": {"y": _q("y")}}
     title = f"{metric.replace('_', ' ').capitalize()} by magnitude"
-    if data[metric].isna().any():
-        title = alt.TitleParams(title, subtitle="gaps: bins holding one class only, where it is undefined")
-    return (chart + rule).properties(title=title, width=WIDTH, height=HEIGHT, padding=TITLE_PADDING)
+    if np.isnan(values).any():
+        title = {"text": title, "subtitle": "gaps: bins holding one class only, where it is undefined"}
+    return {"layer": [line, rule], "height": HEIGHT, "padding": TITLE_PADDING, "title": title, "width": WIDTH,
+            "datasets": {"bins": data, "half": [{"y": 0.5}]}}
 
 
 # --- prime density ----------------------------------------------------------------------
@@ -624,7 +647,7 @@ def sieve_heatmap(history: pd.DataFrame, planned: int | None = None) -> alt.Char
 TESTS_SERIES = ("random odd candidates", "learned sieve", "classic sieve (same primes)")
 
 
-def tests_per_prime_chart(summary: dict) -> alt.Chart:
+def tests_per_prime_chart(summary: dict) -> dict:
     """Primality tests per prime found: random odd candidates, the model's learned sieve and a
     classic trial-division sieve by the same primes, with the tests the learned sieve saves.
 
@@ -633,27 +656,29 @@ def tests_per_prime_chart(summary: dict) -> alt.Chart:
     """
     learned = summary.get("tests_per_prime")
     if not learned:
-        return _empty("no prime found: no tests-per-prime figure")
+        return _empty_spec("no prime found: no tests-per-prime figure")
     random_odd = summary["random_odd_tests_per_prime"]
     note = "" if summary.get("density_exact") else " (li(x) estimate)"
-    data = pd.DataFrame({
+    rows = _records({
         "method": list(TESTS_SERIES),
         "tests": [random_odd, learned, summary["sieve_tests_per_prime"]],
         "saved": [0.0, random_odd - learned, random_odd - summary["sieve_tests_per_prime"]],
         "kind": [f"expected{note}", "measured", f"expected{note}"],
     })
     saved = random_odd - learned
-    return (
-        alt.Chart(data)
-        .mark_bar(size=22)
-        .encode(
-            x=alt.X("tests:Q", title="primality tests per prime found"),
-            y=alt.Y("method:N", sort=list(TESTS_SERIES), title=None, axis=alt.Axis(labelLimit=220)),
-            color=alt.Color("method:N", legend=None, scale=alt.Scale(
-                domain=list(TESTS_SERIES), range=[CHANCE_COLOR, MODEL_COLORS["default"], "#2a9d8f"])),
-            tooltip=["method:N", alt.Tooltip("tests:Q", format=",.1f"),
-                     alt.Tooltip("saved:Q", format=",.1f", title="tests saved vs random"), "kind:N"],
-        )
-        .properties(title=f"Tests per prime: the learned sieve saves {saved:,.1f} of {random_odd:,.1f}",
-                    width=WIDTH, height=alt.Step(34))
-    )
+    return {
+        "data": {"name": "tests"},
+        "mark": {"type": "bar", "size": 22},
+        "encoding": {
+            "color": _n("method", legend=None, scale={"domain": list(TESTS_SERIES),
+                                                      "range": [CHANCE_COLOR, MODEL_COLORS["default"], "#2a9d8f"]}),
+            "tooltip": [_n("method"), _q("tests", format=",.1f"),
+                        _q("saved", format=",.1f", title="tests saved vs random"), _n("kind")],
+            "x": _q("tests", title="primality tests per prime found"),
+            "y": _n("method", axis={"labelLimit": 220}, sort=list(TESTS_SERIES), title=None),
+        },
+        "height": {"step": 34},
+        "title": f"Tests per prime: the learned sieve saves {saved:,.1f} of {random_odd:,.1f}",
+        "width": WIDTH,
+        "datasets": {"tests": rows},
+    }

@@ -70,7 +70,7 @@ for col, (label, key) in zip(m, [("Accuracy", "accuracy"), ("Balanced accuracy",
     col.metric(label, "n/a" if value != value else f"{value:.3f}")
 
 left, right = st.columns(2)
-left.vega_lite_chart(charts.spec(charts.confusion_heatmap(report["confusion"])), width="stretch")
+left.vega_lite_chart(charts.confusion_heatmap(report["confusion"]), width="stretch")
 
 # The same integers through the shipped default and seed models, for comparison.
 rocs, aucs, rows = {name: report["roc"]}, {name: report["roc_auc"]}, [
@@ -83,8 +83,8 @@ for other in common.comparison_models(name)[1:]:
         continue
     rocs[other], aucs[other] = other_report["roc"], other_report["roc_auc"]
     rows += [{"model": other, **row} for row in other_report["by_magnitude"]]
-right.vega_lite_chart(charts.spec(charts.roc_chart(rocs, aucs)), width="stretch")
-st.vega_lite_chart(charts.spec(charts.accuracy_by_magnitude_chart(pd.DataFrame(rows))), width="stretch")
+right.vega_lite_chart(charts.roc_chart(rocs, aucs), width="stretch")
+st.vega_lite_chart(charts.accuracy_by_magnitude_chart(pd.DataFrame(rows)), width="stretch")
 
 predicted = prob >= 0.5
 wrong = np.flatnonzero(predicted != truth)

@@ -121,7 +121,7 @@ if size != "band":
     m[4].metric("Lift", "-" if summary["lift"] is None else f"{summary['lift']:.2f}x", help="Hit rate / odd-prime density; the classic sieve reaches "
                 f"{summary['sieve_lift']:.2f}x.")
     st.caption(f"{anysize.summary_lines(summary)[0]}. Certainty: {summary['certainty']}.")
-    st.vega_lite_chart(charts.spec(charts.tests_per_prime_chart(summary)), width="stretch")
+    st.vega_lite_chart(charts.tests_per_prime_chart(summary), width="stretch")
     if summary["d_prob_note"]:
         st.caption(summary["d_prob_note"] + ".")
     st.dataframe(table, hide_index=True, width="stretch", height=280,
@@ -151,7 +151,7 @@ m[3].metric("Baseline", f"{report['baseline']:.2%}",
 m[4].metric("Lift", f"{report['lift']:.2f}x", help="Distinct-prime rate / baseline: 1.0 is chance.")
 st.caption(f"Outputs span [{report['lo']:,}, {report['hi']:,}].")
 
-st.vega_lite_chart(charts.spec(charts.output_histogram(table)), width="stretch")
+st.vega_lite_chart(charts.output_histogram(table), width="stretch")
 
 st.dataframe(
     table, hide_index=True, width="stretch", height=280,
@@ -184,8 +184,8 @@ for other in compare[1:]:  # cached per model version: changing the seed or coun
     reports.append({"model": other, "samples": common.COMPARE_SAMPLES, **{k: rep[k] for k in FIGURES}})
     frames.append(res.assign(model=other))
 if frames:
-    st.vega_lite_chart(charts.spec(charts.residue_chart(pd.concat(frames, ignore_index=True))), width="stretch")
-    st.vega_lite_chart(charts.spec(charts.model_comparison_chart(pd.DataFrame(reports))), width="stretch")
+    st.vega_lite_chart(charts.residue_chart(pd.concat(frames, ignore_index=True)), width="stretch")
+    st.vega_lite_chart(charts.model_comparison_chart(pd.DataFrame(reports)), width="stretch")
     st.dataframe(
         pd.DataFrame(reports), hide_index=True, width="stretch",
         column_config={k: st.column_config.NumberColumn(format="%.4f")

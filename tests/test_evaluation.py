@@ -88,3 +88,21 @@ def test_shipped_default_model_meets_its_figures():
                          "--uniform-range", str(10**10), str(10**12), "--uniform-count", "10000")
     assert far["generator"]["lift"] >= 5.8 and far["generator"]["lo"] >= 10**12, far["generator"]
     assert far["discriminator_on_uniform"]["balanced_accuracy"] >= 0.965, far["discriminator_on_uniform"]
+
+
+@pytest.mark.parametrize("model", ["default", "seed"])
+def test_report_from_a_samples_columns_is_the_report_computed_afresh(model):
+    """The Discriminator page hands a sample's is_prime and d_prob to discriminator_report: they
+    are exactly what it computes from the integers (both shipped models, dense and sieve
+    generators), so the report is the same."""
+    models = load_models(REPO / "models" / model)
+    table = sample(models, 600, seed=3)
+    n = table["n"].to_numpy()
+    fresh = evaluation.discriminator_report(models, n)
+    given = evaluation.discriminator_report(models, n, truth=table["is_prime"].to_numpy(),
+                                            prob=table["d_prob"].to_numpy())
+    assert np.array_equal(fresh["prob"], given["prob"]) and np.array_equal(fresh["truth"], given["truth"])
+    figures = ("confusion", "roc", "roc_auc", "accuracy", "balanced_accuracy", "by_magnitude")
+    assert json.dumps([fresh[k] for k in figures]) == json.dumps([given[k] for k in figures])  # NaN == NaN
+    with pytest.raises(ValueError, match="given for 600"):
+        evaluation.discriminator_report(models, n, truth=np.zeros(5, bool))

@@ -192,15 +192,18 @@ def residue_shares(name: str, count: int, seed: int, primes=SMALL_PRIMES) -> pd.
 
 
 @st.cache_data(max_entries=24, show_spinner="Classifying ...")
-def _discriminate(path: str, signature: tuple, n_values: np.ndarray) -> tuple[dict, np.ndarray]:
-    report = evaluation.discriminator_report(_load_models(path, signature), n_values)
+def _discriminate(path: str, signature: tuple, n_values: np.ndarray, _truth=None, _prob=None) -> tuple[dict, np.ndarray]:
+    # _truth and _prob follow from n_values and the model: not part of the cache key
+    report = evaluation.discriminator_report(_load_models(path, signature), n_values, _truth, _prob)
     return report, np.asarray(report["prob"], dtype=np.float64)
 
 
-def discriminate(name: str, n_values: np.ndarray) -> tuple[dict, np.ndarray]:
-    """The discriminator's report on `n_values` and its probabilities."""
+def discriminate(name: str, n_values: np.ndarray, truth=None, prob=None) -> tuple[dict, np.ndarray]:
+    """The discriminator's report on `n_values` and its probabilities. truth: exact primality
+    of n_values, prob: this model's probabilities, where the page has them already (a sample's
+    is_prime and d_prob columns), so they are not computed again."""
     path = model_path(name)
-    return _discriminate(str(path), model_signature(path), np.asarray(n_values, dtype=np.int64))
+    return _discriminate(str(path), model_signature(path), np.asarray(n_values, dtype=np.int64), truth, prob)
 
 
 def comparison_models(selected: str | None = None) -> list[str]:

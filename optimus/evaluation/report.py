@@ -217,13 +217,20 @@ def discriminate(models: Models, n_values) -> np.ndarray:
     return discriminate_reals(models, (n - 1) // 2 + 0.5)
 
 
-def discriminator_report(models: Models, n_values) -> dict:
-    """Classification report against exact primality, with ROC curve and by-magnitude rows."""
+def discriminator_report(models: Models, n_values, truth=None, prob=None) -> dict:
+    """Classification report against exact primality, with ROC curve and by-magnitude rows.
+
+    truth, prob: exact primality of n_values, and this model's probabilities for them, where a
+    caller already has them (a sample's is_prime and d_prob columns: `sample` computes both
+    with the same functions), so they are not computed twice; checked for shape only."""
     n = np.asarray(n_values, dtype=np.int64).reshape(-1)
     if n.size == 0:
         raise ValueError("no integers to classify")
-    prob = discriminate(models, n)
-    truth = primes.is_prime(n)
+    for given in (truth, prob):
+        if given is not None and np.shape(given) != n.shape:
+            raise ValueError(f"{np.shape(given)} values given for {n.size} integers")
+    prob = discriminate(models, n) if prob is None else np.asarray(prob, dtype=np.float64)
+    truth = primes.is_prime(n) if truth is None else np.asarray(truth, dtype=bool)
     rep = metrics.classification_report(truth, prob)
     rep["roc"] = metrics.roc_curve(truth, prob)
     rep["by_magnitude"] = accuracy_by_magnitude(n, truth, prob)

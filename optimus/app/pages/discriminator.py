@@ -28,6 +28,7 @@ c1, c2 = st.columns([2, 3])
 name = common.model_picker(key="disc_model", container=c1, default=st.session_state["disc_model"])
 source = c2.radio("Integers to classify", SOURCES, horizontal=True, key="disc_source")
 
+known: dict = {}  # exact primality and this model's probabilities, where a sample has them
 with common.user_errors():
     query.publish(*INPUTS)
     if source == "Pasted list":
@@ -50,6 +51,7 @@ with common.user_errors():
         if source == "Generator outputs":
             table, _ = common.sample(name, min(count, limits.MAX_SAMPLES), seed)
             n_values = table["n"].to_numpy()
+            known = {"truth": table["is_prime"].to_numpy(), "prob": table["d_prob"].to_numpy()}
         else:
             lo = cols[2].number_input("lo", key="disc_lo", step=1, help="Odd integers in [lo, hi], 1 <= lo <= hi < 2**53.")
             hi = cols[3].number_input("hi", key="disc_hi", step=1, help="Below 2**53.")
@@ -58,7 +60,7 @@ with common.user_errors():
             from optimus.primes import uniform_odd
 
             n_values = uniform_odd(lo, hi, count, uniform_rng(seed))
-    report, prob = common.discriminate(name, n_values)
+    report, prob = common.discriminate(name, n_values, **known)
 
 truth = np.asarray(report["truth"], dtype=bool)
 st.caption(f"{len(n_values):,} integers, {int(truth.sum()):,} of them prime ({truth.mean():.2%}).")
@@ -77,7 +79,7 @@ rocs, aucs, rows = {name: report["roc"]}, {name: report["roc_auc"]}, [
     {"model": name, **row} for row in report["by_magnitude"]]
 for other in common.comparison_models(name)[1:]:
     try:
-        other_report, _ = common.discriminate(other, n_values)
+        other_report, _ = common.discriminate(other, n_values, truth=truth)
     except ValueError as exc:
         common.warning(f"{other}: {exc}")
         continue

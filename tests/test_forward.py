@@ -267,3 +267,23 @@ def test_dense_on_a_sparse_encoding_sums_the_picked_kernel_rows():
     dense = np.random.default_rng(5).standard_normal(features.shape).astype(np.float32)
     assert layer._sparse_product(dense) is None
     assert np.array_equal(layer(dense), dense @ kernel + np.float32(0.5))
+
+
+def test_blas_threads_set_and_read_back_and_the_shipped_forwards_do_not_change():
+    """blas_threads(1) (what the server sets) is read back, and the shipped models' probabilities
+    are the same with one BLAS thread as with two."""
+    from optimus.evaluation import report as evaluation
+
+    before = forward.blas_threads()
+    if before is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS")
+    n = evaluation.outputs(evaluation.load_models(REPO / "models" / "default"), 3_000, seed=3)
+    try:
+        probabilities = {}
+        for threads in (2, 1):
+            assert forward.blas_threads(threads) == threads
+            probabilities[threads] = [evaluation.load_models(REPO / "models" / m).discriminator.probabilities(n)
+                                      for m in ("default", "seed")]
+        assert all(np.array_equal(a, b) for a, b in zip(probabilities[1], probabilities[2], strict=True))
+    finally:
+        forward.blas_threads(before)

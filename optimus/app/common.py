@@ -21,8 +21,13 @@ from optimus import primes, validate
 from optimus.app import query
 from optimus.evaluation import metrics
 from optimus.evaluation import report as evaluation
+from optimus.nets import forward
 from optimus.sampling import anysize
 from optimus.store import runs
+
+# The server's NumPy forwards run one BLAS thread each: OpenBLAS's own threads spun on the
+# shared cores, tripling the seed discriminator's CPU per page (optimus.nets.forward.blas_threads).
+forward.blas_threads(1)
 
 SMALL_PRIMES = tuple(p for p in primes.SIEVE_CHART_PRIMES if p <= 31)
 COMPARE_MODELS = ("default", "seed")

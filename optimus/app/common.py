@@ -21,6 +21,7 @@ from optimus import primes, validate
 from optimus.app import query
 from optimus.evaluation import metrics
 from optimus.evaluation import report as evaluation
+from optimus.evaluation import sieve_shares
 from optimus.sampling import anysize
 from optimus.store import runs
 
@@ -189,6 +190,23 @@ def residue_shares(name: str, count: int, seed: int, primes=SMALL_PRIMES) -> pd.
     """Share of the model's outputs in each residue class mod each of `primes`."""
     path = model_path(name)
     return _residue_shares(str(path), model_signature(path), int(count), int(seed), tuple(primes))
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def _divisible_shares(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> pd.DataFrame:
+    counts = sieve_shares.shipped(path, count, seed, primes)  # the shipped models' figure, if it is theirs
+    if counts is None:
+        zero = _residue_shares(path, signature, count, seed, primes)
+        return zero[zero["residue"] == 0].reset_index(drop=True)
+    return pd.DataFrame({"p": [int(p) for p in primes], "residue": 0, "share": np.asarray(counts) / count})
+
+
+def divisible_shares(name: str, count: int, seed: int, primes) -> pd.DataFrame:
+    """The residue-0 rows of `residue_shares` (share of the outputs that are multiples of each p:
+    the Overview's sieve chart), from models/sieve-shares.json when it holds this model's
+    (optimus.evaluation.sieve_shares), else computed."""
+    path = model_path(name)
+    return _divisible_shares(str(path), model_signature(path), int(count), int(seed), tuple(primes))
 
 
 @st.cache_data(max_entries=24, show_spinner="Classifying ...")

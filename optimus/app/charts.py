@@ -15,16 +15,8 @@ import numpy as np
 import pandas as pd
 from altair.utils import schemapi
 
+from optimus.app.chart_style import CHANCE_COLOR, HEIGHT, MODEL_COLORS, TITLE_PADDING, WIDTH, model_colors
 from optimus.primes.bins import magnitude_bins
-
-WIDTH = "container"
-HEIGHT = 220
-# Room above a chart's title: at Vega's default 5 px its top was cut off in the page.
-TITLE_PADDING = {"top": 14, "left": 5, "right": 5, "bottom": 5}
-
-# Series colours kept the same on every page: a model keeps its colour across charts.
-MODEL_COLORS = {"default": "#6c3bd1", "seed": "#9e9e9e"}
-CHANCE_COLOR = "#e4572e"
 
 
 def _share_altair_class_tables() -> None:
@@ -74,9 +66,7 @@ def spec(chart) -> dict:
 def _model_scale(models) -> alt.Scale:
     """A colour scale that gives `default` and `seed` their fixed colours."""
     names = list(dict.fromkeys(models))
-    palette = ["#2a9d8f", "#e9c46a", "#264653", "#f4a261", "#8ab17d"]
-    extra = iter(palette * 4)
-    return alt.Scale(domain=names, range=[MODEL_COLORS.get(m) or next(extra) for m in names])
+    return alt.Scale(domain=names, range=model_colors(names))
 
 
 def _empty(message: str) -> alt.Chart:
@@ -506,49 +496,6 @@ def density_chart(table: pd.DataFrame, measure: str = "count", log_x: bool = Fal
 
 
 # --- the learned sieve (Overview, Train) --------------------------------------------------
-
-
-def sieve_frame(residues: pd.DataFrame) -> pd.DataFrame:
-    """From `residue_distribution` rows (model, p, residue, share): one row per model and prime
-    with `divisible` (share of outputs that are multiples of p), `chance` (1/p, what random odd
-    integers give) and `vs_chance` (divisible * p: 1 = chance, 0 = a perfect sieve)."""
-    zero = residues[residues["residue"] == 0]
-    frame = pd.DataFrame({"model": zero["model"].to_numpy(), "p": zero["p"].astype(int).to_numpy(),
-                          "divisible": zero["share"].astype(float).to_numpy()})
-    frame["chance"] = 1.0 / frame["p"]
-    frame["vs_chance"] = frame["divisible"] * frame["p"]
-    return frame.reset_index(drop=True)
-
-
-def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
-    """"The learned sieve" in one picture: for each small odd prime p, the share of each model's
-    outputs divisible by p (a line of points per model), drawn relative to chance: 1 (the dashed line)
-    is random odd integers' 1/p, 0 is a perfect sieve. Drawn raw, the shares of p > 30 (below
-    1/30) would vanish beside p = 3's 1/3; the raw share and 1/p are in the tooltip.
-    `sieve` is `sieve_frame`'s output."""
-    if sieve.empty:
-        return _empty("no outputs")
-    models = list(dict.fromkeys(sieve["model"]))
-    primes = sorted(int(p) for p in sieve["p"].unique())
-    bars = (
-        alt.Chart(sieve)
-        .mark_line(point=alt.OverlayMarkDef(size=60, filled=True), strokeWidth=2)
-        .encode(
-            x=alt.X("p:O", title="odd prime p", sort=primes, axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("vs_chance:Q", title="multiples of p / chance", scale=alt.Scale(domainMin=0)),
-            color=alt.Color("model:N", title="generator", scale=_model_scale(models), sort=models),
-            tooltip=["model:N", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
-                     alt.Tooltip("chance:Q", format=".2%", title="chance 1/p"),
-                     alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance")],
-        )
-    )
-    chance = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["chance: 1 in p"]})).mark_rule(
-        strokeDash=[4, 4], color=CHANCE_COLOR).encode(y="y:Q", tooltip=["label:N"])
-    return (bars + chance).properties(
-        title="The learned sieve (1 = chance 1/p, 0 = a perfect sieve)",
-        width=WIDTH, height=HEIGHT,
-        padding=TITLE_PADDING,
-    )
 
 
 def divisible_share_frame(history: pd.DataFrame) -> pd.DataFrame:

@@ -303,23 +303,26 @@ def test_sieve_frame_and_chart_compare_with_chance_and_a_perfect_sieve():
     sieved = odd[(odd % 3 != 0) & (odd % 5 != 0)]  # a generator that avoids multiples of 3 and 5
     residues = pd.concat([residue_distribution(odd, [3, 5, 7]).assign(model="seed"),
                           residue_distribution(sieved, [3, 5, 7]).assign(model="default")])
-    frame = charts_sieve.sieve_frame(residues)
-    by = frame.set_index(["model", "p"])
-    assert by.loc[("seed", 3), "divisible"] == pytest.approx(1 / 3)
-    assert by.loc[("seed", 7), "vs_chance"] == pytest.approx(1.0)
-    assert by.loc[("default", 3), "divisible"] == 0.0 and by.loc[("default", 5), "vs_chance"] == 0.0
-    assert by.loc[("default", 7), "chance"] == pytest.approx(1 / 7)
-    spec = charts_sieve.sieve_figure(frame)
+    zero = residues[residues["residue"] == 0]
+    rows = [row for model in ("seed", "default") for row in charts_sieve.sieve_rows(
+        model, [3, 5, 7], zero.loc[zero["model"] == model, "share"].tolist())]
+    by = {(r["model"], r["p"]): r for r in rows}
+    assert by[("seed", 3)]["divisible"] == pytest.approx(1 / 3)
+    assert by[("seed", 7)]["vs_chance"] == pytest.approx(1.0)
+    assert by[("default", 3)]["divisible"] == 0.0 and by[("default", 5)]["vs_chance"] == 0.0
+    assert by[("default", 7)]["chance"] == pytest.approx(1 / 7)
+    spec = charts_sieve.sieve_figure(rows)
     alt.LayerChart.from_dict(spec)  # a valid Vega-Lite spec (written without Altair)
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in _layers(spec)]
     assert marks == ["line", "rule"]  # the models' points, and chance (1/p, drawn at 1)
     assert _fields(spec, "y") == ["vs_chance", "y"]
     points = spec["layer"][0]
-    assert points["data"]["values"] == frame.to_dict("records")  # the data inline, every row
+    assert points["data"]["values"] == rows  # the data inline, every row
     assert points["encoding"]["color"]["scale"] == {"domain": ["seed", "default"], "range": ["#9e9e9e", "#6c3bd1"]}
+    assert points["encoding"]["x"]["sort"] == [3, 5, 7]
     tooltips = json.dumps(spec)
     assert '"divisible"' in tooltips and '"chance"' in tooltips  # raw share and 1/p in the tooltip
-    empty = charts_sieve.sieve_figure(frame.iloc[:0])
+    empty = charts_sieve.sieve_figure([])
     alt.Chart.from_dict(empty)
     assert empty["mark"]["type"] == "text"
 
@@ -407,3 +410,26 @@ def test_altair_class_table_built_once_equals_altairs_own():
         if tp._schema is not None:
             fresh[schemapi._FromDict.hash_schema(tp._schema)].append(tp)
     assert {k: v for k, v in first.class_dict.items() if v} == dict(fresh)
+
+
+def test_spec_writes_a_layered_charts_datasets_into_its_layers():
+    """Streamlit converts each named dataset to Arrow on every page run; charts.spec writes the
+    data of the views below the top into them instead (the same chart, still valid Vega-Lite)."""
+    import altair as alt
+    import jsonschema
+    from altair.vegalite.v6.schema.core import load_schema
+
+    sieve = pd.DataFrame({"p": [3, 5], "y": [0.1, 0.2]})
+    layered = alt.Chart(sieve).mark_line().encode(x="p:O", y="y:Q") + alt.Chart(
+        pd.DataFrame({"y": [1.0]})).mark_rule().encode(y="y:Q")
+    with alt.theme.enable("none"), alt.data_transformers.enable("default", max_rows=None):
+        named = layered.to_dict()
+    spec = charts.spec(layered)
+    jsonschema.validate(spec, load_schema())
+    assert "datasets" not in spec and len(named["datasets"]) == 2
+    assert [layer["data"] for layer in spec["layer"]] == [{"values": named["datasets"][layer["data"]["name"]]}
+                                                          for layer in named["layer"]]
+    assert {k: v for k, v in spec.items() if k != "layer"} == {
+        k: v for k, v in named.items() if k not in ("layer", "datasets")}
+    single = charts.spec(charts.losses_chart(_history(5)))  # top-level data stays named (Streamlit reads it there)
+    assert set(single["datasets"]) == {single["data"]["name"]}

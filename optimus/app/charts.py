@@ -60,7 +60,40 @@ def spec(chart) -> dict:
     per chart (measured: the accuracy matrices), and tests/test_charts.py validates what every
     builder here returns."""
     with _ALTAIR_GLOBALS, alt.theme.enable("none"), alt.data_transformers.enable("default", max_rows=None):
-        return chart.to_dict(validate=False)
+        return inline_datasets(chart.to_dict(validate=False))
+
+
+def inline_datasets(vega_lite: dict) -> dict:
+    """The same chart with each named dataset written into the views below the top that use it
+    (`"data": {"values": rows}`), the top level's left named. Streamlit turns every named dataset
+    into a pandas frame and then Arrow on every page run (about 3 ms each: the Continual page's
+    three charts hold twelve), but sends data inside a layer as part of the spec's JSON."""
+    datasets = vega_lite.get("datasets")
+    if not datasets:
+        return vega_lite
+    used_below: set[str] = set()
+
+    def inline(node, depth: int):
+        if isinstance(node, list):
+            return [inline(item, depth) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, value in node.items():
+            if (key == "data" and depth > 0 and isinstance(value, dict) and set(value) == {"name"}
+                    and value["name"] in datasets):
+                used_below.add(value["name"])
+                out[key] = {"values": datasets[value["name"]]}
+            else:
+                out[key] = inline(value, depth + 1)
+        return out
+
+    result = inline({k: v for k, v in vega_lite.items() if k != "datasets"}, 0)
+    top = result.get("data") if isinstance(result.get("data"), dict) else {}
+    kept = {name: rows for name, rows in datasets.items() if name == top.get("name") or name not in used_below}
+    if kept:
+        result["datasets"] = kept
+    return result
 
 
 def _model_scale(models) -> alt.Scale:

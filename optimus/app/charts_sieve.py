@@ -10,41 +10,32 @@ data inline in each layer, so Streamlit sends it as it is instead of converting 
 
 from __future__ import annotations
 
-import pandas as pd
-
 from optimus.app.chart_style import CHANCE_COLOR, HEIGHT, TITLE_PADDING, WIDTH, model_colors
 
 TITLE = "The learned sieve (1 = chance 1/p, 0 = a perfect sieve)"
 
 
-def sieve_frame(residues: pd.DataFrame) -> pd.DataFrame:
-    """From `residue_distribution` rows (model, p, residue, share): one row per model and prime
-    with `divisible` (share of outputs that are multiples of p), `chance` (1/p, what random odd
-    integers give) and `vs_chance` (divisible * p: 1 = chance, 0 = a perfect sieve)."""
-    zero = residues[residues["residue"] == 0]
-    frame = pd.DataFrame({"model": zero["model"].to_numpy(), "p": zero["p"].astype(int).to_numpy(),
-                          "divisible": zero["share"].astype(float).to_numpy()})
-    frame["chance"] = 1.0 / frame["p"]
-    frame["vs_chance"] = frame["divisible"] * frame["p"]
-    return frame.reset_index(drop=True)
+def sieve_rows(model: str, primes, divisible) -> list[dict]:
+    """One row per prime p for `model`: `divisible` (the share of its outputs that are multiples
+    of p), `chance` (1/p, what random odd integers give) and `vs_chance` (divisible * p: 1 =
+    chance, 0 = a perfect sieve)."""
+    return [{"model": str(model), "p": int(p), "divisible": float(d), "chance": 1.0 / int(p),
+             "vs_chance": float(d) * int(p)} for p, d in zip(primes, divisible, strict=True)]
 
 
-def sieve_figure(sieve: pd.DataFrame) -> dict:
+def sieve_figure(rows: list[dict]) -> dict:
     """"The learned sieve": for each small odd prime p, the share of each model's outputs
     divisible by p (a line of points per model), drawn relative to chance: 1 (the dashed line) is
     random odd integers' 1/p, 0 is a perfect sieve. Drawn raw, the shares of p > 30 (below 1/30)
-    would vanish beside p = 3's 1/3; the raw share and 1/p are in the tooltip. `sieve` is
-    `sieve_frame`'s output."""
-    if sieve.empty:
+    would vanish beside p = 3's 1/3; the raw share and 1/p are in the tooltip. `rows`:
+    `sieve_rows` of each model, concatenated."""
+    if not rows:
         return {"data": {"values": [{"text": "no outputs"}]}, "mark": {"type": "text", "size": 14, "color": "#888"},
                 "encoding": {"text": {"field": "text", "type": "nominal"}}, "width": WIDTH, "height": 60}
-    models = list(dict.fromkeys(sieve["model"]))
-    primes = sorted(int(p) for p in sieve["p"].unique())
-    rows = [{"model": str(m), "p": int(p), "divisible": float(d), "chance": float(c), "vs_chance": float(v)}
-            for m, p, d, c, v in zip(sieve["model"], sieve["p"], sieve["divisible"], sieve["chance"],
-                                     sieve["vs_chance"], strict=True)]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    primes = sorted({r["p"] for r in rows})
     points = {
-        "data": {"values": rows},
+        "data": {"values": list(rows)},
         "mark": {"type": "line", "point": {"filled": True, "size": 60}, "strokeWidth": 2},
         "encoding": {
             "x": {"field": "p", "type": "ordinal", "title": "odd prime p", "sort": primes, "axis": {"labelAngle": 0}},

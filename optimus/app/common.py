@@ -193,18 +193,19 @@ def residue_shares(name: str, count: int, seed: int, primes=SMALL_PRIMES) -> pd.
 
 
 @st.cache_data(max_entries=24, show_spinner=False)
-def _divisible_shares(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> pd.DataFrame:
+def _divisible_shares(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> list[float]:
     counts = sieve_shares.shipped(path, count, seed, primes)  # the shipped models' figure, if it is theirs
     if counts is None:
-        zero = _residue_shares(path, signature, count, seed, primes)
-        return zero[zero["residue"] == 0].reset_index(drop=True)
-    return pd.DataFrame({"p": [int(p) for p in primes], "residue": 0, "share": np.asarray(counts) / count})
+        shares = _residue_shares(path, signature, count, seed, primes)
+        return shares.loc[shares["residue"] == 0, "share"].astype(float).tolist()
+    return [c / count for c in counts]
 
 
-def divisible_shares(name: str, count: int, seed: int, primes) -> pd.DataFrame:
-    """The residue-0 rows of `residue_shares` (share of the outputs that are multiples of each p:
-    the Overview's sieve chart), from models/sieve-shares.json when it holds this model's
-    (optimus.evaluation.sieve_shares), else computed."""
+def divisible_shares(name: str, count: int, seed: int, primes) -> list[float]:
+    """For each p of `primes`, the share of `count` outputs of the model (`seed`) that are
+    multiples of p (the residue-0 rows of `residue_shares`: the Overview's sieve chart), from
+    models/sieve-shares.json when it holds this model's (optimus.evaluation.sieve_shares), else
+    computed."""
     path = model_path(name)
     return _divisible_shares(str(path), model_signature(path), int(count), int(seed), tuple(primes))
 

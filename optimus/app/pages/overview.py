@@ -9,7 +9,6 @@ optimus sieve-shares`; a new server's first page draws no samples), else compute
 samples (`evaluation.residue_distribution`, cached).
 """
 
-import pandas as pd
 import streamlit as st
 
 from optimus import limits
@@ -131,20 +130,19 @@ with st.container(border=True):
 
 # The chart across the page's width (at 556 px beside the links its title was cut off).
 with st.container():
-    frames = []
+    rows = []
     for name in dict.fromkeys([shown, "default", "seed"]):
         if name not in choices:
             continue
         try:  # one model that cannot be loaded must not hide the rest of the page
-            residues = common.divisible_shares(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
-                                               st.session_state["overview_seed"], SIEVE_CHART_PRIMES)
+            shares = common.divisible_shares(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
+                                             st.session_state["overview_seed"], SIEVE_CHART_PRIMES)
         except ValueError as exc:
             common.warning(f"{name}: {exc}", icon=":material/error:")
             continue
-        frames.append(residues.assign(model=name))
-    if frames:
-        st.vega_lite_chart(charts_sieve.sieve_figure(charts_sieve.sieve_frame(pd.concat(frames, ignore_index=True))),
-                          width="stretch")
+        rows += charts_sieve.sieve_rows(name, SIEVE_CHART_PRIMES, shares)
+    if rows:
+        st.vega_lite_chart(charts_sieve.sieve_figure(rows), width="stretch")
     st.caption(
         f"From {SIEVE_SAMPLES:,} samples of each generator. Random odd integers put 1 in p among multiples of p "
         "(the dashed line); a perfect sieve puts none. The default generator is never told about divisibility: "

@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 from altair.utils import schemapi
 
-from optimus.app.chart_style import CHANCE_COLOR, HEIGHT, MODEL_COLORS, TITLE_PADDING, WIDTH, model_colors
+from optimus.app.chart_style import (
+    CHANCE_COLOR,
+    HEIGHT,
+    MODEL_COLORS,
+    TITLE_PADDING,
+    WIDTH,
+    model_colors,
+)
 from optimus.primes.bins import magnitude_bins
 
 

@@ -19,9 +19,8 @@ import streamlit as st
 
 from optimus import primes, validate
 from optimus.app import query
-from optimus.evaluation import metrics
+from optimus.evaluation import metrics, sieve_shares
 from optimus.evaluation import report as evaluation
-from optimus.evaluation import sieve_shares
 from optimus.sampling import anysize
 from optimus.store import runs
 

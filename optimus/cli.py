@@ -18,7 +18,7 @@ from pathlib import Path
 
 from optimus import bench, continual, limits
 from optimus.config import PRESETS
-from optimus.evaluation import demo
+from optimus.evaluation import demo, sieve_shares
 from optimus.evaluation.report import discriminate, evaluate, load_models, sample
 from optimus.experiments import background, forgetting
 from optimus.primes import density_table
@@ -430,6 +430,20 @@ def _run_demo_figures(a) -> int:
     return 0
 
 
+def _add_sieve_shares(sub):
+    p = sub.add_parser("sieve-shares", help="precompute the Overview's sieve chart of the shipped models "
+                                            "(models/sieve-shares.json)")
+    p.add_argument("--models-dir", help="the models root holding default and seed (default: $OPTIMUS_MODELS_DIR or models/)")
+
+
+def _run_sieve_shares(a) -> int:
+    figure = sieve_shares.write(a.models_dir)
+    for name, entry in figure["models"].items():
+        print(f"{name}: {figure['samples']:,} outputs (seed {figure['seed']}), multiples of 3: {entry['divisible'][0]:,}")
+    print(f"wrote {sieve_shares.FILE}")
+    return 0
+
+
 COMMANDS = {
     "train": (_add_train, _run_train),
     "sample": (_add_sample, _run_sample),
@@ -439,6 +453,7 @@ COMMANDS = {
     "bench": (_add_bench, _run_bench),
     "forgetting": (_add_forgetting, _run_forgetting),
     "demo-figures": (_add_demo_figures, _run_demo_figures),
+    "sieve-shares": (_add_sieve_shares, _run_sieve_shares),
 }
 
 

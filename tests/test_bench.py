@@ -62,7 +62,10 @@ FAKE = {
                                 "exceptions": ["No models"]}},
             "rss_warm_mb": 300.0, "rss_after_mb": 320.0, "rss_peak_mb": 400.0, "bare_rss_mb": 60.0,
             "cold_start": {"health_s": 1.2, "overview_drawn_s": 2.5, "server_cpu_s": 2.0, "rss_mb": 280.0,
-                           "met": True}},
+                           "health_cpu_s": 0.5, "websocket_s": 1.9, "script_done_s": 2.8, "met": True,
+                           "first_start": {"health_s": 1.3, "overview_drawn_s": 3.4, "server_cpu_s": 2.6,
+                                           "rss_mb": 280.0, "health_cpu_s": 0.6, "websocket_s": 2.0,
+                                           "script_done_s": 3.7}}},
     "start": {"quick": False, "target_s": 5.0, "rounds": 3, "ratio": 2.0, "met": True, "load_average": 1.5,
               "warm": {"starting_s": 0.4, "first_batch_s": 4.0, "first_record_s": 3.5, "trainer_cpu_s": 3.0, "spare_rss_mb": 420.0,
                        "used_spare": True, "trials": []},
@@ -73,6 +76,7 @@ FAKE = {
                  "flows_per_minute_2_cores": 30.0, "alone_p50_s": 0.5, "page_p50_s": 2.0, "page_p95_s": 6.0,
                  "page_answers": 80, "concurrent_wall_s": 40.0, "concurrent_server_cpu_s": 35.0,
                  "concurrent_browsers_cpu_s": 30.0, "concurrent_machine_cpu_s": 72.0, "cores": 2,
+                 "concurrent_bench_cpu_s": 2.0, "concurrent_others_cpu_s": 5.0, "load_average": 3.5,
                  "rss_before_mb": 300.0, "rss_after_mb": 310.0, "rss_peak_mb": 500.0, "exceptions": [], "met": False},
 }
 
@@ -92,6 +96,10 @@ def test_format_table_shows_every_section_with_ratios_and_targets():
     assert "every page within 2x the bare page: MISSED" in text
     assert "320 MB after the flow" in text
     assert "to the Overview's figures drawn in Chromium 2.50 s" in text and "target <= 3 s: met" in text
+    assert ("health 1.20 s (0.50 s of server CPU), the page's websocket 1.90 s, first figure 2.50 s, script over "
+            "2.80 s; a new clone's first start (writing the bytecode) 3.40 s (2.60 s of server CPU)") in text
+    assert ("server 35.0 s, browsers 30.0 s, this bench 2.0 s, everything else 5.0 s (load average 3.5 at the end)"
+            in text)
     assert "4.00 s of server CPU" in text and "about 30.0 flows per minute" in text
     assert "p50 2.00 s, p95 6.00 s over 80 answers" in text
     assert "35.0 s of server CPU in 40.0 s (0.88 cores)" in text
@@ -129,7 +137,9 @@ def test_every_bench_section_runs_in_its_quick_form(name, capfd, monkeypatch):
         assert r["bare_cpu_s"]["median"] > 0 and set(r["pages"]) == set(bench_app_module.QUICK_PAGES)
         for page, p in r["pages"].items():
             assert p["cpu_s"]["median"] > 0 and p["peak_rss_mb"] > 0 and p["exceptions"] == [], page
-        assert r["cold_start"]["overview_drawn_s"] > r["cold_start"]["health_s"] > 0
+        cold = r["cold_start"]
+        assert cold["script_done_s"] >= cold["overview_drawn_s"] > cold["websocket_s"] > cold["health_s"] > 0
+        assert cold["first_start"]["overview_drawn_s"] > cold["first_start"]["health_s"] > 0
     if name == "start":  # the Train page's Start handed the run to the warm trainer
         assert r["warm"]["used_spare"] and r["warm"]["spare_rss_mb"] > 0
         for mode in ("warm", "cold"):
@@ -137,4 +147,5 @@ def test_every_bench_section_runs_in_its_quick_form(name, capfd, monkeypatch):
     if name == "app-load":
         assert r["cpu_per_flow_s"]["median"] > 0 and r["page_answers"] == 3 * r["pages_per_flow"]
         assert r["concurrent_browsers_cpu_s"] > 0 and r["concurrent_machine_cpu_s"] >= r["concurrent_server_cpu_s"]
+        assert r["concurrent_others_cpu_s"] >= 0 and r["concurrent_bench_cpu_s"] > 0
         assert r["exceptions"] == []

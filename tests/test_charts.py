@@ -3,13 +3,17 @@ encodings the pages rely on. No browser, no Streamlit, no TensorFlow."""
 
 import json
 import math
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from optimus.app import charts
+from optimus.app import charts, charts_sieve
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _history(n=5):
@@ -302,6 +306,7 @@ def test_charts_module_imports_no_streamlit_or_tensorflow():
 
 
 def test_sieve_frame_and_chart_compare_with_chance_and_a_perfect_sieve():
+    import altair as alt
     import numpy as np
 
     from optimus.evaluation.report import residue_distribution
@@ -310,19 +315,38 @@ def test_sieve_frame_and_chart_compare_with_chance_and_a_perfect_sieve():
     sieved = odd[(odd % 3 != 0) & (odd % 5 != 0)]  # a generator that avoids multiples of 3 and 5
     residues = pd.concat([residue_distribution(odd, [3, 5, 7]).assign(model="seed"),
                           residue_distribution(sieved, [3, 5, 7]).assign(model="default")])
-    frame = charts.sieve_frame(residues)
-    by = frame.set_index(["model", "p"])
-    assert by.loc[("seed", 3), "divisible"] == pytest.approx(1 / 3)
-    assert by.loc[("seed", 7), "vs_chance"] == pytest.approx(1.0)
-    assert by.loc[("default", 3), "divisible"] == 0.0 and by.loc[("default", 5), "vs_chance"] == 0.0
-    assert by.loc[("default", 7), "chance"] == pytest.approx(1 / 7)
-    spec = charts.sieve_chart(frame).to_dict()
+    zero = residues[residues["residue"] == 0]
+    rows = [row for model in ("seed", "default") for row in charts_sieve.sieve_rows(
+        model, [3, 5, 7], zero.loc[zero["model"] == model, "share"].tolist())]
+    by = {(r["model"], r["p"]): r for r in rows}
+    assert by[("seed", 3)]["divisible"] == pytest.approx(1 / 3)
+    assert by[("seed", 7)]["vs_chance"] == pytest.approx(1.0)
+    assert by[("default", 3)]["divisible"] == 0.0 and by[("default", 5)]["vs_chance"] == 0.0
+    assert by[("default", 7)]["chance"] == pytest.approx(1 / 7)
+    spec = charts_sieve.sieve_figure(rows)
+    alt.LayerChart.from_dict(spec)  # a valid Vega-Lite spec (written without Altair)
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in _layers(spec)]
     assert marks == ["line", "rule"]  # the models' points, and chance (1/p, drawn at 1)
     assert _fields(spec, "y") == ["vs_chance", "y"]
+    points = spec["layer"][0]
+    assert points["data"]["values"] == rows  # the data inline, every row
+    assert points["encoding"]["color"]["scale"] == {"domain": ["seed", "default"], "range": ["#9e9e9e", "#6c3bd1"]}
+    assert points["encoding"]["x"]["sort"] == [3, 5, 7]
     tooltips = json.dumps(spec)
     assert '"divisible"' in tooltips and '"chance"' in tooltips  # raw share and 1/p in the tooltip
-    assert charts.sieve_chart(frame.iloc[:0]).to_dict()["mark"]["type"] == "text"
+    empty = charts_sieve.sieve_figure([])
+    alt.Chart.from_dict(empty)
+    assert empty["mark"]["type"] == "text"
+
+
+def test_the_overview_draws_its_chart_without_importing_altair():
+    """The landing page's imports (what a new server runs first) leave Altair out (0.3 s of CPU)."""
+    code = ("import sys; import optimus.app.charts_sieve, optimus.app.common, optimus.evaluation.sieve_shares; "
+            "print('altair' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
+    overview = (REPO / "optimus" / "app" / "pages" / "overview.py").read_text()
+    assert "import charts," not in overview and "charts." not in overview.replace("charts_sieve.", "")
 
 
 def test_sieve_heatmap_over_batches_and_primes():
@@ -426,3 +450,37 @@ def test_tests_per_prime_chart_is_valid():
     spec = _valid(charts.tests_per_prime_chart(summary))
     assert [r["method"] for r in spec["datasets"][spec["data"]["name"]]] == list(charts.TESTS_SERIES)
     assert _valid(charts.tests_per_prime_chart({**summary, "tests_per_prime": None}))["mark"]["type"] == "text"
+
+
+def test_spec_writes_a_layered_charts_datasets_into_its_layers():
+    """Streamlit converts each named dataset to Arrow on every page run; charts.spec writes the
+    data of the views below the top into them instead (the same chart, still valid Vega-Lite)."""
+    import altair as alt
+    import jsonschema
+    from altair.vegalite.v6.schema.core import load_schema
+
+    sieve = pd.DataFrame({"p": [3, 5], "y": [0.1, 0.2]})
+    layered = alt.Chart(sieve).mark_line().encode(x="p:O", y="y:Q") + alt.Chart(
+        pd.DataFrame({"y": [1.0]})).mark_rule().encode(y="y:Q")
+    with alt.theme.enable("none"), alt.data_transformers.enable("default", max_rows=None):
+        named = layered.to_dict()
+    spec = charts.spec(layered)
+    jsonschema.validate(spec, load_schema())
+    assert "datasets" not in spec and len(named["datasets"]) == 2
+    assert [layer["data"] for layer in spec["layer"]] == [{"values": named["datasets"][layer["data"]["name"]]}
+                                                          for layer in named["layer"]]
+    assert {k: v for k, v in spec.items() if k != "layer"} == {
+        k: v for k, v in named.items() if k not in ("layer", "datasets")}
+    single = charts.spec(charts.losses_chart(_history(5)))  # top-level data stays named (Streamlit reads it there)
+    assert set(single["datasets"]) == {single["data"]["name"]}
+
+
+def test_spec_inlines_the_layers_data_of_a_chart_written_as_a_dict():
+    """The Sample and Discriminator pages' layered charts are dicts; spec writes their named
+    datasets into the layers (no Arrow conversion per run), the same chart, still valid."""
+    rocs = {"default": {"fpr": [0, 0.5, 1], "tpr": [0, 1, 1], "threshold": [None, 0.7, 0.1]}}
+    named = charts.roc_chart(rocs, {"default": 1.0})
+    inlined = _valid(charts.spec(named))
+    assert "datasets" not in inlined
+    assert [layer["data"]["values"] for layer in inlined["layer"]] == [
+        named["datasets"][layer["data"]["name"]] for layer in named["layer"]]

@@ -16,16 +16,15 @@ import numpy as np
 import pandas as pd
 from altair.utils import schemapi
 
+from optimus.app.chart_style import (
+    CHANCE_COLOR,
+    HEIGHT,
+    MODEL_COLORS,
+    TITLE_PADDING,
+    WIDTH,
+    model_colors,
+)
 from optimus.primes.bins import magnitude_bins
-
-WIDTH = "container"
-HEIGHT = 220
-# Room above a chart's title: at Vega's default 5 px its top was cut off in the page.
-TITLE_PADDING = {"top": 14, "left": 5, "right": 5, "bottom": 5}
-
-# Series colours kept the same on every page: a model keeps its colour across charts.
-MODEL_COLORS = {"default": "#6c3bd1", "seed": "#9e9e9e"}
-CHANCE_COLOR = "#e4572e"
 
 
 def _share_altair_class_tables() -> None:
@@ -67,15 +66,51 @@ def spec(chart) -> dict:
     would draw: no Altair theme (Streamlit's own applies), the data inline. Not validated
     against the Vega-Lite schema on every page run: that cost up to 0.15 s of the server's CPU
     per chart (measured: the accuracy matrices), and tests/test_charts.py validates what every
-    builder here returns."""
+    builder here returns. A chart this module already wrote as a dict only has its layers'
+    data inlined."""
+    if isinstance(chart, dict):
+        return inline_datasets(chart)
     with _ALTAIR_GLOBALS, alt.theme.enable("none"), alt.data_transformers.enable("default", max_rows=None):
-        return chart.to_dict(validate=False)
+        return inline_datasets(chart.to_dict(validate=False))
+
+
+def inline_datasets(vega_lite: dict) -> dict:
+    """The same chart with each named dataset written into the views below the top that use it
+    (`"data": {"values": rows}`), the top level's left named. Streamlit turns every named dataset
+    into a pandas frame and then Arrow on every page run (about 3 ms each: the Continual page's
+    three charts hold twelve), but sends data inside a layer as part of the spec's JSON."""
+    datasets = vega_lite.get("datasets")
+    if not datasets:
+        return vega_lite
+    used_below: set[str] = set()
+
+    def inline(node, depth: int):
+        if isinstance(node, list):
+            return [inline(item, depth) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, value in node.items():
+            if (key == "data" and depth > 0 and isinstance(value, dict) and set(value) == {"name"}
+                    and value["name"] in datasets):
+                used_below.add(value["name"])
+                out[key] = {"values": datasets[value["name"]]}
+            else:
+                out[key] = inline(value, depth + 1)
+        return out
+
+    result = inline({k: v for k, v in vega_lite.items() if k != "datasets"}, 0)
+    top = result.get("data") if isinstance(result.get("data"), dict) else {}
+    kept = {name: rows for name, rows in datasets.items() if name == top.get("name") or name not in used_below}
+    if kept:
+        result["datasets"] = kept
+    return result
 
 
 def _model_scale(models) -> alt.Scale:
     """A colour scale that gives `default` and `seed` their fixed colours."""
     names = list(dict.fromkeys(models))
-    return alt.Scale(domain=names, range=_model_colors(names))
+    return alt.Scale(domain=names, range=model_colors(names))
 
 
 def _empty(message: str) -> alt.Chart:
@@ -194,12 +229,6 @@ def _empty_spec(message: str) -> dict:
             "encoding": {"text": _n("text")}, "height": 60, "width": WIDTH}
 
 
-def _model_colors(models) -> list[str]:
-    """`default` and `seed` in their fixed colours, other models from a palette, in order."""
-    palette = iter(["#2a9d8f", "#e9c46a", "#264653", "#f4a261", "#8ab17d"] * 4)
-    return [MODEL_COLORS.get(m) or next(palette) for m in dict.fromkeys(models)]
-
-
 # --- the generator's outputs ------------------------------------------------------------
 
 
@@ -315,7 +344,7 @@ def model_comparison_chart(table: pd.DataFrame,
         "data": {"name": "metrics"},
         "mark": {"type": "bar"},
         "encoding": {
-            "color": _n("model", scale={"domain": models, "range": _model_colors(models)}),
+            "color": _n("model", scale={"domain": models, "range": model_colors(models)}),
             "tooltip": [_n("model"), _n("metric"), _q("value", format=".4f")],
             "x": _n("metric", axis={"labelAngle": 0}, sort=list(present), title=None),
             "xOffset": _n("model", sort=models),
@@ -379,7 +408,7 @@ def roc_chart(rocs: dict[str, dict], aucs: dict[str, float] | None = None) -> di
         return _empty_spec("no ROC curve")
     labels = [roc_label(model, roc, aucs) for model, roc in rocs.items()]
     datasets = {"chance": [{"fpr": 0, "tpr": 0}, {"fpr": 1, "tpr": 1}]}
-    color = _n("model", legend={"labelLimit": 240}, scale={"domain": labels, "range": _model_colors(rocs)},
+    color = _n("model", legend={"labelLimit": 240}, scale={"domain": labels, "range": model_colors(rocs)},
                title=None)
     curves = []
     # one layer per model, the picked one (first) drawn last: on top where the curves meet
@@ -428,7 +457,7 @@ def accuracy_by_magnitude_chart(rows: pd.DataFrame, metric: str = "balanced_accu
         "data": {"name": "bins"},
         "mark": {"type": "line", "invalid": "break-paths-filter-domains", "point": True},
         "encoding": {
-            "color": _n("model", scale={"domain": models, "range": _model_colors(models)}),
+            "color": _n("model", scale={"domain": models, "range": model_colors(models)}),
             "tooltip": [_n("model"), _q("bin_lo", format=",.0f"), _q("bin_hi", format=",.0f"), _q("count"),
                         _q(metric, format=".3f")],
             "x": _q("mid", scale={"type": "log" if log else "linear"}, title="n (bin centre)"),
@@ -529,49 +558,6 @@ def density_chart(table: pd.DataFrame, measure: str = "count", log_x: bool = Fal
 
 
 # --- the learned sieve (Overview, Train) --------------------------------------------------
-
-
-def sieve_frame(residues: pd.DataFrame) -> pd.DataFrame:
-    """From `residue_distribution` rows (model, p, residue, share): one row per model and prime
-    with `divisible` (share of outputs that are multiples of p), `chance` (1/p, what random odd
-    integers give) and `vs_chance` (divisible * p: 1 = chance, 0 = a perfect sieve)."""
-    zero = residues[residues["residue"] == 0]
-    frame = pd.DataFrame({"model": zero["model"].to_numpy(), "p": zero["p"].astype(int).to_numpy(),
-                          "divisible": zero["share"].astype(float).to_numpy()})
-    frame["chance"] = 1.0 / frame["p"]
-    frame["vs_chance"] = frame["divisible"] * frame["p"]
-    return frame.reset_index(drop=True)
-
-
-def sieve_chart(sieve: pd.DataFrame) -> alt.Chart:
-    """"The learned sieve" in one picture: for each small odd prime p, the share of each model's
-    outputs divisible by p (a line of points per model), drawn relative to chance: 1 (the dashed line)
-    is random odd integers' 1/p, 0 is a perfect sieve. Drawn raw, the shares of p > 30 (below
-    1/30) would vanish beside p = 3's 1/3; the raw share and 1/p are in the tooltip.
-    `sieve` is `sieve_frame`'s output."""
-    if sieve.empty:
-        return _empty("no outputs")
-    models = list(dict.fromkeys(sieve["model"]))
-    primes = sorted(int(p) for p in sieve["p"].unique())
-    bars = (
-        alt.Chart(sieve)
-        .mark_line(point=alt.OverlayMarkDef(size=60, filled=True), strokeWidth=2)
-        .encode(
-            x=alt.X("p:O", title="odd prime p", sort=primes, axis=alt.Axis(labelAngle=0)),
-            y=alt.Y("vs_chance:Q", title="multiples of p / chance", scale=alt.Scale(domainMin=0)),
-            color=alt.Color("model:N", title="generator", scale=_model_scale(models), sort=models),
-            tooltip=["model:N", "p:O", alt.Tooltip("divisible:Q", format=".2%", title="divisible by p"),
-                     alt.Tooltip("chance:Q", format=".2%", title="chance 1/p"),
-                     alt.Tooltip("vs_chance:Q", format=".2f", title="share / chance")],
-        )
-    )
-    chance = alt.Chart(pd.DataFrame({"y": [1.0], "label": ["chance: 1 in p"]})).mark_rule(
-        strokeDash=[4, 4], color=CHANCE_COLOR).encode(y="y:Q", tooltip=["label:N"])
-    return (bars + chance).properties(
-        title="The learned sieve (1 = chance 1/p, 0 = a perfect sieve)",
-        width=WIDTH, height=HEIGHT,
-        padding=TITLE_PADDING,
-    )
 
 
 def divisible_share_frame(history: pd.DataFrame) -> pd.DataFrame:

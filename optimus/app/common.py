@@ -19,7 +19,7 @@ import streamlit as st
 
 from optimus import primes, validate
 from optimus.app import query
-from optimus.evaluation import metrics
+from optimus.evaluation import metrics, sieve_shares
 from optimus.evaluation import report as evaluation
 from optimus.nets import forward
 from optimus.sampling import anysize
@@ -194,6 +194,24 @@ def residue_shares(name: str, count: int, seed: int, primes=SMALL_PRIMES) -> pd.
     """Share of the model's outputs in each residue class mod each of `primes`."""
     path = model_path(name)
     return _residue_shares(str(path), model_signature(path), int(count), int(seed), tuple(primes))
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def _divisible_shares(path: str, signature: tuple, count: int, seed: int, primes: tuple) -> list[float]:
+    counts = sieve_shares.shipped(path, count, seed, primes)  # the shipped models' figure, if it is theirs
+    if counts is None:
+        shares = _residue_shares(path, signature, count, seed, primes)
+        return shares.loc[shares["residue"] == 0, "share"].astype(float).tolist()
+    return [c / count for c in counts]
+
+
+def divisible_shares(name: str, count: int, seed: int, primes) -> list[float]:
+    """For each p of `primes`, the share of `count` outputs of the model (`seed`) that are
+    multiples of p (the residue-0 rows of `residue_shares`: the Overview's sieve chart), from
+    models/sieve-shares.json when it holds this model's (optimus.evaluation.sieve_shares), else
+    computed."""
+    path = model_path(name)
+    return _divisible_shares(str(path), model_signature(path), int(count), int(seed), tuple(primes))
 
 
 @st.cache_data(max_entries=24, show_spinner="Classifying ...")

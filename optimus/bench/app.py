@@ -109,20 +109,47 @@ def _summary(values) -> dict:
     return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
 
 
-async def _cold_start(browser, models_root: Path) -> dict:
-    """A new server: launch to health, then to the Overview's first chart drawn (browser open)."""
+# Python writes each module's bytecode on its first import (__pycache__), so a server starts from
+# it every time but the first after a clone; an environment that sets PYTHONDONTWRITEBYTECODE
+# (as some sandboxes do) would compile every module of the app on every start instead.
+_WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": ""}
+
+
+async def _first_overview(browser, models_root: Path) -> dict:
+    """A new server (`streamlit run app.py`) and the Overview opened in a new browser context (the
+    browser already running): when the server answered /_stcore/health, when the page opened its
+    websocket (Streamlit's front end loaded), when the first figure was drawn and when the script
+    run was over, in seconds after the launch; and the server's CPU."""
     out: dict = {}
     context = await browser.new_context(viewport={"width": 1300, "height": 900})
     page = await context.new_page()
+    opened: list[float] = []
+    page.on("websocket", lambda ws: opened.append(time.perf_counter()))
     try:
-        with srv.serve(models_root) as server:
+        with srv.serve(models_root, env=_WRITE_BYTECODE) as server:
             out["health_s"] = server.healthy - server.launched
-            await load(page, server.url + PAGES[0].path, PAGES[0])
+            out["health_cpu_s"] = srv.cpu_seconds(server.pid)
+            await page.goto(server.url + PAGES[0].path, timeout=PAGE_TIMEOUT_MS)
+            await page.get_by_text(PAGES[0].ready).first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            await page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=PAGE_TIMEOUT_MS)
             out["overview_drawn_s"] = time.perf_counter() - server.launched
+            await srv.settle(page, PAGE_TIMEOUT_MS)
+            out["script_done_s"] = time.perf_counter() - server.launched
+            out["websocket_s"] = (opened[0] - server.launched) if opened else None
             out["server_cpu_s"] = srv.cpu_seconds(server.pid)
             out["rss_mb"] = srv.rss_bytes(server.pid)[0] / 2**20
     finally:
         await context.close()
+    return out
+
+
+async def _cold_start(browser, models_root: Path) -> dict:
+    """The cold start: a new server to the Overview's figures drawn in Chromium (browser open).
+    Measured on the second start of the app's code: the first (reported as `first_start`) is a
+    new clone's, which also writes the modules' bytecode."""
+    first = await _first_overview(browser, models_root)
+    out = await _first_overview(browser, models_root)
+    out["first_start"] = first
     out["met"] = out["overview_drawn_s"] <= COLD_START_TARGET_S
     return out
 
@@ -208,6 +235,13 @@ def format_app(r: dict) -> list[str]:
     lines.append(f"  cold start: `streamlit run app.py` to /_stcore/health {c['health_s']:.2f} s, to the Overview's "
                  f"figures drawn in Chromium {c['overview_drawn_s']:.2f} s ({c['server_cpu_s']:.2f} s of server CPU, "
                  f"{c['rss_mb']:.0f} MB); target <= {r['cold_start_target_s']:g} s: {'met' if c['met'] else 'MISSED'}")
+    if "script_done_s" in c:
+        f = c["first_start"]
+        ws = f"{c['websocket_s']:.2f} s" if c.get("websocket_s") is not None else "-"
+        lines.append(f"    after the launch: health {c['health_s']:.2f} s ({c['health_cpu_s']:.2f} s of server CPU), the "
+                     f"page's websocket {ws}, first figure {c['overview_drawn_s']:.2f} s, script over "
+                     f"{c['script_done_s']:.2f} s; a new clone's first start (writing the bytecode) "
+                     f"{f['overview_drawn_s']:.2f} s ({f['server_cpu_s']:.2f} s of server CPU)")
     return lines
 
 
@@ -259,6 +293,7 @@ async def _bench_app_load(models_root: Path, pages, flows: int, sessions: int) -
                 with srv.PeakRss(server.pid) as peak:
                     start, t0 = srv.cpu_seconds(server.pid), time.perf_counter()
                     browsers0, machine0 = srv.descendants_cpu_seconds(me, [server.pid]), srv.machine_cpu_seconds()
+                    bench0 = srv.cpu_seconds(me)
                     problems = await asyncio.gather(*(_flow(browser, server, pages, seed=1000 + s, times=times)
                                                       for s in range(sessions)))
                     out["concurrent_wall_s"] = time.perf_counter() - t0
@@ -267,6 +302,11 @@ async def _bench_app_load(models_root: Path, pages, flows: int, sessions: int) -
                     # Playwright's driver), this process, and the whole machine (other work too).
                     out["concurrent_browsers_cpu_s"] = srv.descendants_cpu_seconds(me, [server.pid]) - browsers0
                     out["concurrent_machine_cpu_s"] = srv.machine_cpu_seconds() - machine0
+                    out["concurrent_bench_cpu_s"] = srv.cpu_seconds(me) - bench0
+                    # the rest: every other process on the machine (other users' work, the kernel's)
+                    out["concurrent_others_cpu_s"] = max(0.0, out["concurrent_machine_cpu_s"] - out["concurrent_server_cpu_s"]
+                                                         - out["concurrent_browsers_cpu_s"] - out["concurrent_bench_cpu_s"])
+                    out["load_average"] = os.getloadavg()[0]
                     out["cores"] = os.cpu_count()
                 await asyncio.sleep(2.0)
                 out["rss_before_mb"] = rss_before / 2**20
@@ -318,6 +358,10 @@ def format_app_load(r: dict) -> list[str]:
            f"Playwright) used {r['concurrent_browsers_cpu_s']:.1f} s and the whole machine {r['concurrent_machine_cpu_s']:.1f} s "
            f"of CPU ({r['concurrent_machine_cpu_s'] / r['concurrent_wall_s']:.2f} of {r['cores']} cores busy)"
            if "concurrent_browsers_cpu_s" in r else ""),
+        *([f"  where the machine's CPU went during the sessions: server {r['concurrent_server_cpu_s']:.1f} s, browsers "
+           f"{r['concurrent_browsers_cpu_s']:.1f} s, this bench {r['concurrent_bench_cpu_s']:.1f} s, everything else "
+           f"{r['concurrent_others_cpu_s']:.1f} s (load average {r['load_average']:.1f} at the end)"]
+          if "concurrent_others_cpu_s" in r else []),
         f"  server RSS: {r['rss_before_mb']:.0f} MB before the sessions, {r['rss_after_mb']:.0f} MB after "
         f"(peak {r['rss_peak_mb']:.0f} MB); exceptions shown: {len(r['exceptions'])}"
         + (f" [{r['exceptions'][0][:80]}]" if r["exceptions"] else ""),

@@ -85,8 +85,8 @@ for other in common.comparison_models(name)[1:]:
         continue
     rocs[other], aucs[other] = other_report["roc"], other_report["roc_auc"]
     rows += [{"model": other, **row} for row in other_report["by_magnitude"]]
-right.vega_lite_chart(charts.roc_chart(rocs, aucs), width="stretch")
-st.vega_lite_chart(charts.accuracy_by_magnitude_chart(pd.DataFrame(rows)), width="stretch")
+right.vega_lite_chart(charts.spec(charts.roc_chart(rocs, aucs)), width="stretch")
+st.vega_lite_chart(charts.spec(charts.accuracy_by_magnitude_chart(pd.DataFrame(rows))), width="stretch")
 
 predicted = prob >= 0.5
 wrong = np.flatnonzero(predicted != truth)

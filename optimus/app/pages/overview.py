@@ -3,20 +3,22 @@ model achieves and learns (the sieve), and where each page goes.
 
 Every figure comes from the models on disk: a model's saved evaluation (written by `python -m
 optimus evaluate --save`) when it matches the model's trained batches, else `evaluation.evaluate`
-computed here once per saved version of the model (st.cache_data). The sieve picture is computed
-from generator samples (`evaluation.residue_distribution`, cached).
+computed here once per saved version of the model (st.cache_data). The sieve picture: for the
+shipped models at the default seed, the figure shipped in models/sieve-shares.json (`python -m
+optimus sieve-shares`; a new server's first page draws no samples), else computed from generator
+samples (`evaluation.residue_distribution`, cached).
 """
 
-import pandas as pd
 import streamlit as st
 
 from optimus import limits
-from optimus.app import charts, common, query
+from optimus.app import charts_sieve, common, query
 from optimus.evaluation import report as evaluation
+from optimus.evaluation import sieve_shares
 from optimus.primes import SIEVE_CHART_PRIMES
 from optimus.store import runs
 
-SIEVE_SAMPLES = 10_000
+SIEVE_SAMPLES = sieve_shares.SAMPLES  # models/sieve-shares.json holds the shipped models' (seed 0)
 # One line per page, in the app's order (app.py declares the pages and their titles).
 PAGES = {
     "optimus/app/pages/train.py": "Train a model from the browser and watch it learn: losses, lift over chance, "
@@ -33,12 +35,6 @@ PAGES = {
 @st.cache_data(max_entries=8, show_spinner="Evaluating the model against exact primality ...")
 def _evaluate(path: str, signature: tuple) -> dict:
     return evaluation.evaluate(path)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def sieve_figure(residues: pd.DataFrame) -> dict:
-    """The sieve chart as a Vega-Lite dict, built once per set of residue shares."""
-    return charts.spec(charts.sieve_chart(charts.sieve_frame(residues)))
 
 
 def model_figures(name: str, batches: int) -> tuple[dict, str]:
@@ -134,19 +130,19 @@ with st.container(border=True):
 
 # The chart across the page's width (at 556 px beside the links its title was cut off).
 with st.container():
-    frames = []
+    rows = []
     for name in dict.fromkeys([shown, "default", "seed"]):
         if name not in choices:
             continue
         try:  # one model that cannot be loaded must not hide the rest of the page
-            residues = common.residue_shares(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
-                                       st.session_state["overview_seed"], SIEVE_CHART_PRIMES)
+            shares = common.divisible_shares(name, min(SIEVE_SAMPLES, limits.MAX_SAMPLES),
+                                             st.session_state["overview_seed"], SIEVE_CHART_PRIMES)
         except ValueError as exc:
             common.warning(f"{name}: {exc}", icon=":material/error:")
             continue
-        frames.append(residues.assign(model=name))
-    if frames:
-        st.vega_lite_chart(sieve_figure(pd.concat(frames, ignore_index=True)), width="stretch")
+        rows += charts_sieve.sieve_rows(name, SIEVE_CHART_PRIMES, shares)
+    if rows:
+        st.vega_lite_chart(charts_sieve.sieve_figure(rows), width="stretch")
     st.caption(
         f"From {SIEVE_SAMPLES:,} samples of each generator. Random odd integers put 1 in p among multiples of p "
         "(the dashed line); a perfect sieve puts none. The default generator is never told about divisibility: "

@@ -151,7 +151,7 @@ m[3].metric("Baseline", f"{report['baseline']:.2%}",
 m[4].metric("Lift", f"{report['lift']:.2f}x", help="Distinct-prime rate / baseline: 1.0 is chance.")
 st.caption(f"Outputs span [{report['lo']:,}, {report['hi']:,}].")
 
-st.vega_lite_chart(charts.output_histogram(table), width="stretch")
+st.vega_lite_chart(charts.spec(charts.output_histogram(table)), width="stretch")
 
 st.dataframe(
     table, hide_index=True, width="stretch", height=280,

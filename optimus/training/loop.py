@@ -83,7 +83,7 @@ def prewarm(cfg: TrainConfig) -> bool:
     differs from cfg only in WARM_FREE_FIELDS, from new networks on TensorFlow's default
     strategy, takes this GAN (`_take_warm`): its own freshly built networks' weights are copied
     in, so it trains the same numbers as a cold run (tests/test_spare.py), and its first step
-    reuses the traces (tests/test_training.py checks the tracing counts). The judge's eager calls
+    reuses the traces (tests/test_gan_retrace.py counts them). The judge's eager calls
     run once on placeholder latents (inference only: no variable changes). Returns whether a GAN
     is kept: not for a config whose batch is not one graph (the dense generator's), nor where a
     GPU is seen (a run's --device chooses the devices before TensorFlow initialises them); an

@@ -543,3 +543,26 @@ def test_rendered_charts_hold_the_right_data_for_a_degenerate_model(server, fres
     # 3,000 uniform odd integers from 10^6: the two lowest bins hold 4 and 12 composites only
     assert gap and all(r["prime_share"] in (0, 1) for r in gap)
     assert all(r["balanced_accuracy"] == 0.5 for r in seed_bins if r not in gap)  # constant: chance
+
+
+def _run_elsewhere(model_dir: Path, **start) -> None:
+    """A run started outside the page (as from another browser or the command line), to its end."""
+    runs.start_training(model_dir, overrides={"batches": 1, "batch_size": 64, "steps": 1}, **start)
+    _wait_until(lambda: (runs.read_status(model_dir) or {}).get("state") == "done" and storage.lock_holder(model_dir) is None,
+                f"{model_dir.name}: the run started elsewhere did not finish")
+
+
+def test_an_idle_train_page_notices_a_run_started_elsewhere(server, fresh_page):
+    """The idle Train page only stats the run's files (a 2 s fragment) and draws itself again when
+    they change: a run started from elsewhere shows without a reload, and nothing breaks."""
+    model_dir = server["root"] / "elsewhere"
+    _run_elsewhere(model_dir, preset="demo")
+    page = fresh_page
+    console = _console_collector(page)
+    page.goto(f"{server['url']}/train?train_watch=elsewhere")
+    page.get_by_text(re.compile(r"done: batch 1 of 1")).first.wait_for()
+    _settle(page)
+    _run_elsewhere(model_dir)  # continued in place: the model's batch 2
+    page.get_by_text(re.compile(r"done: batch 2 of 2")).first.wait_for(timeout=TRAIN_TIMEOUT_MS)
+    _no_exception(page)
+    assert not console, console

@@ -17,6 +17,7 @@ import keras
 import pytest
 
 from optimus.nets.networks import build_discriminator, build_generator
+from optimus.store import storage
 from optimus.training import gan as gan_module
 from optimus.training import loop as training
 from tests.helpers import tiny
@@ -90,3 +91,34 @@ def test_d_fisher_keeps_its_shape_when_fisher_samples_exceed_the_batch(python_ca
     for batch in (2, 3):
         training.run_online_batch(gan, cfg, batch)
     assert python_calls["d_log_likelihood"] == after_first
+
+
+def _numbers(model_dir):
+    return [{k: v for k, v in r.items() if k not in ("time", "seconds")}
+            for r in storage.read_jsonl(model_dir / storage.HISTORY)]
+
+
+@pytest.mark.slow
+def test_a_prewarmed_gan_is_taken_once_and_steps_without_tracing_again(tmp_path):
+    """The warm trainer's head start (`loop.prewarm`): a new run whose config differs only in
+    WARM_FREE_FIELDS (here the generator's learning rate, the steps and the batches) takes the
+    GAN traced ahead, its step and batch graph are not traced again, and it trains the numbers
+    a run that built its own GAN trains; a config with other shapes builds its own."""
+    small = {"disc_prime_max": 31_623}  # the default's: its band below the exact bound, one graph per batch
+    cfg = tiny("default", batches=2, **small)
+    training.train(cfg, tmp_path / "cold", progress=False, log=lambda *_: None)
+
+    assert training.prewarm(tiny("default", lr_generator=0.5, steps=7, batches=9, **small))
+    warm = training._warm["gan"]
+    logs = []
+    training.train(cfg, tmp_path / "warm", progress=False, log=logs.append)
+    assert training.WARM_LOG in logs and not training._warm  # taken, once
+    assert warm.train_function.experimental_get_tracing_count() == 1
+    assert warm.batches.tracing_counts()["whole"] == 1
+    assert _numbers(tmp_path / "warm") == _numbers(tmp_path / "cold") and len(_numbers(tmp_path / "cold")) == 2
+
+    assert training.prewarm(tiny("default", window=16, **small))
+    logs.clear()
+    training.train(cfg, tmp_path / "other", progress=False, log=logs.append)
+    assert training.WARM_LOG not in logs and not training._warm
+    assert _numbers(tmp_path / "other") == _numbers(tmp_path / "cold")

@@ -78,6 +78,38 @@ def test_a_run_through_the_spare_trains_the_same_numbers_as_a_cold_one(tmp_path,
     assert "run-001: training" in (warm_dir / storage.LOG).read_text()  # its output went to the run's log
 
 
+def test_a_new_demo_model_takes_the_spares_traced_gan_and_trains_the_same_numbers(tmp_path, monkeypatch,
+                                                                                   clean_children):
+    """The spare traces the default preset's GAN while it waits (loop.prewarm); a new `demo`
+    model (the same shapes) takes it, and its history, networks and state are a cold run's."""
+    monkeypatch.delenv(runs.SPARE_ENV, raising=False)
+    spare_pid = runs.ensure_spare()
+    warm_dir = tmp_path / "warm"
+    pid = runs.start_training(warm_dir, preset="demo", overrides={"batches": 1})
+    assert pid == spare_pid
+    _wait_for_end(warm_dir, pid)
+    assert loop_warm_log() in (warm_dir / storage.LOG).read_text()
+
+    monkeypatch.setenv(runs.SPARE_ENV, "0")
+    cold_dir = tmp_path / "cold"
+    _wait_for_end(cold_dir, runs.start_training(cold_dir, preset="demo", overrides={"batches": 1}))
+    assert loop_warm_log() not in (cold_dir / storage.LOG).read_text()
+
+    assert _history(warm_dir) == _history(cold_dir) and len(_history(warm_dir)) == 1
+    for name in (storage.GENERATOR, storage.DISCRIMINATOR):
+        assert _keras_contents(warm_dir / name) == _keras_contents(cold_dir / name), name
+    with np.load(warm_dir / storage.STATE) as warm, np.load(cold_dir / storage.STATE) as cold:
+        assert sorted(warm.files) == sorted(cold.files)
+        for key in warm.files:
+            np.testing.assert_array_equal(warm[key], cold[key], err_msg=key)
+
+
+def loop_warm_log() -> str:
+    from optimus.training import loop  # TensorFlow: only the tests that train import it
+
+    return loop.WARM_LOG
+
+
 def test_the_spare_is_replaced_after_the_run_that_used_it_shows_a_batch(tmp_path, monkeypatch, clean_children):
     monkeypatch.delenv(runs.SPARE_ENV, raising=False)
     first = runs.ensure_spare()

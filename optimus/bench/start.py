@@ -5,7 +5,9 @@ Two servers over one temporary copy of the shipped models: one as shipped (a war
 once the Train page has been drawn), one with $OPTIMUS_WARM_TRAINER=0 (every run spawns
 `python -m optimus train`). Rounds alternate between them. A trial: a new browser session opens
 /train, picks the `demo` preset, names a new model and presses Start; timed from the click to
-"starting" on screen, and to "running: batch 1 of 20" on screen (the page polls every 1.5 s).
+"starting" on screen, and to "running: batch 1 of 20" on screen (the page polls every 0.5 s until
+the run's first batch). The warm trainer has also traced the default preset's GAN, which a new
+`demo` model takes (`optimus.training.loop.prewarm`), so its first batch skips the tracing.
 The run is then asked to stop and the next trial waits for it to exit, and for the next warm
 trainer to finish its imports (its CPU time still), so that no trial shares the cores with the
 previous one. Also reported: the trainer's side (click to the first record in history.jsonl, and

@@ -23,6 +23,7 @@ Public seams for the benchmark and the tests: `build_gan`, `prepare_batch`, `run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import tempfile
@@ -57,6 +58,72 @@ def build_gan(cfg: TrainConfig, generator, discriminator):
     d_loss, g_loss = losses_from_config(cfg)
     gan.compile(d_optimizer=keras.optimizers.Adam(cfg.lr_discriminator),
                 g_optimizer=keras.optimizers.Adam(cfg.lr_generator), d_loss=d_loss, g_loss=g_loss)
+    return gan
+
+
+# --- the warm trainer's head start (optimus/training/spare.py) --------------------------------
+# The fields a prewarmed GAN's graphs do not hold: the loop reads them in Python (batches,
+# steps), they only name the preset, or they are optimiser variables assigned when a run takes
+# it (the learning rates). The `default` and `demo` presets differ only in these.
+WARM_FREE_FIELDS = ("preset", "batches", "steps", "lr_generator", "lr_discriminator")
+WARM_LOG = "its GAN traced ahead while the warm trainer waited (optimus.training.loop.prewarm)"
+_warm: dict = {}  # "gan", "key": the prewarmed GAN, never trained, and the config it was built for
+
+
+def _warm_key(cfg: TrainConfig) -> dict:
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in WARM_FREE_FIELDS}
+
+
+def prewarm(cfg: TrainConfig) -> bool:
+    """Build cfg's GAN and trace its compiled batch and training step, without running them, for
+    the next run of this process (the warm trainer calls it while it waits for a job).
+
+    A new model's first batch was mostly tracing: of its 3.1 s of CPU (demo preset, 2-core
+    machine), 1.1 s traced the batch's graph and about 0.9 s the step's. A run whose config
+    differs from cfg only in WARM_FREE_FIELDS, from new networks on TensorFlow's default
+    strategy, takes this GAN (`_take_warm`): its own freshly built networks' weights are copied
+    in, so it trains the same numbers as a cold run (tests/test_spare.py), and its first step
+    reuses the traces (tests/test_gan_retrace.py counts them). The judge's eager calls
+    run once on placeholder latents (inference only: no variable changes). Returns whether a GAN
+    is kept: not for a config whose batch is not one graph (the dense generator's), nor where a
+    GPU is seen (a run's --device chooses the devices before TensorFlow initialises them); an
+    exception keeps none."""
+    _warm.clear()
+    if tf.config.list_physical_devices("GPU"):
+        return False
+    gan = build_gan(cfg, build_generator(cfg), build_discriminator(cfg))
+    if gan.distributed:
+        return False
+    gan.batches = OnlineBatches(gan.generator, gan.encoding, cfg, d_rows=gan.d_rows)
+    if not (gan.batches.graph and gan.batches.band_fits):
+        return False
+    specs = gan.batches.trace()
+    gan.train_function.get_concrete_function(gan.distribute_batch(specs))
+    propose(gan.generator, np.full(cfg.batch_size, cfg.latent_lo, dtype=np.float64))
+    # A few rows: the head's 32,768 would hold 120 MB more in the waiting trainer, for no time saved.
+    gan.head(tf.zeros([8, *specs["candidate_features"].shape[1:]], specs["candidate_features"].dtype), training=False)
+    _warm.update(gan=gan, key=_warm_key(cfg))
+    return True
+
+
+def _take_warm(cfg: TrainConfig, generator, discriminator):
+    """The prewarmed GAN (`prewarm`) holding `generator`'s and `discriminator`'s weights, set up
+    for cfg, or None where it does not fit cfg; taken once (a later run builds its own)."""
+    gan, key = _warm.pop("gan", None), _warm.pop("key", None)
+    if gan is None or key != _warm_key(cfg):
+        return None
+    pairs = ((gan.generator, generator), (gan.discriminator, discriminator))
+    # Every variable, not only the weights: a dropout layer's seed state is one too.
+    # (by position: the run's networks, built after these, carry other layer names)
+    if any([(tuple(v.shape), v.dtype) for v in warm.variables] != [(tuple(v.shape), v.dtype) for v in new.variables]
+           for warm, new in pairs):
+        return None
+    for warm, new in pairs:
+        for target, value in zip(warm.variables, new.variables, strict=True):
+            target.assign(value)
+    gan.cfg = gan.batches.cfg = cfg
+    gan.g_optimizer.learning_rate = cfg.lr_generator
+    gan.d_optimizer.learning_rate = cfg.lr_discriminator
     return gan
 
 
@@ -276,7 +343,8 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
     # batch, reads the mirrored variables from the cross-replica context.
     with contextlib.nullcontext() if distribute.is_default(strategy) else strategy.scope():
         generator, discriminator, state, parent = _prepare_dir(cfg, model_dir, from_dir, resume)
-        gan = build_gan(cfg, generator, discriminator)
+        warm = _take_warm(cfg, generator, discriminator) if not state and distribute.is_default(strategy) else None
+        gan = warm if warm is not None else build_gan(cfg, generator, discriminator)
         if state:
             gan.load_state(state)  # the last check (a method switch): nothing is written before it
     done = int(state.get("batches_done", 0)) if state else 0
@@ -297,6 +365,8 @@ def _train_locked(cfg: TrainConfig, model_dir: Path, from_dir: Path | None, prog
         raise
     run_id = _next_run_id(storage.read_jsonl(model_dir / storage.RUNS))
     log(f"{run_id}: training {model_dir} from batch {done} for {cfg.batches} batches")
+    if warm is not None:
+        log(WARM_LOG)
     if info and info.get("replicas", 1) * info.get("workers", 1) > 1:
         log(f"device: {info['strategy']}, {info['replicas']} replicas on {info['workers']} worker(s): "
             f"{', '.join(info['devices'])}")

@@ -119,6 +119,15 @@ class OnlineBatches:
         """The stateless RNG seed of a batch: int64 [2] (cfg.seed, batch_index)."""
         return tf.constant([self.cfg.seed, int(batch_index)], dtype=tf.int64)
 
+    def trace(self) -> dict:
+        """Trace the compiled batch now, without running it (the warm trainer's head start:
+        `optimus.training.loop.prewarm`); returns the dict's tf.TensorSpecs. Only where `band_fits`
+        and `graph` (the path `__call__` compiles whole); a later call reuses this trace."""
+        if not (self.graph and self.band_fits):
+            raise ValueError("only the whole-batch graph (graph=True, the band below the exact bound) traces ahead")
+        outputs = self._whole.get_concrete_function(tf.TensorSpec([2], tf.int64)).structured_outputs
+        return {k: tf.TensorSpec(v.shape, v.dtype) for k, v in outputs.items()}
+
     def build(self, seed) -> dict:
         """The whole batch as traceable ops, for a seed tensor (`seed(batch_index)`): call it
         inside your own tf.function to fuse the batch with the steps that use it. Only where

@@ -14,8 +14,14 @@ Protocol, on its standard streams (which are pipes to the app until a job arrive
   link) and stdin at /dev/null, and runs `optimus.cli.main(argv)`; its exit code is the run's;
 - without a job it exits with UNUSED: on end of file (the app is gone), after IDLE_SECONDS, or
   if its imports failed (the app then spawns the trainer cold, which reports the error).
-A run started here trains exactly as one spawned cold: nothing random or stateful runs before
-the job, and the loop seeds every generator itself (`keras.utils.set_random_seed`).
+A run started here trains exactly as one spawned cold: the loop seeds every generator itself
+(`keras.utils.set_random_seed`), and builds the run's networks as a cold run does.
+
+While it waits it also builds the default preset's GAN and traces its compiled batch and step
+(`optimus.training.loop.prewarm`): a new model of the `default` or `demo` preset (they share
+every traced shape) then takes that GAN with its own networks' weights, and its first batch skips
+the tracing (most of its CPU). Not on a machine with a GPU: the run's --device must choose the
+devices before TensorFlow initialises them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import select
 import sys
 
+from optimus.config import preset
 from optimus.store import storage
 
 UNUSED = 75  # EX_TEMPFAIL: exited without a job; the app starts the run another way
@@ -38,6 +45,7 @@ def main() -> int:
         from optimus.training import loop  # noqa: F401  TensorFlow and the loop, in the try (as above)
     except Exception:  # noqa: BLE001 (a cold start shows the error in the run's log)
         return UNUSED
+    _prewarm(loop)
     readable, _, _ = select.select([sys.stdin], [], [], IDLE_SECONDS)
     line = sys.stdin.readline() if readable else ""
     try:
@@ -59,6 +67,15 @@ def main() -> int:
     os.close(null)
     sys.argv = [sys.executable, "-m", "optimus", *argv]
     return cli.main(argv)
+
+
+def _prewarm(loop) -> None:
+    """The default preset's GAN, traced ahead (module docstring); a failure leaves the run to
+    build its own, as without it."""
+    try:
+        loop.prewarm(preset("default"))
+    except Exception:  # noqa: BLE001 (prewarm keeps nothing that failed: the run builds its own GAN)
+        pass
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from optimus.config import DISCRIMINATORS, LEGACY_EWC_MODES, PRESETS, preset
 from optimus.store import runs, storage
 
 NEW = "(new model)"
-REFRESH_SECONDS = 1.5
-IDLE_REFRESH_SECONDS = 15.0  # while the watched model has no live run
+STARTING_REFRESH_SECONDS = 0.5  # from Start or Continue until the run's first batch is on screen
+REFRESH_SECONDS = 1.5  # while the run is live
+IDLE_CHECK_SECONDS = 2.0  # idle: only the run's files are looked at (stat), the page reruns when they change
 
 st.title("Train")
 st.caption(
@@ -330,14 +331,43 @@ def history_figures(model_dir: str, signature: tuple, planned: int | None) -> tu
             charts.spec(charts.sieve_heatmap(history, planned=planned)))
 
 
-def _polling(name: str, status: dict | None) -> bool:
-    """Refresh every REFRESH_SECONDS while the watched run is live, starting or asked to
-    continue; else every IDLE_REFRESH_SECONDS, to notice a run started from another browser."""
-    return bool(status and status.get("live")) or _starting(name, status) or \
-        "train_continue_request" in st.session_state
+def _refresh(name: str, status: dict | None) -> float | None:
+    """Seconds between the live view's refreshes: STARTING_REFRESH_SECONDS while a run this
+    session launched (or asked to continue) starts and until its first batch is recorded,
+    REFRESH_SECONDS while a run is live, None when idle (`idle_watch` then notices a run started
+    from another browser or the command line)."""
+    live = bool(status and status.get("live"))
+    if _starting(name, status) or "train_continue_request" in st.session_state or \
+            (live and not status.get("batches_done")):
+        return STARTING_REFRESH_SECONDS
+    return REFRESH_SECONDS if live else None
 
 
-def live_view(name: str, polling: bool) -> None:
+RUN_FILES = (storage.LOCK, storage.STATUS, storage.HISTORY)
+
+
+def _files_signature(model_dir) -> tuple:
+    """What changes when a run starts, records a batch or ends: the lock (made at a run's start,
+    unlinked at its end), status.json and history.jsonl, by their stat."""
+    out = []
+    for name in RUN_FILES:
+        try:
+            info = os.stat(model_dir / name, follow_symlinks=False)
+            out.append((info.st_ino, info.st_mtime_ns, info.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+@st.fragment(run_every=IDLE_CHECK_SECONDS)
+def idle_watch(model_dir, seen: tuple) -> None:
+    """The idle page's only refresh: three stats every IDLE_CHECK_SECONDS, and the page again
+    (with the live refresh) as soon as the run's files change; it draws nothing."""
+    if _files_signature(model_dir) != seen:
+        st.rerun()
+
+
+def live_view(name: str, every: float | None) -> None:
     with common.user_errors():
         model_dir = runs.resolve_model_dir(name)
     status = runs.read_status(model_dir)
@@ -345,11 +375,7 @@ def live_view(name: str, polling: bool) -> None:
     if request and request["name"] == name:
         st.progress(0.0, text=f"{name} starting: continuing for {request['remaining']:,} more batches")
         _continue_disabled(request["remaining"])
-        if _continue(name, model_dir, request["remaining"]) and not polling:
-            # Continue was pressed in the idle view (its button reruns only this fragment, at the
-            # idle refresh): the page again, with the live refresh, or a short run could start and
-            # end between two idle refreshes without being seen.
-            st.rerun()
+        _continue(name, model_dir, request["remaining"])
         status = runs.read_status(model_dir)
     elif _starting(name, status):
         launch = st.session_state["train_launch"]
@@ -427,16 +453,19 @@ def live_view(name: str, polling: bool) -> None:
                 "d_balanced_accuracy": st.column_config.NumberColumn("disc. balanced acc.", format="%.3f"),
             },
         )
-    if not request and _polling(name, runs.read_status(model_dir)) != polling:
-        st.rerun()  # a run started or ended: the page again, with the other refresh (not after a
-        # Continue request: its message, such as why the run did not continue, stays shown)
+    if not request and _refresh(name, runs.read_status(model_dir)) != every:
+        st.rerun()  # a run started, showed its first batch or ended: the page again, with the other
+        # refresh (not after a Continue request: its message, such as why the run did not continue, stays shown)
 
 
-live_view_polling = st.fragment(run_every=REFRESH_SECONDS)(live_view)
-live_view_idle = st.fragment(run_every=IDLE_REFRESH_SECONDS)(live_view)
+# One fragment per live refresh (the page reruns to change it); the idle view is drawn once.
+live_views = {every: st.fragment(run_every=every)(live_view) for every in (STARTING_REFRESH_SECONDS, REFRESH_SECONDS)}
 with common.user_errors():
     watch_dir = runs.resolve_model_dir(watch)
-if _polling(watch, runs.read_status(watch_dir)):
-    live_view_polling(watch, True)
+watch_files = _files_signature(watch_dir)  # before the view reads them: a change meanwhile reruns the page
+watch_every = _refresh(watch, runs.read_status(watch_dir))
+if watch_every is None:
+    live_view(watch, None)
+    idle_watch(watch_dir, watch_files)
 else:
-    live_view_idle(watch, False)
+    live_views[watch_every](watch, watch_every)

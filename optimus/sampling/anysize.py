@@ -374,6 +374,18 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
     vetted_out = windows = picked_survivors = picked = struck = 0
     stopped = ""
     deadline = t_start + max_seconds
+
+    def take_prime(c: int) -> bool:
+        """A window's prime c, just found: kept as an output unless another window (windows may
+        overlap) found it already. True: kept, the window closes."""
+        if c in seen:
+            return False
+        seen.add(c)
+        values.append(c)
+        flags.append(True)
+        tests_per.append(test.tests)
+        return True
+
     if batched:  # one survivor mask per window, candidates tested in a uniformly random order
         ds = _deep_sieve(bits, bound, width)
         picks = width
@@ -397,11 +409,7 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
                         stopped = "deadline"
                         break
                     c = start + 2 * i
-                    if test.one_call(c) and c not in seen:
-                        seen.add(c)
-                        values.append(c)
-                        flags.append(True)
-                        tests_per.append(test.tests)
+                    if test.one_call(c) and take_prime(c):
                         break
                 if len(values) == count or stopped:
                     break
@@ -447,11 +455,7 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
                     c = start + 2 * top_b[i]
                     tested_rows.append(b)
                     tested_cols.append(top_b[i])
-                    if test(c) and c not in seen:
-                        seen.add(c)
-                        values.append(c)
-                        flags.append(True)
-                        tests_per.append(test.tests)
+                    if test(c) and take_prime(c):
                         break
                 if len(values) == count or stopped:
                     break

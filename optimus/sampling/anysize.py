@@ -236,6 +236,13 @@ def seconds_per_test(bits: int) -> float:
 
 
 @functools.lru_cache(maxsize=8)
+def _odd_share(bound: int) -> float:
+    """Share of odd integers coprime to every odd prime up to bound (a sieve of the primes and a
+    product over them: 60 ms at 16 M, once per bound rather than per request)."""
+    return survivor_share(primes.small_odd_primes(bound + 1))
+
+
+@functools.lru_cache(maxsize=8)
 def _deep_primes(above: int, bound: int) -> np.ndarray:
     p = primes.small_odd_primes(bound + 1)
     return p[p > above]
@@ -344,7 +351,7 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
     share = survivor_share(sieve.primes)
     deep_share = survivor_share(sieved_by)
     if batched:
-        deep_share = survivor_share(primes.small_odd_primes(bound + 1))
+        deep_share = _odd_share(bound)
     # tests per output: a sieve-quality learned sieve needs about share / density per prime
     per_output = max(deep_share / max(density, 1e-300), 1.0) if primes_only else 1.0
     estimate = count * per_output * seconds_per_test(bits)

@@ -1,9 +1,12 @@
 """Primes of any size: exact big-int residues, primality with its certainty, the sampler, the CLI."""
 
 import json
+import math
+import random
 import subprocess
 import sys
 
+import gmpy2
 import numpy as np
 import pytest
 import sympy
@@ -361,8 +364,45 @@ def test_bench_anysize_quick_json(capfd):
         assert all(v["min"] <= v["median"] <= v["max"] for v in x["vs_ours"].values())
         assert x["limit_per_prime_s"] > 0 and isinstance(x["met"], bool)
         assert x["sieve_tests_per_prime"] < x["random_odd_tests_per_prime"]
+        # the control variate: both methods' tests counted, each near its sieve's expectation
+        counted, se = x["tests_per_prime_counted"], x["tests_per_prime_se"]
+        assert set(counted) == set(x["adjusted_vs_ours"]) | {"ours"} == {"ours", "gmpy2.next_prime"}
+        assert abs(counted["gmpy2.next_prime"] - x["next_prime_expected_tests_per_prime"]) < 5 * se["gmpy2.next_prime"]
+        assert abs(counted["ours"] - x["expected_tests_per_prime"]) < 5 * se["ours"]
+        assert all(v["min"] <= v["median"] <= v["max"] for v in x["adjusted_vs_ours"].values())
+        assert x["limits_per_prime_s"]["ours"] > 0 and x["limits_per_prime_s"]["gmpy2.next_prime"] > 0
     for u in r["uniformity"].values():  # uniform over the primes is 1.0, next_prime about 2
         assert 0 < u["ours_gap_ratio"] < u["next_prime_gap_ratio"] and 0 <= u["ours_ks"]["p_value"] <= 1
+
+
+def test_next_prime_limit_is_gmps():
+    from optimus.bench import anysize as bench
+
+    # GMP 6.3 calculate_sievelimit: floor(sqrt(nbits^5)) / 124 (about 8.7 M at 4096 bits)
+    assert bench.next_prime_limit(4096) == 8_659_208
+    assert bench.next_prime_limit(332) == math.isqrt(332**5) // 124
+    with pytest.raises(ValueError):
+        bench.next_prime_limit(64)
+
+
+@pytest.mark.parametrize("bits", [256, 1024])
+def test_next_prime_tests_counted_are_its_sieve_survivors(bits):
+    """The tests gmpy2.next_prime(s) runs: the odd n in [s + 1, p] with no odd prime factor up to
+    GMP's sieve bound, counted by brute force (a gcd with the primorial) against the deep sieve's
+    count; one pair spans several of GMP's segments (a width of 5 nbits odd candidates)."""
+    from optimus.bench import anysize as bench
+
+    primorial = gmpy2.primorial(bench.next_prime_limit(bits)) // 2
+    rng = random.Random(bits)
+    starts = [rng.randrange(1 << (bits - 1), 1 << bits) for _ in range(12)]
+    found = [int(gmpy2.next_prime(s)) for s in starts]
+    # a span of three of GMP's segments (not a next_prime pair: the count is over [s + 1, p] all the same)
+    starts.append(found[0] - 2 * (2 * 5 * bits + 10) - 1)
+    found.append(found[0])
+    brute = sum(sum(1 for c in range((s + 1) | 1, p + 1, 2) if gmpy2.gcd(c, primorial) == 1)
+                for s, p in zip(starts, found, strict=True))
+    assert bench.count_next_prime_tests(starts, found, bits) == brute
+    assert bench.count_next_prime_tests(starts[:1], found[:1], bits) >= 1  # the prime itself
 
 
 def test_uniformity_figures_on_known_draws():

@@ -96,3 +96,18 @@ def test_blocks_built_per_batch_equal_the_cached_table(monkeypatch):
     assert built._cache is None
     np.testing.assert_array_equal(cached.survivors(starts), built.survivors(starts))
     np.testing.assert_array_equal(cached.first_multiples(starts), built.first_multiples(starts))
+
+
+@pytest.mark.parametrize("built", [False, True])
+def test_the_column_block_does_not_change_the_survivors(monkeypatch, built):
+    """A batch of k windows runs [k, NB x ROWS / k] blocks (1 window: 128 x NB columns, past the
+    end of a table block): each window alone, a few together and more than ROWS agree."""
+    if built:
+        monkeypatch.setattr(D, "TABLE_CACHE_BYTES", 0)
+        monkeypatch.setattr(D, "TABLE_BLOCK_BYTES", 1 << 18)
+    sieve = D.DeepSieve(1_000, 300_000, 700)
+    starts = _starts(1_000, D.ROWS + 3, 11)
+    together = sieve.survivors(starts)
+    np.testing.assert_array_equal(sieve.survivors(starts[:3]), together[:3])
+    for k in (0, 1, D.ROWS + 2):
+        np.testing.assert_array_equal(sieve.survivors([starts[k]])[0], together[k])

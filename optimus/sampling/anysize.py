@@ -30,7 +30,7 @@ not care how big n is. This module samples with it at any size, with Python ints
    2^53 to 2^64 BPSW, which is proven there (no BPSW pseudoprime below 2^64: Gilchrist 2013
    checked Feitsma's list of every base-2 strong pseudoprime below 2^64); above 2^64 a base-2
    strong test on every sieved pick and BPSW (GMP's, plus one Miller-Rabin round) on those that
-   pass (above 2^160 one GMP call per candidate, `_Tester.one_call`, which stops at the base-2
+   pass (above 2^160 one GMP call per candidate, `bigint.confirm`, which stops at the base-2
    test on composites), labelled "probable prime (BPSW, no known counterexample)". Composites
    are always proven composite.
 5. *Bounded.* Windows come in batches (memory bounded whatever the count) and a request still
@@ -45,6 +45,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+import gmpy2
 import mpmath
 import numpy as np
 import pandas as pd
@@ -236,6 +237,13 @@ def seconds_per_test(bits: int) -> float:
 
 
 @functools.lru_cache(maxsize=8)
+def _odd_share(bound: int) -> float:
+    """Share of odd integers coprime to every odd prime up to bound (a sieve of the primes and a
+    product over them: 60 ms at 16 M, once per bound rather than per request)."""
+    return survivor_share(primes.small_odd_primes(bound + 1))
+
+
+@functools.lru_cache(maxsize=8)
 def _deep_primes(above: int, bound: int) -> np.ndarray:
     p = primes.small_odd_primes(bound + 1)
     return p[p > above]
@@ -260,18 +268,6 @@ class _Tester:
             return False
         self.lucas += 1
         return bigint.confirm(n)
-
-    def one_call(self, n: int) -> bool:
-        """For deep-sieved candidates above 2^64: `bigint.confirm` alone, one call (GMP's
-        mpz_probab_prime_p stops at its base-2 strong test on a composite, and runs the rest of
-        BPSW and one Miller-Rabin round only on those passing: the base-2 test is not run twice
-        on the prime, as strong_prp2 then confirm would; measured the same cost as strong_prp2 on
-        deep-sieved composites, 333 and 2048 bits, interleaved)."""
-        self.tests += 1
-        if bigint.confirm(n):
-            self.lucas += 1
-            return True
-        return False
 
 
 def sample_any(sieve, lo: int, hi: int, count: int, seed: int = 0, *, temperature: float = 1.0,
@@ -344,7 +340,7 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
     share = survivor_share(sieve.primes)
     deep_share = survivor_share(sieved_by)
     if batched:
-        deep_share = survivor_share(primes.small_odd_primes(bound + 1))
+        deep_share = _odd_share(bound)
     # tests per output: a sieve-quality learned sieve needs about share / density per prime
     per_output = max(deep_share / max(density, 1e-300), 1.0) if primes_only else 1.0
     estimate = count * per_output * seconds_per_test(bits)
@@ -374,10 +370,22 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
     vetted_out = windows = picked_survivors = picked = struck = 0
     stopped = ""
     deadline = t_start + max_seconds
+
+    def take_prime(c: int) -> bool:
+        """A window's prime c, just found: kept as an output unless another window (windows may
+        overlap) found it already. True: kept, the window closes."""
+        if c in seen:
+            return False
+        seen.add(c)
+        values.append(c)
+        flags.append(True)
+        tests_per.append(test.tests)
+        return True
+
     if batched:  # one survivor mask per window, candidates tested in a uniformly random order
         ds = _deep_sieve(bits, bound, width)
         picks = width
-        draw = rng.random
+        draw, confirm, mpz, clock = rng.random, bigint.confirm, gmpy2.mpz, time.perf_counter
         while len(values) < count and not stopped:
             # a window of WINDOW_PER_LN x ln hi candidates nearly always holds a prime
             batch = min(count - len(values) + 1 + (count - len(values)) // 64, BATCH_WINDOWS)
@@ -385,24 +393,34 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
             windows += batch
             alive = ds.survivors(starts)
             struck += int(alive.size - np.count_nonzero(alive))
+            # the survivors of every window at once (one nonzero and one tolist per batch, not
+            # per window: ~5 us a window at 100 digits), each window's a slice of them
+            rows, cols = np.nonzero(alive)
+            cols = cols.tolist()
+            ends = np.cumsum(np.bincount(rows, minlength=batch)).tolist()
+            lo_b = 0
             for b in range(batch):
-                start = starts[b]
-                left = np.flatnonzero(alive[b]).tolist()
+                left, lo_b = cols[lo_b : ends[b]], ends[b]
+                start = mpz(starts[b])  # candidates as mpz from one base: no int -> mpz per test
                 while left:  # a uniformly random order, drawn as it is tested (Fisher-Yates)
                     k = int(draw() * len(left))
                     i = left[k]
                     left[k] = left[-1]
                     left.pop()
-                    if time.perf_counter() > deadline:
+                    if clock() > deadline:
                         stopped = "deadline"
                         break
                     c = start + 2 * i
-                    if test.one_call(c) and c not in seen:
-                        seen.add(c)
-                        values.append(c)
-                        flags.append(True)
-                        tests_per.append(test.tests)
-                        break
+                    test.tests += 1
+                    # one GMP call (`bigint.confirm`): mpz_probab_prime_p stops at its base-2
+                    # strong test on a composite and runs the rest of BPSW and one Miller-Rabin
+                    # round only on those passing (the base-2 test is not run twice on the prime,
+                    # as strong_prp2 then confirm would; measured the same cost as strong_prp2
+                    # on deep-sieved composites, 333 and 2048 bits, interleaved)
+                    if confirm(c):
+                        test.lucas += 1
+                        if take_prime(int(c)):
+                            break
                 if len(values) == count or stopped:
                     break
         # every tested candidate survived a sieve by every learned prime (bound >= their max)
@@ -447,11 +465,7 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
                     c = start + 2 * top_b[i]
                     tested_rows.append(b)
                     tested_cols.append(top_b[i])
-                    if test(c) and c not in seen:
-                        seen.add(c)
-                        values.append(c)
-                        flags.append(True)
-                        tests_per.append(test.tests)
+                    if test(c) and take_prime(c):
                         break
                 if len(values) == count or stopped:
                     break

@@ -40,7 +40,7 @@ WHEEL_PRIMES = (3, 5, 7, 11, 13, 17)
 WHEEL = math.prod(WHEEL_PRIMES)  # 255,255
 MARGIN = 8  # > A 2^-52 (A < 2^53): the quotient's error, see the module docstring
 MAX_DEEP_PRIME = 1 << 28
-NB = 1 << 10  # wide primes per inner block (a power of two: a flagged entry's row is its index >> 10)
+NB = 1 << 10  # wide primes per inner block (more when a batch has fewer than ROWS windows)
 ROWS = 128  # windows per inner block: the [ROWS, NB] working arrays (1 MB each) stay in cache
 TABLE_BLOCK_BYTES = 8 << 20  # a table block built per batch (memory bounded whatever the bound)
 TABLE_CACHE_BYTES = 48 << 20  # tables up to this size are kept between batches (one size at a time)
@@ -180,16 +180,21 @@ class DeepSieve:
         # wide primes (p >= W + 2 MARGIN): at most one hit each. r = A - q p with q the rounded
         # floor(A / p) is exact, and q is off by one only where A mod p is within A 2^-52 < 2
         # of 0 or p (docstring), far from the hits: r - MARGIN in [0, W) is exactly a hit
-        acc = np.empty((min(k, ROWS), NB))
+        # a block of [rows, nb] entries at a time: with few windows, wider column blocks (the
+        # same ~1 MB of working arrays; a batch of 4 windows at 2048 bits spent most of its time
+        # in the per-block calls of 1,024 columns)
+        nb = NB * max(1, ROWS // max(1, k))
+        acc = np.empty(min(k, ROWS) * nb)
         q = np.empty_like(acc)
         top = MARGIN + w
         for lo, table in self._wide_tables():
-            for c0 in range(0, table.shape[1], NB):
-                block = table[:, c0 : c0 + NB]
-                p, inv = self._wide_f[lo + c0 : lo + c0 + NB], self._wide_inv[lo + c0 : lo + c0 + NB]
+            for c0 in range(0, table.shape[1], nb):
+                block = table[:, c0 : c0 + nb]
+                cols = block.shape[1]
+                p, inv = self._wide_f[lo + c0 : lo + c0 + cols], self._wide_inv[lo + c0 : lo + c0 + cols]
                 for r0 in range(0, k, ROWS):
                     rows = min(ROWS, k - r0)
-                    a, b = acc[:rows], q[:rows]
+                    a, b = acc[: rows * cols].reshape(rows, cols), q[: rows * cols].reshape(rows, cols)
                     np.matmul(d[r0 : r0 + rows], block, out=a)
                     np.multiply(a, inv, out=b)
                     np.floor(b, out=b)
@@ -199,7 +204,7 @@ class DeepSieve:
                     if idx.size:
                         hit = a.ravel()[idx] - MARGIN
                         ok = hit >= 0
-                        flat[((idx[ok] >> 10) + r0) * (w + 1) + hit[ok].astype(np.int64)] = False
+                        flat[(idx[ok] // cols + r0) * (w + 1) + hit[ok].astype(np.int64)] = False
         return alive[:, :w]
 
 

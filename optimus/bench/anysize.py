@@ -23,8 +23,9 @@ cost of a test (a control variate: time + (expected - counted) x one base-2 test
 is measured: each method's cost per test and per prime (sieve, tables, calls). The expectations
 are the sieves' survivor shares over the prime density (exact products; every prime survives a
 sieve, so a survivor is prime with probability density / share), and the counts, pooled, are
-reported beside them with their standard errors. `met` uses the adjusted median against
-next_prime and the raw median against sympy.randprime (2-4x apart, decided by the raw times).
+reported beside them with their standard errors. `met` asks for both medians against
+next_prime, the raw and the adjusted, at 1.0 or more (the adjustment takes noise out, it does
+not replace the times measured), and the raw median against sympy.randprime.
 
 Uniformity: `next_prime` from a uniform start picks a prime with probability proportional to the
 gap before it, so the mean gap before its primes is about twice the average gap (ln p); a sampler
@@ -315,9 +316,10 @@ def bench_anysize(quick: bool = False) -> dict:
             # each counted method's adjusted time over its own limit: its overhead beyond the tests
             "vs_own_limit": {m: statistics.median(adjusted[m]) / limits[m] for m in COUNTED},
         }
-        # met: ours ahead of next_prime with the noise of the test counts taken out (the raw
-        # median beside it) and ahead of randprime
+        # met: ours ahead of next_prime in the times measured and with the noise of the test
+        # counts taken out, and ahead of randprime
         row["met"] = (row["adjusted_vs_ours"][REFERENCE]["median"] >= 1.0
+                      and row["vs_ours"][REFERENCE]["median"] >= 1.0
                       and all(row["vs_ours"][m]["median"] >= 1.0 for m in ("sympy.randprime",) if m in row["vs_ours"]))
         results[label] = row
     results["all_prime"] = all_prime
@@ -335,8 +337,8 @@ def _format_anysize(r: dict) -> list[str]:
         ratios = "; ".join(f"{m} {v['median']:.2f}x [{v['min']:.2f}-{v['max']:.2f}]" for m, v in x["vs_ours"].items())
         lines.append(f"  {x['primes']:,} verified primes of {shown} per method and round: ours "
                      f"{x['per_prime_s']['ours']['median'] * 1e3:.3g} ms per prime; {ratios}: "
-                     f"{'met' if x['met'] else 'NOT met'} (faster than next_prime, tests at their "
-                     "expectation, and randprime)")
+                     f"{'met' if x['met'] else 'NOT met'} (faster than next_prime as timed and with the "
+                     "tests at their expectation, and than randprime)")
         if "pooled_vs_ours" in x:
             lines.append("    all rounds pooled: " + "; ".join(f"{m} {v:.2f}x" for m, v in x["pooled_vs_ours"].items())
                          + f"; expected tests per prime: ours {x['expected_tests_per_prime']:.1f}, "

@@ -68,13 +68,7 @@ def test_a_run_through_the_spare_trains_the_same_numbers_as_a_cold_one(tmp_path,
     assert cold_pid != spare_pid
     _wait_for_end(cold_dir, cold_pid)
 
-    assert _history(warm_dir) == _history(cold_dir) and len(_history(warm_dir)) == 2
-    for name in (storage.GENERATOR, storage.DISCRIMINATOR):
-        assert _keras_contents(warm_dir / name) == _keras_contents(cold_dir / name), name
-    with np.load(warm_dir / storage.STATE) as warm, np.load(cold_dir / storage.STATE) as cold:
-        assert sorted(warm.files) == sorted(cold.files)
-        for key in warm.files:
-            np.testing.assert_array_equal(warm[key], cold[key], err_msg=key)
+    _assert_same_run(warm_dir, cold_dir, batches=2)
     assert "run-001: training" in (warm_dir / storage.LOG).read_text()  # its output went to the run's log
 
 
@@ -95,7 +89,12 @@ def test_a_new_demo_model_takes_the_spares_traced_gan_and_trains_the_same_number
     _wait_for_end(cold_dir, runs.start_training(cold_dir, preset="demo", overrides={"batches": 1}))
     assert loop_warm_log() not in (cold_dir / storage.LOG).read_text()
 
-    assert _history(warm_dir) == _history(cold_dir) and len(_history(warm_dir)) == 1
+    _assert_same_run(warm_dir, cold_dir, batches=1)
+
+
+def _assert_same_run(warm_dir, cold_dir, batches: int) -> None:
+    """The warm and the cold run left the same history, networks and state, bit for bit."""
+    assert _history(warm_dir) == _history(cold_dir) and len(_history(warm_dir)) == batches
     for name in (storage.GENERATOR, storage.DISCRIMINATOR):
         assert _keras_contents(warm_dir / name) == _keras_contents(cold_dir / name), name
     with np.load(warm_dir / storage.STATE) as warm, np.load(cold_dir / storage.STATE) as cold:

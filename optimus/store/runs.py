@@ -464,15 +464,21 @@ _LISTED_FILES = (storage.CONFIG, storage.GENERATOR, storage.DISCRIMINATOR, stora
 _listing: dict[Path, tuple[tuple, dict]] = {}
 
 
-def _listing_signature(path: Path) -> tuple:
+def files_signature(path, names) -> tuple:
+    """(inode, mtime, size) of each named file in the folder `path`, None where it is absent:
+    what changes when a file is written, replaced or removed, read without opening it."""
     out = []
-    for name in _LISTED_FILES:
+    for name in names:
         try:
-            st = os.stat(path / name, follow_symlinks=False)
-            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            info = os.stat(Path(path) / name, follow_symlinks=False)
+            out.append((info.st_ino, info.st_mtime_ns, info.st_size))
         except OSError:
             out.append(None)
     return tuple(out)
+
+
+def _listing_signature(path: Path) -> tuple:
+    return files_signature(path, _LISTED_FILES)
 
 
 def list_models(root: str | os.PathLike | None = None) -> list[dict]:

@@ -349,14 +349,7 @@ RUN_FILES = (storage.LOCK, storage.STATUS, storage.HISTORY)
 def _files_signature(model_dir) -> tuple:
     """What changes when a run starts, records a batch or ends: the lock (made at a run's start,
     unlinked at its end), status.json and history.jsonl, by their stat."""
-    out = []
-    for name in RUN_FILES:
-        try:
-            info = os.stat(model_dir / name, follow_symlinks=False)
-            out.append((info.st_ino, info.st_mtime_ns, info.st_size))
-        except OSError:
-            out.append(None)
-    return tuple(out)
+    return runs.files_signature(model_dir, RUN_FILES)
 
 
 @st.fragment(run_every=IDLE_CHECK_SECONDS)

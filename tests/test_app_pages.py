@@ -889,3 +889,16 @@ def test_heap_freezes_once_per_new_import():
     finally:
         sys.modules.pop("optimus_heap_test_module", None)
         gc.unfreeze()  # the rest of the test session collects as before
+
+
+def test_continual_page_names_the_methods_of_a_benchmark_run_with_all_of_them(root):
+    """The shipped benchmark ran every method (`forgetting --save` without --methods: its
+    settings name none): the table and the result's label name them from its result."""
+    shipped = json.loads((REPO / "models" / "continual" / "factor-standard-3seeds.json").read_text())
+    assert "methods" not in shipped["settings"]
+    _record(root, "shipped", **{k: v for k, v in shipped.items() if k != "id"})
+    at = _page("continual").run()
+    assert not at.exception, [e.value for e in at.exception]
+    methods = ", ".join(shipped["result"]["mean"]["methods"])
+    assert at.dataframe[0].value.set_index("id").loc["shipped", "methods"] == methods
+    assert methods in at.selectbox(key="cl_result").format_func("shipped")

@@ -129,17 +129,24 @@ if not records:
     st.stop()
 
 
+def _methods(record: dict) -> list[str]:
+    """The methods a benchmark compares: as asked (its settings), else, for a run of every method
+    (`forgetting --save` without --methods, like the shipped one), those its result holds."""
+    asked = (record.get("settings") or {}).get("methods")
+    return list(asked or (((record.get("result") or {}).get("mean") or {}).get("methods") or {}))
+
+
 def _label(record: dict) -> str:
     s = record.get("settings") or {}
     seeds = record.get("seeds") or []
-    return (f"{record['id']} · {s.get('family', '?')} · {', '.join(s.get('methods') or [])} · "
+    return (f"{record['id']} · {s.get('family', '?')} · {', '.join(_methods(record)) or 'all methods'} · "
             f"{len(seeds)} seed(s) · {record['state']}")
 
 
 st.subheader("Benchmarks")
 st.dataframe(pd.DataFrame([{
     "id": r["id"], "state": r["state"], "family": (r.get("settings") or {}).get("family"),
-    "methods": ", ".join((r.get("settings") or {}).get("methods") or []), "seeds": len(r.get("seeds") or []),
+    "methods": ", ".join(_methods(r)) or "all", "seeds": len(r.get("seeds") or []),
     "steps per task": (r.get("settings") or {}).get("steps_per_task"),
     "started": pd.to_datetime(r.get("started"), unit="s").floor("s") if r.get("started") else None,
     "message": r.get("message"),

@@ -280,8 +280,7 @@ def _read_everything(root: Path) -> list[str]:
             problems.append(record["message"])
         elif record["state"] == "done":  # what the Continual page draws of it
             saved = record["result"]
-            charts_continual.spread_chart(saved, "acc").to_dict()
-            charts_continual.spread_chart(saved, "bwt").to_dict()
+            charts_continual.spread_chart(saved).to_dict()
             charts_continual.task_curves_chart(saved["mean"]).to_dict()
             charts_continual.accuracy_matrices_chart(saved["mean"]).to_dict()
             charts_continual.summary_frame(saved["mean"])

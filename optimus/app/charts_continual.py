@@ -147,30 +147,31 @@ def spread_frame(saved: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "metric", "seed", "value"])
 
 
-def spread_chart(saved: dict, key: str) -> alt.Chart:
-    """ACC or BWT (`key`: "acc" or "bwt") per method over seeds: a dot per seed, a bar at the
-    mean and a rule from min to max. One chart per metric, as wide as its container: the page
-    puts the two side by side in columns, so neither is cut off at any window width (a fixed-width
-    pair measured 1,116 px in a 920 px column, and overflowed an 820 px one at 1280 px)."""
+def spread_chart(saved: dict) -> alt.Chart:
+    """ACC and BWT per method over seeds: a dot per seed, a bar at the mean and a rule from min
+    to max; one panel per metric with its own y scale."""
     frame = spread_frame(saved)
     methods = method_order(saved["runs"][0]) if saved.get("runs") else []
-    data = frame[frame["metric"] == METRICS[key]]
-    base = alt.Chart(data).encode(x=alt.X("method:N", sort=methods, title=None,
-                                          axis=alt.Axis(labelAngle=-45, labelOverlap=False)))
-    mean = base.mark_bar(opacity=0.55).encode(
-        y=alt.Y("mean(value):Q", title=f"{METRICS[key]} (mean, min-max over seeds)"),
-        color=alt.Color("method:N", sort=methods, legend=None),
-        tooltip=["method:N", alt.Tooltip("mean(value):Q", format=".3f", title="mean"),
-                 alt.Tooltip("min(value):Q", format=".3f", title="min"),
-                 alt.Tooltip("max(value):Q", format=".3f", title="max"),
-                 alt.Tooltip("count(value):Q", title="seeds")],
-    )
-    span = base.mark_rule(strokeWidth=2).encode(y="min(value):Q", y2="max(value):Q")
-    dots = base.mark_circle(size=40, color="black").encode(
-        y="value:Q", tooltip=["method:N", "seed:O", alt.Tooltip("value:Q", format=".3f")])
-    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
-    return (mean + span + dots + zero).properties(
-        title=f"{METRICS[key]} over {len(saved['seeds'])} seed(s)", width="container", height=220)
+    panels = []
+    for key in ("acc", "bwt"):
+        data = frame[frame["metric"] == METRICS[key]]
+        base = alt.Chart(data).encode(x=alt.X("method:N", sort=methods, title=None, axis=alt.Axis(labelAngle=-35)))
+        mean = base.mark_bar(opacity=0.55).encode(
+            y=alt.Y("mean(value):Q", title=f"{METRICS[key]} (mean, min-max over seeds)"),
+            color=alt.Color("method:N", sort=methods, legend=None),
+            tooltip=["method:N", alt.Tooltip("mean(value):Q", format=".3f", title="mean"),
+                     alt.Tooltip("min(value):Q", format=".3f", title="min"),
+                     alt.Tooltip("max(value):Q", format=".3f", title="max"),
+                     alt.Tooltip("count(value):Q", title="seeds")],
+        )
+        span = base.mark_rule(strokeWidth=2).encode(y="min(value):Q", y2="max(value):Q")
+        dots = base.mark_circle(size=40, color="black").encode(
+            y="value:Q", tooltip=["method:N", "seed:O", alt.Tooltip("value:Q", format=".3f")])
+        zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
+        panels.append((mean + span + dots + zero).properties(
+            title=f"{METRICS[key]} over {len(saved['seeds'])} seed(s)", width=_panel_width(len(methods), 2),
+            height=220))
+    return alt.hconcat(*panels).resolve_scale(y="independent")
 
 
 def _panel_width(bars: int, panels: int, total: int = COLUMN_WIDTH) -> int:

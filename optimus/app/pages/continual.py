@@ -170,12 +170,11 @@ def result_digest(saved: dict) -> str:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def figures(run_id: str, digest: str, _saved: dict) -> tuple[dict, dict, dict, dict]:
+def figures(run_id: str, digest: str, _saved: dict) -> tuple[dict, dict, dict]:
     """The result's three charts as Vega-Lite dicts, built once per result (its content's digest):
     building them took 0.6 s of the server's CPU on every page run."""
     result = _saved["mean"]
-    return (charts.spec(charts_continual.spread_chart(_saved, "acc")), charts.spec(charts_continual.spread_chart(_saved, "bwt")),
-            charts.spec(charts_continual.task_curves_chart(result)),
+    return (charts.spec(charts_continual.spread_chart(_saved)), charts.spec(charts_continual.task_curves_chart(result)),
             charts.spec(charts_continual.accuracy_matrices_chart(result)))
 
 
@@ -187,10 +186,8 @@ st.caption(
     f"{', '.join(map(str, saved['seeds']))}, {cfg['steps_per_task']} steps of {cfg['batch_size']} per task; "
     f"{common.format_seconds(result['seconds']['total'])} in all. Figures are means over the seeds."
 )
-acc_spread, bwt_spread, curves, matrices = figures(chosen, result_digest(saved), saved)
-left, right = st.columns(2)
-left.vega_lite_chart(acc_spread, width="stretch")
-right.vega_lite_chart(bwt_spread, width="stretch")
+spread, curves, matrices = figures(chosen, result_digest(saved), saved)
+st.vega_lite_chart(spread)
 table = charts_continual.summary_frame(result)
 for key, column in (("acc", "ACC"), ("bwt", "BWT")):
     table[f"{column} min"] = [saved["spread"][m][key]["min"] for m in table["method"]]

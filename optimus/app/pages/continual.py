@@ -133,7 +133,8 @@ def _methods(record: dict) -> list[str]:
     """The methods a benchmark compares: as asked (its settings), else, for a run of every method
     (`forgetting --save` without --methods, like the shipped one), those its result holds."""
     asked = (record.get("settings") or {}).get("methods")
-    return list(asked or (((record.get("result") or {}).get("mean") or {}).get("methods") or {}))
+    mean = (record.get("result") or {}).get("mean") or {}
+    return list(asked or (charts_continual.method_order(mean) if mean.get("methods") else []))
 
 
 def _label(record: dict) -> str:

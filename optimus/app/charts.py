@@ -107,12 +107,6 @@ def inline_datasets(vega_lite: dict) -> dict:
     return result
 
 
-def _model_scale(models) -> alt.Scale:
-    """A colour scale that gives `default` and `seed` their fixed colours."""
-    names = list(dict.fromkeys(models))
-    return alt.Scale(domain=names, range=model_colors(names))
-
-
 def _empty(message: str) -> alt.Chart:
     """A chart that only says why there is nothing to draw."""
     return (

@@ -1,22 +1,20 @@
-"""Optimus in the browser: `streamlit run app.py`. This file only declares the pages (and hands
-the memory each page run freed back to the system)."""
+"""Optimus in the browser: `streamlit run app.py`. This file declares the server and the pages
+(and hands the memory each page run freed back to the system).
+
+It is read two ways. `streamlit run app.py` finds the `st.App` at the bottom and serves it: the
+server, with `optimus/app/serving.py` answering Streamlit's browser files from memory and the
+pages' links without console errors. Streamlit then runs this same file as the script of every
+page run (as `__main__`): `main()`, the navigation.
+"""
 
 import ctypes
 from pathlib import Path
 
 import streamlit as st
 
-from optimus.app import heap, presenter
+from optimus.app import heap, pages, presenter
 from optimus.app.guard import check_host
 from optimus.primes.sieve import release_sieve_pages
-
-# A file served by this server: a `:material/...:` page icon makes every browser fetch it from
-# fonts.gstatic.com, and an emoji icon from a CDN (a venue may be offline; issue 18).
-st.set_page_config(page_title="Optimus", page_icon=str(Path(__file__).parent / "optimus" / "app" / "icon.png"),
-                   layout="wide")
-check_host()  # DNS rebinding: refuse sessions for other host names (optimus/app/guard.py)
-presenter.announce()  # beyond 127.0.0.1: the presenter key (optimus/app/presenter.py)
-
 
 # glibc's malloc tuned for a long-lived server of short runs (mallopt, the C library's own knob;
 # MALLOC_ARENA_MAX=2 in the environment does the same, but a presenter types `streamlit run
@@ -52,20 +50,28 @@ def _release_freed_memory() -> None:
     release_sieve_pages()
 
 
-_tune_malloc()  # before the page runs: idempotent, microseconds
+def main() -> None:
+    """One page run: the page's settings, the Host check, then the page the URL names."""
+    # A file served by this server: a `:material/...:` page icon makes every browser fetch it
+    # from fonts.gstatic.com, and an emoji icon from a CDN (a venue may be offline; issue 18).
+    st.set_page_config(page_title="Optimus", page_icon=str(Path(__file__).parent / "optimus" / "app" / "icon.png"),
+                       layout="wide")
+    check_host()  # DNS rebinding: refuse sessions for other host names (optimus/app/guard.py)
+    presenter.announce()  # beyond 127.0.0.1: the presenter key (optimus/app/presenter.py)
+    _tune_malloc()  # before the page runs: idempotent, microseconds
+    try:
+        st.navigation([st.Page(pages.path(p), title=p.title, icon=p.icon, default=p == pages.DEFAULT)
+                       for p in pages.PAGES]).run()
+    finally:  # also when the page stops (st.stop) or reruns
+        heap.freeze_imports()  # Streamlit's collection after each run skips what the imports made
+        _release_freed_memory()
 
 
-try:
-    st.navigation(
-        [
-            st.Page("optimus/app/pages/overview.py", title="Overview", icon=":material/home:", default=True),
-            st.Page("optimus/app/pages/train.py", title="Train", icon=":material/model_training:"),
-            st.Page("optimus/app/pages/sample.py", title="Sample primes", icon=":material/casino:"),
-            st.Page("optimus/app/pages/discriminator.py", title="Discriminator vs sympy", icon=":material/rule:"),
-            st.Page("optimus/app/pages/density.py", title="Prime density", icon=":material/show_chart:"),
-            st.Page("optimus/app/pages/continual.py", title="Continual learning", icon=":material/history:"),
-        ]
-    ).run()
-finally:  # also when the page stops (st.stop) or reruns
-    heap.freeze_imports()  # Streamlit's collection after each run skips what the imports made
-    _release_freed_memory()
+if __name__ == "__main__":  # a page run (Streamlit runs this file as the script)
+    main()
+else:  # imported by `streamlit run app.py`, which serves this st.App
+    from starlette.middleware import Middleware
+
+    from optimus.app import serving
+
+    app = st.App(__file__, middleware=[Middleware(serving.StaticFromMemory)], lifespan=serving.lifespan)

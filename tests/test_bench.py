@@ -54,11 +54,14 @@ FAKE = {
               "fisher_vs_gradient": 2.0},
     "app": {"quick": False, "target_ratio": 2.0, "cold_start_target_s": 3.0, "models": ["default", "seed"],
             "rounds": 3, "met": False, "bare_cpu_s": {"median": 0.1, "min": 0.09, "max": 0.12, "n": 24},
+            "bare_served_cpu_s": {"median": 0.05, "min": 0.04, "max": 0.06, "n": 24},
             "pages": {"overview": {"path": "/", "cpu_s": {"median": 0.15, "min": 0.14, "max": 0.2, "n": 3},
-                                   "bare_cpu_s": 0.1, "ratio": 1.5, "wall_s": 0.8, "peak_rss_mb": 250.0,
+                                   "bare_cpu_s": 0.1, "bare_served_cpu_s": 0.05, "ratio": 1.5, "ratio_served": 3.0,
+                                   "wall_s": 0.8, "peak_rss_mb": 250.0,
                                    "exceptions": []},
                       "train": {"path": "/train", "cpu_s": {"median": 1.75, "min": 1.6, "max": 1.9, "n": 3},
-                                "bare_cpu_s": 0.1, "ratio": 17.5, "wall_s": 2.0, "peak_rss_mb": 1200.0,
+                                "bare_cpu_s": 0.1, "bare_served_cpu_s": 0.05, "ratio": 17.5, "ratio_served": 35.0,
+                                "wall_s": 2.0, "peak_rss_mb": 1200.0,
                                 "exceptions": ["No models"]}},
             "rss_warm_mb": 300.0, "rss_after_mb": 320.0, "rss_peak_mb": 400.0, "bare_rss_mb": 60.0,
             "cold_start": {"health_s": 1.2, "overview_drawn_s": 2.5, "server_cpu_s": 2.0, "rss_mb": 280.0,
@@ -91,8 +94,9 @@ def test_format_table_shows_every_section_with_ratios_and_targets():
     assert "target <= 2 s over [1, 10**9]: met" in text and "(worst case 8.0x under the target)" in text
     assert "online batch (2000 latents x 1 candidates, 75 steps): 2.000 s vs bare loop 1.000 s = 2.00x" in text
     assert "bare Streamlit page: 0.100 s of server CPU per load" in text
-    assert re.search(r"overview +0\.150 s .* 1\.5x .* 250 MB", text)
-    assert re.search(r"train +1\.750 s .* 17\.5x .*1200 MB +\[page shows: No models\]", text)
+    assert "the same bare page served like the app (optimus/app/serving.py): 0.050 s" in text
+    assert re.search(r"overview +0\.150 s .* 1\.50x +3\.00x .* 250 MB", text)
+    assert re.search(r"train +1\.750 s .* 17\.50x +35\.00x .*1200 MB +\[page shows: No models\]", text)
     assert "every page within 2x the bare page: MISSED" in text
     assert "320 MB after the flow" in text
     assert "to the Overview's figures drawn in Chromium 2.50 s" in text and "target <= 3 s: met" in text
@@ -134,7 +138,8 @@ def test_every_bench_section_runs_in_its_quick_form(name, capfd, monkeypatch):
     assert text.splitlines()[0].startswith(name) and len(text.splitlines()) > 1, text
     assert "Traceback" not in text
     if name == "app":
-        assert r["bare_cpu_s"]["median"] > 0 and set(r["pages"]) == set(bench_app_module.QUICK_PAGES)
+        assert r["bare_cpu_s"]["median"] > 0 and r["bare_served_cpu_s"]["median"] > 0
+        assert set(r["pages"]) == set(bench_app_module.QUICK_PAGES)
         for page, p in r["pages"].items():
             assert p["cpu_s"]["median"] > 0 and p["peak_rss_mb"] > 0 and p["exceptions"] == [], page
         cold = r["cold_start"]

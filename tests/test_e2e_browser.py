@@ -157,39 +157,21 @@ def _doc_shot(page, name: str, scroll_to=None) -> None:
     page.set_viewport_size(size)
 
 
-# Streamlit's frontend probes `<page path>/_stcore/health` and `/_stcore/host-config` before
-# the app's root when a page is opened from its own URL; the server answers 404 by design
-# (starlette_static_routes' reserved paths) and the client goes on at the root. Known upstream:
-# streamlit/streamlit#7074 ("404 health check when navigating directly to a subpage", open,
-# confirmed, P3). No supported way avoids it in 1.67 (checked for issue 22):
-# - no setting: server.baseUrlPath moves the root, not the probe;
-# - answering them 200 is wrong: the client takes the first base path whose two probes succeed
-#   and opens its websocket there (`/<page>/_stcore/stream`), so the app would load as if
-#   mounted at /<page>/ (bundle static/js/index.*.js: `PD()` lists the candidate base paths,
-#   `Promise.all([health, host-config]).then(... s(u))` picks the first that answers);
-# - the client probes the root alone only when `window.__streamlit.BACKEND_BASE_URL` is set
-#   before the bundle runs (`PD()`: a base path of "/" gives one candidate), which takes a
-#   modified index.html served instead of Streamlit's: app.py turned into an `st.App` launcher
-#   with a user route shadowing every page path (starlette_app.py: user routes come first).
-# These two 404s, and only these, are not the app's errors.
-UPSTREAM_PROBE = re.compile(r"^https?://[^/]+/[^?#]+/_stcore/(health|host-config)$")
-
-
 def _console_collector(page) -> list[str]:
-    """Every console error and page error from now on, as text with its source URL; the
-    upstream probe 404s above left out."""
+    """Every console error, page error and failed request (status 400 and up) from now on, as
+    text with its URL. None is excepted: a page opened from its own link used to log two 404s,
+    Streamlit's client probing `/<page>/_stcore/health` and `/host-config` (upstream
+    streamlit#7074), until the server's index.html named the app's root
+    (optimus/app/serving.py)."""
     errors = []
 
     def on_console(msg):
-        if msg.type != "error":
-            return
-        url = (msg.location or {}).get("url", "")
-        if "Failed to load resource" in msg.text and UPSTREAM_PROBE.match(url or ""):
-            return
-        errors.append(f"{msg.text} ({url})")
+        if msg.type == "error":
+            errors.append(f"{msg.text} ({(msg.location or {}).get('url', '')})")
 
     page.on("console", on_console)
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
     return errors
 
 

@@ -34,6 +34,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 BARE_PAGE = Path(__file__).with_name("bare_page.py")
+BARE_PAGE_SERVED = Path(__file__).with_name("bare_page_served.py")  # through the app's serving layer
 START_TIMEOUT_S = 120
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

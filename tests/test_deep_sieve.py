@@ -133,3 +133,14 @@ def test_multiples_at_the_window_edges_in_the_first_and_last_rows(bits, bound, w
         alive = sieve.survivors(chunk)
         for k in sorted({0, len(chunk) - 1, *range(1, len(chunk), 7)}):
             np.testing.assert_array_equal(alive[k], ~_struck_by_python(chunk[k], moduli, width))
+
+
+@pytest.mark.parametrize("bits, bound, width, count", [(333, 50_000, 1_856, D.ROWS + 5), (1_000, 300_000, 700, 1),
+                                                       (2_048, 40_000, 11_360, 3)])
+def test_survivor_offsets_are_the_survivors_window_by_window(bits, bound, width, count):
+    sieve = D.DeepSieve(bits, bound, width)
+    starts = _starts(bits, count, 5)
+    offsets, ends = sieve.survivor_offsets(starts)
+    rows, cols = np.nonzero(sieve.survivors(starts))
+    np.testing.assert_array_equal(offsets, cols)
+    np.testing.assert_array_equal(ends, np.cumsum(np.bincount(rows, minlength=count)))

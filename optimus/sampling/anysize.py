@@ -395,15 +395,14 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
             batch = min(count - len(values) + 1 + (count - len(values)) // 64, BATCH_WINDOWS)
             starts = _place(rng, first, slots, batch, placement)
             windows += batch
-            alive = ds.survivors(starts)
-            struck += int(alive.size - np.count_nonzero(alive))
-            # the survivors of every window at once (one nonzero per batch, not per window: ~5 us
-            # a window at 100 digits), each window's a segment of them, as offsets from its start
-            # in an array.array: a window's ~12 tests read their candidates from it without
-            # turning all ~190 of its survivors into ints (a tolist: ~6 us a window)
-            rows, cols = np.nonzero(alive)
-            left = array.array("q", (2 * cols).tobytes())
-            ends = np.cumsum(np.bincount(rows, minlength=batch)).tolist()
+            offsets, ends = ds.survivor_offsets(starts)
+            struck += batch * width - int(offsets.size)
+            # the survivors of every window at once (one flat pass per batch, not per window),
+            # each window's a segment of them, as offsets from its start in an array.array: a
+            # window's ~12 tests read their candidates from it without turning all ~190 of its
+            # survivors into ints (a tolist: ~6 us a window)
+            left = array.array("q", (2 * offsets).tobytes())
+            ends = ends.tolist()
             lo_b = 0
             for b in range(batch):
                 base, left_n, lo_b = lo_b, ends[b] - lo_b, ends[b]

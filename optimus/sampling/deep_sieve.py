@@ -166,6 +166,25 @@ class DeepSieve:
     def survivors(self, starts: list[int]) -> np.ndarray:
         """bool [K, width]: candidate i of window k (starts[k] + 2 i) is coprime to every odd
         prime up to the bound."""
+        return self._rows(starts)[:, MARGIN : MARGIN + self.width]
+
+    def survivor_offsets(self, starts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets, ends): the i of every survivor (starts[k] + 2 i), window after window in
+        increasing i, and where each window's end (int64 [K], cumulative): window k's are
+        offsets[ends[k - 1] : ends[k]]. The same as np.nonzero(survivors(starts)) in one flat
+        pass (a 2-D nonzero took ~5 us a window at 100 digits, this ~1)."""
+        rows = self._rows(starts)
+        rows[:, :MARGIN] = False
+        rows[:, MARGIN + self.width :] = False
+        stride = rows.shape[1]
+        pos = np.flatnonzero(rows)
+        ends = np.searchsorted(pos, np.arange(1, len(starts) + 1) * stride)
+        pos -= np.repeat(np.arange(len(starts)) * stride + MARGIN, np.diff(ends, prepend=0))
+        return pos, ends
+
+    def _rows(self, starts: list[int]) -> np.ndarray:
+        """bool [K, MARGIN + width + 2]: the survivors of window k at [k, MARGIN : MARGIN +
+        width]; the padding around them holds strikes beyond the windows (not cleared)."""
         k, w = len(starts), self.width
         d = self.digits(starts)
         # row r holds window r's candidate i at r S + MARGIN + i, S = MARGIN + w + 2: a wide
@@ -218,7 +237,7 @@ class DeepSieve:
                         idx *= stride
                         idx += r
                         flat[idx] = False
-        return view
+        return alive
 
 
 def exact(acc: np.ndarray, moduli: np.ndarray) -> np.ndarray:

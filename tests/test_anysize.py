@@ -194,6 +194,19 @@ def test_exact_density_where_cheap():
     assert exact and density == pytest.approx((sympy.primepi(10**7) - sympy.primepi(10**6 - 1)) / odd)
 
 
+def test_estimated_density_of_a_narrow_range_of_huge_numbers():
+    """li(hi) - li(lo) at 30 digits lost the difference of two 118-digit values: [10^120,
+    10^120 + 10^60] held "about 0" primes and refused every request."""
+    from optimus.primes import odd_prime_density_any
+
+    for lo, width in ((10**120, 10**60), (10**300, 10**250), (2**4000, 2**3000)):
+        density, exact = odd_prime_density_any(lo, lo + width)
+        mid = lo + width // 2
+        assert not exact and density == pytest.approx(2 / (mid.bit_length() * math.log(2)), rel=2e-3)
+    res = A.sample_any(sieve(), 10**120, 10**120 + 10**60, 5, seed=1, primes_only=True)
+    assert len(res.values) == 5 and all(sympy.isprime(v) for v in res.values)
+
+
 def test_log_placement_spreads_over_decades():
     res = A.sample_any(sieve(), 10**3, 10**15, 400, seed=2, placement="log")
     digits = {len(str(v)) for v in res.values}

@@ -97,11 +97,12 @@ BATCH_WINDOWS = 2048  # windows per batch at most: residues, logits and picks in
 DEEP_TABLE_BYTES = 48 << 20
 # Above DEEP_MIN primes-only windows are sieved in batches by `deep_sieve.DeepSieve` up to
 # DEEP_BOUNDS (bits, bound; interpolated), chosen by measurement: the tests a deeper bound
-# saves against its cost per window (at 100 digits about 6 ns per prime and window, a test
-# 20 us; at 4096 bits about 70 ns with the table built per batch of 11 windows, a test 16 ms;
-# README, "Speed"). Below 2^160 (under 48 digits) a test costs a few microseconds and the
-# learned windows' path is kept, so that the learned sieve still decides there (measured,
-# 300 primes per size on the loaded machine: the batched path 10-20% faster at 40 digits,
+# saves against its cost per window (at 100 digits about 4 ns per wide prime and window, a
+# test 20 us: 50 k, 75 k and 100 k within 2% of each other, 1,000 primes x 8 rounds; at 4096
+# bits about 70 ns with the table built per batch of 11 windows, a test 16 ms; README,
+# "Speed"). Below 2^160 (under 48 digits) a test costs a few microseconds and the learned
+# windows' path is kept, so that the learned sieve still decides there (measured, 300 primes
+# per size on the loaded machine: the batched path 10-20% faster at 40 digits,
 # within 3% at 50-80).
 DEEP_MIN = 1 << 160
 DEEP_BOUNDS = ((64, 50_000), (333, 50_000), (997, 1_000_000), (2048, 8_000_000), (4096, 16_000_000))

@@ -15,9 +15,11 @@ product is exact. The reduction A mod p is q = floor(A (1/p)), A - q p: the roun
 off by at most one, and only when A / p is within 2^-18 of an integer (A / p < 2^35), i.e. when
 A mod p < p 2^-18 < MARGIN or > p - MARGIN. The offset M = MARGIN (a constant row of the table
 against a column of ones in the digits) moves the hits j_p < W to A mod p in [M, M + W), where
-the quotient is exact, so one comparison finds every hit of a wide prime (p >= W + 2 MARGIN);
-the few entries it flags are checked in int64 (`exact`), so no candidate is struck that p does
-not divide. The primes 3..17 strike through a wheel: a precomputed pattern of period 255,255
+the quotient is exact, so one comparison (r = A - q p < M + W) finds every hit of a wide prime
+(p >= W + 2 MARGIN), and r itself is where it strikes: window k's candidate i sits at k S + M + i
+in rows of S = M + W + 2 (`_rows`), and the flagged r that are not hits (r in [-2, M), where
+the quotient may be off) land in the padding around the window, so no candidate is struck that
+p does not divide. The primes 3..17 strike through a wheel: a precomputed pattern of period 255,255
 read at -s/2 mod 255,255 (one more column of the same product); the primes from 19 to W +
 2 MARGIN hit several candidates per window and are expanded from their exact j_p.
 

@@ -1,5 +1,6 @@
 """Primes of any size: exact big-int residues, primality with its certainty, the sampler, the CLI."""
 
+import hashlib
 import json
 import math
 import random
@@ -85,6 +86,22 @@ def test_primes_around_the_boundaries_and_their_labels():
         assert not A.is_prime_any([n])[0]
 
 
+def test_confirm_is_bpsw_and_agrees_with_sympy():
+    """bigint.confirm (one GMP call, BPSW: CONFIRM_REPS = 24) on primes, products of two primes
+    and strong pseudoprimes to base 2 (and to every prime base up to 37 and 41) beyond 2^64."""
+    from optimus.primes import bigint
+
+    assert bigint.CONFIRM_REPS == 24  # BPSW itself: the certainty the outputs state
+    rng = random.Random(5)
+    values = [3825123056546413051, 318665857834031151167461, 3317044064679887385961981]
+    for bits in (80, 333, 1024):
+        p, q = (int(gmpy2.next_prime(rng.getrandbits(bits // 2) | 1 << (bits // 2 - 1))) for _ in range(2))
+        values += [p, q, p * q, int(gmpy2.next_prime(rng.getrandbits(bits)))]
+    for n in values:
+        assert bigint.confirm(n) == sympy.isprime(n) == bool(gmpy2.is_prime(n, 25)), n
+    assert all(gmpy2.is_strong_prp(n, 2) for n in values[:3])  # they pass the half GMP runs first
+
+
 # --- sizes and the sampler ----------------------------------------------------------------------
 
 def test_size_range():
@@ -123,6 +140,27 @@ def test_primes_only_outputs_are_verified_in_range_and_labelled(size):
     assert res.summary["primes"] == 12 and res.summary["tested"] == int(res.tests.sum())
 
 
+# The batched sampler's primes (above 2^160) for fixed seeds with `sieve()`, as the code at
+# fc1b405 drew them before its sieve and test loop were rewritten for speed (issue 19): the same
+# algorithm and the same random draws, so the same primes and the same number of tests.
+# (lo, hi, count, seed, sha256 of the primes joined by commas (16 hex digits), tests)
+BATCHED_DRAWS = [
+    (10**99, 10**100 - 1, 40, 1, "7a2fb35c58336965", 511),
+    (10**299, 10**300 - 1, 2, 2, "68416a0379604ecf", 73),
+    (2**2047, 2**2048 - 1, 1, 3, "216d83f728ec5c1e", 19),
+    (10**60, 3 * 10**60, 30, 4, "ec6e62153eda25c4", 245),
+]
+
+
+@pytest.mark.parametrize("lo, hi, count, seed, digest, tests", BATCHED_DRAWS)
+def test_batched_sampler_draws_the_same_primes_as_before(lo, hi, count, seed, digest, tests):
+    res = A.sample_any(sieve(), lo, hi, count, seed=seed, primes_only=True, max_seconds=3600)
+    assert res.summary["order"].startswith("uniform")
+    assert all(lo <= v <= hi and sympy.isprime(v) and gmpy2.is_prime(v, 25) for v in res.values)
+    assert hashlib.sha256(",".join(map(str, res.values)).encode()).hexdigest()[:16] == digest
+    assert res.summary["tested"] == tests == int(res.tests.sum())
+
+
 def test_generator_outputs_are_the_model_picks_and_deterministic():
     lo, hi, _ = A.size_range(digits=30)
     s = sieve()
@@ -154,6 +192,19 @@ def test_exact_density_where_cheap():
     density, exact = odd_prime_density_any(10**6, 10**7)
     odd = (10**7 - 10**6) // 2
     assert exact and density == pytest.approx((sympy.primepi(10**7) - sympy.primepi(10**6 - 1)) / odd)
+
+
+def test_estimated_density_of_a_narrow_range_of_huge_numbers():
+    """li(hi) - li(lo) at 30 digits lost the difference of two 118-digit values: [10^120,
+    10^120 + 10^60] held "about 0" primes and refused every request."""
+    from optimus.primes import odd_prime_density_any
+
+    for lo, width in ((10**120, 10**60), (10**300, 10**250), (2**4000, 2**3000)):
+        density, exact = odd_prime_density_any(lo, lo + width)
+        mid = lo + width // 2
+        assert not exact and density == pytest.approx(2 / (mid.bit_length() * math.log(2)), rel=2e-3)
+    res = A.sample_any(sieve(), 10**120, 10**120 + 10**60, 5, seed=1, primes_only=True)
+    assert len(res.values) == 5 and all(sympy.isprime(v) for v in res.values)
 
 
 def test_log_placement_spreads_over_decades():

@@ -111,3 +111,36 @@ def test_the_column_block_does_not_change_the_survivors(monkeypatch, built):
     np.testing.assert_array_equal(sieve.survivors(starts[:3]), together[:3])
     for k in (0, 1, D.ROWS + 2):
         np.testing.assert_array_equal(sieve.survivors([starts[k]])[0], together[k])
+
+
+@pytest.mark.parametrize("bits, bound, width", [(333, 50_000, 1_856), (1_000, 300_000, 700)])
+def test_multiples_at_the_window_edges_in_the_first_and_last_rows(bits, bound, width):
+    """Windows built so that a wide prime (or a narrow one) divides the candidate just before,
+    at, or just after each end of the window, across more than ROWS windows (the first and the
+    last rows take the strikes that land in the padding between rows): equal to Python's `%`."""
+    sieve = D.DeepSieve(bits, bound, width)
+    primes = sieve.primes.tolist()
+    narrow, wide = primes[: sieve.multi - 1], primes[sieve.multi - 1 :]
+    rng = random.Random(bits)
+    starts = []
+    for k in range(D.ROWS + 6):
+        p = rng.choice(wide[-50:] if k % 3 else wide[:50]) if k % 4 else rng.choice(narrow)
+        i0 = rng.choice([-2, -1, 0, 1, width - 2, width - 1, width, width + 1])
+        m = rng.randrange(1 << (bits - 2), 1 << (bits - 1)) // p | 1  # odd: s = m p - 2 i0 is odd
+        starts.append(m * p - 2 * i0)  # s + 2 i0 = m p
+    moduli = [*D.WHEEL_PRIMES, *primes]
+    for chunk in (starts, starts[:1], starts[-3:]):
+        alive = sieve.survivors(chunk)
+        for k in sorted({0, len(chunk) - 1, *range(1, len(chunk), 7)}):
+            np.testing.assert_array_equal(alive[k], ~_struck_by_python(chunk[k], moduli, width))
+
+
+@pytest.mark.parametrize("bits, bound, width, count", [(333, 50_000, 1_856, D.ROWS + 5), (1_000, 300_000, 700, 1),
+                                                       (2_048, 40_000, 11_360, 3)])
+def test_survivor_offsets_are_the_survivors_window_by_window(bits, bound, width, count):
+    sieve = D.DeepSieve(bits, bound, width)
+    starts = _starts(bits, count, 5)
+    offsets, ends = sieve.survivor_offsets(starts)
+    rows, cols = np.nonzero(sieve.survivors(starts))
+    np.testing.assert_array_equal(offsets, cols)
+    np.testing.assert_array_equal(ends, np.cumsum(np.bincount(rows, minlength=count)))

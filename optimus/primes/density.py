@@ -10,6 +10,8 @@ costly bins are Li(x) estimates marked as such. The baselines of every lift figu
 
 from __future__ import annotations
 
+import functools
+
 import mpmath
 import numpy as np
 
@@ -139,18 +141,23 @@ def odd_prime_density(lo: int, hi: int) -> float:
 EXACT_COUNT_HI = 10**12  # odd_prime_density_any counts exactly up to here (primecount: ~10 ms)
 
 
+@functools.lru_cache(maxsize=64)
 def odd_prime_density_any(lo: int, hi: int) -> tuple[float, bool]:
     """(share of odd integers in [lo, hi] that are prime, exact?) for ranges of any size below
     2^4096: `odd_prime_density` (an exact count, 2 excluded) up to EXACT_COUNT_HI, else
     estimated with li(x): (li(hi) - li(lo)) / (odd integers in [lo, hi]), or (width / ln mid) /
-    (odd integers) for ranges narrower than 10^6. ValueError if the range holds no odd integer."""
+    (odd integers) for ranges narrower than 10^6. ValueError if the range holds no odd integer.
+    Cached (a pure function of the range; li at 100 digits ~0.13 ms, a count to 10^12 ~10 ms,
+    once per sampling request)."""
     odd = odd_count(lo, hi)
     if odd == 0:
         raise ValueError(f"[{lo}, {hi}] contains no odd integer" if hi < 10**24 else
                          "the range contains no odd integer")
     if hi <= EXACT_COUNT_HI:
         return odd_prime_density(lo, hi), True
-    with mpmath.workdps(30):
+    # li(hi) - li(lo) loses the digits the two share: 30 significant digits of the difference
+    # need 30 more than hi has beyond the width (at 30 in all, [10^120, 10^120 + 10^60] held 0)
+    with mpmath.workdps(30 + max(0, len(str(hi)) - len(str(hi - lo + 1)))):
         if lo == 0:
             count = mpmath.li(mpmath.mpf(hi)) - mpmath.li(2)
         elif hi - lo < 10**6:

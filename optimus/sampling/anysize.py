@@ -29,7 +29,7 @@ not care how big n is. This module samples with it at any size, with Python ints
 4. *Primality, with its certainty stated.* Below 2^53 `primes.is_prime` (deterministic); from
    2^53 to 2^64 BPSW, which is proven there (no BPSW pseudoprime below 2^64: Gilchrist 2013
    checked Feitsma's list of every base-2 strong pseudoprime below 2^64); above 2^64 a base-2
-   strong test on every sieved pick and BPSW (GMP's, plus one Miller-Rabin round) on those that
+   strong test on every sieved pick and BPSW (GMP's, `bigint.confirm`) on those that
    pass (above 2^160 one GMP call per candidate, `bigint.confirm`, which stops at the base-2
    test on composites), labelled "probable prime (BPSW, no known counterexample)". Composites
    are always proven composite.
@@ -39,6 +39,7 @@ not care how big n is. This module samples with it at any size, with Python ints
 
 from __future__ import annotations
 
+import array
 import functools
 import math
 import random
@@ -96,11 +97,12 @@ BATCH_WINDOWS = 2048  # windows per batch at most: residues, logits and picks in
 DEEP_TABLE_BYTES = 48 << 20
 # Above DEEP_MIN primes-only windows are sieved in batches by `deep_sieve.DeepSieve` up to
 # DEEP_BOUNDS (bits, bound; interpolated), chosen by measurement: the tests a deeper bound
-# saves against its cost per window (at 100 digits about 6 ns per prime and window, a test
-# 20 us; at 4096 bits about 70 ns with the table built per batch of 11 windows, a test 16 ms;
-# README, "Speed"). Below 2^160 (under 48 digits) a test costs a few microseconds and the
-# learned windows' path is kept, so that the learned sieve still decides there (measured,
-# 300 primes per size on the loaded machine: the batched path 10-20% faster at 40 digits,
+# saves against its cost per window (at 100 digits about 4 ns per wide prime and window, a
+# test 20 us: 50 k, 75 k and 100 k within 2% of each other, 1,000 primes x 8 rounds; at 4096
+# bits about 70 ns with the table built per batch of 11 windows, a test 16 ms; README,
+# "Speed"). Below 2^160 (under 48 digits) a test costs a few microseconds and the learned
+# windows' path is kept, so that the learned sieve still decides there (measured, 300 primes
+# per size on the loaded machine: the batched path 10-20% faster at 40 digits,
 # within 3% at 50-80).
 DEEP_MIN = 1 << 160
 DEEP_BOUNDS = ((64, 50_000), (333, 50_000), (997, 1_000_000), (2048, 8_000_000), (4096, 16_000_000))
@@ -385,44 +387,49 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
     if batched:  # one survivor mask per window, candidates tested in a uniformly random order
         ds = _deep_sieve(bits, bound, width)
         picks = width
-        draw, confirm, mpz, clock = rng.random, bigint.confirm, gmpy2.mpz, time.perf_counter
+        # the loop below runs ~12 times a prime at 100 digits: locals only, and the GMP call
+        # itself rather than a wrapper (`bigint.confirm`; ~0.3 us a test, measured)
+        draw, is_prime, reps, mpz, clock = rng.random, gmpy2.is_prime, bigint.CONFIRM_REPS, gmpy2.mpz, time.perf_counter
+        tested = lucas = 0
         while len(values) < count and not stopped:
             # a window of WINDOW_PER_LN x ln hi candidates nearly always holds a prime
             batch = min(count - len(values) + 1 + (count - len(values)) // 64, BATCH_WINDOWS)
             starts = _place(rng, first, slots, batch, placement)
             windows += batch
-            alive = ds.survivors(starts)
-            struck += int(alive.size - np.count_nonzero(alive))
-            # the survivors of every window at once (one nonzero and one tolist per batch, not
-            # per window: ~5 us a window at 100 digits), each window's a slice of them
-            rows, cols = np.nonzero(alive)
-            cols = cols.tolist()
-            ends = np.cumsum(np.bincount(rows, minlength=batch)).tolist()
+            offsets, ends = ds.survivor_offsets(starts)
+            struck += batch * width - int(offsets.size)
+            # the survivors of every window at once (one flat pass per batch, not per window),
+            # each window's a segment of them, as offsets from its start in an array.array: a
+            # window's ~12 tests read their candidates from it without turning all ~190 of its
+            # survivors into ints (a tolist: ~6 us a window)
+            left = array.array("q", (2 * offsets).tobytes())
+            ends = ends.tolist()
             lo_b = 0
             for b in range(batch):
-                left, lo_b = cols[lo_b : ends[b]], ends[b]
+                base, left_n, lo_b = lo_b, ends[b] - lo_b, ends[b]
                 start = mpz(starts[b])  # candidates as mpz from one base: no int -> mpz per test
-                while left:  # a uniformly random order, drawn as it is tested (Fisher-Yates)
-                    k = int(draw() * len(left))
-                    i = left[k]
-                    left[k] = left[-1]
-                    left.pop()
+                while left_n:  # a uniformly random order, drawn as it is tested (Fisher-Yates)
+                    k = base + int(draw() * left_n)
+                    left_n -= 1
+                    c = start + left[k]
+                    left[k] = left[base + left_n]
                     if clock() > deadline:
                         stopped = "deadline"
                         break
-                    c = start + 2 * i
-                    test.tests += 1
+                    tested += 1
                     # one GMP call (`bigint.confirm`): mpz_probab_prime_p stops at its base-2
-                    # strong test on a composite and runs the rest of BPSW and one Miller-Rabin
-                    # round only on those passing (the base-2 test is not run twice on the prime,
-                    # as strong_prp2 then confirm would; measured the same cost as strong_prp2
-                    # on deep-sieved composites, 333 and 2048 bits, interleaved)
-                    if confirm(c):
-                        test.lucas += 1
+                    # strong test on a composite and runs the rest of BPSW only on those
+                    # passing (the base-2 test is not run twice on the prime, as strong_prp2
+                    # then confirm would; measured the same cost as strong_prp2 on deep-sieved
+                    # composites, 333 and 2048 bits, interleaved)
+                    if is_prime(c, reps):
+                        lucas += 1
+                        test.tests = tested  # take_prime records the count
                         if take_prime(int(c)):
                             break
                 if len(values) == count or stopped:
                     break
+        test.tests, test.lucas = tested, lucas
         # every tested candidate survived a sieve by every learned prime (bound >= their max)
         picked = picked_survivors = test.tests
     while not batched and len(values) < count and not stopped:

@@ -87,11 +87,11 @@ def test_primes_around_the_boundaries_and_their_labels():
 
 
 def test_confirm_is_bpsw_and_agrees_with_sympy():
-    """bigint.confirm (one GMP call, BPSW: CONFIRM_REPS = 24) on primes, products of two primes
-    and strong pseudoprimes to base 2 (and to every prime base up to 37 and 41) beyond 2^64."""
+    """bigint.confirm (one GMP call: BPSW and one Miller-Rabin round, CONFIRM_REPS = 25) on primes,
+    products of two primes and strong pseudoprimes to base 2 (and to every prime base up to 37 and 41) beyond 2^64."""
     from optimus.primes import bigint
 
-    assert bigint.CONFIRM_REPS == 24  # BPSW itself: the certainty the outputs state
+    assert bigint.CONFIRM_REPS == 25  # BPSW (the certainty the outputs state) + next_prime's extra round
     rng = random.Random(5)
     values = [3825123056546413051, 318665857834031151167461, 3317044064679887385961981]
     for bits in (80, 333, 1024):

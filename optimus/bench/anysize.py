@@ -169,7 +169,7 @@ def _methods(sieve, lo: int, hi: int, count: int, rng) -> dict:
 
 def _test_costs(lo: int, hi: int, rng, seconds: float = 0.3) -> dict:
     """Seconds of one base-2 strong test on random odd n of the size, and of the full test of a
-    prime of the size: ours (`bigint.confirm`, BPSW) and next_prime's (GMP's mpz_millerrabin(p,
+    prime of the size: ours (`bigint.confirm`, GMP's CONFIRM_REPS rounds) and next_prime's (GMP's mpz_millerrabin(p,
     25): BPSW + one Miller-Rabin round)."""
     values = [rng.randrange(lo, hi + 1) | 1 for _ in range(64)]
     prime = int(gmpy2.next_prime(values[0]))

@@ -219,11 +219,12 @@ def strong_prp2(n: int) -> bool:
 
 
 # GMP's mpz_probab_prime_p(n, reps): trial division, then BPSW (base-2 strong + strong Lucas) and
-# reps - 24 more Miller-Rabin rounds with random bases (GMP >= 6.2, mpz/millerrabin.c). 24: BPSW
-# itself, the test every "probable prime (BPSW)" here states (sympy.isprime runs the same). GMP's
-# next_prime asks for 25, one more round on each prime it returns (~20 us of a 100-digit prime's
-# ~120 us, measured); `bench anysize` times that reference as GMP ships it.
-CONFIRM_REPS = 24
+# reps - 24 more Miller-Rabin rounds with random bases (GMP >= 6.2, mpz/millerrabin.c). 25: BPSW
+# (the test every "probable prime (BPSW)" here states; sympy.isprime runs the same) plus the one
+# random-base round GMP's next_prime runs on each prime it returns, so that `bench anysize`
+# compares equal certainty. 24 (BPSW alone) saves ~20 us of a 100-digit prime's ~120 us: measured
+# 1.07-1.11x next_prime's speed at 100 digits against 1.04x with 25 (`bench anysize --quick`).
+CONFIRM_REPS = 25
 
 
 def confirm(n: int) -> bool:

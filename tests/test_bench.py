@@ -64,6 +64,8 @@ FAKE = {
                                 "wall_s": 2.0, "peak_rss_mb": 1200.0,
                                 "exceptions": ["No models"]}},
             "rss_warm_mb": 300.0, "rss_after_mb": 320.0, "rss_peak_mb": 400.0, "bare_rss_mb": 60.0,
+            "static_file_ms": {"files": 130, "stock": {"median": 2.4, "min": 2.1, "max": 2.8, "n": 5},
+                               "from_memory": {"median": 0.8, "min": 0.7, "max": 0.9, "n": 5}},
             "cold_start": {"health_s": 1.2, "overview_drawn_s": 2.5, "server_cpu_s": 2.0, "rss_mb": 280.0,
                            "health_cpu_s": 0.5, "websocket_s": 1.9, "script_done_s": 2.8, "met": True,
                            "first_start": {"health_s": 1.3, "overview_drawn_s": 3.4, "server_cpu_s": 2.6,
@@ -98,6 +100,8 @@ def test_format_table_shows_every_section_with_ratios_and_targets():
     assert re.search(r"overview +0\.150 s .* 1\.50x +3\.00x .* 250 MB", text)
     assert re.search(r"train +1\.750 s .* 17\.50x +35\.00x .*1200 MB +\[page shows: No models\]", text)
     assert "every page within 2x the bare page: MISSED" in text
+    assert ("server CPU per static file (130 JavaScript chunks in turn, 5 rounds): Streamlit's handler 2.40 ms "
+            "(2.10-2.80), from memory 0.80 ms (0.70-0.90)") in text
     assert "320 MB after the flow" in text
     assert "to the Overview's figures drawn in Chromium 2.50 s" in text and "target <= 3 s: met" in text
     assert ("health 1.20 s (0.50 s of server CPU), the page's websocket 1.90 s, first figure 2.50 s, script over "
@@ -139,6 +143,7 @@ def test_every_bench_section_runs_in_its_quick_form(name, capfd, monkeypatch):
     assert "Traceback" not in text
     if name == "app":
         assert r["bare_cpu_s"]["median"] > 0 and r["bare_served_cpu_s"]["median"] > 0
+        assert r["static_file_ms"]["stock"]["median"] > 0 and r["static_file_ms"]["from_memory"]["n"] == 5
         assert set(r["pages"]) == set(bench_app_module.QUICK_PAGES)
         for page, p in r["pages"].items():
             assert p["cpu_s"]["median"] > 0 and p["peak_rss_mb"] > 0 and p["exceptions"] == [], page

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import http.client
 import os
 import re
 import shutil
@@ -104,6 +105,39 @@ async def measured_load(browser, server, spec: PageLoad, seed: int) -> dict:
     return {"cpu_s": cpu, "wall_s": wall, "peak_rss": peak.peak, "exceptions": problems}
 
 
+def static_file_cpu_ms(server, names: list[str]) -> float:
+    """The server's CPU milliseconds per static file: `names` (paths under Streamlit's static
+    folder) fetched in turn over one keep-alive connection, as a browser fetches a page's chunks."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        cpu0 = srv.cpu_seconds(server.pid)
+        for name in names:
+            conn.request("GET", f"/{name}")
+            conn.getresponse().read()
+        return (srv.cpu_seconds(server.pid) - cpu0) * 1000 / len(names)
+    finally:
+        conn.close()
+
+
+def _static_files_cost(stock, served, rounds: int = 5, files: int = 130) -> dict:
+    """Server CPU per static file through Streamlit's own handler (`stock`) and from memory
+    (`served`, optimus/app/serving.py): the first `files` JavaScript chunks, once to warm up,
+    then `rounds` interleaved rounds; median and spread."""
+    from streamlit import file_util
+
+    js = os.path.join(file_util.get_static_dir(), "static", "js")
+    names = [f"static/js/{n}" for n in sorted(os.listdir(js))[:files]]
+    out: dict = {"files": len(names)}
+    for server in (stock, served):  # warm-up: the memory cache filled, the connection paths run once
+        static_file_cpu_ms(server, names)
+    runs = {"stock": [], "from_memory": []}
+    for _ in range(rounds):
+        runs["stock"].append(static_file_cpu_ms(stock, names))
+        runs["from_memory"].append(static_file_cpu_ms(served, names))
+    out.update({key: _summary(v) for key, v in runs.items()})
+    return out
+
+
 def _summary(values) -> dict:
     v = np.asarray(values, dtype=float)
     return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
@@ -179,6 +213,7 @@ async def _bench_app(models_root: Path, pages, repeat: int) -> dict:
                         loads[spec.name].append(await measured_load(browser, app, spec, seed=100 + 10 * r + i))
                 results["rss_after_mb"] = srv.rss_bytes(app.pid)[0] / 2**20
                 results["bare_rss_mb"] = srv.rss_bytes(bare.pid)[0] / 2**20
+                results["static_file_ms"] = _static_files_cost(bare, served)
         finally:
             await browser.close()
     results["bare_cpu_s"] = _summary([x["cpu_s"] for runs in paired.values() for x in runs])
@@ -238,6 +273,12 @@ def format_app(r: dict) -> list[str]:
             line += f"  [page shows: {p['exceptions'][0][:80]}]"
         lines.append(line)
     lines.append(f"  every page within {r['target_ratio']:g}x the bare page: {'met' if r['met'] else 'MISSED'}")
+    if "static_file_ms" in r:
+        f = r["static_file_ms"]
+        lines.append(f"  server CPU per static file ({f['files']} JavaScript chunks in turn, {f['stock']['n']} rounds): "
+                     f"Streamlit's handler {f['stock']['median']:.2f} ms ({f['stock']['min']:.2f}-{f['stock']['max']:.2f}), "
+                     f"from memory {f['from_memory']['median']:.2f} ms ({f['from_memory']['min']:.2f}-"
+                     f"{f['from_memory']['max']:.2f})")
     lines.append(f"  server RSS: {r['rss_warm_mb']:.0f} MB after the warm-up, {r['rss_after_mb']:.0f} MB after the "
                  f"flow (peak during the timed loads {r['rss_peak_mb']:.0f} MB); the bare page's server {r['bare_rss_mb']:.0f} MB")
     c = r["cold_start"]

@@ -29,8 +29,8 @@ not care how big n is. This module samples with it at any size, with Python ints
 4. *Primality, with its certainty stated.* Below 2^53 `primes.is_prime` (deterministic); from
    2^53 to 2^64 BPSW, which is proven there (no BPSW pseudoprime below 2^64: Gilchrist 2013
    checked Feitsma's list of every base-2 strong pseudoprime below 2^64); above 2^64 a base-2
-   strong test on every sieved pick and BPSW (GMP's, `bigint.confirm`) on those that
-   pass (above 2^160 one GMP call per candidate, `bigint.confirm`, which stops at the base-2
+   strong test on every sieved pick and BPSW plus one Miller-Rabin round (GMP's,
+   `bigint.confirm`, the certainty `gmpy2.next_prime` gives its primes) on those that pass (above 2^160 one GMP call per candidate, `bigint.confirm`, which stops at the base-2
    test on composites), labelled "probable prime (BPSW, no known counterexample)". Composites
    are always proven composite.
 5. *Bounded.* Windows come in batches (memory bounded whatever the count) and a request still
@@ -418,10 +418,10 @@ def _sample_any(sieve, lo, hi, count, seed, temperature, primes_only, placement,
                         break
                     tested += 1
                     # one GMP call (`bigint.confirm`): mpz_probab_prime_p stops at its base-2
-                    # strong test on a composite and runs the rest of BPSW only on those
-                    # passing (the base-2 test is not run twice on the prime, as strong_prp2
-                    # then confirm would; measured the same cost as strong_prp2 on deep-sieved
-                    # composites, 333 and 2048 bits, interleaved)
+                    # strong test on a composite and runs the rest of BPSW (and the extra
+                    # Miller-Rabin round) only on those passing (the base-2 test is not run
+                    # twice on the prime, as strong_prp2 then confirm would; measured the same
+                    # cost as strong_prp2 on deep-sieved composites, 333 and 2048 bits)
                     if is_prime(c, reps):
                         lucas += 1
                         test.tests = tested  # take_prime records the count

@@ -167,6 +167,12 @@ def _methods(sieve, lo: int, hi: int, count: int, rng) -> dict:
     }, box
 
 
+def _gmp_test(reps: int) -> str:
+    """What GMP's mpz_probab_prime_p(n, reps) runs on a prime (GMP >= 6.2)."""
+    extra = int(reps) - 24
+    return "BPSW" if extra <= 0 else f"BPSW + {extra} Miller-Rabin round{'s' * (extra > 1)}"
+
+
 def _test_costs(lo: int, hi: int, rng, seconds: float = 0.3) -> dict:
     """Seconds of one base-2 strong test on random odd n of the size, and of the full test of a
     prime of the size: ours (`bigint.confirm`, GMP's CONFIRM_REPS rounds) and next_prime's (GMP's mpz_millerrabin(p,
@@ -178,7 +184,7 @@ def _test_costs(lo: int, hi: int, rng, seconds: float = 0.3) -> dict:
         for v in values[:8]:
             gmpy2.is_strong_prp(v, 2)
         done += 8
-    out = {"strong_test_s": (time.process_time() - t0) / done}
+    out = {"strong_test_s": (time.process_time() - t0) / done, "confirm_reps": bigint.CONFIRM_REPS}
     for key, test in (("confirm_s", bigint.confirm), ("next_prime_confirm_s", lambda n: gmpy2.is_prime(n, 25))):
         done, t0 = 0, time.process_time()
         while time.process_time() - t0 < seconds or done < 2:
@@ -351,8 +357,9 @@ def _format_anysize(r: dict) -> list[str]:
                      f"{x['sieve_tests_per_prime']:.1f}" + (f", by the primes to {x['deep_sieve_max_prime']:,} "
                                                             f"{x['deep_tests_per_prime']:.1f}" if x["deep_sieve_max_prime"] else "")
                      + f"), random odd {x['random_odd_tests_per_prime']:.1f}; one base-2 test {x['strong_test_s'] * 1e6:.3g} us, "
-                     f"the full test of a prime {x.get('confirm_s', x.get('lucas_s', 0)) * 1e6:.3g} us (ours, BPSW)"
-                     + (f", {x['next_prime_confirm_s'] * 1e6:.3g} us (next_prime's, BPSW + one Miller-Rabin round)"
+                     f"the full test of a prime {x.get('confirm_s', x.get('lucas_s', 0)) * 1e6:.3g} us (ours, "
+                     f"{_gmp_test(x.get('confirm_reps', 24))})"
+                     + (f", {x['next_prime_confirm_s'] * 1e6:.3g} us (next_prime's, {_gmp_test(25)})"
                         if "next_prime_confirm_s" in x else ""))
         lines.append(f"    limit ((tests per prime - 1) x one test + one full test) {x['limit_per_prime_s'] * 1e3:.3g} ms; time / limit: "
                      + ", ".join(f"{m} {v:.2f}" for m, v in x["vs_limit"].items()))

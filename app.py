@@ -12,6 +12,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from optimus.app import heap, pages, presenter
+from optimus.app.guard import check_host
+from optimus.primes.sieve import release_sieve_pages
+
 # glibc's malloc tuned for a long-lived server of short runs (mallopt, the C library's own knob;
 # MALLOC_ARENA_MAX=2 in the environment does the same, but a presenter types `streamlit run
 # app.py`). Every page run is a new thread, and each thread took an arena of its own (up to 8 per
@@ -40,8 +44,6 @@ def _release_freed_memory() -> None:
     """Hand the memory a page run freed back to the system: glibc keeps freed heap pages, and
     the big sieve's pages that a run's lookups mapped in stay resident (64 MiB at most, shared
     page cache), while the server lives for hours serving a room."""
-    from optimus.primes.sieve import release_sieve_pages  # not at the top: see main()
-
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
@@ -50,12 +52,6 @@ def _release_freed_memory() -> None:
 
 def main() -> None:
     """One page run: the page's settings, the Host check, then the page the URL names."""
-    # Imported here, not at the top: the server imports this file before it listens, and these
-    # bring NumPy (0.3 s of a new server's start-up); its start-up thread imports them while the
-    # first browser loads (optimus/app/serving.py), so they are in sys.modules by now.
-    from optimus.app import heap, pages, presenter  # (see above)
-    from optimus.app.guard import check_host  # (see above)
-
     # A file served by this server: a `:material/...:` page icon makes every browser fetch it
     # from fonts.gstatic.com, and an emoji icon from a CDN (a venue may be offline; issue 18).
     st.set_page_config(page_title="Optimus", page_icon=str(Path(__file__).parent / "optimus" / "app" / "icon.png"),
@@ -78,4 +74,4 @@ else:  # imported by `streamlit run app.py`, which serves this st.App
 
     from optimus.app import serving
 
-    app = st.App(__file__, middleware=[Middleware(serving.StaticFromMemory)], lifespan=serving.warm_up(__file__))
+    app = st.App(__file__, middleware=[Middleware(serving.StaticFromMemory)], lifespan=serving.lifespan)

@@ -15,11 +15,9 @@ module's middleware and lifespan, so `streamlit run app.py` serves through them.
   link makes Streamlit's client probe `/<page>/_stcore/health` and `/<page>/_stcore/host-config`
   first, which the server answers 404 on purpose (two console errors on every deep link, issue
   22; upstream streamlit#7074).
-* At start-up (the lifespan), a thread imports what app.py's page runs and the landing page
-  import, while the first browser is still fetching and compiling Streamlit's bundle (about a
-  second): the server answers its health check sooner (app.py itself imports only Streamlit
-  and this module) and the Overview's figures reach a new server's first visitor sooner
-  (issue 18, cold start).
+* At start-up (the lifespan), a thread imports what the landing page runs, while the first
+  browser is still fetching files: the Overview's figures reach a new server's first visitor
+  sooner (issue 18, cold start).
 
 Everything else (the websocket, health, media, uploads) passes to Streamlit unchanged. Nothing
 here imports TensorFlow.
@@ -168,14 +166,12 @@ class StaticFromMemory:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else entry.body})
 
 
-def script_imports(path: str | os.PathLike) -> list[str]:
-    """The modules a script imports, at its top level or inside its functions (read from its
-    source: a page is a script and runs when imported). `from x import y` gives x and x.y (y may
-    be a module or not)."""
-    with open(path, encoding="utf-8") as fh:
-        tree = ast.parse(fh.read())
+def page_imports(page: pages.PageSpec = pages.DEFAULT) -> list[str]:
+    """The modules a page's script imports at its top level (read from its source: a page is a
+    script and runs when imported)."""
+    tree = ast.parse(pages.path(page).read_text())
     names = []
-    for node in ast.walk(tree):
+    for node in tree.body:
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -184,20 +180,14 @@ def script_imports(path: str | os.PathLike) -> list[str]:
     return names
 
 
-def _import_all(names: Iterable[str]) -> None:
-    for name in names:
-        with contextlib.suppress(Exception):  # not a module (ImportError), or a failure that the
-            importlib.import_module(name)  # page's own run shows with its trace
+def _warm_imports() -> None:
+    for name in page_imports():  # `from x import name`: name may be a module or not (ImportError)
+        with contextlib.suppress(Exception):  # a failure shows on the page's own run, with its trace
+            importlib.import_module(name)
 
 
-def warm_up(script: str | os.PathLike):
-    """The server's lifespan: at start-up, a thread imports what `script` (app.py) and the
-    landing page import (see the module docstring)."""
-    names = [*script_imports(script), *script_imports(pages.path(pages.DEFAULT))]
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        threading.Thread(target=_import_all, args=(names,), name="optimus-warm-imports", daemon=True).start()
-        yield
-
-    return lifespan
+@contextlib.asynccontextmanager
+async def lifespan(_app):
+    """At start-up: the landing page's imports in a thread (see the module docstring)."""
+    threading.Thread(target=_warm_imports, name="optimus-warm-imports", daemon=True).start()
+    yield

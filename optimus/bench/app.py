@@ -123,7 +123,7 @@ def _static_files_cost(stock, served, rounds: int = 5, files: int = 130) -> dict
     """Server CPU per static file through Streamlit's own handler (`stock`) and from memory
     (`served`, optimus/app/serving.py): the first `files` JavaScript chunks, once to warm up,
     then `rounds` interleaved rounds; median and spread."""
-    from streamlit import file_util
+    from streamlit import file_util  # Streamlit: the CLI imports optimus.bench without it
 
     js = os.path.join(file_util.get_static_dir(), "static", "js")
     names = [f"static/js/{n}" for n in sorted(os.listdir(js))[:files]]

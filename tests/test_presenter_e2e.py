@@ -98,7 +98,9 @@ def test_visitor_watches_forged_start_refused_presenter_starts(tmp_path):
                 visitor.goto(server.url + "/train")
                 visitor.get_by_text("Past runs").first.wait_for()
                 visitor.get_by_test_id("stVegaLiteChart").first.wait_for()  # the runs are watched live
-                assert visitor.get_by_label("Presenter key", exact=True).count() >= 1
+                # each element shows once its JavaScript chunk has loaded: the key box's may come
+                # after the chart's (preloaded, optimus/app/serving.py), so wait for it
+                visitor.get_by_label("Presenter key", exact=True).first.wait_for()
                 for name in ("Start training", "Stop after the current step", "Continue"):
                     assert visitor.get_by_role("button", name=re.compile(name)).count() == 0, name
                 visitor.goto(server.url + "/continual")

@@ -25,7 +25,7 @@ PAGES = (
     PageSpec("continual", "Continual learning", ":material/history:"),
 )
 DEFAULT = PAGES[0]
-URL_PATHS = tuple(p.module for p in PAGES)  # /overview answers too (Streamlit maps it to /)
+URL_PATHS = tuple(p.module for p in PAGES)  # the paths index.html is served at (and /)
 
 
 def path(page: PageSpec) -> Path:

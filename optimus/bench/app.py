@@ -1,14 +1,16 @@
 """`bench app` and `bench app-load`: what a page load costs the server, against a bare
 Streamlit page, and how many visitors two cores can serve.
 
-`bench app`: two servers side by side, the app (over a temporary copy of the shipped models) and
-the bare page (`bare_page.py`, same Streamlit, same .streamlit/config.toml, its own process).
-Each page of `PAGES` is loaded in a new browser context (a new Streamlit session), after one
-warm-up load of each, alternately with a load of the bare page; a load is over when the page's
+`bench app`: three servers side by side, the app (over a temporary copy of the shipped models),
+the bare page (`bare_page.py`, same Streamlit, same .streamlit/config.toml, its own process) and
+the same bare page served the way app.py serves the app (`bare_page_served.py`). Each page of
+`PAGES` is loaded in a new browser context (a new Streamlit session), after one warm-up load of
+each, alternately with a load of each bare page; a load is over when the page's
 last element is drawn and Streamlit's running indicator is gone. For each load: the server's
 own CPU seconds (all threads, /proc/<pid>/stat) and its peak RSS. Reported: the median CPU per
-page, its ratio to the bare page's median from the loads interleaved with it, the spread, the
-peak RSS per page, the server's RSS after the whole flow, and the cold start (from `streamlit
+page, its ratio to each bare page's median from the loads interleaved with it, the spread, the
+peak RSS per page, the server's RSS after the whole flow, the server's CPU per static file
+(Streamlit's handler against the serving layer's memory), and the cold start (from `streamlit
 run app.py` to the Overview's figures drawn in Chromium, the browser already open).
 
 `bench app-load`: the server's CPU per visitor flow (the eight loads of `PAGES`, one visitor,

@@ -31,7 +31,6 @@ import hashlib
 import importlib
 import mimetypes
 import os
-import re
 import threading
 from collections.abc import Iterable
 
@@ -42,8 +41,6 @@ from optimus.app.pages import URL_PATHS
 
 IMMUTABLE = "public, immutable, max-age=31536000"  # Streamlit's STATIC_ASSET_CACHE_MAX_AGE_SECONDS
 NO_CACHE = "no-cache"
-CHART_MODULE = "ArrowVegaLiteChart"  # Streamlit's st.vega_lite_chart, loaded when a chart first shows
-_STATIC_IMPORT = re.compile(r'(?:from|import)\s*"\./([^"/]+\.js)"')  # `import x from "./y.js"` in a chunk
 
 
 def base_url_path() -> str:
@@ -52,36 +49,16 @@ def base_url_path() -> str:
     return f"/{path}" if path else ""
 
 
-def chart_modules(static_dir: str) -> list[str]:
-    """Streamlit's chart module (`ArrowVegaLiteChart.<hash>.js`) and the modules it imports,
-    as paths under `static_dir`: every page of the app draws a chart, and the browser otherwise
-    asks for them only once the page's script has sent its first chart."""
-    js = os.path.join(static_dir, "static", "js")
-    names = os.listdir(js) if os.path.isdir(js) else []
-    todo = [n for n in names if n.startswith(CHART_MODULE + ".") and n.endswith(".js")]
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in names:
-            continue
-        seen.add(name)
-        with open(os.path.join(js, name), encoding="utf-8", errors="replace") as fh:
-            todo += _STATIC_IMPORT.findall(fh.read())
-    return sorted(f"static/js/{n}" for n in seen)
-
-
-def with_base_url(index_html: bytes, base_path: str, preload: Iterable[str] = ()) -> bytes:
+def with_base_url(index_html: bytes, base_path: str) -> bytes:
     """index.html with the backend's base URL set before Streamlit's bundle reads it (the bundle
-    freezes `window.__streamlit` when it loads; an inline script in <head> runs first), and a
-    `modulepreload` link for each module of `preload` (paths relative to the static folder)."""
+    freezes `window.__streamlit` when it loads; an inline script in <head> runs first)."""
     script = ("<script>window.__streamlit = Object.assign(window.__streamlit || {}, "
               f'{{BACKEND_BASE_URL: window.location.origin + "{base_path}/"}});</script>')
-    links = "".join(f'<link rel="modulepreload" crossorigin href="./{p}">' for p in preload)
     head = index_html.find(b"<head>")
     if head < 0:
         raise ValueError("Streamlit's index.html has no <head>")
     at = head + len(b"<head>")
-    return index_html[:at] + script.encode() + index_html[at:].replace(b"</head>", links.encode() + b"</head>", 1)
+    return index_html[:at] + script.encode() + index_html[at:]
 
 
 class _File:
@@ -126,7 +103,7 @@ class StaticFromMemory:
         entry = self._files.get("index.html")
         if entry is None:
             with open(os.path.join(self.static_dir, "index.html"), "rb") as fh:
-                body = with_base_url(fh.read(), self.base, chart_modules(self.static_dir))
+                body = with_base_url(fh.read(), self.base)
             entry = self._files.setdefault("index.html", _File(body, "text/html; charset=utf-8", NO_CACHE))
         return entry
 

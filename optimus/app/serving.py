@@ -62,17 +62,14 @@ def with_base_url(index_html: bytes, base_path: str) -> bytes:
 
 
 class _File:
-    __slots__ = ("body", "etag", "headers")
+    __slots__ = ("body", "etag", "headers", "not_modified_headers")
 
     def __init__(self, body: bytes, content_type: str, cache_control: str):
         self.body = body
         self.etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
-        self.headers = [
-            (b"content-type", content_type.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", cache_control.encode()),
-            (b"etag", self.etag.encode()),
-        ]
+        self.not_modified_headers = [(b"etag", self.etag.encode()), (b"cache-control", cache_control.encode())]
+        self.headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+                        *self.not_modified_headers]
 
 
 def _content_type(name: str) -> str:
@@ -135,8 +132,7 @@ class StaticFromMemory:
         etag = entry.etag.encode()
         for name, value in scope["headers"]:
             if name == b"if-none-match" and etag in value:
-                await send({"type": "http.response.start", "status": 304,
-                            "headers": [(b"etag", etag), entry.headers[2]]})
+                await send({"type": "http.response.start", "status": 304, "headers": entry.not_modified_headers})
                 await send({"type": "http.response.body", "body": b""})
                 return
         await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
